@@ -1,0 +1,225 @@
+package variant
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+var defaults = Defaults{
+	Quality:     map[Format]int{FormatJPEG: 80, FormatWebP: 75, FormatAVIF: 50},
+	Negotiation: Negotiation{AVIF: true, WebP: true},
+}
+
+func TestResolveAndCanonical(t *testing.T) {
+	tests := []struct {
+		name      string
+		spec      Spec
+		accept    string
+		canonical string
+		format    Format
+	}{
+		{"prototype default", Spec{Format: FormatJPEG, Quality: 90}, "", "full_q90", FormatJPEG},
+		{"width only", Spec{Width: 720, Format: FormatJPEG}, "", "w720_q80", FormatJPEG},
+		{"fit dropped without both sides", Spec{Width: 720, Fit: FitCover, Format: FormatWebP}, "", "w720_q75", FormatWebP},
+		{"cover", Spec{Width: 320, Height: 320, Fit: FitCover, Format: FormatWebP, Quality: 70}, "", "w320_h320_cover_q70", FormatWebP},
+		{"fill", Spec{Width: 10, Height: 20, Fit: FitFill, Format: FormatPNG, Quality: 70}, "", "w10_h20_fill", FormatPNG},
+		{"auto picks avif", Spec{Width: 100, Format: FormatAuto}, "image/avif,image/webp,*/*", "w100_q50", FormatAVIF},
+		{"auto picks webp", Spec{Width: 100, Format: FormatAuto}, "image/webp,*/*;q=0.8", "w100_q75", FormatWebP},
+		{"auto falls back to jpeg", Spec{Width: 100, Format: FormatAuto}, "*/*", "w100_q80", FormatJPEG},
+		{"avif refused by q=0", Spec{Height: 50, Format: FormatAuto}, "image/avif;q=0, image/webp", "h50_q75", FormatWebP},
+		{"progressive jpeg", Spec{Width: 1, Format: FormatJPEG, Progressive: true}, "", "w1_q80_prog", FormatJPEG},
+		{"progressive dropped for webp", Spec{Width: 1, Format: FormatWebP, Progressive: true}, "", "w1_q75", FormatWebP},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.spec.Resolve(tt.accept, defaults)
+			if got := r.Canonical(); got != tt.canonical {
+				t.Errorf("Canonical() = %q, want %q", got, tt.canonical)
+			}
+			if r.Format != tt.format {
+				t.Errorf("Format = %v, want %v", r.Format, tt.format)
+			}
+			back, err := ParseCanonical(r.Canonical())
+			if err != nil {
+				t.Fatalf("ParseCanonical(%q): %v", r.Canonical(), err)
+			}
+			back.Format = r.Format
+			if back != r {
+				t.Errorf("round trip: got %+v, want %+v", back, r)
+			}
+		})
+	}
+}
+
+func TestNegotiationDisabledFormats(t *testing.T) {
+	n := Negotiation{AVIF: false, WebP: true}
+	if got := n.Choose("image/avif,image/webp"); got != FormatWebP {
+		t.Errorf("Choose with AVIF off = %v, want webp", got)
+	}
+	n = Negotiation{Fallback: FormatPNG}
+	if got := n.Choose("image/avif,image/webp"); got != FormatPNG {
+		t.Errorf("Choose with both off = %v, want the png fallback", got)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	limits := Limits{MaxWidth: 8192, MaxHeight: 8192}
+	tests := []struct {
+		name    string
+		spec    Spec
+		wantErr string
+	}{
+		{"ok", Spec{Width: 8192, Height: 10, Quality: 100}, ""},
+		{"too wide", Spec{Width: 100000}, "width 100000 is out of range"},
+		{"too tall", Spec{Height: 8193}, "height 8193 is out of range"},
+		{"negative", Spec{Width: -1}, "width -1"},
+		{"quality", Spec{Quality: 101}, "quality 101"},
+		{"cover needs both", Spec{Width: 10, Fit: FitCover}, "cover needs both"},
+		{"all at once", Spec{Width: 100000, Quality: 200}, "quality 200"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.spec.Validate(limits)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Validate() = %v, want an ErrInvalid containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseCanonicalRejects(t *testing.T) {
+	for _, s := range []string{"", "w", "w0", "w007", "q80_w720", "w720__q80", "w720_x", "full_w10", "w1234567", "w720_inside_q80", "cover_q80"} {
+		if _, err := ParseCanonical(s); err == nil {
+			t.Errorf("ParseCanonical(%q) succeeded, want an error", s)
+		}
+	}
+}
+
+func TestValidateKey(t *testing.T) {
+	good := []string{"a.jpg", "photos/cat.jpg", "사진/고양이 1.jpg", "a+b (1).jpeg", "x/.hidden.png", "a..b.jpg"}
+	for _, k := range good {
+		if err := ValidateKey(k); err != nil {
+			t.Errorf("ValidateKey(%q) = %v, want nil", k, err)
+		}
+	}
+	bad := []string{"", "/abs.jpg", "a/../b.jpg", "..", "../x", "a//b.jpg", "a/./b", "dir/", "a\\b.jpg", "a\x00b", "tab\tkey", "\xff.jpg", strings.Repeat("a", MaxKeyBytes+1)}
+	for _, k := range bad {
+		if err := ValidateKey(k); !errors.Is(err, ErrBadKey) {
+			t.Errorf("ValidateKey(%q) = %v, want ErrBadKey", k, err)
+		}
+	}
+}
+
+func TestKeyRoundTrip(t *testing.T) {
+	specs := []Spec{
+		Spec{Format: FormatJPEG, Quality: 90}.Resolve("", defaults),
+		Spec{Width: 320, Height: 320, Fit: FitCover, Format: FormatAuto}.Resolve("image/avif", defaults),
+		Spec{Width: 64, Format: FormatPNG}.Resolve("", defaults),
+	}
+	for _, s := range specs {
+		for _, source := range []string{"cat.jpg", "photos/2024/사진.jpeg", "a.jpg.webp"} {
+			key := Key(DefaultPrefix, source, s)
+			gotSource, gotSpec, err := ParseKey(DefaultPrefix, key)
+			if err != nil {
+				t.Fatalf("ParseKey(%q): %v", key, err)
+			}
+			if gotSource != source || gotSpec != s {
+				t.Errorf("ParseKey(%q) = %q, %+v; want %q, %+v", key, gotSource, gotSpec, source, s)
+			}
+		}
+	}
+	if got := Key(DefaultPrefix, "photos/cat.jpg", specs[1]); got != "ProcessedImages/w320_h320_cover_q50/photos/cat.jpg.avif" {
+		t.Errorf("Key = %q", got)
+	}
+}
+
+func TestParseKeyRejects(t *testing.T) {
+	for _, k := range []string{
+		"other/w1_q80/a.jpg.jpg",
+		"ProcessedImages/w1_q80",
+		"ProcessedImages/w1_q80/a",
+		"ProcessedImages/w1_q80/a.gif",
+		"ProcessedImages/w1/a.jpg.jpg",       // lossy without quality
+		"ProcessedImages/w1_q80/a.png.png",   // lossless with quality
+		"ProcessedImages/w1_q80_prog/a.webp", // progressive webp
+		"ProcessedImages/w1_q80/../a.jpg",
+	} {
+		if _, _, err := ParseKey(DefaultPrefix, k); err == nil {
+			t.Errorf("ParseKey(%q) succeeded, want an error", k)
+		}
+	}
+}
+
+func TestParseFormatAndFit(t *testing.T) {
+	for in, want := range map[string]Format{"jpg": FormatJPEG, "JPEG": FormatJPEG, "webp": FormatWebP, "avif": FormatAVIF, "png": FormatPNG, "auto": FormatAuto, "": FormatUnspecified} {
+		if got, err := ParseFormat(in); err != nil || got != want {
+			t.Errorf("ParseFormat(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParseFormat("gif"); err == nil {
+		t.Error("ParseFormat(gif) succeeded")
+	}
+	for in, want := range map[string]Fit{"inside": FitInside, "Cover": FitCover, "fill": FitFill, "": FitUnspecified} {
+		if got, err := ParseFit(in); err != nil || got != want {
+			t.Errorf("ParseFit(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParseFit("contain"); err == nil {
+		t.Error("ParseFit(contain) succeeded")
+	}
+}
+
+func FuzzParseKey(f *testing.F) {
+	f.Add("ProcessedImages/w720_q80/photos/cat.jpg.jpg")
+	f.Add("ProcessedImages/w320_h320_cover_q50/사진/a b.jpg.avif")
+	f.Add("ProcessedImages/full/x.png.png")
+	f.Add("ProcessedImages/../../etc/passwd.jpg")
+	f.Fuzz(func(t *testing.T, key string) {
+		source, spec, err := ParseKey(DefaultPrefix, key)
+		if err != nil {
+			return
+		}
+		if err := ValidateKey(source); err != nil {
+			t.Fatalf("ParseKey(%q) returned an invalid source %q: %v", key, source, err)
+		}
+		if again := Key(DefaultPrefix, source, spec); again != key {
+			t.Fatalf("Key(ParseKey(%q)) = %q", key, again)
+		}
+	})
+}
+
+func FuzzParseCanonical(f *testing.F) {
+	for _, s := range []string{"full_q90", "w720_q80", "w320_h320_cover_q75_prog", "h1_fill"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		spec, err := ParseCanonical(s)
+		if err != nil {
+			return
+		}
+		if spec.Canonical() != s {
+			t.Fatalf("Canonical(ParseCanonical(%q)) = %q", s, spec.Canonical())
+		}
+	})
+}
+
+func FuzzParseAccept(f *testing.F) {
+	f.Add("image/avif,image/webp,image/apng,*/*;q=0.8")
+	f.Add("image/webp;q=0")
+	f.Fuzz(func(t *testing.T, header string) {
+		a := ParseAccept(header)
+		if a.AVIF && !strings.Contains(strings.ToLower(header), "image/avif") {
+			t.Fatalf("ParseAccept(%q) claims AVIF", header)
+		}
+		if a.WebP && !strings.Contains(strings.ToLower(header), "image/webp") {
+			t.Fatalf("ParseAccept(%q) claims WebP", header)
+		}
+	})
+}
