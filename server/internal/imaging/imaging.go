@@ -1,0 +1,227 @@
+// Package imaging is the only package that talks to libvips (through bimg and
+// a few lines of cgo). It implements transform.Processor: read a header,
+// resize, orient, convert to sRGB, strip metadata and encode.
+//
+// Two facts shape it. bimg auto-rotates before it shrinks, which on an
+// EXIF-rotated phone photo rotates all 12 MP and re-encodes them before
+// shrink-on-load can help; so this package disables bimg's auto-rotation,
+// shrinks first (with the target box swapped for 90° orientations) and
+// rotates the small result. And bimg encodes AVIF at speed 0 unless told
+// otherwise, which costs seconds per image; the speed is always set here.
+package imaging
+
+/*
+#cgo pkg-config: vips
+#include <vips/vips.h>
+*/
+import "C"
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+
+	"github.com/h2non/bimg"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/transform"
+)
+
+// Config tunes the encoders.
+type Config struct {
+	// AVIFSpeed is the AV1 encoder speed, 0 (slowest, smallest) to 9 (fastest).
+	AVIFSpeed int
+	// KeepMetadata keeps EXIF/XMP/IPTC in outputs. By default it is
+	// stripped (after converting to sRGB, so colours stay right).
+	KeepMetadata bool
+}
+
+// Processor implements transform.Processor on libvips.
+type Processor struct {
+	cfg Config
+}
+
+// New returns a processor. It also applies process-wide libvips settings:
+// the operation cache is off (it only costs memory for a service that never
+// sees the same input twice), and untrusted loaders (for example
+// ImageMagick, PDF, FITS) are blocked.
+func New(cfg Config) *Processor {
+	bimg.VipsCacheSetMax(0)
+	bimg.VipsCacheSetMaxMem(0)
+	C.vips_block_untrusted_set(C.TRUE)
+	return &Processor{cfg: cfg}
+}
+
+// Version is the libvips version, for example "8.14.1".
+func Version() string { return bimg.VipsVersion }
+
+// supported are the input formats this service decodes.
+var supported = map[bimg.ImageType]string{
+	bimg.JPEG: "jpeg",
+	bimg.PNG:  "png",
+	bimg.WEBP: "webp",
+	bimg.AVIF: "avif",
+	bimg.HEIF: "heif",
+	bimg.GIF:  "gif",
+}
+
+// Probe reads an image's header: format, stored dimensions, EXIF
+// orientation and alpha. It does not decode pixels.
+func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
+	typ := bimg.DetermineImageType(data)
+	name, ok := supported[typ]
+	if !ok {
+		return transform.ImageInfo{}, fmt.Errorf("%w: not a JPEG, PNG, WebP, AVIF, HEIF or GIF image", transform.ErrUnsupportedImage)
+	}
+	if typ == bimg.JPEG && truncatedJPEG(data) {
+		return transform.ImageInfo{}, fmt.Errorf("%w: the JPEG is truncated (no end-of-image marker after its last scan)", transform.ErrUnsupportedImage)
+	}
+	md, err := bimg.Metadata(data)
+	if err != nil {
+		return transform.ImageInfo{}, fmt.Errorf("%w: reading the %s header: %v", transform.ErrUnsupportedImage, name, err)
+	}
+	if md.Size.Width <= 0 || md.Size.Height <= 0 {
+		return transform.ImageInfo{}, fmt.Errorf("%w: the %s header has no dimensions", transform.ErrUnsupportedImage, name)
+	}
+	return transform.ImageInfo{
+		Format:      name,
+		Width:       md.Size.Width,
+		Height:      md.Size.Height,
+		Orientation: md.Orientation,
+		Alpha:       md.Alpha,
+	}, nil
+}
+
+// truncatedJPEG reports whether a JPEG lacks an end-of-image marker after its
+// last start-of-scan. libvips decodes such files with a grey bottom and only a
+// warning; a service must refuse them instead. Inside entropy-coded data 0xFF
+// is always stuffed, so neither marker appears by accident.
+func truncatedJPEG(data []byte) bool {
+	sos := bytes.LastIndex(data, []byte{0xFF, 0xDA})
+	eoi := bytes.LastIndex(data, []byte{0xFF, 0xD9})
+	return sos < 0 || eoi < sos
+}
+
+// Process transforms data as op says.
+func (p *Processor) Process(data []byte, op transform.Operation) (transform.Output, error) {
+	spec, src := op.Spec, op.Source
+	angle, flip, swaps := orientation(src.Orientation)
+
+	// The displayed size is the stored size, rotated.
+	dispW, dispH := src.Width, src.Height
+	if swaps {
+		dispW, dispH = dispH, dispW
+	}
+	outW, outH := targetSize(spec, dispW, dispH)
+
+	opts := p.baseOptions(spec, src)
+	storedW, storedH := outW, outH
+	if swaps {
+		storedW, storedH = outH, outW
+	}
+	switch spec.Fit {
+	case variant.FitCover:
+		opts.Width, opts.Height, opts.Crop, opts.Gravity = storedW, storedH, true, bimg.GravityCentre
+	default:
+		opts.Width, opts.Height, opts.Force = storedW, storedH, true
+	}
+
+	if angle == bimg.D0 && !flip {
+		return encode(data, opts)
+	}
+	// Shrink first, into a lossless intermediate, then orient the small image.
+	final := opts
+	opts.Type = bimg.TIFF
+	small, err := bimg.Resize(data, opts)
+	if err != nil {
+		return transform.Output{}, fmt.Errorf("%w: %v", transform.ErrUnsupportedImage, err)
+	}
+	final.Width, final.Height, final.Force, final.Crop = 0, 0, false, false
+	final.Rotate, final.Flip = angle, flip
+	return encode(small, final)
+}
+
+// baseOptions are the encoder settings shared by every pass.
+func (p *Processor) baseOptions(spec variant.Spec, src transform.ImageInfo) bimg.Options {
+	o := bimg.Options{
+		NoAutoRotate:   true, // orientation is handled by Process, after the shrink
+		StripMetadata:  !p.cfg.KeepMetadata,
+		Interpretation: bimg.InterpretationSRGB,
+		OutputICC:      "srgb", // built-in profile: convert tagged images to sRGB before stripping
+		Quality:        spec.Quality,
+		Interlace:      spec.Progressive,
+		Speed:          p.cfg.AVIFSpeed,
+	}
+	switch spec.Format {
+	case variant.FormatWebP:
+		o.Type = bimg.WEBP
+	case variant.FormatAVIF:
+		o.Type = bimg.AVIF
+	case variant.FormatPNG:
+		o.Type = bimg.PNG
+		o.Compression = 6
+		o.Speed = 0
+	default:
+		o.Type = bimg.JPEG
+		if src.Alpha {
+			o.Background = bimg.Color{R: 255, G: 255, B: 255}
+		}
+	}
+	return o
+}
+
+func encode(data []byte, opts bimg.Options) (transform.Output, error) {
+	out, err := bimg.Resize(data, opts)
+	if err != nil {
+		return transform.Output{}, fmt.Errorf("%w: %v", transform.ErrUnsupportedImage, err)
+	}
+	size, err := bimg.Size(out)
+	if err != nil {
+		return transform.Output{}, fmt.Errorf("imaging: reading back the encoded image: %w", err)
+	}
+	return transform.Output{Data: out, Width: size.Width, Height: size.Height}, nil
+}
+
+// orientation maps an EXIF orientation to the rotation, then horizontal
+// flip, that displays the image upright, and whether it swaps the sides.
+func orientation(o int) (angle bimg.Angle, flip, swaps bool) {
+	switch o {
+	case 2:
+		return bimg.D0, true, false
+	case 3:
+		return bimg.D180, false, false
+	case 4:
+		return bimg.D180, true, false
+	case 5:
+		return bimg.D90, true, true
+	case 6:
+		return bimg.D90, false, true
+	case 7:
+		return bimg.D270, true, true
+	case 8:
+		return bimg.D270, false, true
+	}
+	return bimg.D0, false, false
+}
+
+// targetSize computes the output size of spec applied to an upright w×h image.
+func targetSize(spec variant.Spec, w, h int) (int, int) {
+	switch {
+	case spec.Width == 0 && spec.Height == 0:
+		return w, h
+	case spec.Fit == variant.FitFill:
+		return spec.Width, spec.Height
+	case spec.Fit == variant.FitCover:
+		// Cover never enlarges: a smaller source keeps its size within the box.
+		return min(spec.Width, w), min(spec.Height, h)
+	}
+	scale := math.Inf(1)
+	if spec.Width > 0 {
+		scale = float64(spec.Width) / float64(w)
+	}
+	if spec.Height > 0 {
+		scale = math.Min(scale, float64(spec.Height)/float64(h))
+	}
+	scale = math.Min(scale, 1) // never enlarge
+	return max(1, int(math.Round(float64(w)*scale))), max(1, int(math.Round(float64(h)*scale)))
+}

@@ -1,0 +1,228 @@
+package imaging
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"testing"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/testimages"
+	"github.com/imgedge/imgedge/server/internal/transform"
+)
+
+var proc = New(Config{AVIFSpeed: 8})
+
+func resolved(s variant.Spec) variant.Spec {
+	return s.Resolve("", variant.Defaults{Quality: map[variant.Format]int{variant.FormatJPEG: 80, variant.FormatWebP: 75, variant.FormatAVIF: 50}})
+}
+
+func run(t *testing.T, data []byte, spec variant.Spec) (transform.Output, image.Image) {
+	t.Helper()
+	info, err := proc.Probe(data)
+	if err != nil {
+		t.Fatalf("Probe: %v", err)
+	}
+	out, err := proc.Process(data, transform.Operation{Spec: resolved(spec), Source: info})
+	if err != nil {
+		t.Fatalf("Process: %v", err)
+	}
+	var img image.Image
+	if spec.Format == variant.FormatJPEG || spec.Format == variant.FormatPNG {
+		if img, _, err = testimages.Decode(out.Data); err != nil {
+			t.Fatalf("the output does not decode: %v", err)
+		}
+		if img.Bounds().Dx() != out.Width || img.Bounds().Dy() != out.Height {
+			t.Fatalf("reported %d×%d, decoded %v", out.Width, out.Height, img.Bounds())
+		}
+	}
+	return out, img
+}
+
+func TestProbe(t *testing.T) {
+	info, err := proc.Probe(testimages.WithOrientation(testimages.JPEG(64, 48, 90), 6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info != (transform.ImageInfo{Format: "jpeg", Width: 64, Height: 48, Orientation: 6}) {
+		t.Errorf("Probe = %+v", info)
+	}
+	info, err = proc.Probe(testimages.PNG(30, 20))
+	if err != nil || !info.Alpha || info.Format != "png" {
+		t.Errorf("Probe(png) = %+v, %v; want png with alpha", info, err)
+	}
+	info, err = proc.Probe(testimages.BombPNG(30000, 30000))
+	if err != nil || info.Pixels() != 900_000_000 {
+		t.Errorf("Probe(bomb) = %+v, %v; want the claimed 30000×30000 from the header", info, err)
+	}
+}
+
+func TestProbeRejects(t *testing.T) {
+	jpg := testimages.JPEG(200, 150, 85)
+	tests := map[string][]byte{
+		"empty":          {},
+		"text named jpg": []byte("this is not an image, just text\n"),
+		"truncated jpeg": jpg[:len(jpg)/2],
+		"jpeg header":    jpg[:20],
+		"svg":            []byte(`<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>`),
+	}
+	for name, data := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := proc.Probe(data); !errors.Is(err, transform.ErrUnsupportedImage) {
+				t.Fatalf("Probe = %v, want ErrUnsupportedImage", err)
+			}
+		})
+	}
+}
+
+func TestResize(t *testing.T) {
+	src := testimages.JPEG(1600, 1200, 90)
+	tests := []struct {
+		name string
+		spec variant.Spec
+		w, h int
+	}{
+		{"width only", variant.Spec{Width: 720, Format: variant.FormatJPEG}, 720, 540},
+		{"height only", variant.Spec{Height: 300, Format: variant.FormatJPEG}, 400, 300},
+		{"inside box", variant.Spec{Width: 500, Height: 500, Format: variant.FormatPNG}, 500, 375},
+		{"cover", variant.Spec{Width: 300, Height: 300, Fit: variant.FitCover, Format: variant.FormatJPEG}, 300, 300},
+		{"fill", variant.Spec{Width: 200, Height: 50, Fit: variant.FitFill, Format: variant.FormatJPEG}, 200, 50},
+		{"never enlarges", variant.Spec{Width: 3200, Format: variant.FormatJPEG}, 1600, 1200},
+		{"same size", variant.Spec{Format: variant.FormatJPEG, Quality: 90}, 1600, 1200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, img := run(t, src, tt.spec)
+			if out.Width != tt.w || out.Height != tt.h {
+				t.Fatalf("got %d×%d, want %d×%d", out.Width, out.Height, tt.w, tt.h)
+			}
+			if tt.spec.Fit == variant.FitFill {
+				return
+			}
+			assertQuadrants(t, img, 0)
+		})
+	}
+}
+
+// assertQuadrants checks the quadrant centres against the source colours,
+// after EXIF orientation o is applied to the source layout.
+func assertQuadrants(t *testing.T, img image.Image, o int) {
+	t.Helper()
+	b := img.Bounds()
+	for _, q := range [][2]float64{{0.25, 0.25}, {0.75, 0.25}, {0.25, 0.75}, {0.75, 0.75}} {
+		x, y := int(q[0]*float64(b.Dx())), int(q[1]*float64(b.Dy()))
+		sx, sy := storedPosition(q[0], q[1], o)
+		want := quadrantColour(sx, sy)
+		if !testimages.Near(img.At(x, y), want, 60) {
+			t.Errorf("orientation %d: pixel at (%.2f, %.2f) is %v, want about %v", o, q[0], q[1], img.At(x, y), want)
+		}
+	}
+}
+
+// storedPosition maps a relative position in the upright image to the stored
+// image, per the EXIF orientation definitions.
+func storedPosition(x, y float64, o int) (float64, float64) {
+	switch o {
+	case 2:
+		return 1 - x, y
+	case 3:
+		return 1 - x, 1 - y
+	case 4:
+		return x, 1 - y
+	case 5:
+		return y, x
+	case 6:
+		return y, 1 - x
+	case 7:
+		return 1 - y, 1 - x
+	case 8:
+		return 1 - y, x
+	}
+	return x, y
+}
+
+func quadrantColour(x, y float64) color.RGBA {
+	switch {
+	case x < 0.5 && y < 0.5:
+		return testimages.TopLeft
+	case y < 0.5:
+		return testimages.TopRight
+	case x < 0.5:
+		return testimages.BottomLeft
+	}
+	return testimages.BottomRight
+}
+
+func TestEXIFOrientation(t *testing.T) {
+	src := testimages.JPEG(800, 400, 92)
+	for o := 1; o <= 8; o++ {
+		t.Run(fmt.Sprint(o), func(t *testing.T) {
+			data := testimages.WithOrientation(src, uint16(o))
+			out, img := run(t, data, variant.Spec{Width: 200, Format: variant.FormatJPEG})
+			wantW, wantH := 200, 100
+			if o >= 5 {
+				wantW, wantH = 200, 400
+			}
+			if out.Width != wantW || out.Height != wantH {
+				t.Fatalf("got %d×%d, want %d×%d", out.Width, out.Height, wantW, wantH)
+			}
+			assertQuadrants(t, img, o)
+			if bytes.Contains(out.Data, []byte("Exif\x00\x00")) {
+				t.Error("the output still carries EXIF metadata")
+			}
+		})
+	}
+}
+
+func TestFormats(t *testing.T) {
+	src := testimages.JPEG(640, 480, 90)
+	for _, f := range []variant.Format{variant.FormatJPEG, variant.FormatWebP, variant.FormatAVIF, variant.FormatPNG} {
+		t.Run(f.String(), func(t *testing.T) {
+			out, _ := run(t, src, variant.Spec{Width: 320, Format: f})
+			info, err := proc.Probe(out.Data)
+			if err != nil {
+				t.Fatalf("the output does not probe: %v", err)
+			}
+			if info.Format != f.String() || info.Width != 320 || info.Height != 240 {
+				t.Errorf("output is %+v, want %s 320×240", info, f)
+			}
+		})
+	}
+}
+
+func TestProgressiveJPEG(t *testing.T) {
+	out, _ := run(t, testimages.JPEG(320, 240, 90), variant.Spec{Format: variant.FormatJPEG, Progressive: true})
+	if !bytes.Contains(out.Data, []byte{0xFF, 0xC2}) {
+		t.Error("no progressive (SOF2) frame in a progressive JPEG")
+	}
+}
+
+func TestAlphaFlattensWhiteForJPEG(t *testing.T) {
+	_, img := run(t, testimages.PNG(200, 100), variant.Spec{Format: variant.FormatJPEG})
+	if c := img.At(150, 50); !testimages.Near(c, color.RGBA{255, 255, 255, 255}, 8) {
+		t.Errorf("transparent area became %v, want white", c)
+	}
+	if c := img.At(50, 25); !testimages.Near(c, testimages.TopLeft, 60) {
+		t.Errorf("opaque area became %v, want about %v", c, testimages.TopLeft)
+	}
+}
+
+func TestResizeKeepsPixels(t *testing.T) {
+	// Golden check on decoded pixels, not encoder bytes: a same-size JPEG
+	// recompression stays close to the source.
+	src := testimages.JPEG(400, 300, 95)
+	_, img := run(t, src, variant.Spec{Format: variant.FormatPNG})
+	orig, _, err := testimages.Decode(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := testimages.MeanAbsDiff(orig, img); d > 1.5 {
+		t.Errorf("lossless re-encode differs from the source by %.2f per channel", d)
+	}
+	_, jpg := run(t, src, variant.Spec{Format: variant.FormatJPEG, Quality: 80})
+	if d := testimages.MeanAbsDiff(orig, jpg); d > 6 {
+		t.Errorf("q80 re-encode differs from the source by %.2f per channel", d)
+	}
+}

@@ -1,0 +1,321 @@
+// Package local is an object store on a local directory, the service's
+// embedded default. An object lives at DIR/<bucket>/<key>, so originals can be
+// dropped in with cp. Metadata that a file cannot carry (content type, user
+// metadata) lives in a sidecar under DIR/.imgedge-meta, tied to the data
+// file's ETag so that a sidecar left behind by an overwrite or a crash is
+// ignored.
+//
+// Every path is resolved through an os.Root: no key, symlink or bucket name
+// can reach outside DIR. Writes go to a temporary file under DIR/.imgedge-tmp,
+// are synced, then linked or renamed into place, so a crash never leaves a
+// half-written object at a key.
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/store"
+)
+
+const (
+	metaDir = ".imgedge-meta"
+	tmpDir  = ".imgedge-tmp"
+)
+
+// Store is a directory-backed object store.
+type Store struct {
+	root *os.Root
+	// mu serialises conditional replaces (IfMatch) within this process;
+	// creates (IfNoneMatch) are atomic through link(2) across processes too.
+	mu sync.Mutex
+}
+
+// Open opens (creating if needed) the store rooted at dir.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("local store: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("local store: %w", err)
+	}
+	for _, d := range []string{metaDir, tmpDir} {
+		if err := root.MkdirAll(d, 0o755); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("local store: %w", err)
+		}
+	}
+	// Temporary files left by a crash are garbage: nothing refers to them.
+	if err := root.RemoveAll(tmpDir); err == nil {
+		_ = root.Mkdir(tmpDir, 0o755)
+	}
+	return &Store{root: root}, nil
+}
+
+// Close releases the store's directory handle.
+func (s *Store) Close() error { return s.root.Close() }
+
+// Ping checks that the root directory is still readable and writable.
+func (s *Store) Ping(context.Context) error {
+	if _, err := s.root.Stat(tmpDir); err != nil {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// objectPath validates bucket and key and returns the object's path in the root.
+func (s *Store) objectPath(bucket, key string) (string, error) {
+	if err := store.ValidateBucket(bucket); err != nil {
+		return "", err
+	}
+	if err := variant.ValidateKey(key); err != nil {
+		return "", err
+	}
+	if _, err := s.root.Stat(bucket); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("%w: %q", store.ErrBucketNotFound, bucket)
+		}
+		return "", fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return bucket + "/" + key, nil
+}
+
+// sidecar is the JSON kept beside an object's data.
+type sidecar struct {
+	ETag        string            `json:"etag"`
+	ContentType string            `json:"content_type,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+}
+
+func sidecarPath(objPath string) string { return metaDir + "/" + objPath + ".json" }
+
+// etagOf derives a cheap ETag that changes whenever the file is replaced.
+func etagOf(fi fs.FileInfo) string {
+	var ino uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	return `"` + strconv.FormatInt(fi.ModTime().UnixNano(), 16) + "-" +
+		strconv.FormatInt(fi.Size(), 16) + "-" + strconv.FormatUint(ino, 16) + `"`
+}
+
+// Head returns an object's metadata without reading its data.
+func (s *Store) Head(_ context.Context, bucket, key string) (store.ObjectInfo, error) {
+	p, err := s.objectPath(bucket, key)
+	if err != nil {
+		return store.ObjectInfo{}, err
+	}
+	return s.stat(p, key)
+}
+
+func (s *Store) stat(p, key string) (store.ObjectInfo, error) {
+	fi, err := s.root.Stat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return store.ObjectInfo{}, fmt.Errorf("%w: %q", store.ErrNotFound, key)
+		}
+		return store.ObjectInfo{}, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return store.ObjectInfo{}, fmt.Errorf("%w: %q is not a regular file", store.ErrNotFound, key)
+	}
+	info := store.ObjectInfo{
+		Key:          key,
+		Size:         fi.Size(),
+		ETag:         etagOf(fi),
+		LastModified: fi.ModTime(),
+		ContentType:  mime.TypeByExtension(path.Ext(key)),
+	}
+	if raw, err := s.root.ReadFile(sidecarPath(p)); err == nil {
+		var sc sidecar
+		if json.Unmarshal(raw, &sc) == nil && sc.ETag == info.ETag {
+			info.Metadata = sc.Metadata
+			if sc.ContentType != "" {
+				info.ContentType = sc.ContentType
+			}
+		}
+	}
+	return info, nil
+}
+
+// Get reads a whole object, refusing (before reading) one larger than limit bytes.
+func (s *Store) Get(_ context.Context, bucket, key string, limit int64) ([]byte, store.ObjectInfo, error) {
+	p, err := s.objectPath(bucket, key)
+	if err != nil {
+		return nil, store.ObjectInfo{}, err
+	}
+	f, err := s.root.Open(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil, store.ObjectInfo{}, fmt.Errorf("%w: %q", store.ErrNotFound, key)
+		}
+		return nil, store.ObjectInfo{}, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	defer f.Close()
+	info, err := s.stat(p, key)
+	if err != nil {
+		return nil, store.ObjectInfo{}, err
+	}
+	if limit > 0 && info.Size > limit {
+		return nil, info, fmt.Errorf("%w: %q is %d bytes, the limit is %d", store.ErrTooLarge, key, info.Size, limit)
+	}
+	data := make([]byte, info.Size)
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, info, fmt.Errorf("%w: reading %q: %w", store.ErrUnavailable, key, err)
+	}
+	return data, info, nil
+}
+
+// Put stores data at bucket/key atomically, honouring the conditions in opts.
+func (s *Store) Put(_ context.Context, bucket, key string, data []byte, opts store.PutOptions) (store.ObjectInfo, error) {
+	p, err := s.objectPath(bucket, key)
+	if err != nil {
+		return store.ObjectInfo{}, err
+	}
+	if err := s.root.MkdirAll(path.Dir(p), 0o755); err != nil {
+		return store.ObjectInfo{}, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	tmp, err := s.writeTemp(data)
+	if err != nil {
+		return store.ObjectInfo{}, err
+	}
+	defer s.root.Remove(tmp) // a no-op once renamed; after a link, drops the extra name
+
+	fi, err := s.root.Stat(tmp)
+	if err != nil {
+		return store.ObjectInfo{}, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	etag := etagOf(fi)
+
+	if err := s.place(tmp, p, key, opts); err != nil {
+		return store.ObjectInfo{}, err
+	}
+	if err := s.writeSidecar(p, sidecar{ETag: etag, ContentType: opts.ContentType, Metadata: opts.Metadata}); err != nil {
+		return store.ObjectInfo{}, err
+	}
+	return s.stat(p, key)
+}
+
+// place moves the temporary file to its final path under the conditions asked.
+func (s *Store) place(tmp, p, key string, opts store.PutOptions) error {
+	if opts.IfNoneMatch {
+		// link(2) fails if the target exists: an atomic create-if-absent.
+		if err := s.root.Link(tmp, p); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("%w: %q already exists", store.ErrPreconditionFailed, key)
+			}
+			return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if opts.IfMatch != "" {
+		current, err := s.stat(p, key)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("%w: %q no longer exists", store.ErrPreconditionFailed, key)
+			}
+			return err
+		}
+		if current.ETag != opts.IfMatch {
+			return fmt.Errorf("%w: %q changed", store.ErrPreconditionFailed, key)
+		}
+	}
+	if err := s.root.Rename(tmp, p); err != nil {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// writeTemp writes data to a new, synced temporary file and returns its path.
+func (s *Store) writeTemp(data []byte) (string, error) {
+	var rnd [12]byte
+	_, _ = rand.Read(rnd[:])
+	name := tmpDir + "/" + hex.EncodeToString(rnd[:])
+	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	_, werr := f.Write(data)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		s.root.Remove(name)
+		return "", fmt.Errorf("%w: writing a temporary file: %w", store.ErrUnavailable, err)
+	}
+	return name, nil
+}
+
+func (s *Store) writeSidecar(objPath string, sc sidecar) error {
+	raw, err := json.Marshal(sc)
+	if err != nil {
+		return fmt.Errorf("local store: encoding metadata: %w", err)
+	}
+	dst := sidecarPath(objPath)
+	if err := s.root.MkdirAll(path.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	tmp, err := s.writeTemp(raw)
+	if err != nil {
+		return err
+	}
+	if err := s.root.Rename(tmp, dst); err != nil {
+		s.root.Remove(tmp)
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Walk calls fn for every object in bucket whose key starts with prefix, in
+// lexical order, skipping keys under skipPrefix (for example the processed
+// prefix). It stops at the first error fn returns.
+func (s *Store) Walk(ctx context.Context, bucket, prefix, skipPrefix string, fn func(store.ObjectInfo) error) error {
+	if err := store.ValidateBucket(bucket); err != nil {
+		return err
+	}
+	bfs, err := fs.Sub(s.root.FS(), bucket)
+	if err != nil {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	if _, err := fs.Stat(bfs, "."); err != nil {
+		return fmt.Errorf("%w: %q", store.ErrBucketNotFound, bucket)
+	}
+	return fs.WalkDir(bfs, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != "." && skipPrefix != "" && strings.HasPrefix(p+"/", skipPrefix) {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasPrefix(p, prefix) || (skipPrefix != "" && strings.HasPrefix(p, skipPrefix)) {
+			return nil
+		}
+		info, err := s.stat(bucket+"/"+p, p)
+		if err != nil {
+			return err
+		}
+		return fn(info)
+	})
+}

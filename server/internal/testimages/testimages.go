@@ -1,0 +1,174 @@
+// Package testimages generates the images the tests need, so the suite runs
+// on a fresh machine without any image corpus: photo-like JPEGs with a known
+// layout, EXIF-rotated JPEGs, PNGs with alpha, and hostile files.
+package testimages
+
+import (
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
+	"math"
+	"math/rand/v2"
+)
+
+// Quadrant colours of Photo: top-left, top-right, bottom-left, bottom-right.
+var (
+	TopLeft     = color.RGBA{220, 40, 40, 255}
+	TopRight    = color.RGBA{40, 200, 60, 255}
+	BottomLeft  = color.RGBA{40, 60, 220, 255}
+	BottomRight = color.RGBA{240, 240, 240, 255}
+)
+
+// PhotoImage draws w×h pixels: four coloured quadrants with smooth shading
+// and a little deterministic grain, so encoders behave as on a photo.
+func PhotoImage(w, h int) *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	rng := rand.New(rand.NewPCG(uint64(w), uint64(h)))
+	for y := range h {
+		for x := range w {
+			var c color.RGBA
+			switch {
+			case x < w/2 && y < h/2:
+				c = TopLeft
+			case y < h/2:
+				c = TopRight
+			case x < w/2:
+				c = BottomLeft
+			default:
+				c = BottomRight
+			}
+			shade := 0.93 + 0.07*math.Sin(float64(x)/17)*math.Cos(float64(y)/23)
+			grain := rng.IntN(9) - 4
+			img.SetRGBA(x, y, color.RGBA{clamp(float64(c.R)*shade, grain), clamp(float64(c.G)*shade, grain), clamp(float64(c.B)*shade, grain), 255})
+		}
+	}
+	return img
+}
+
+func clamp(v float64, grain int) uint8 {
+	return uint8(max(0, min(255, int(v)+grain)))
+}
+
+// JPEG encodes PhotoImage(w, h) at quality q.
+func JPEG(w, h, q int) []byte {
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, PhotoImage(w, h), &jpeg.Options{Quality: q}); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
+// NoiseJPEG encodes w×h of random noise at quality q. Recompressing it at a
+// higher quality makes it larger: the "variant would be bigger" case.
+func NoiseJPEG(w, h, q int) []byte {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(rng.IntN(256))
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
+// PNG encodes PhotoImage(w, h) with the right half transparent.
+func PNG(w, h int) []byte {
+	img := PhotoImage(w, h)
+	for y := range h {
+		for x := w / 2; x < w; x++ {
+			img.SetRGBA(x, y, color.RGBA{})
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
+// WithOrientation inserts an EXIF APP1 segment carrying orientation o right
+// after the JPEG's SOI marker.
+func WithOrientation(jpg []byte, o uint16) []byte {
+	var tiff bytes.Buffer
+	le := binary.LittleEndian
+	tiff.WriteString("II")
+	binary.Write(&tiff, le, uint16(42))
+	binary.Write(&tiff, le, uint32(8)) // IFD0 offset
+	binary.Write(&tiff, le, uint16(1)) // one entry
+	binary.Write(&tiff, le, uint16(0x0112))
+	binary.Write(&tiff, le, uint16(3)) // SHORT
+	binary.Write(&tiff, le, uint32(1))
+	binary.Write(&tiff, le, o)
+	binary.Write(&tiff, le, uint16(0))
+	binary.Write(&tiff, le, uint32(0)) // no next IFD
+
+	payload := append([]byte("Exif\x00\x00"), tiff.Bytes()...)
+	seg := []byte{0xFF, 0xE1, 0, 0}
+	binary.BigEndian.PutUint16(seg[2:], uint16(len(payload)+2))
+	seg = append(seg, payload...)
+
+	out := append([]byte{}, jpg[:2]...)
+	out = append(out, seg...)
+	return append(out, jpg[2:]...)
+}
+
+// BombPNG is a tiny PNG whose header claims w×h pixels: a decompression bomb
+// that must be refused from its header, before any decoding.
+func BombPNG(w, h uint32) []byte {
+	var buf bytes.Buffer
+	buf.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], w)
+	binary.BigEndian.PutUint32(ihdr[4:], h)
+	ihdr[8], ihdr[9] = 8, 2 // 8-bit RGB
+	writeChunk(&buf, "IHDR", ihdr)
+	writeChunk(&buf, "IDAT", []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01})
+	writeChunk(&buf, "IEND", nil)
+	return buf.Bytes()
+}
+
+func writeChunk(buf *bytes.Buffer, typ string, data []byte) {
+	binary.Write(buf, binary.BigEndian, uint32(len(data)))
+	crc := crc32.NewIEEE()
+	crc.Write([]byte(typ))
+	crc.Write(data)
+	buf.WriteString(typ)
+	buf.Write(data)
+	binary.Write(buf, binary.BigEndian, crc.Sum32())
+}
+
+// Decode decodes a JPEG or PNG with the standard library, for pixel checks
+// that do not trust the encoder under test.
+func Decode(data []byte) (image.Image, string, error) {
+	return image.Decode(bytes.NewReader(data))
+}
+
+// MeanAbsDiff is the mean absolute difference per channel (0–255) between
+// two images of the same size, a crude but encoder-independent similarity.
+func MeanAbsDiff(a, b image.Image) float64 {
+	r := a.Bounds()
+	var sum float64
+	var n int
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			ar, ag, ab, _ := a.At(x, y).RGBA()
+			br, bg, bb, _ := b.At(x-r.Min.X+b.Bounds().Min.X, y-r.Min.Y+b.Bounds().Min.Y).RGBA()
+			sum += math.Abs(float64(ar>>8)-float64(br>>8)) + math.Abs(float64(ag>>8)-float64(bg>>8)) + math.Abs(float64(ab>>8)-float64(bb>>8))
+			n += 3
+		}
+	}
+	return sum / float64(n)
+}
+
+// Near reports whether colour c is within tol of want on every channel.
+func Near(c color.Color, want color.RGBA, tol int) bool {
+	r, g, b, _ := c.RGBA()
+	d := func(x uint32, y uint8) bool { return int(x>>8)-int(y) <= tol && int(y)-int(x>>8) <= tol }
+	return d(r, want.R) && d(g, want.G) && d(b, want.B)
+}

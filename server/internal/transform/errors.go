@@ -1,0 +1,24 @@
+package transform
+
+import "errors"
+
+// Domain errors. Every error the service returns wraps one of these, or one
+// of the store package's or the variant package's, so the gRPC layer can map
+// it to a status code in one place.
+var (
+	// ErrInvalidArgument: the request is malformed (bad bucket, unknown preset, ...).
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrUnsupportedImage: the bytes are not an image this service decodes.
+	ErrUnsupportedImage = errors.New("unsupported or undecodable image")
+	// ErrTooLarge: the source exceeds a byte or pixel limit.
+	ErrTooLarge = errors.New("image too large")
+	// ErrKeyNotAllowed: the key is well-formed but may not be processed
+	// (for example, it is itself a processed variant).
+	ErrKeyNotAllowed = errors.New("key not allowed")
+	// ErrBucketNotAllowed: the bucket is not in the configured allow-list.
+	ErrBucketNotAllowed = errors.New("bucket not allowed")
+	// ErrOverloaded: every worker is busy and the wait queue is full.
+	ErrOverloaded = errors.New("overloaded")
+	// ErrConflict: a concurrent writer stored something unexpected; retrying helps.
+	ErrConflict = errors.New("concurrent write conflict")
+)

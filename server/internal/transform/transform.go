@@ -1,0 +1,206 @@
+// Package transform is imgedge's domain: it turns a request for a variant of a
+// stored original into a stored variant (EnsureVariant), and image bytes into
+// image bytes (Transform). It owns the key scheme, the freshness rules, the
+// limits, the collapsing of identical concurrent requests and the bound on
+// concurrent image work. It imports no cgo, no AWS SDK and no gRPC: the image
+// processor and the object store are interfaces defined here, by their consumer.
+package transform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/store"
+)
+
+// Store is what the service needs from an object store.
+type Store interface {
+	Head(ctx context.Context, bucket, key string) (store.ObjectInfo, error)
+	Get(ctx context.Context, bucket, key string, limit int64) ([]byte, store.ObjectInfo, error)
+	Put(ctx context.Context, bucket, key string, data []byte, opts store.PutOptions) (store.ObjectInfo, error)
+}
+
+// ImageInfo is what a processor learns from an image's header, without
+// decoding its pixels.
+type ImageInfo struct {
+	Format      string // "jpeg", "png", "webp", "avif", "heif", "gif"
+	Width       int    // as stored, before EXIF orientation
+	Height      int
+	Orientation int // EXIF orientation 1–8; 0 or 1 means none
+	Alpha       bool
+}
+
+// Pixels is Width×Height.
+func (i ImageInfo) Pixels() int64 { return int64(i.Width) * int64(i.Height) }
+
+// Operation is one transform to run: a resolved spec applied to an image
+// whose header has been read.
+type Operation struct {
+	Spec   variant.Spec // resolved: concrete format and quality
+	Source ImageInfo
+}
+
+// Output is an encoded image.
+type Output struct {
+	Data   []byte
+	Width  int
+	Height int
+}
+
+// Processor decodes, transforms and encodes images.
+type Processor interface {
+	// Probe reads the header only. It fails with an error wrapping
+	// ErrUnsupportedImage when the bytes are not a supported image.
+	Probe(data []byte) (ImageInfo, error)
+	// Process runs op on data. It fails with an error wrapping
+	// ErrUnsupportedImage when the image cannot be decoded.
+	Process(data []byte, op Operation) (Output, error)
+}
+
+// Outcome says what EnsureVariant did.
+type Outcome int
+
+// Outcomes.
+const (
+	Created Outcome = iota + 1
+	AlreadyExisted
+	OriginalIsSmaller
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Created:
+		return "created"
+	case AlreadyExisted:
+		return "already_existed"
+	case OriginalIsSmaller:
+		return "original_is_smaller"
+	}
+	return "unknown"
+}
+
+// Observer receives measurements. Implementations must be safe for
+// concurrent use; a nil Observer in Config is replaced by a no-op.
+type Observer interface {
+	// Stage reports how long one step took: "head", "fetch", "process", "store".
+	Stage(name string, d time.Duration)
+	// Ensured reports a finished EnsureVariant: its outcome, the original's
+	// size and the size of what is served.
+	Ensured(outcome Outcome, originalBytes, servedBytes int64)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Stage(string, time.Duration)   {}
+func (nopObserver) Ensured(Outcome, int64, int64) {}
+
+// Limits bound the work one request may cause.
+type Limits struct {
+	MaxSourceBytes  int64 // largest original or input, in bytes
+	MaxSourcePixels int64 // largest original, in pixels, checked from the header
+	MaxWidth        int   // largest output width
+	MaxHeight       int   // largest output height
+}
+
+// Config is the service's configuration.
+type Config struct {
+	// Prefix under which variants are stored, for example "ProcessedImages/".
+	Prefix string
+	// Presets by name. DefaultPreset must name one of them.
+	Presets       map[string]variant.Spec
+	DefaultPreset string
+	// Defaults resolve unspecified qualities and auto formats.
+	Defaults variant.Defaults
+	// MinSaving is the fraction of the original's size a variant must save
+	// to be served, for example 0.05 for 5 %.
+	MinSaving float64
+	// AllowedBuckets, when not empty, are the only buckets served.
+	AllowedBuckets []string
+	Limits         Limits
+	// ProcessTimeout bounds one build (fetch, process, store), which runs
+	// on for the other waiters even if the caller that started it goes away.
+	ProcessTimeout time.Duration
+	Observer       Observer
+}
+
+// Request asks for a variant: a preset, overridden by any specified field
+// of Override.
+type Request struct {
+	Preset   string
+	Override variant.Spec
+	Accept   string
+}
+
+// resolve turns a request into a validated, resolved spec.
+func (c *Config) resolve(r Request) (variant.Spec, error) {
+	name := r.Preset
+	if name == "" {
+		name = c.DefaultPreset
+	}
+	base, ok := c.Presets[name]
+	if !ok {
+		return variant.Spec{}, fmt.Errorf("%w: unknown preset %q (known: %s)", ErrInvalidArgument, name, c.presetNames())
+	}
+	spec := base.Override(r.Override)
+	if err := spec.Validate(variant.Limits{MaxWidth: c.Limits.MaxWidth, MaxHeight: c.Limits.MaxHeight}); err != nil {
+		return variant.Spec{}, err
+	}
+	return spec.Resolve(r.Accept, c.Defaults), nil
+}
+
+func (c *Config) presetNames() string {
+	names := make([]string, 0, len(c.Presets))
+	for n := range c.Presets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
+
+// checkObject validates a bucket and source key.
+func (c *Config) checkObject(bucket, key string) error {
+	if err := store.ValidateBucket(bucket); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	if len(c.AllowedBuckets) > 0 && !slices.Contains(c.AllowedBuckets, bucket) {
+		return fmt.Errorf("%w: %q", ErrBucketNotAllowed, bucket)
+	}
+	if err := variant.ValidateKey(key); err != nil {
+		return err
+	}
+	if strings.HasPrefix(key, c.Prefix) {
+		return fmt.Errorf("%w: %q is under the processed prefix %q; variants are never processed again", ErrKeyNotAllowed, key, c.Prefix)
+	}
+	return nil
+}
+
+// Validate checks the configuration, reporting every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if err := variant.ValidatePrefix(c.Prefix); err != nil {
+		errs = append(errs, err)
+	}
+	if _, ok := c.Presets[c.DefaultPreset]; !ok {
+		errs = append(errs, fmt.Errorf("default preset %q is not defined", c.DefaultPreset))
+	}
+	for name, p := range c.Presets {
+		if err := p.Validate(variant.Limits{MaxWidth: c.Limits.MaxWidth, MaxHeight: c.Limits.MaxHeight}); err != nil {
+			errs = append(errs, fmt.Errorf("preset %q: %w", name, err))
+		}
+	}
+	if c.MinSaving < 0 || c.MinSaving >= 1 {
+		errs = append(errs, fmt.Errorf("minimum saving %v must be in [0, 1)", c.MinSaving))
+	}
+	if c.Limits.MaxSourceBytes <= 0 || c.Limits.MaxSourcePixels <= 0 || c.Limits.MaxWidth <= 0 || c.Limits.MaxHeight <= 0 {
+		errs = append(errs, fmt.Errorf("limits must all be positive: %+v", c.Limits))
+	}
+	if c.ProcessTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("process timeout %v must be positive", c.ProcessTimeout))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,67 @@
+package workpool
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestPoolFailsFastWhenQueueIsFull(t *testing.T) {
+	p := New(2, 1)
+	ctx := context.Background()
+	r1, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.InFlight() != 2 {
+		t.Fatalf("InFlight = %d, want 2", p.InFlight())
+	}
+	got := make(chan error, 1)
+	go func() {
+		r, err := p.Acquire(ctx) // queues
+		if err == nil {
+			r()
+		}
+		got <- err
+	}()
+	for p.Waiting() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := p.Acquire(ctx); !errors.Is(err, ErrFull) {
+		t.Fatalf("Acquire over capacity = %v, want ErrFull", err)
+	}
+	r1()
+	r1() // a second release is a no-op
+	if err := <-got; err != nil {
+		t.Fatalf("queued Acquire = %v", err)
+	}
+	r2()
+	if p.InFlight() != 0 || p.Waiting() != 0 {
+		t.Fatalf("after release: in flight %d, waiting %d", p.InFlight(), p.Waiting())
+	}
+}
+
+func TestPoolQueuedCallerGivesUpWithContext(t *testing.T) {
+	p := New(1, 1)
+	release, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := p.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire = %v, want DeadlineExceeded", err)
+	}
+	// The abandoned waiter gave its queue place back.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel2()
+	if _, err := p.Acquire(ctx2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second Acquire = %v, want DeadlineExceeded (queued, not ErrFull)", err)
+	}
+}
