@@ -1,0 +1,368 @@
+// Package config loads the server's configuration from, in rising order of
+// precedence: built-in defaults, a YAML file (--config / IMGEDGE_CONFIG),
+// IMGEDGE_* environment variables, and command-line flags. Every flag has an
+// environment twin named IMGEDGE_ + the flag name in upper case with dashes
+// as underscores. All problems are reported at once.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/imgedge/imgedge/client/variant"
+)
+
+// Config is the server's whole configuration.
+type Config struct {
+	GRPCAddr        string        `yaml:"grpc_addr"`
+	Store           string        `yaml:"store"` // "file:DIR" or "s3"
+	S3Endpoint      string        `yaml:"s3_endpoint"`
+	S3Region        string        `yaml:"s3_region"`
+	S3PathStyle     bool          `yaml:"s3_path_style"`
+	Prefix          string        `yaml:"prefix"`
+	Buckets         []string      `yaml:"buckets"` // allow-list; empty allows any
+	DefaultPreset   string        `yaml:"default_preset"`
+	Presets         PresetMap     `yaml:"presets"`
+	JPEGQuality     int           `yaml:"jpeg_quality"`
+	WebPQuality     int           `yaml:"webp_quality"`
+	AVIFQuality     int           `yaml:"avif_quality"`
+	AVIFSpeed       int           `yaml:"avif_speed"`
+	AutoAVIF        bool          `yaml:"auto_avif"`
+	AutoWebP        bool          `yaml:"auto_webp"`
+	KeepMetadata    bool          `yaml:"keep_metadata"`
+	MinSaving       float64       `yaml:"min_saving"`
+	MaxSourceBytes  Bytes         `yaml:"max_source_bytes"`
+	MaxSourcePixels int64         `yaml:"max_source_pixels"`
+	MaxWidth        int           `yaml:"max_width"`
+	MaxHeight       int           `yaml:"max_height"`
+	MaxStreamBytes  Bytes         `yaml:"max_stream_bytes"`
+	Workers         int           `yaml:"workers"`
+	Queue           int           `yaml:"queue"`
+	ProcessTimeout  time.Duration `yaml:"process_timeout"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	LogLevel        string        `yaml:"log_level"`
+	ConfigFile      string        `yaml:"-"`
+}
+
+// Preset is a named variant as written in the configuration file.
+type Preset struct {
+	Width       int    `yaml:"width"`
+	Height      int    `yaml:"height"`
+	Fit         string `yaml:"fit"`
+	Format      string `yaml:"format"`
+	Quality     int    `yaml:"quality"`
+	Progressive bool   `yaml:"progressive"`
+}
+
+// PresetMap holds presets by name.
+type PresetMap map[string]Preset
+
+// Spec converts a preset to a variant spec.
+func (p Preset) Spec() (variant.Spec, error) {
+	fit, ferr := variant.ParseFit(p.Fit)
+	format, perr := variant.ParseFormat(p.Format)
+	if err := errors.Join(ferr, perr); err != nil {
+		return variant.Spec{}, err
+	}
+	return variant.Spec{Width: p.Width, Height: p.Height, Fit: fit, Format: format, Quality: p.Quality, Progressive: p.Progressive}, nil
+}
+
+// Default returns the built-in configuration: a local store under ./data on
+// loopback, and presets including the original prototype's behaviour as
+// "default" (same size, JPEG quality 90).
+func Default() Config {
+	return Config{
+		GRPCAddr:      "127.0.0.1:50051",
+		Store:         "file:./data",
+		Prefix:        variant.DefaultPrefix,
+		DefaultPreset: "default",
+		Presets: PresetMap{
+			"default":   {Format: "jpeg", Quality: 90},
+			"thumbnail": {Width: 320, Height: 320, Fit: "cover", Format: "auto"},
+			"small":     {Width: 480, Format: "auto"},
+			"medium":    {Width: 960, Format: "auto"},
+			"large":     {Width: 1920, Format: "auto"},
+		},
+		JPEGQuality:     80,
+		WebPQuality:     75,
+		AVIFQuality:     50,
+		AVIFSpeed:       8,
+		AutoAVIF:        true,
+		AutoWebP:        true,
+		MinSaving:       0.05,
+		MaxSourceBytes:  50 << 20,
+		MaxSourcePixels: 50_000_000,
+		MaxWidth:        8192,
+		MaxHeight:       8192,
+		MaxStreamBytes:  64 << 20,
+		Workers:         runtime.NumCPU(),
+		Queue:           4 * runtime.NumCPU(),
+		ProcessTimeout:  30 * time.Second,
+		ShutdownTimeout: 20 * time.Second,
+		LogLevel:        "info",
+	}
+}
+
+// EnvPrefix starts every environment variable the server reads.
+const EnvPrefix = "IMGEDGE_"
+
+// EnvName returns the environment twin of a flag: "grpc-addr" → "IMGEDGE_GRPC_ADDR".
+func EnvName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// flags binds every setting to a flag of fs.
+func (c *Config) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ConfigFile, "config", c.ConfigFile, "YAML configuration `file` (presets, limits, buckets)")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "gRPC listen `address`")
+	fs.StringVar(&c.Store, "store", c.Store, "object store: file:DIR (local directory) or s3")
+	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "custom S3 endpoint `URL` for S3-compatible servers")
+	fs.StringVar(&c.S3Region, "s3-region", c.S3Region, "S3 region (default: from the AWS configuration chain)")
+	fs.BoolVar(&c.S3PathStyle, "s3-path-style", c.S3PathStyle, "use path-style S3 addressing")
+	fs.StringVar(&c.Prefix, "prefix", c.Prefix, "key `prefix` under which variants are stored")
+	fs.Func("buckets", "comma-separated allow-list of buckets (default: any)", func(s string) error {
+		c.Buckets = splitList(s)
+		return nil
+	})
+	fs.StringVar(&c.DefaultPreset, "default-preset", c.DefaultPreset, "preset used when a request names none")
+	fs.IntVar(&c.JPEGQuality, "jpeg-quality", c.JPEGQuality, "default JPEG quality")
+	fs.IntVar(&c.WebPQuality, "webp-quality", c.WebPQuality, "default WebP quality")
+	fs.IntVar(&c.AVIFQuality, "avif-quality", c.AVIFQuality, "default AVIF quality")
+	fs.IntVar(&c.AVIFSpeed, "avif-speed", c.AVIFSpeed, "AVIF encoder speed, 0 (slowest) to 9 (fastest)")
+	fs.BoolVar(&c.AutoAVIF, "auto-avif", c.AutoAVIF, "format auto may choose AVIF")
+	fs.BoolVar(&c.AutoWebP, "auto-webp", c.AutoWebP, "format auto may choose WebP")
+	fs.BoolVar(&c.KeepMetadata, "keep-metadata", c.KeepMetadata, "keep EXIF/XMP metadata in variants")
+	fs.Float64Var(&c.MinSaving, "min-saving", c.MinSaving, "fraction of the original's size a variant must save to be served")
+	fs.Var(&c.MaxSourceBytes, "max-source-bytes", "largest original, in bytes (suffixes KiB, MiB, GiB)")
+	fs.Int64Var(&c.MaxSourcePixels, "max-source-pixels", c.MaxSourcePixels, "largest original, in pixels")
+	fs.IntVar(&c.MaxWidth, "max-width", c.MaxWidth, "largest output width")
+	fs.IntVar(&c.MaxHeight, "max-height", c.MaxHeight, "largest output height")
+	fs.Var(&c.MaxStreamBytes, "max-stream-bytes", "largest Transform input stream, in bytes")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent image transforms (default: number of CPUs)")
+	fs.IntVar(&c.Queue, "queue", c.Queue, "calls that may wait for a worker before ResourceExhausted")
+	fs.DurationVar(&c.ProcessTimeout, "process-timeout", c.ProcessTimeout, "bound on one variant build (fetch, transform, store)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on draining in-flight calls at shutdown")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+}
+
+// Load builds the configuration from args (without the program name),
+// the environment as seen through lookup, and the file they name.
+func Load(args []string, lookup func(string) (string, bool)) (Config, error) {
+	// First pass: find the configuration file.
+	probe := Default()
+	pfs := flag.NewFlagSet("imgedge-server", flag.ContinueOnError)
+	pfs.SetOutput(io.Discard)
+	probe.flags(pfs)
+	if err := pfs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	file := probe.ConfigFile
+	if v, ok := lookup(EnvName("config")); ok && !isSet(pfs, "config") {
+		file = v
+	}
+
+	cfg := Default()
+	if file != "" {
+		if err := cfg.loadFile(file); err != nil {
+			return Config{}, err
+		}
+	}
+	fs := flag.NewFlagSet("imgedge-server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.flags(fs)
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := lookup(EnvName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
+			}
+		}
+	})
+	if err := fs.Parse(args); err != nil {
+		errs = append(errs, err)
+	}
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
+	}
+	cfg.ConfigFile = file
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// Usage writes the flags and their environment twins to w.
+func Usage(w io.Writer) {
+	cfg := Default()
+	fs := flag.NewFlagSet("imgedge-server", flag.ContinueOnError)
+	cfg.flags(fs)
+	fmt.Fprintf(w, "Usage: imgedge-server [flags]\n\nEvery flag has an environment twin, shown in brackets; flags win.\n\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s %s\t[%s]\n    \t%s", f.Name, name, EnvName(f.Name), usage)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// loadFile merges a YAML file over the current values. Unknown keys are errors.
+func (c *Config) loadFile(path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	builtin := c.Presets
+	c.Presets = nil
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	// Presets in the file add to, or replace by name, the built-in ones.
+	merged := PresetMap{}
+	for n, p := range builtin {
+		merged[n] = p
+	}
+	for n, p := range c.Presets {
+		merged[n] = p
+	}
+	c.Presets = merged
+	return nil
+}
+
+// Validate checks the configuration, reporting every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.GRPCAddr == "" {
+		errs = append(errs, errors.New("grpc-addr is empty"))
+	}
+	if _, _, err := c.StoreKind(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := variant.ValidatePrefix(c.Prefix); err != nil {
+		errs = append(errs, fmt.Errorf("prefix: %w", err))
+	}
+	for name, q := range map[string]int{"jpeg-quality": c.JPEGQuality, "webp-quality": c.WebPQuality, "avif-quality": c.AVIFQuality} {
+		if q < 1 || q > 100 {
+			errs = append(errs, fmt.Errorf("%s %d is out of range (1–100)", name, q))
+		}
+	}
+	if c.AVIFSpeed < 0 || c.AVIFSpeed > 9 {
+		errs = append(errs, fmt.Errorf("avif-speed %d is out of range (0–9)", c.AVIFSpeed))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("workers %d must be at least 1", c.Workers))
+	}
+	if c.Queue < 0 {
+		errs = append(errs, fmt.Errorf("queue %d must not be negative", c.Queue))
+	}
+	if c.MaxStreamBytes <= 0 {
+		errs = append(errs, errors.New("max-stream-bytes must be positive"))
+	}
+	if _, ok := c.Presets[c.DefaultPreset]; !ok {
+		errs = append(errs, fmt.Errorf("default-preset %q is not a defined preset", c.DefaultPreset))
+	}
+	names := make([]string, 0, len(c.Presets))
+	for n := range c.Presets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if _, err := c.Presets[n].Spec(); err != nil {
+			errs = append(errs, fmt.Errorf("preset %q: %w", n, err))
+		}
+	}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// StoreKind splits the store setting into its kind ("file" or "s3") and,
+// for "file", its directory.
+func (c *Config) StoreKind() (kind, dir string, err error) {
+	switch {
+	case c.Store == "s3":
+		return "s3", "", nil
+	case strings.HasPrefix(c.Store, "file:") && len(c.Store) > len("file:"):
+		return "file", strings.TrimPrefix(c.Store, "file:"), nil
+	}
+	return "", "", fmt.Errorf("store %q: want file:DIR or s3", c.Store)
+}
+
+// PresetSpecs returns the presets as variant specs.
+func (c *Config) PresetSpecs() (map[string]variant.Spec, error) {
+	out := make(map[string]variant.Spec, len(c.Presets))
+	for n, p := range c.Presets {
+		s, err := p.Spec()
+		if err != nil {
+			return nil, fmt.Errorf("preset %q: %w", n, err)
+		}
+		out[n] = s
+	}
+	return out, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Bytes is a byte count that parses suffixes: 512KiB, 50MiB, 1GiB.
+type Bytes int64
+
+func (b *Bytes) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+// Set parses a byte count.
+func (b *Bytes) Set(s string) error {
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(s, suffix) {
+			s, mult = strings.TrimSuffix(s, suffix), m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("invalid byte count %q", s)
+	}
+	*b = Bytes(n * mult)
+	return nil
+}
+
+// UnmarshalYAML accepts a number or a string with a suffix.
+func (b *Bytes) UnmarshalYAML(n *yaml.Node) error { return b.Set(n.Value) }
+
+// ParseLevel parses a log level name.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}

@@ -1,0 +1,69 @@
+package grpcapi
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/store"
+	"github.com/imgedge/imgedge/server/internal/transform"
+)
+
+// errorCodes is the one mapping from domain errors to gRPC codes, checked in
+// order. Messages come from the wrapped errors, which name what was wrong
+// and never carry credentials (the stores never put them in errors).
+var errorCodes = []struct {
+	err  error
+	code codes.Code
+}{
+	{context.DeadlineExceeded, codes.DeadlineExceeded},
+	{context.Canceled, codes.Canceled},
+	{transform.ErrInvalidArgument, codes.InvalidArgument},
+	{transform.ErrUnsupportedImage, codes.InvalidArgument},
+	{variant.ErrInvalid, codes.InvalidArgument},
+	{variant.ErrBadKey, codes.InvalidArgument},
+	{transform.ErrKeyNotAllowed, codes.FailedPrecondition},
+	{transform.ErrBucketNotAllowed, codes.PermissionDenied},
+	{transform.ErrTooLarge, codes.ResourceExhausted},
+	{store.ErrTooLarge, codes.ResourceExhausted},
+	{transform.ErrOverloaded, codes.ResourceExhausted},
+	{store.ErrNotFound, codes.NotFound},
+	{store.ErrBucketNotFound, codes.NotFound},
+	{transform.ErrConflict, codes.Aborted},
+	{store.ErrPreconditionFailed, codes.Aborted},
+	{store.ErrUnavailable, codes.Unavailable},
+}
+
+// Code returns the gRPC code for a domain error.
+func Code(err error) codes.Code {
+	if err == nil {
+		return codes.OK
+	}
+	if s, ok := status.FromError(err); ok {
+		return s.Code()
+	}
+	for _, m := range errorCodes {
+		if errors.Is(err, m.err) {
+			return m.code
+		}
+	}
+	return codes.Internal
+}
+
+// toStatus converts a domain error into a gRPC status error.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := Code(err)
+	if code == codes.Internal {
+		return status.Error(code, "internal error")
+	}
+	return status.Error(code, err.Error())
+}
