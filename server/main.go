@@ -62,23 +62,15 @@ func realMain(ctx context.Context, args []string) error {
 	if err := st.Ping(ctx); err != nil {
 		return fmt.Errorf("store %s: %w", cfg.Store, err)
 	}
-	svc, err := newService(cfg, st)
+	proc := imaging.New(imaging.Config{AVIFSpeed: cfg.AVIFSpeed, KeepMetadata: cfg.KeepMetadata})
+	gs, healthSrv, err := newGRPCServer(cfg, st, proc, logger)
 	if err != nil {
 		return err
 	}
-
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	gs := grpc.NewServer(grpcapi.Interceptors(logger)...)
-	imgedgev1.RegisterImageTransformServiceServer(gs, grpcapi.NewServer(svc, grpcapi.Options{
-		MaxStreamBytes: int64(cfg.MaxStreamBytes),
-		Logger:         logger,
-	}))
-	healthSrv := health.NewServer()
-	healthpb.RegisterHealthServer(gs, healthSrv)
-	reflection.Register(gs)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
@@ -104,14 +96,14 @@ func realMain(ctx context.Context, args []string) error {
 	return nil
 }
 
-// store is what the server needs of an object store: the service's
+// serviceStore is what the server needs of an object store: the service's
 // interface plus a readiness probe.
-type store interface {
+type serviceStore interface {
 	transform.Store
 	Ping(ctx context.Context) error
 }
 
-func openStore(ctx context.Context, cfg config.Config) (store, error) {
+func openStore(ctx context.Context, cfg config.Config) (serviceStore, error) {
 	kind, dir, err := cfg.StoreKind()
 	if err != nil {
 		return nil, err
@@ -122,12 +114,29 @@ func openStore(ctx context.Context, cfg config.Config) (store, error) {
 	return s3store.New(ctx, s3store.Config{Region: cfg.S3Region, Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle})
 }
 
-func newService(cfg config.Config, st transform.Store) (*transform.Service, error) {
+// newGRPCServer assembles the service and its gRPC server, with health and
+// reflection registered.
+func newGRPCServer(cfg config.Config, st transform.Store, proc transform.Processor, logger *slog.Logger) (*grpc.Server, *health.Server, error) {
+	svc, err := newService(cfg, st, proc)
+	if err != nil {
+		return nil, nil, err
+	}
+	gs := grpc.NewServer(grpcapi.Interceptors(logger)...)
+	imgedgev1.RegisterImageTransformServiceServer(gs, grpcapi.NewServer(svc, grpcapi.Options{
+		MaxStreamBytes: int64(cfg.MaxStreamBytes),
+		Logger:         logger,
+	}))
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(gs, healthSrv)
+	reflection.Register(gs)
+	return gs, healthSrv, nil
+}
+
+func newService(cfg config.Config, st transform.Store, proc transform.Processor) (*transform.Service, error) {
 	presets, err := cfg.PresetSpecs()
 	if err != nil {
 		return nil, err
 	}
-	proc := imaging.New(imaging.Config{AVIFSpeed: cfg.AVIFSpeed, KeepMetadata: cfg.KeepMetadata})
 	return transform.New(transform.Config{
 		Prefix:        cfg.Prefix,
 		Presets:       presets,

@@ -319,3 +319,15 @@ func (s *Store) Walk(ctx context.Context, bucket, prefix, skipPrefix string, fn 
 		return fn(info)
 	})
 }
+
+// CreateBucket creates a bucket (a directory under the root). It succeeds if
+// the bucket exists already.
+func (s *Store) CreateBucket(name string) error {
+	if err := store.ValidateBucket(name); err != nil {
+		return err
+	}
+	if err := s.root.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return nil
+}
