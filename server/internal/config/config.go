@@ -197,10 +197,10 @@ func Load(args []string, lookup func(string) (string, bool)) (Config, error) {
 		errs = append(errs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
 	}
 	cfg.ConfigFile = file
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(append(errs, cfg.Validate())...); err != nil {
 		return Config{}, err
 	}
-	return cfg, cfg.Validate()
+	return cfg, nil
 }
 
 // Usage writes the flags and their environment twins to w.

@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"os"
 
 	"github.com/h2non/bimg"
 
@@ -45,7 +46,14 @@ type Processor struct {
 // the operation cache is off (it only costs memory for a service that never
 // sees the same input twice), and untrusted loaders (for example
 // ImageMagick, PDF, FITS) are blocked.
+//
+// libvips prints warnings (such as "ignoring nclx profile") straight to
+// stderr, which would break the JSON log stream; they are silenced unless
+// VIPS_WARNING is set. Failures still surface as errors.
 func New(cfg Config) *Processor {
+	if _, set := os.LookupEnv("VIPS_WARNING"); !set {
+		_ = os.Setenv("VIPS_WARNING", "0")
+	}
 	bimg.VipsCacheSetMax(0)
 	bimg.VipsCacheSetMaxMem(0)
 	C.vips_block_untrusted_set(C.TRUE)

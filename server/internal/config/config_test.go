@@ -1,0 +1,106 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Load(nil, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.GRPCAddr != "127.0.0.1:50051" || cfg.Store != "file:./data" || cfg.Prefix != "ProcessedImages/" {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	p := cfg.Presets["default"]
+	if p.Format != "jpeg" || p.Quality != 90 || p.Width != 0 {
+		t.Errorf("the default preset is %+v, want same-size JPEG q90", p)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "imgedge.yaml")
+	yaml := `
+grpc_addr: 127.0.0.1:1111
+prefix: Variants/
+max_source_bytes: 10MiB
+process_timeout: 5s
+presets:
+  hero: {width: 1600, format: auto, quality: 70}
+  default: {format: webp, quality: 60}
+`
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load([]string{"--workers", "3"}, env(map[string]string{
+		"IMGEDGE_CONFIG":    file,
+		"IMGEDGE_PREFIX":    "FromEnv/",
+		"IMGEDGE_WORKERS":   "9",
+		"IMGEDGE_STORE":     "s3",
+		"IMGEDGE_BUCKETS":   "a-bucket, b-bucket",
+		"IMGEDGE_AUTO_AVIF": "false",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case cfg.GRPCAddr != "127.0.0.1:1111":
+		t.Errorf("file value lost: %s", cfg.GRPCAddr)
+	case cfg.Prefix != "FromEnv/":
+		t.Errorf("env must beat the file: %s", cfg.Prefix)
+	case cfg.Workers != 3:
+		t.Errorf("flags must beat env: %d", cfg.Workers)
+	case cfg.MaxSourceBytes != 10<<20 || cfg.ProcessTimeout != 5*time.Second:
+		t.Errorf("typed file values: %d %v", cfg.MaxSourceBytes, cfg.ProcessTimeout)
+	case cfg.Presets["hero"].Width != 1600 || cfg.Presets["default"].Format != "webp" || cfg.Presets["thumbnail"].Width != 320:
+		t.Errorf("presets: %+v", cfg.Presets)
+	case len(cfg.Buckets) != 2 || cfg.Buckets[1] != "b-bucket" || cfg.AutoAVIF:
+		t.Errorf("env lists and booleans: %+v %v", cfg.Buckets, cfg.AutoAVIF)
+	}
+}
+
+func TestAllErrorsAtOnce(t *testing.T) {
+	_, err := Load([]string{"--jpeg-quality", "0", "--store", "ftp:x"}, env(map[string]string{
+		"IMGEDGE_WORKERS":    "many",
+		"IMGEDGE_AVIF_SPEED": "12",
+	}))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"IMGEDGE_WORKERS", "jpeg-quality 0", `store "ftp:x"`, "avif-speed 12"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestFileRejectsUnknownKeysAndBadPresets(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"unknown key":   "qualty: 5\n",
+		"bad preset":    "presets:\n  x: {format: gif}\n",
+		"bad byte size": "max_source_bytes: lots\n",
+	} {
+		file := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".yaml")
+		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load([]string{"--config", file}, env(nil)); err == nil {
+			t.Errorf("%s: loaded without error", name)
+		}
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	if got := EnvName("s3-path-style"); got != "IMGEDGE_S3_PATH_STYLE" {
+		t.Errorf("EnvName = %s", got)
+	}
+}

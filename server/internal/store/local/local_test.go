@@ -1,0 +1,156 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/imgedge/imgedge/server/internal/store"
+)
+
+func open(t *testing.T) (*Store, string) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.CreateBucket("demo"); err != nil {
+		t.Fatal(err)
+	}
+	return s, dir
+}
+
+func TestPutHeadGet(t *testing.T) {
+	s, dir := open(t)
+	ctx := context.Background()
+	info, err := s.Put(ctx, "demo", "photos/a.jpg", []byte("jpeg bytes"), store.PutOptions{ContentType: "image/webp", Metadata: map[string]string{"source-etag": `"x"`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The object is a plain file where a user would look for it.
+	raw, err := os.ReadFile(filepath.Join(dir, "demo", "photos", "a.jpg"))
+	if err != nil || string(raw) != "jpeg bytes" {
+		t.Fatalf("file on disk: %q, %v", raw, err)
+	}
+	head, err := s.Head(ctx, "demo", "photos/a.jpg")
+	if err != nil || head.ETag != info.ETag || head.Size != 10 || head.ContentType != "image/webp" || head.Metadata["source-etag"] != `"x"` {
+		t.Fatalf("Head = %+v, %v", head, err)
+	}
+	data, _, err := s.Get(ctx, "demo", "photos/a.jpg", 100)
+	if err != nil || string(data) != "jpeg bytes" {
+		t.Fatalf("Get = %q, %v", data, err)
+	}
+	if _, _, err := s.Get(ctx, "demo", "photos/a.jpg", 5); !errors.Is(err, store.ErrTooLarge) {
+		t.Errorf("Get over the limit = %v", err)
+	}
+	// Files dropped in by hand are objects too, typed by extension.
+	if err := os.WriteFile(filepath.Join(dir, "demo", "b.png"), []byte("png"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := s.Head(ctx, "demo", "b.png"); err != nil || h.ContentType != "image/png" || h.Metadata != nil {
+		t.Errorf("Head(copied file) = %+v, %v", h, err)
+	}
+}
+
+func TestOverwriteInvalidatesSidecarAndETag(t *testing.T) {
+	s, dir := open(t)
+	ctx := context.Background()
+	first, err := s.Put(ctx, "demo", "a.jpg", []byte("one"), store.PutOptions{Metadata: map[string]string{"k": "v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Overwritten behind the store's back, as cp would.
+	if err := os.WriteFile(filepath.Join(dir, "demo", "a.jpg"), []byte("three"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.Head(ctx, "demo", "a.jpg")
+	if err != nil || h.ETag == first.ETag || h.Metadata != nil {
+		t.Errorf("after an overwrite: %+v, %v; want a new ETag and no stale metadata", h, err)
+	}
+}
+
+func TestConditionalPut(t *testing.T) {
+	s, _ := open(t)
+	ctx := context.Background()
+	first, err := s.Put(ctx, "demo", "k.jpg", []byte("1"), store.PutOptions{IfNoneMatch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, "demo", "k.jpg", []byte("2"), store.PutOptions{IfNoneMatch: true}); !errors.Is(err, store.ErrPreconditionFailed) {
+		t.Errorf("second create = %v", err)
+	}
+	if _, err := s.Put(ctx, "demo", "k.jpg", []byte("3"), store.PutOptions{IfMatch: `"stale"`}); !errors.Is(err, store.ErrPreconditionFailed) {
+		t.Errorf("replace with a wrong ETag = %v", err)
+	}
+	if _, err := s.Put(ctx, "demo", "k.jpg", []byte("4"), store.PutOptions{IfMatch: first.ETag}); err != nil {
+		t.Errorf("replace with the right ETag = %v", err)
+	}
+	data, _, _ := s.Get(ctx, "demo", "k.jpg", 10)
+	if string(data) != "4" {
+		t.Errorf("content %q, want 4", data)
+	}
+	// No temporary file is left behind.
+	entries, _ := os.ReadDir(filepath.Join(s.root.Name(), tmpDir))
+	if len(entries) != 0 {
+		t.Errorf("%d temporary files left", len(entries))
+	}
+}
+
+func TestCannotEscapeRoot(t *testing.T) {
+	s, dir := open(t)
+	ctx := context.Background()
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "secret.jpg"), []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "demo", "link")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Get(ctx, "demo", "link/secret.jpg", 100); err == nil {
+		t.Error("read through a symlink out of the root")
+	}
+	if _, err := s.Put(ctx, "demo", "link/new.jpg", []byte("x"), store.PutOptions{}); err == nil {
+		t.Error("wrote through a symlink out of the root")
+	}
+	for _, key := range []string{"../escape.jpg", "/etc/passwd", "a/../../b"} {
+		if _, err := s.Head(ctx, "demo", key); err == nil || errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Head(%q) = %v, want a validation error", key, err)
+		}
+	}
+	if _, err := s.Head(ctx, "..", "a.jpg"); err == nil {
+		t.Error("bucket .. accepted")
+	}
+	if _, err := s.Head(ctx, "nobucket", "a.jpg"); !errors.Is(err, store.ErrBucketNotFound) {
+		t.Errorf("missing bucket: %v", err)
+	}
+}
+
+func TestWalk(t *testing.T) {
+	s, _ := open(t)
+	ctx := context.Background()
+	for _, k := range []string{"a/1.jpg", "a/2.jpg", "b/3.jpg", "ProcessedImages/full_q90/a/1.jpg.jpg"} {
+		if _, err := s.Put(ctx, "demo", k, []byte("x"), store.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	err := s.Walk(ctx, "demo", "", "ProcessedImages/", func(o store.ObjectInfo) error {
+		got = append(got, o.Key)
+		return nil
+	})
+	if err != nil || len(got) != 3 || got[0] != "a/1.jpg" || got[2] != "b/3.jpg" {
+		t.Errorf("Walk = %q, %v", got, err)
+	}
+	got = nil
+	_ = s.Walk(ctx, "demo", "a/", "ProcessedImages/", func(o store.ObjectInfo) error {
+		got = append(got, o.Key)
+		return nil
+	})
+	if len(got) != 2 {
+		t.Errorf("Walk(prefix a/) = %q", got)
+	}
+}

@@ -1,0 +1,293 @@
+package transform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/store"
+	"github.com/imgedge/imgedge/server/internal/workpool"
+)
+
+// memStore is an in-memory Store with S3's conditional-write semantics.
+type memStore struct {
+	mu      sync.Mutex
+	objects map[string]memObject
+	version int
+	heads   atomic.Int64
+	puts    atomic.Int64
+}
+
+type memObject struct {
+	data []byte
+	info store.ObjectInfo
+}
+
+func newMemStore() *memStore { return &memStore{objects: map[string]memObject{}} }
+
+func (m *memStore) set(key string, data []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.version++
+	m.objects[key] = memObject{data, store.ObjectInfo{Key: key, Size: int64(len(data)), ETag: fmt.Sprintf(`"v%d"`, m.version)}}
+}
+
+func (m *memStore) Head(_ context.Context, _, key string) (store.ObjectInfo, error) {
+	m.heads.Add(1)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[key]
+	if !ok {
+		return store.ObjectInfo{}, fmt.Errorf("%w: %s", store.ErrNotFound, key)
+	}
+	return o.info, nil
+}
+
+func (m *memStore) Get(ctx context.Context, b, key string, limit int64) ([]byte, store.ObjectInfo, error) {
+	info, err := m.Head(ctx, b, key)
+	if err != nil {
+		return nil, info, err
+	}
+	if info.Size > limit {
+		return nil, info, store.ErrTooLarge
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.objects[key].data, info, nil
+}
+
+func (m *memStore) Put(_ context.Context, _, key string, data []byte, o store.PutOptions) (store.ObjectInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, exists := m.objects[key]
+	if o.IfNoneMatch && exists || o.IfMatch != "" && (!exists || cur.info.ETag != o.IfMatch) {
+		return store.ObjectInfo{}, store.ErrPreconditionFailed
+	}
+	m.version++
+	info := store.ObjectInfo{Key: key, Size: int64(len(data)), ETag: fmt.Sprintf(`"v%d"`, m.version), ContentType: o.ContentType, Metadata: o.Metadata}
+	m.objects[key] = memObject{data, info}
+	m.puts.Add(1)
+	return info, nil
+}
+
+// fakeProcessor "encodes" by shrinking the input to a fraction of its size.
+type fakeProcessor struct {
+	ratio   float64
+	delay   time.Duration
+	runs    atomic.Int64
+	started chan struct{}
+}
+
+func (f *fakeProcessor) Probe(data []byte) (ImageInfo, error) {
+	if strings.HasPrefix(string(data), "bad") {
+		return ImageInfo{}, ErrUnsupportedImage
+	}
+	return ImageInfo{Format: "jpeg", Width: 4000, Height: 3000}, nil
+}
+
+func (f *fakeProcessor) Process(data []byte, op Operation) (Output, error) {
+	f.runs.Add(1)
+	if f.started != nil {
+		f.started <- struct{}{}
+	}
+	time.Sleep(f.delay)
+	return Output{Data: make([]byte, int(float64(len(data))*f.ratio)), Width: 720, Height: 540}, nil
+}
+
+func testConfig() Config {
+	return Config{
+		Prefix:         "ProcessedImages/",
+		Presets:        map[string]variant.Spec{"default": {Format: variant.FormatJPEG, Quality: 90}, "small": {Width: 480, Format: variant.FormatAuto}},
+		DefaultPreset:  "default",
+		Defaults:       variant.Defaults{Quality: map[variant.Format]int{variant.FormatJPEG: 80, variant.FormatWebP: 75}, Negotiation: variant.Negotiation{WebP: true}},
+		MinSaving:      0.05,
+		Limits:         Limits{MaxSourceBytes: 1 << 20, MaxSourcePixels: 20_000_000, MaxWidth: 4096, MaxHeight: 4096},
+		ProcessTimeout: 5 * time.Second,
+	}
+}
+
+func newTestService(t *testing.T, st Store, p Processor, workers, queue int) *Service {
+	t.Helper()
+	s, err := New(testConfig(), st, p, workpool.New(workers, queue))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestEnsureVariantOutcomes(t *testing.T) {
+	st := newMemStore()
+	proc := &fakeProcessor{ratio: 0.5}
+	svc := newTestService(t, st, proc, 2, 2)
+	ctx := context.Background()
+	st.set("a.jpg", make([]byte, 1000))
+
+	res, err := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{})
+	if err != nil || res.Outcome != Created || res.Key != "ProcessedImages/full_q90/a.jpg.jpg" || res.Size != 500 || res.OriginalSize != 1000 {
+		t.Fatalf("first: %+v, %v", res, err)
+	}
+	res, err = svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{})
+	if err != nil || res.Outcome != AlreadyExisted || res.Width != 720 {
+		t.Fatalf("second: %+v, %v", res, err)
+	}
+	// The hot path is two HEADs and nothing else.
+	heads, puts := st.heads.Load(), st.puts.Load()
+	if _, err := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := st.heads.Load() - heads; d != 2 || st.puts.Load() != puts || proc.runs.Load() != 1 {
+		t.Errorf("hot path: %d HEADs, %d new PUTs, %d transforms", d, st.puts.Load()-puts, proc.runs.Load())
+	}
+
+	// The auto format resolves per viewer into different keys.
+	webp, _ := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{Preset: "small", Accept: "image/webp"})
+	jpeg, _ := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{Preset: "small", Accept: "*/*"})
+	if webp.Key != "ProcessedImages/w480_q75/a.jpg.webp" || jpeg.Key != "ProcessedImages/w480_q80/a.jpg.jpg" {
+		t.Errorf("negotiated keys: %q, %q", webp.Key, jpeg.Key)
+	}
+}
+
+func TestEnsureVariantKeepsOriginalWhenNotSmaller(t *testing.T) {
+	st := newMemStore()
+	proc := &fakeProcessor{ratio: 0.97} // saves 3 %, under the 5 % margin
+	svc := newTestService(t, st, proc, 1, 1)
+	st.set("a.jpg", make([]byte, 1000))
+	for range 3 {
+		res, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", Request{})
+		if err != nil || res.Outcome != OriginalIsSmaller || res.Key != "a.jpg" || res.Size != 1000 {
+			t.Fatalf("%+v, %v", res, err)
+		}
+	}
+	if proc.runs.Load() != 1 {
+		t.Errorf("%d transforms, want 1", proc.runs.Load())
+	}
+	if _, err := st.Head(context.Background(), "bkt", "ProcessedImages/full_q90/a.jpg.jpg"); !errors.Is(err, store.ErrNotFound) {
+		t.Error("the larger variant was stored")
+	}
+	// A new original that compresses well gets a variant after all.
+	st.set("a.jpg", make([]byte, 2000))
+	proc.ratio = 0.5
+	res, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", Request{})
+	if err != nil || res.Outcome != Created {
+		t.Fatalf("after overwrite: %+v, %v", res, err)
+	}
+}
+
+func TestEnsureVariantRebuildsStaleVariant(t *testing.T) {
+	st := newMemStore()
+	proc := &fakeProcessor{ratio: 0.5}
+	svc := newTestService(t, st, proc, 1, 1)
+	st.set("a.jpg", make([]byte, 1000))
+	first, _ := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", Request{})
+	st.set("a.jpg", make([]byte, 3000))
+	second, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", Request{})
+	if err != nil || second.Outcome != Created || second.Size != 1500 || second.ETag == first.ETag {
+		t.Fatalf("rebuild: %+v, %v", second, err)
+	}
+}
+
+func TestConcurrentCallsCollapseAndSurviveCancellation(t *testing.T) {
+	st := newMemStore()
+	proc := &fakeProcessor{ratio: 0.5, delay: 50 * time.Millisecond}
+	svc := newTestService(t, st, proc, 1, 0)
+	st.set("a.jpg", make([]byte, 1000))
+
+	// The first caller gives up at once; the build goes on for the others.
+	impatient, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := svc.EnsureVariant(impatient, "bkt", "a.jpg", Request{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: %v", err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			_, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", Request{})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a collapsed caller failed: %v", err)
+		}
+	}
+	if proc.runs.Load() != 1 || st.puts.Load() != 1 {
+		t.Errorf("%d transforms and %d writes, want 1 and 1", proc.runs.Load(), st.puts.Load())
+	}
+}
+
+func TestOverloadFailsFast(t *testing.T) {
+	st := newMemStore()
+	proc := &fakeProcessor{ratio: 0.5, delay: 200 * time.Millisecond, started: make(chan struct{}, 1)}
+	svc := newTestService(t, st, proc, 1, 0)
+	st.set("a.jpg", make([]byte, 1000))
+	st.set("b.jpg", make([]byte, 1000))
+	go func() {
+		_, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", Request{})
+		if err != nil {
+			t.Errorf("the call holding the worker failed: %v", err)
+		}
+	}()
+	<-proc.started
+	start := time.Now()
+	_, err := svc.EnsureVariant(context.Background(), "bkt", "b.jpg", Request{})
+	if !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("got %v, want ErrOverloaded", err)
+	}
+	if _, _, err := svc.Transform(context.Background(), make([]byte, 10), Request{}); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("Transform got %v, want ErrOverloaded", err)
+	}
+	if time.Since(start) > 150*time.Millisecond {
+		t.Errorf("overload was not refused at once (%v)", time.Since(start))
+	}
+}
+
+func TestRequestValidation(t *testing.T) {
+	st := newMemStore()
+	svc := newTestService(t, st, &fakeProcessor{ratio: 0.5}, 1, 1)
+	st.set("bad.jpg", []byte("bad bytes"))
+	st.set("big.jpg", make([]byte, 2<<20))
+	tests := []struct {
+		bucket, key string
+		req         Request
+		want        error
+	}{
+		{"bkt", "ProcessedImages/x.jpg", Request{}, ErrKeyNotAllowed},
+		{"bkt", "a/../b.jpg", Request{}, variant.ErrBadKey},
+		{"B!", "a.jpg", Request{}, ErrInvalidArgument},
+		{"bkt", "a.jpg", Request{Preset: "nope"}, ErrInvalidArgument},
+		{"bkt", "a.jpg", Request{Override: variant.Spec{Width: 5000}}, variant.ErrInvalid},
+		{"bkt", "missing.jpg", Request{}, store.ErrNotFound},
+		{"bkt", "bad.jpg", Request{}, ErrUnsupportedImage},
+		{"bkt", "big.jpg", Request{}, ErrTooLarge},
+	}
+	for _, tt := range tests {
+		if _, err := svc.EnsureVariant(context.Background(), tt.bucket, tt.key, tt.req); !errors.Is(err, tt.want) {
+			t.Errorf("%s/%s %+v: got %v, want %v", tt.bucket, tt.key, tt.req, err, tt.want)
+		}
+	}
+	if st.puts.Load() != 0 {
+		t.Errorf("%d writes for invalid requests", st.puts.Load())
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cfg := testConfig()
+	cfg.Prefix = "no-slash"
+	cfg.DefaultPreset = "gone"
+	cfg.MinSaving = 1
+	err := cfg.Validate()
+	for _, want := range []string{"no-slash", "gone", "minimum saving"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to mention %q", err, want)
+		}
+	}
+}
