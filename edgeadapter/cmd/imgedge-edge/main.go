@@ -1,0 +1,195 @@
+// Command imgedge-edge runs the edge adapter.
+//
+// Launcher mode (the default), as the Node.js launcher runs it on
+// Lambda@Edge: one CloudFront event (JSON) per line on stdin, one result per
+// line on stdout, in order. A result is the request to forward: the event's
+// request with only its uri changed, or unchanged. Decisions are logged as
+// JSON on stderr.
+//
+//	imgedge-edge --config config.json
+//
+// HTTP mode simulates the edge locally: a GET for /photos/a.jpg runs the
+// adapter on a synthetic origin-request event, then does what CloudFront
+// would do next — fetches the forwarded URI from the S3 origin — and returns
+// those bytes. The forwarded URI is in the X-Imgedge-Uri response header.
+//
+//	imgedge-edge --config config.json --http 127.0.0.1:8080 --bucket demo \
+//	    --origin s3 --s3-endpoint http://127.0.0.1:7070
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/imgedge/imgedge/edgeadapter"
+	"github.com/imgedge/imgedge/edgeadapter/cloudfront"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := realMain(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "imgedge-edge:", err)
+		os.Exit(1)
+	}
+}
+
+func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("imgedge-edge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "config.json", "adapter configuration `file` (JSON)")
+	httpAddr := fs.String("http", "", "serve the HTTP edge simulation on this `address` instead of the launcher protocol")
+	var origin originFlags
+	fs.StringVar(&origin.bucket, "bucket", "", "HTTP mode: the bucket behind the simulated S3 origin")
+	fs.StringVar(&origin.store, "origin", "s3", "HTTP mode: where to fetch forwarded URIs: s3 or file:DIR")
+	fs.StringVar(&origin.endpoint, "s3-endpoint", "", "HTTP mode: S3-compatible endpoint URL")
+	fs.StringVar(&origin.region, "s3-region", "us-east-1", "HTTP mode: S3 region")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := edgeadapter.LoadConfig(*configFile)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	adapter, err := edgeadapter.New(cfg, logger)
+	if err != nil {
+		return err
+	}
+	if *httpAddr != "" {
+		return serveHTTP(ctx, *httpAddr, adapter, origin, logger)
+	}
+	return serveLines(ctx, adapter, cfg, stdin, stdout, logger)
+}
+
+// serveLines speaks the launcher protocol: one event per line in, one
+// request per line out, in order.
+func serveLines(ctx context.Context, a *edgeadapter.Adapter, cfg edgeadapter.Config, in io.Reader, out io.Writer, logger *slog.Logger) error {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20) // events with a body can reach ~1.4 MB
+	w := bufio.NewWriter(out)
+	budget := time.Duration(cfg.LauncherDeadlineMS) * time.Millisecond
+	for sc.Scan() {
+		evCtx, cancel := context.WithTimeout(ctx, budget)
+		result, d, err := a.HandleEvent(evCtx, sc.Bytes())
+		cancel()
+		if err != nil {
+			// No request to hand back: the launcher then keeps its own copy.
+			logger.Error("bad event", slog.String("error", err.Error()))
+			result = []byte("null")
+		} else {
+			logDecision(logger, d)
+		}
+		w.Write(result)
+		w.WriteByte('\n')
+		if err := w.Flush(); err != nil {
+			return fmt.Errorf("writing a result: %w", err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("reading events: %w", err)
+	}
+	return nil
+}
+
+func logDecision(logger *slog.Logger, d edgeadapter.Decision) {
+	level := slog.LevelInfo
+	if d.Action == edgeadapter.Fallback {
+		level = slog.LevelWarn
+	}
+	logger.Log(context.Background(), level, "edge", slog.String("action", string(d.Action)),
+		slog.String("reason", d.Reason), slog.String("bucket", d.Bucket), slog.String("key", d.Key), slog.String("uri", d.URI))
+}
+
+// serveHTTP runs the local edge simulation until ctx ends.
+func serveHTTP(ctx context.Context, addr string, a *edgeadapter.Adapter, o originFlags, logger *slog.Logger) error {
+	if o.bucket == "" {
+		return errors.New("--bucket is required in HTTP mode")
+	}
+	fetch, err := o.open(ctx)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Addr:              addr,
+		Handler:           &edgeHandler{adapter: a, bucket: o.bucket, origin: fetch, log: logger},
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	logger.Info("edge simulation listening", slog.String("addr", addr), slog.String("bucket", o.bucket))
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}
+
+// edgeHandler turns an HTTP GET into an origin-request event, runs the
+// adapter, and fetches the forwarded URI from the origin.
+type edgeHandler struct {
+	adapter *edgeadapter.Adapter
+	bucket  string
+	origin  originStore
+	log     *slog.Logger
+}
+
+func (h *edgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "only GET and HEAD", http.StatusMethodNotAllowed)
+		return
+	}
+	event, err := syntheticEvent(r, h.bucket)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	forwarded, d, err := h.adapter.HandleEvent(r.Context(), event)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	logDecision(h.log, d)
+	var req cloudfront.Request
+	if err := req.UnmarshalJSON(forwarded); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	key, err := edgeadapter.KeyFromURI(req.URI)
+	if err != nil {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	body, contentType, size, err := h.origin.Get(r.Context(), h.bucket, key)
+	if err != nil {
+		status := http.StatusBadGateway
+		if errors.Is(err, errNoSuchKey) {
+			status = http.StatusNotFound
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	defer body.Close()
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", fmt.Sprint(size))
+	w.Header().Set("X-Imgedge-Uri", req.URI)
+	w.Header().Set("X-Imgedge-Action", string(d.Action))
+	w.Header().Set("Vary", "Accept")
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = io.Copy(w, body)
+}

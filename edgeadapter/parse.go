@@ -1,0 +1,160 @@
+package edgeadapter
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/imgedge/imgedge/client/variant"
+	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+)
+
+// errSkip marks requests the adapter leaves alone without calling the
+// service: not an image, not under a handled prefix, a processed key, a
+// query outside the allow-list.
+var errSkip = errors.New("not handled")
+
+// KeyFromURI decodes a CloudFront URI ("/photos/%EA%B3%A0%20a.jpg") into an
+// object key ("photos/고 a.jpg"). A "+" stays a plus sign: in a path, as in
+// S3's REST API, only %20 is a space.
+func KeyFromURI(uri string) (string, error) {
+	if !strings.HasPrefix(uri, "/") {
+		return "", fmt.Errorf("%w: uri %q does not start with a slash", errSkip, uri)
+	}
+	key, err := url.PathUnescape(uri[1:])
+	if err != nil {
+		return "", fmt.Errorf("%w: uri %q: %v", errSkip, uri, err)
+	}
+	if err := variant.ValidateKey(key); err != nil {
+		return "", fmt.Errorf("%w: %v", errSkip, err)
+	}
+	return key, nil
+}
+
+// URIFromKey percent-encodes a key into a URI path, segment by segment.
+func URIFromKey(key string) string {
+	segs := strings.Split(key, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return "/" + strings.Join(segs, "/")
+}
+
+// variantFromQuery builds the requested variant from the query string,
+// bounded by the allow-list: a viewer cannot make the service create
+// unbounded variants. Anything outside the list is errSkip.
+func (c Config) variantFromQuery(rawQuery string) (*imgedgev1.EnsureVariantRequest, error) {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("%w: query %q: %v", errSkip, rawQuery, err)
+	}
+	req := &imgedgev1.EnsureVariantRequest{Preset: c.DefaultPreset}
+	format := c.DefaultFormat
+
+	if v := first(q, "preset"); v != "" {
+		if !slices.Contains(c.Presets, v) {
+			return nil, fmt.Errorf("%w: preset %q is not allowed", errSkip, v)
+		}
+		req.Preset = v
+	}
+	for _, dim := range []struct {
+		names []string
+		dst   **uint32
+	}{{[]string{"w", "width"}, &req.Width}, {[]string{"h", "height"}, &req.Height}} {
+		v := first(q, dim.names...)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%w: %s=%q is not a positive number", errSkip, dim.names[0], v)
+		}
+		snapped := uint32(c.snap(n))
+		*dim.dst = &snapped
+	}
+	if v := first(q, "q", "quality"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%w: q=%q is not a positive number", errSkip, v)
+		}
+		bounded := uint32(c.boundQuality(n))
+		req.Quality = &bounded
+	}
+	if v := first(q, "format", "f"); v != "" {
+		if !slices.Contains(c.Formats, strings.ToLower(v)) {
+			return nil, fmt.Errorf("%w: format %q is not allowed", errSkip, v)
+		}
+		format = v
+	}
+	if v := first(q, "fit"); v != "" {
+		f, err := variant.ParseFit(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errSkip, err)
+		}
+		req.Fit = imgedgev1.Fit(f)
+	}
+	f, err := variant.ParseFormat(format)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errSkip, err)
+	}
+	req.Format = imgedgev1.Format(f)
+	return req, nil
+}
+
+func first(q url.Values, names ...string) string {
+	for _, n := range names {
+		if v := q.Get(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// snap rounds a dimension up to the next breakpoint, capped at the largest.
+func (c Config) snap(n int) int {
+	for _, b := range c.Breakpoints {
+		if n <= b {
+			return b
+		}
+	}
+	return c.Breakpoints[len(c.Breakpoints)-1]
+}
+
+// boundQuality clamps a quality into the bounds and rounds it to the step.
+func (c Config) boundQuality(n int) int {
+	n = max(c.Quality.Min, min(c.Quality.Max, n))
+	n = (n + c.Quality.Step/2) / c.Quality.Step * c.Quality.Step
+	return max(c.Quality.Min, min(c.Quality.Max, n))
+}
+
+// handles reports whether a key is an image under a handled prefix.
+func (c Config) handles(uri, key string) error {
+	if strings.HasPrefix(key, c.ProcessedPrefix) {
+		return fmt.Errorf("%w: %q is already a processed variant", errSkip, key)
+	}
+	if !slices.Contains(c.Extensions, strings.ToLower(path.Ext(key))) {
+		return fmt.Errorf("%w: extension of %q is not handled", errSkip, key)
+	}
+	for _, p := range c.PathPrefixes {
+		if strings.HasPrefix(uri, p) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %q is outside the handled prefixes", errSkip, uri)
+}
+
+// normaliseAccept reduces an Accept header to its format class, so the
+// service negotiates from exactly what the cache key distinguishes.
+func normaliseAccept(accept string) string {
+	switch variant.ParseAccept(accept).Class() {
+	case "avif":
+		return "image/avif,image/webp"
+	case "webp":
+		return "image/webp"
+	}
+	return ""
+}
