@@ -40,7 +40,9 @@ type Error struct {
 	status *status.Status
 }
 
-func (e *Error) Error() string { return "imgedge: " + e.status.Code().String() + ": " + e.status.Message() }
+func (e *Error) Error() string {
+	return "imgedge: " + e.status.Code().String() + ": " + e.status.Message()
+}
 
 // GRPCStatus makes status.FromError and status.Code see the original status.
 func (e *Error) GRPCStatus() *status.Status { return e.status }

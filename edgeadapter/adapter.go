@@ -211,3 +211,13 @@ func (a *Adapter) decide(ctx context.Context, req *cloudfront.Request) Decision 
 	}
 	return Decision{Action: Rewrite, Reason: resp.GetOutcome().String(), Bucket: bucket, Key: resp.GetKey(), URI: URIFromKey(resp.GetKey())}
 }
+
+// LogDecision writes one structured line for a decision; fallbacks at warn level.
+func LogDecision(logger *slog.Logger, d Decision) {
+	level := slog.LevelInfo
+	if d.Action == Fallback {
+		level = slog.LevelWarn
+	}
+	logger.Log(context.Background(), level, "edge", slog.String("action", string(d.Action)),
+		slog.String("reason", d.Reason), slog.String("bucket", d.Bucket), slog.String("key", d.Key), slog.String("uri", d.URI))
+}

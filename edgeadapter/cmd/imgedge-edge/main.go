@@ -32,7 +32,7 @@ import (
 	"time"
 
 	"github.com/imgedge/imgedge/edgeadapter"
-	"github.com/imgedge/imgedge/edgeadapter/cloudfront"
+	"github.com/imgedge/imgedge/edgeadapter/httpedge"
 )
 
 func main() {
@@ -88,7 +88,7 @@ func serveLines(ctx context.Context, a *edgeadapter.Adapter, cfg edgeadapter.Con
 			logger.Error("bad event", slog.String("error", err.Error()))
 			result = []byte("null")
 		} else {
-			logDecision(logger, d)
+			edgeadapter.LogDecision(logger, d)
 		}
 		w.Write(result)
 		w.WriteByte('\n')
@@ -102,13 +102,9 @@ func serveLines(ctx context.Context, a *edgeadapter.Adapter, cfg edgeadapter.Con
 	return nil
 }
 
-func logDecision(logger *slog.Logger, d edgeadapter.Decision) {
-	level := slog.LevelInfo
-	if d.Action == edgeadapter.Fallback {
-		level = slog.LevelWarn
-	}
-	logger.Log(context.Background(), level, "edge", slog.String("action", string(d.Action)),
-		slog.String("reason", d.Reason), slog.String("bucket", d.Bucket), slog.String("key", d.Key), slog.String("uri", d.URI))
+// originFlags configure where HTTP mode fetches forwarded URIs from.
+type originFlags struct {
+	bucket, store, endpoint, region string
 }
 
 // serveHTTP runs the local edge simulation until ctx ends.
@@ -116,13 +112,13 @@ func serveHTTP(ctx context.Context, addr string, a *edgeadapter.Adapter, o origi
 	if o.bucket == "" {
 		return errors.New("--bucket is required in HTTP mode")
 	}
-	fetch, err := o.open(ctx)
+	origin, err := httpedge.OpenOrigin(ctx, o.store, o.endpoint, o.region)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
 		Addr:              addr,
-		Handler:           &edgeHandler{adapter: a, bucket: o.bucket, origin: fetch, log: logger},
+		Handler:           &httpedge.Handler{Adapter: a, Bucket: o.bucket, Origin: origin, Log: logger},
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	errc := make(chan error, 1)
@@ -136,60 +132,4 @@ func serveHTTP(ctx context.Context, addr string, a *edgeadapter.Adapter, o origi
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdown)
-}
-
-// edgeHandler turns an HTTP GET into an origin-request event, runs the
-// adapter, and fetches the forwarded URI from the origin.
-type edgeHandler struct {
-	adapter *edgeadapter.Adapter
-	bucket  string
-	origin  originStore
-	log     *slog.Logger
-}
-
-func (h *edgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		http.Error(w, "only GET and HEAD", http.StatusMethodNotAllowed)
-		return
-	}
-	event, err := syntheticEvent(r, h.bucket)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	forwarded, d, err := h.adapter.HandleEvent(r.Context(), event)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	logDecision(h.log, d)
-	var req cloudfront.Request
-	if err := req.UnmarshalJSON(forwarded); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	key, err := edgeadapter.KeyFromURI(req.URI)
-	if err != nil {
-		http.Error(w, "not found", http.StatusNotFound)
-		return
-	}
-	body, contentType, size, err := h.origin.Get(r.Context(), h.bucket, key)
-	if err != nil {
-		status := http.StatusBadGateway
-		if errors.Is(err, errNoSuchKey) {
-			status = http.StatusNotFound
-		}
-		http.Error(w, err.Error(), status)
-		return
-	}
-	defer body.Close()
-	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Content-Length", fmt.Sprint(size))
-	w.Header().Set("X-Imgedge-Uri", req.URI)
-	w.Header().Set("X-Imgedge-Action", string(d.Action))
-	w.Header().Set("Vary", "Accept")
-	if r.Method == http.MethodHead {
-		return
-	}
-	_, _ = io.Copy(w, body)
 }
