@@ -1,0 +1,200 @@
+package edgeadapter
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/imgedge/imgedge/client/testpki"
+	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+)
+
+// grpcFake is a real gRPC server over loopback with a scripted answer.
+type grpcFake struct {
+	imgedgev1.UnimplementedImageTransformServiceServer
+	code  atomic.Uint32 // codes.Code to answer with
+	token string
+	calls atomic.Int64
+}
+
+func (g *grpcFake) EnsureVariant(ctx context.Context, req *imgedgev1.EnsureVariantRequest) (*imgedgev1.EnsureVariantResponse, error) {
+	g.calls.Add(1)
+	if g.token != "" {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if v := md.Get("authorization"); len(v) == 0 || v[0] != "Bearer "+g.token {
+			return nil, status.Error(codes.Unauthenticated, "bad token")
+		}
+	}
+	if c := codes.Code(g.code.Load()); c != codes.OK {
+		return nil, status.Error(c, "scripted failure")
+	}
+	return &imgedgev1.EnsureVariantResponse{Outcome: imgedgev1.Outcome_OUTCOME_CREATED, Key: "ProcessedImages/full_q80/" + req.Key + ".jpg"}, nil
+}
+
+func serveFake(t *testing.T, fake *grpcFake, opts ...grpc.ServerOption) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(opts...)
+	imgedgev1.RegisterImageTransformServiceServer(gs, fake)
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	return lis.Addr().String()
+}
+
+// rawListener accepts connections and hands each to fn.
+func rawListener(t *testing.T, fn func(net.Conn)) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			go fn(c)
+		}
+	}()
+	return lis.Addr().String()
+}
+
+// realAdapter dials the service for real, through the client package.
+func realAdapter(t *testing.T, svc Service, deadline time.Duration) *Adapter {
+	t.Helper()
+	cfg := testConfig()
+	cfg.Service = svc
+	cfg.DeadlineMS = int(deadline / time.Millisecond)
+	a, err := New(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestFaultsFallBackUnchanged(t *testing.T) {
+	event := fixture(t, "s3_accept_webp.json")
+	in := requestBytes(t, event)
+	deadline := 400 * time.Millisecond
+
+	stopped := func() string { // a port nobody listens on
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		addr := l.Addr().String()
+		l.Close()
+		return addr
+	}()
+	hanging := rawListener(t, func(c net.Conn) { time.Sleep(10 * time.Second); c.Close() })
+	garbage := rawListener(t, func(c net.Conn) {
+		junk := make([]byte, 4096)
+		rand.Read(junk)
+		c.Write(junk)
+		io.Copy(io.Discard, c)
+	})
+	tokenFake := serveFake(t, &grpcFake{token: "right"})
+
+	ca, otherCA := testpki.NewCA(t, "service CA"), testpki.NewCA(t, "another CA")
+	dir := t.TempDir()
+	wrongCA := filepath.Join(dir, "other.pem")
+	testpki.WriteFile(t, wrongCA, otherCA.CertPEM)
+	tlsFake := serveFake(t, &grpcFake{}, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{ca.Server(t).TLS(t)}})))
+
+	tests := map[string]Service{
+		"service stopped":      {Address: stopped, Insecure: true},
+		"service hanging":      {Address: hanging, Insecure: true},
+		"garbage from service": {Address: garbage, Insecure: true},
+		"wrong token":          {Address: tokenFake, Insecure: true, Token: "wrong"},
+		"no token":             {Address: tokenFake, Insecure: true},
+		"TLS from another CA":  {Address: tlsFake, CAFile: wrongCA},
+		"plaintext to TLS":     {Address: tlsFake, Insecure: true},
+	}
+	for name, svc := range tests {
+		t.Run(name, func(t *testing.T) {
+			a := realAdapter(t, svc, deadline)
+			start := time.Now()
+			out, d, err := a.HandleEvent(context.Background(), event)
+			if err != nil || d.Action != Fallback || !bytes.Equal(out, in) {
+				t.Fatalf("got %s (%s), %v:\n%s", d.Action, d.Reason, err, out)
+			}
+			if took := time.Since(start); took > deadline+time.Second {
+				t.Errorf("fell back after %v, the deadline is %v", took, deadline)
+			}
+		})
+	}
+	// The right token and the right CA work through the same code path.
+	goodCA := filepath.Join(dir, "ca.pem")
+	testpki.WriteFile(t, goodCA, ca.CertPEM)
+	for name, svc := range map[string]Service{
+		"right token": {Address: tokenFake, Insecure: true, Token: "right"},
+		"right CA":    {Address: tlsFake, CAFile: goodCA, ServerName: "localhost"},
+	} {
+		if _, d, _ := realAdapter(t, svc, 2*time.Second).HandleEvent(context.Background(), event); d.Action != Rewrite {
+			t.Errorf("%s: %s (%s)", name, d.Action, d.Reason)
+		}
+	}
+}
+
+func TestEachErrorCodeFallsBack(t *testing.T) {
+	event := fixture(t, "s3_plain.json")
+	in := requestBytes(t, event)
+	for _, code := range []codes.Code{codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.PermissionDenied,
+		codes.ResourceExhausted, codes.Unavailable, codes.DeadlineExceeded, codes.Internal, codes.Unknown, codes.Aborted, codes.Unauthenticated} {
+		fake := &grpcFake{}
+		fake.code.Store(uint32(code))
+		a := realAdapter(t, Service{Address: serveFake(t, fake), Insecure: true}, time.Second)
+		out, d, err := a.HandleEvent(context.Background(), event)
+		if err != nil || d.Action != Fallback || !bytes.Equal(out, in) {
+			t.Errorf("%v: %s (%s)", code, d.Action, d.Reason)
+		}
+	}
+}
+
+func TestBreakerStopsCallingADeadService(t *testing.T) {
+	fake := &grpcFake{}
+	fake.code.Store(uint32(codes.Unavailable))
+	cfg := testConfig()
+	cfg.Service = Service{Address: serveFake(t, fake), Insecure: true}
+	cfg.Breaker = BreakerConfig{Failures: 4, OpenMS: 200}
+	a, err := New(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := fixture(t, "s3_plain.json")
+	for range 20 {
+		a.HandleEvent(context.Background(), event)
+	}
+	// The client retries UNAVAILABLE a few times per call; what matters is
+	// that calls stop once the breaker has opened.
+	seen := fake.calls.Load()
+	for range 20 {
+		if _, d, _ := a.HandleEvent(context.Background(), event); d.Reason != "circuit breaker open" {
+			t.Fatalf("breaker not open: %s", d.Reason)
+		}
+	}
+	if fake.calls.Load() != seen {
+		t.Errorf("the service was called while the breaker was open")
+	}
+	fake.code.Store(uint32(codes.OK))
+	waitFor(t, func() bool {
+		_, d, _ := a.HandleEvent(context.Background(), event)
+		return d.Action == Rewrite
+	})
+}
