@@ -15,20 +15,20 @@ GRPCURL_VERSION   := v1.9.4
 
 DATA ?= ./data
 
-.PHONY: help setup deps tools run test check lint checkgenerate generate light unit-race fuzz clean
+.PHONY: help setup deps tools run test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 setup: deps tools ## install everything the build and tests need
 
-deps: ## install libvips-dev (and pkg-config, gcc) with apt when missing
-	@if pkg-config --exists vips 2>/dev/null && command -v gcc >/dev/null; then \
-		echo "libvips $$(pkg-config --modversion vips) already installed"; \
+deps: ## install libvips-dev, pkg-config, gcc, node and zip with apt when missing
+	@if pkg-config --exists vips 2>/dev/null && command -v gcc node zip >/dev/null; then \
+		echo "libvips $$(pkg-config --modversion vips), node $$(node --version) already installed"; \
 	else \
-		echo "installing libvips-dev with apt"; \
+		echo "installing libvips-dev, nodejs and zip with apt"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			libvips-dev pkg-config gcc libc6-dev >/dev/null; \
+			libvips-dev pkg-config gcc libc6-dev zip $$(command -v node >/dev/null || echo nodejs) >/dev/null; \
 	fi
 
 tools: $(BIN)/versitygw $(BIN)/buf $(BIN)/grpcurl ## install the pinned Go tools into .bin
@@ -47,7 +47,7 @@ run: deps $(BIN)/grpcurl ## serve on the embedded local store (./data), seeded w
 
 test: setup check ## run every check and the whole test suite
 	go test -count=1 ./...
-	$(MAKE) --no-print-directory unit-race
+	$(MAKE) --no-print-directory unit-race edge-test
 
 check: lint checkgenerate light ## static checks: formatting, vet, buf lint, generated code, pure-Go build
 
@@ -63,16 +63,38 @@ checkgenerate: generate ## fail if the checked-in generated code is stale
 	@git diff --exit-code -- proto || { echo "generated code is stale: run make generate and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "untracked generated files"; exit 1; }
 
-light: ## the client side builds without cgo
-	CGO_ENABLED=0 go build ./client/... ./proto/...
+light: ## the client and the edge adapter build without cgo
+	CGO_ENABLED=0 go build ./client/... ./proto/... ./edgeadapter/...
 
 unit-race: ## the concurrent pure-Go packages under the race detector
-	go test -count=1 -race ./server/internal/transform/... ./server/internal/workpool/... ./client/...
+	go test -count=1 -race ./server/internal/transform/... ./server/internal/workpool/... ./client/... ./edgeadapter/...
+
+# --- the edge adapter's Lambda@Edge package
+EDGE_CONFIG ?= edgeadapter/lambda/config.example.json
+EDGE_DIST   := dist/lambda
+
+edge-binary: ## the adapter as a static linux/amd64 binary (Lambda@Edge is x86_64 only)
+	@mkdir -p $(EDGE_DIST)
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags="-s -w" -o $(EDGE_DIST)/imgedge-edge ./edgeadapter/cmd/imgedge-edge
+
+edge-zip: edge-binary ## the deployable zip: launcher + binary + config (EDGE_CONFIG=your.json)
+	go run ./edgeadapter/cmd/imgedge-edge --config $(EDGE_CONFIG) --check
+	cp edgeadapter/lambda/index.js $(EDGE_DIST)/index.js
+	cp $(EDGE_CONFIG) $(EDGE_DIST)/config.json
+	rm -f dist/imgedge-edge.zip
+	cd $(EDGE_DIST) && zip -q -X -9 ../imgedge-edge.zip index.js imgedge-edge config.json
+	@size=$$(stat -c %s dist/imgedge-edge.zip); \
+		echo "dist/imgedge-edge.zip: $$((size / 1024)) KiB (Lambda@Edge origin-request limit: 50 MiB zipped)"; \
+		test $$size -lt $$((50 * 1024 * 1024))
+
+edge-test: edge-binary ## the Node.js launcher's tests against the real adapter binary
+	cd edgeadapter/lambda && IMGEDGE_EDGE_BIN=$(CURDIR)/$(EDGE_DIST)/imgedge-edge node --test
 
 fuzz: ## run each fuzz target for a while (FUZZTIME=30s)
 	go test ./client/variant -run '^$$' -fuzz FuzzParseKey -fuzztime $${FUZZTIME:-30s}
 	go test ./client/variant -run '^$$' -fuzz FuzzParseCanonical -fuzztime $${FUZZTIME:-30s}
 	go test ./client/variant -run '^$$' -fuzz FuzzParseAccept -fuzztime $${FUZZTIME:-30s}
+	go test ./edgeadapter -run '^$$' -fuzz FuzzURIAndQuery -fuzztime $${FUZZTIME:-30s}
 
-clean: ## remove the local store and built tools
-	rm -rf $(DATA) $(BIN)
+clean: ## remove the local store, build outputs and tools
+	rm -rf $(DATA) $(BIN) dist

@@ -19,6 +19,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -48,6 +49,7 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	fs := flag.NewFlagSet("imgedge-edge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "config.json", "adapter configuration `file` (JSON)")
+	check := fs.Bool("check", false, "validate the configuration and exit")
 	httpAddr := fs.String("http", "", "serve the HTTP edge simulation on this `address` instead of the launcher protocol")
 	var origin originFlags
 	fs.StringVar(&origin.bucket, "bucket", "", "HTTP mode: the bucket behind the simulated S3 origin")
@@ -61,6 +63,10 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return err
 	}
+	if *check {
+		fmt.Fprintf(stderr, "%s: ok\n", *configFile)
+		return nil
+	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	adapter, err := edgeadapter.New(cfg, logger)
 	if err != nil {
@@ -73,15 +79,38 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 }
 
 // serveLines speaks the launcher protocol: one event per line in, one
-// request per line out, in order.
+// request per line out, in order. It returns when stdin closes or ctx ends.
 func serveLines(ctx context.Context, a *edgeadapter.Adapter, cfg edgeadapter.Config, in io.Reader, out io.Writer, logger *slog.Logger) error {
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 0, 64<<10), 4<<20) // events with a body can reach ~1.4 MB
+	lines := make(chan []byte)
+	readErr := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 0, 64<<10), 4<<20) // events with a body can reach ~1.4 MB
+		for sc.Scan() {
+			select {
+			case lines <- bytes.Clone(sc.Bytes()):
+			case <-ctx.Done():
+				return
+			}
+		}
+		readErr <- sc.Err()
+	}()
 	w := bufio.NewWriter(out)
 	budget := time.Duration(cfg.LauncherDeadlineMS) * time.Millisecond
-	for sc.Scan() {
+	for {
+		var line []byte
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-readErr:
+			if err != nil {
+				return fmt.Errorf("reading events: %w", err)
+			}
+			return nil
+		case line = <-lines:
+		}
 		evCtx, cancel := context.WithTimeout(ctx, budget)
-		result, d, err := a.HandleEvent(evCtx, sc.Bytes())
+		result, d, err := a.HandleEvent(evCtx, line)
 		cancel()
 		if err != nil {
 			// No request to hand back: the launcher then keeps its own copy.
@@ -96,15 +125,6 @@ func serveLines(ctx context.Context, a *edgeadapter.Adapter, cfg edgeadapter.Con
 			return fmt.Errorf("writing a result: %w", err)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reading events: %w", err)
-	}
-	return nil
-}
-
-// originFlags configure where HTTP mode fetches forwarded URIs from.
-type originFlags struct {
-	bucket, store, endpoint, region string
 }
 
 // serveHTTP runs the local edge simulation until ctx ends.
@@ -132,4 +152,9 @@ func serveHTTP(ctx context.Context, addr string, a *edgeadapter.Adapter, o origi
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdown)
+}
+
+// originFlags configure where HTTP mode fetches forwarded URIs from.
+type originFlags struct {
+	bucket, store, endpoint, region string
 }

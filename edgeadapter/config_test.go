@@ -1,0 +1,53 @@
+package edgeadapter
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join("lambda", "config.example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Deadline().Milliseconds() != 2500 || cfg.Service.Address == "" {
+		t.Errorf("example config: %+v", cfg)
+	}
+}
+
+func TestConfigRejects(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"unknown field":        `{"service":{"address":"a:1"},"deadline":5}`,
+		"no address":           `{}`,
+		"deadline too long":    `{"service":{"address":"a:1"},"deadline_ms":29000,"launcher_deadline_ms":29500}`,
+		"launcher too short":   `{"service":{"address":"a:1"},"deadline_ms":2000,"launcher_deadline_ms":1000}`,
+		"unsorted breakpoints": `{"service":{"address":"a:1"},"breakpoints":[640,320]}`,
+		"bad format":           `{"service":{"address":"a:1"},"formats":["bmp"]}`,
+	} {
+		file := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".json")
+		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadConfig(file); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
+	}
+}
+
+func TestBucketFor(t *testing.T) {
+	cfg := testConfig()
+	for domain, want := range map[string]string{
+		"demo.s3.amazonaws.com":                       "demo",
+		"demo.s3.eu-west-1.amazonaws.com":             "demo",
+		"my.dotted.bucket.s3-us-west-2.amazonaws.com": "my.dotted.bucket",
+		"example.org":                                 "example-web",
+		"other.org":                                   "",
+	} {
+		if got := cfg.bucketFor(domain); got != want {
+			t.Errorf("bucketFor(%q) = %q, want %q", domain, got, want)
+		}
+	}
+}
