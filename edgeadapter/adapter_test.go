@@ -92,23 +92,23 @@ func TestFixtures(t *testing.T) {
 		call    *imgedgev1.EnsureVariantRequest // what the service must be asked (nil: no call)
 	}{
 		{"s3_plain.json", Rewrite, "/ProcessedImages/full_q80/photos/cat.jpg.jpg",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Format: imgedgev1.Format_FORMAT_AUTO}},
+			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Preset: "optimized", Format: imgedgev1.Format_FORMAT_AUTO}},
 		{"s3_accept_avif.json", Rewrite, "/ProcessedImages/full_q80/photos/cat.jpg.avif",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/avif,image/webp"}},
+			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Preset: "optimized", Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/avif,image/webp"}},
 		{"s3_accept_webp.json", Rewrite, "/ProcessedImages/full_q80/photos/cat.jpg.webp",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/webp"}},
+			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Preset: "optimized", Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/webp"}},
 		{"s3_query_width.json", Rewrite, "/ProcessedImages/w640_q75/photos/cat.jpg.webp",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Width: proto.Uint32(640), Quality: proto.Uint32(75), Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/webp"}},
+			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Preset: "optimized", Width: proto.Uint32(640), Quality: proto.Uint32(75), Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/webp"}},
 		{"s3_query_preset.json", Rewrite, "/ProcessedImages/full_q80/photos/cat.jpg.avif",
 			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Preset: "thumbnail", Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/avif,image/webp"}},
 		{"s3_korean_space.json", Rewrite, "/ProcessedImages/full_q80/photos/%EA%B3%A0%EC%96%91%EC%9D%B4%20%EC%82%AC%EC%A7%84.jpg.jpg",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/고양이 사진.jpg", Format: imgedgev1.Format_FORMAT_AUTO}},
+			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/고양이 사진.jpg", Preset: "optimized", Format: imgedgev1.Format_FORMAT_AUTO}},
 		{"s3_plus.json", Rewrite, "/ProcessedImages/full_q80/photos/a+b.jpg.jpg",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/a+b.jpg", Format: imgedgev1.Format_FORMAT_AUTO}},
+			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/a+b.jpg", Preset: "optimized", Format: imgedgev1.Format_FORMAT_AUTO}},
 		{"s3_origin_headers.json", Rewrite, "/ProcessedImages/full_q80/photos/cat.jpg.jpg",
 			&imgedgev1.EnsureVariantRequest{Bucket: "media-originals", Key: "photos/cat.jpg", Preset: "small", Format: imgedgev1.Format_FORMAT_AUTO}},
 		{"custom_origin_image.json", Rewrite, "/ProcessedImages/w320_q80/images/dog.png.jpg",
-			&imgedgev1.EnsureVariantRequest{Bucket: "example-web", Key: "images/dog.png", Width: proto.Uint32(320), Format: imgedgev1.Format_FORMAT_AUTO}},
+			&imgedgev1.EnsureVariantRequest{Bucket: "example-web", Key: "images/dog.png", Preset: "optimized", Width: proto.Uint32(320), Format: imgedgev1.Format_FORMAT_AUTO}},
 		{"custom_origin_root.json", PassThrough, "", nil},
 		{"s3_not_image.json", PassThrough, "", nil},
 		{"s3_processed.json", PassThrough, "", nil},
@@ -306,7 +306,7 @@ func FuzzURIAndQuery(f *testing.F) {
 		if q := req.GetQuality(); q != 0 && (int(q) < cfg.Quality.Min || int(q) > cfg.Quality.Max || int(q)%cfg.Quality.Step != 0) {
 			t.Fatalf("query %q gave quality %d outside the bounds", query, q)
 		}
-		if req.Preset != "" && !contains(cfg.Presets, req.Preset) {
+		if req.Preset != cfg.DefaultPreset && !contains(cfg.Presets, req.Preset) {
 			t.Fatalf("query %q gave preset %q outside the allow-list", query, req.Preset)
 		}
 	})

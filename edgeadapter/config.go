@@ -34,7 +34,8 @@ type Config struct {
 	ProcessedPrefix string `json:"processed_prefix"`
 	// Presets viewers may name with ?preset=.
 	Presets []string `json:"presets"`
-	// DefaultPreset applies when the query names none ("" lets the service choose).
+	// DefaultPreset applies when the query names none ("" lets the service
+	// choose its default); "optimized" keeps the size and negotiates the format.
 	DefaultPreset string `json:"default_preset"`
 	// DefaultFormat applies when the query names none: usually "auto".
 	DefaultFormat string `json:"default_format"`
@@ -83,6 +84,7 @@ func DefaultConfig() Config {
 		PathPrefixes:       []string{"/"},
 		ProcessedPrefix:    variant.DefaultPrefix,
 		Presets:            []string{"thumbnail", "small", "medium", "large"},
+		DefaultPreset:      "optimized",
 		DefaultFormat:      "auto",
 		Formats:            []string{"auto", "jpeg", "webp", "avif"},
 		Breakpoints:        []int{160, 320, 480, 640, 768, 1024, 1280, 1600, 1920, 2560},

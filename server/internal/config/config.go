@@ -81,7 +81,8 @@ func (p Preset) Spec() (variant.Spec, error) {
 
 // Default returns the built-in configuration: a local store under ./data on
 // loopback, and presets including the original prototype's behaviour as
-// "default" (same size, JPEG quality 90).
+// "default" (same size, JPEG quality 90) and "optimized" (same size, format
+// negotiated, each format's default quality), which the edge uses.
 func Default() Config {
 	return Config{
 		GRPCAddr:      "127.0.0.1:50051",
@@ -90,6 +91,7 @@ func Default() Config {
 		DefaultPreset: "default",
 		Presets: PresetMap{
 			"default":   {Format: "jpeg", Quality: 90},
+			"optimized": {Format: "auto"},
 			"thumbnail": {Width: 320, Height: 320, Fit: "cover", Format: "auto"},
 			"small":     {Width: 480, Format: "auto"},
 			"medium":    {Width: 960, Format: "auto"},

@@ -13,6 +13,15 @@ package imaging
 /*
 #cgo pkg-config: vips
 #include <vips/vips.h>
+
+static void imgedge_drop_log(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer data) {}
+
+// imgedge_quiet_warnings drops libvips' warnings (printed straight to
+// stderr, they would break the JSON log stream). Errors still surface
+// through return values.
+static void imgedge_quiet_warnings(void) {
+	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO, imgedge_drop_log, NULL);
+}
 */
 import "C"
 
@@ -20,7 +29,6 @@ import (
 	"bytes"
 	"fmt"
 	"math"
-	"os"
 
 	"github.com/h2non/bimg"
 
@@ -46,14 +54,11 @@ type Processor struct {
 // the operation cache is off (it only costs memory for a service that never
 // sees the same input twice), and untrusted loaders (for example
 // ImageMagick, PDF, FITS) are blocked.
-//
-// libvips prints warnings (such as "ignoring nclx profile") straight to
-// stderr, which would break the JSON log stream; they are silenced unless
-// VIPS_WARNING is set. Failures still surface as errors.
+// libvips' warnings (such as "ignoring nclx profile"), printed straight to
+// stderr, are dropped so they cannot break the JSON log stream; failures
+// still surface as errors.
 func New(cfg Config) *Processor {
-	if _, set := os.LookupEnv("VIPS_WARNING"); !set {
-		_ = os.Setenv("VIPS_WARNING", "0")
-	}
+	C.imgedge_quiet_warnings()
 	bimg.VipsCacheSetMax(0)
 	bimg.VipsCacheSetMaxMem(0)
 	C.vips_block_untrusted_set(C.TRUE)

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	"github.com/imgedge/imgedge/edgeadapter"
+	"github.com/imgedge/imgedge/edgeadapter/httpedge"
+	"github.com/imgedge/imgedge/server/internal/config"
+	"github.com/imgedge/imgedge/server/internal/imaging"
+	"github.com/imgedge/imgedge/server/internal/s3test"
+	s3store "github.com/imgedge/imgedge/server/internal/store/s3"
+	"github.com/imgedge/imgedge/server/internal/testimages"
+)
+
+// TestEdgeEndToEnd runs the whole path on loopback with real parts:
+// versitygw holding an original, the real gRPC server, and the edge adapter
+// in its HTTP mode fetching what CloudFront would fetch after it.
+func TestEdgeEndToEnd(t *testing.T) {
+	s3srv := s3test.Start(t)
+	s3srv.CreateBucket(t, bucket)
+	st := s3store.NewFromClient(s3srv.Client())
+	original := testimages.JPEG(1600, 1200, 95)
+	putVia(t, st)("photos/a.jpg", original)
+	putVia(t, st)("photos/cat.jpg", original)
+
+	h := &harness{store: &countingStore{objectStore: st}}
+	h.proc = &countingProcessor{Processor: imaging.New(imaging.Config{AVIFSpeed: 8})}
+	cfg := config.Default()
+	gs, _, err := newGRPCServer(cfg, h.store, h.proc, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveOn(t, gs)
+
+	edgeCfg := edgeadapter.DefaultConfig()
+	edgeCfg.Service = edgeadapter.Service{Address: addr, Insecure: true}
+	edgeCfg.DeadlineMS, edgeCfg.LauncherDeadlineMS = 20_000, 25_000
+	adapter, err := edgeadapter.New(edgeCfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge := httptest.NewServer(&httpedge.Handler{Adapter: adapter, Bucket: bucket, Origin: httpedge.S3Origin{Client: s3srv.Client()}})
+	t.Cleanup(edge.Close)
+
+	get := func(path, accept string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, edge.URL+path, nil)
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s: %s", path, resp.Status, body)
+		}
+		return resp, body
+	}
+
+	resp, body := get("/photos/a.jpg", "")
+	uri := resp.Header.Get("X-Imgedge-Uri")
+	if uri != "/ProcessedImages/full_q80/photos/a.jpg.jpg" || resp.Header.Get("X-Imgedge-Action") != "rewrite" {
+		t.Fatalf("first GET forwarded %q (%s)", uri, resp.Header.Get("X-Imgedge-Action"))
+	}
+	if _, format, err := testimages.Decode(body); err != nil || format != "jpeg" || len(body) >= len(original) {
+		t.Fatalf("first GET: %d bytes of %q (original %d), %v", len(body), format, len(original), err)
+	}
+	resp2, body2 := get("/photos/a.jpg", "")
+	if resp2.Header.Get("X-Imgedge-Uri") != uri || !bytes.Equal(body, body2) || h.proc.runs.Load() != 1 {
+		t.Errorf("second GET: %q, %d transforms (want the existing variant, 1 transform)", resp2.Header.Get("X-Imgedge-Uri"), h.proc.runs.Load())
+	}
+	for accept, want := range map[string]string{
+		"image/avif,image/webp,*/*": "image/avif",
+		"image/webp,*/*":            "image/webp",
+	} {
+		resp, body := get("/photos/a.jpg", accept)
+		if ct := resp.Header.Get("Content-Type"); ct != want || len(body) == 0 || len(body) >= len(original) {
+			t.Errorf("Accept %s: %s, %d bytes", accept, ct, len(body))
+		}
+	}
+	// A request the adapter does not handle goes to the origin as it came.
+	putVia(t, st)("notes.txt", []byte("plain text"))
+	if resp, body := get("/notes.txt", ""); resp.Header.Get("X-Imgedge-Uri") != "/notes.txt" || string(body) != "plain text" {
+		t.Errorf("pass-through: %q %q", resp.Header.Get("X-Imgedge-Uri"), body)
+	}
+
+	t.Run("launcher", func(t *testing.T) { runLauncherAgainst(t, addr) })
+}
+
+// runLauncherAgainst runs the Node.js launcher's tests, including the one
+// that needs a live service, against the real adapter binary.
+func runLauncherAgainst(t *testing.T, addr string) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	bin := filepath.Join(t.TempDir(), "imgedge-edge")
+	build := exec.Command("go", "build", "-o", bin, "../edgeadapter/cmd/imgedge-edge")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the adapter: %v\n%s", err, out)
+	}
+	cmd := exec.Command(node, "--test", "--test-name-pattern=rewritten by the real service")
+	cmd.Dir = filepath.Join("..", "edgeadapter", "lambda")
+	cmd.Env = append(os.Environ(), "IMGEDGE_EDGE_BIN="+bin, "IMGEDGE_EDGE_SERVICE="+addr, "IMGEDGE_EDGE_BUCKET="+bucket)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "# pass 1") {
+		t.Fatalf("node --test: %v\n%s", err, out)
+	}
+}
+
+func serveOn(t *testing.T, gs *grpc.Server) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	return lis.Addr().String()
+}
+
