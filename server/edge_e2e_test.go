@@ -134,4 +134,3 @@ func serveOn(t *testing.T, gs *grpc.Server) string {
 	t.Cleanup(gs.Stop)
 	return lis.Addr().String()
 }
-
