@@ -21,9 +21,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 )
@@ -253,6 +255,34 @@ func (c *Client) Transform(ctx context.Context, opts *imgedgev1.TransformOptions
 	return result, nil
 }
 
+// Backfill runs a backfill on the service, calling progress for each object
+// as the service reports it, and returns the final summary. Cancelling ctx
+// stops the backfill on the service. Backfills are long: the default
+// deadline does not apply to them, only ctx's.
+func (c *Client) Backfill(ctx context.Context, req *imgedgev1.BackfillRequest, progress func(*imgedgev1.BackfillProgress)) (*imgedgev1.BackfillSummary, error) {
+	ctx, cancel := context.WithCancel(withoutDefaultDeadline(ctx))
+	defer cancel()
+	stream, err := c.rpc.Backfill(ctx, req)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, errors.New("imgedge client: the backfill ended without a summary")
+			}
+			return nil, wrap(err)
+		}
+		if p := msg.GetProgress(); p != nil && progress != nil {
+			progress(p)
+		}
+		if s := msg.GetSummary(); s != nil {
+			return s, nil
+		}
+	}
+}
+
 // streamErr returns the real status after a failed Send: gRPC reports the
 // server's error on Recv, and io.EOF on Send.
 func (c *Client) streamErr(stream imgedgev1.ImageTransformService_TransformClient, err error) error {
@@ -272,7 +302,7 @@ func (c *Client) Health(ctx context.Context, service string) error {
 		return wrap(err)
 	}
 	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		return fmt.Errorf("%w: health is %s", ErrUnavailable, resp.GetStatus())
+		return &Error{status: status.New(codes.Unavailable, "health is "+resp.GetStatus().String())}
 	}
 	return nil
 }
@@ -288,9 +318,16 @@ func deadlineUnary(d time.Duration) grpc.UnaryClientInterceptor {
 	}
 }
 
+type noDefaultDeadlineKey struct{}
+
+// withoutDefaultDeadline marks a context whose calls may run unbounded.
+func withoutDefaultDeadline(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noDefaultDeadlineKey{}, true)
+}
+
 func deadlineStream(d time.Duration) grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-		if _, ok := ctx.Deadline(); !ok && d > 0 {
+		if _, ok := ctx.Deadline(); !ok && d > 0 && ctx.Value(noDefaultDeadlineKey{}) == nil {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, d)
 			// The stream's context ends the timer when the call ends.

@@ -857,6 +857,466 @@ func (*TransformResponse_Result) isTransformResponse_Part() {}
 
 func (*TransformResponse_Chunk) isTransformResponse_Part() {}
 
+// BackfillRequest names the originals and the variant to ensure for each.
+type BackfillRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bucket to walk.
+	Bucket string `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	// Only keys starting with this prefix, for example "photos/". Keys under
+	// the processed prefix are always skipped.
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Variant: a preset, optionally overridden, as in EnsureVariantRequest.
+	Preset string `protobuf:"bytes,3,opt,name=preset,proto3" json:"preset,omitempty"`
+	// Output width override.
+	Width *uint32 `protobuf:"varint,4,opt,name=width,proto3,oneof" json:"width,omitempty"`
+	// Output height override.
+	Height *uint32 `protobuf:"varint,5,opt,name=height,proto3,oneof" json:"height,omitempty"`
+	// Fit override.
+	Fit Fit `protobuf:"varint,6,opt,name=fit,proto3,enum=imgedge.v1.Fit" json:"fit,omitempty"`
+	// Format override.
+	Format Format `protobuf:"varint,7,opt,name=format,proto3,enum=imgedge.v1.Format" json:"format,omitempty"`
+	// Quality override.
+	Quality *uint32 `protobuf:"varint,8,opt,name=quality,proto3,oneof" json:"quality,omitempty"`
+	// Progressive JPEG.
+	Progressive bool `protobuf:"varint,9,opt,name=progressive,proto3" json:"progressive,omitempty"`
+	// Accept header used to resolve FORMAT_AUTO, for example "image/webp".
+	Accept string `protobuf:"bytes,10,opt,name=accept,proto3" json:"accept,omitempty"`
+	// Compute outcomes and sizes without writing anything.
+	DryRun bool `protobuf:"varint,11,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Objects processed at once; 0 means the server's default. Capped by the server.
+	Concurrency   uint32 `protobuf:"varint,12,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillRequest) Reset() {
+	*x = BackfillRequest{}
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillRequest) ProtoMessage() {}
+
+func (x *BackfillRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillRequest.ProtoReflect.Descriptor instead.
+func (*BackfillRequest) Descriptor() ([]byte, []int) {
+	return file_imgedge_v1_imgedge_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BackfillRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+func (x *BackfillRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *BackfillRequest) GetPreset() string {
+	if x != nil {
+		return x.Preset
+	}
+	return ""
+}
+
+func (x *BackfillRequest) GetWidth() uint32 {
+	if x != nil && x.Width != nil {
+		return *x.Width
+	}
+	return 0
+}
+
+func (x *BackfillRequest) GetHeight() uint32 {
+	if x != nil && x.Height != nil {
+		return *x.Height
+	}
+	return 0
+}
+
+func (x *BackfillRequest) GetFit() Fit {
+	if x != nil {
+		return x.Fit
+	}
+	return Fit_FIT_UNSPECIFIED
+}
+
+func (x *BackfillRequest) GetFormat() Format {
+	if x != nil {
+		return x.Format
+	}
+	return Format_FORMAT_UNSPECIFIED
+}
+
+func (x *BackfillRequest) GetQuality() uint32 {
+	if x != nil && x.Quality != nil {
+		return *x.Quality
+	}
+	return 0
+}
+
+func (x *BackfillRequest) GetProgressive() bool {
+	if x != nil {
+		return x.Progressive
+	}
+	return false
+}
+
+func (x *BackfillRequest) GetAccept() string {
+	if x != nil {
+		return x.Accept
+	}
+	return ""
+}
+
+func (x *BackfillRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *BackfillRequest) GetConcurrency() uint32 {
+	if x != nil {
+		return x.Concurrency
+	}
+	return 0
+}
+
+// BackfillProgress reports one object.
+type BackfillProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Key of the original.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// What happened (for a dry run: what would happen). Unspecified on error.
+	Outcome Outcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=imgedge.v1.Outcome" json:"outcome,omitempty"`
+	// Size of the original in bytes.
+	OriginalSize int64 `protobuf:"varint,3,opt,name=original_size,json=originalSize,proto3" json:"original_size,omitempty"`
+	// Size of the variant in bytes (0 when the original is kept or on error).
+	VariantSize int64 `protobuf:"varint,4,opt,name=variant_size,json=variantSize,proto3" json:"variant_size,omitempty"`
+	// Key of the variant.
+	VariantKey string `protobuf:"bytes,5,opt,name=variant_key,json=variantKey,proto3" json:"variant_key,omitempty"`
+	// gRPC code name of the failure, empty on success.
+	ErrorCode string `protobuf:"bytes,6,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// Failure message, empty on success.
+	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillProgress) Reset() {
+	*x = BackfillProgress{}
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillProgress) ProtoMessage() {}
+
+func (x *BackfillProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillProgress.ProtoReflect.Descriptor instead.
+func (*BackfillProgress) Descriptor() ([]byte, []int) {
+	return file_imgedge_v1_imgedge_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *BackfillProgress) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *BackfillProgress) GetOutcome() Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return Outcome_OUTCOME_UNSPECIFIED
+}
+
+func (x *BackfillProgress) GetOriginalSize() int64 {
+	if x != nil {
+		return x.OriginalSize
+	}
+	return 0
+}
+
+func (x *BackfillProgress) GetVariantSize() int64 {
+	if x != nil {
+		return x.VariantSize
+	}
+	return 0
+}
+
+func (x *BackfillProgress) GetVariantKey() string {
+	if x != nil {
+		return x.VariantKey
+	}
+	return ""
+}
+
+func (x *BackfillProgress) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *BackfillProgress) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// BackfillSummary closes a backfill.
+type BackfillSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Originals seen (processed, failed or skipped).
+	Objects int64 `protobuf:"varint,1,opt,name=objects,proto3" json:"objects,omitempty"`
+	// Variants created (or that a dry run would create).
+	Created int64 `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	// Variants that already existed.
+	AlreadyExisted int64 `protobuf:"varint,3,opt,name=already_existed,json=alreadyExisted,proto3" json:"already_existed,omitempty"`
+	// Originals kept because no variant was worth serving.
+	OriginalIsSmaller int64 `protobuf:"varint,4,opt,name=original_is_smaller,json=originalIsSmaller,proto3" json:"original_is_smaller,omitempty"`
+	// Objects that failed.
+	Errors int64 `protobuf:"varint,5,opt,name=errors,proto3" json:"errors,omitempty"`
+	// Objects skipped because their extension is not an image's.
+	Skipped int64 `protobuf:"varint,6,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// Total size of the originals processed without error.
+	OriginalBytes int64 `protobuf:"varint,7,opt,name=original_bytes,json=originalBytes,proto3" json:"original_bytes,omitempty"`
+	// Total size of what is served for them: variants, or kept originals.
+	ServedBytes int64 `protobuf:"varint,8,opt,name=served_bytes,json=servedBytes,proto3" json:"served_bytes,omitempty"`
+	// Total size of the variants (created or existing) for them.
+	VariantBytes int64 `protobuf:"varint,9,opt,name=variant_bytes,json=variantBytes,proto3" json:"variant_bytes,omitempty"`
+	// True when nothing was written.
+	DryRun        bool `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillSummary) Reset() {
+	*x = BackfillSummary{}
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillSummary) ProtoMessage() {}
+
+func (x *BackfillSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillSummary.ProtoReflect.Descriptor instead.
+func (*BackfillSummary) Descriptor() ([]byte, []int) {
+	return file_imgedge_v1_imgedge_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *BackfillSummary) GetObjects() int64 {
+	if x != nil {
+		return x.Objects
+	}
+	return 0
+}
+
+func (x *BackfillSummary) GetCreated() int64 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *BackfillSummary) GetAlreadyExisted() int64 {
+	if x != nil {
+		return x.AlreadyExisted
+	}
+	return 0
+}
+
+func (x *BackfillSummary) GetOriginalIsSmaller() int64 {
+	if x != nil {
+		return x.OriginalIsSmaller
+	}
+	return 0
+}
+
+func (x *BackfillSummary) GetErrors() int64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *BackfillSummary) GetSkipped() int64 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *BackfillSummary) GetOriginalBytes() int64 {
+	if x != nil {
+		return x.OriginalBytes
+	}
+	return 0
+}
+
+func (x *BackfillSummary) GetServedBytes() int64 {
+	if x != nil {
+		return x.ServedBytes
+	}
+	return 0
+}
+
+func (x *BackfillSummary) GetVariantBytes() int64 {
+	if x != nil {
+		return x.VariantBytes
+	}
+	return 0
+}
+
+func (x *BackfillSummary) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+// BackfillResponse is one message of the Backfill stream.
+type BackfillResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Progress events first, then exactly one summary.
+	//
+	// Types that are valid to be assigned to Event:
+	//
+	//	*BackfillResponse_Progress
+	//	*BackfillResponse_Summary
+	Event         isBackfillResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillResponse) Reset() {
+	*x = BackfillResponse{}
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillResponse) ProtoMessage() {}
+
+func (x *BackfillResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillResponse.ProtoReflect.Descriptor instead.
+func (*BackfillResponse) Descriptor() ([]byte, []int) {
+	return file_imgedge_v1_imgedge_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *BackfillResponse) GetEvent() isBackfillResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *BackfillResponse) GetProgress() *BackfillProgress {
+	if x != nil {
+		if x, ok := x.Event.(*BackfillResponse_Progress); ok {
+			return x.Progress
+		}
+	}
+	return nil
+}
+
+func (x *BackfillResponse) GetSummary() *BackfillSummary {
+	if x != nil {
+		if x, ok := x.Event.(*BackfillResponse_Summary); ok {
+			return x.Summary
+		}
+	}
+	return nil
+}
+
+type isBackfillResponse_Event interface {
+	isBackfillResponse_Event()
+}
+
+type BackfillResponse_Progress struct {
+	// One object done.
+	Progress *BackfillProgress `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
+}
+
+type BackfillResponse_Summary struct {
+	// The end of the backfill.
+	Summary *BackfillSummary `protobuf:"bytes,2,opt,name=summary,proto3,oneof"`
+}
+
+func (*BackfillResponse_Progress) isBackfillResponse_Event() {}
+
+func (*BackfillResponse_Summary) isBackfillResponse_Event() {}
+
 var File_imgedge_v1_imgedge_proto protoreflect.FileDescriptor
 
 const file_imgedge_v1_imgedge_proto_rawDesc = "" +
@@ -920,7 +1380,51 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x11TransformResponse\x125\n" +
 	"\x06result\x18\x01 \x01(\v2\x1b.imgedge.v1.TransformResultH\x00R\x06result\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
-	"\x04part*G\n" +
+	"\x04part\"\x95\x03\n" +
+	"\x0fBackfillRequest\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
+	"\x06preset\x18\x03 \x01(\tR\x06preset\x12\x19\n" +
+	"\x05width\x18\x04 \x01(\rH\x00R\x05width\x88\x01\x01\x12\x1b\n" +
+	"\x06height\x18\x05 \x01(\rH\x01R\x06height\x88\x01\x01\x12!\n" +
+	"\x03fit\x18\x06 \x01(\x0e2\x0f.imgedge.v1.FitR\x03fit\x12*\n" +
+	"\x06format\x18\a \x01(\x0e2\x12.imgedge.v1.FormatR\x06format\x12\x1d\n" +
+	"\aquality\x18\b \x01(\rH\x02R\aquality\x88\x01\x01\x12 \n" +
+	"\vprogressive\x18\t \x01(\bR\vprogressive\x12\x16\n" +
+	"\x06accept\x18\n" +
+	" \x01(\tR\x06accept\x12\x17\n" +
+	"\adry_run\x18\v \x01(\bR\x06dryRun\x12 \n" +
+	"\vconcurrency\x18\f \x01(\rR\vconcurrencyB\b\n" +
+	"\x06_widthB\t\n" +
+	"\a_heightB\n" +
+	"\n" +
+	"\b_quality\"\xf1\x01\n" +
+	"\x10BackfillProgress\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x13.imgedge.v1.OutcomeR\aoutcome\x12#\n" +
+	"\roriginal_size\x18\x03 \x01(\x03R\foriginalSize\x12!\n" +
+	"\fvariant_size\x18\x04 \x01(\x03R\vvariantSize\x12\x1f\n" +
+	"\vvariant_key\x18\x05 \x01(\tR\n" +
+	"variantKey\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x06 \x01(\tR\terrorCode\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\"\xd8\x02\n" +
+	"\x0fBackfillSummary\x12\x18\n" +
+	"\aobjects\x18\x01 \x01(\x03R\aobjects\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\x03R\acreated\x12'\n" +
+	"\x0falready_existed\x18\x03 \x01(\x03R\x0ealreadyExisted\x12.\n" +
+	"\x13original_is_smaller\x18\x04 \x01(\x03R\x11originalIsSmaller\x12\x16\n" +
+	"\x06errors\x18\x05 \x01(\x03R\x06errors\x12\x18\n" +
+	"\askipped\x18\x06 \x01(\x03R\askipped\x12%\n" +
+	"\x0eoriginal_bytes\x18\a \x01(\x03R\roriginalBytes\x12!\n" +
+	"\fserved_bytes\x18\b \x01(\x03R\vservedBytes\x12#\n" +
+	"\rvariant_bytes\x18\t \x01(\x03R\fvariantBytes\x12\x17\n" +
+	"\adry_run\x18\n" +
+	" \x01(\bR\x06dryRun\"\x90\x01\n" +
+	"\x10BackfillResponse\x12:\n" +
+	"\bprogress\x18\x01 \x01(\v2\x1c.imgedge.v1.BackfillProgressH\x00R\bprogress\x127\n" +
+	"\asummary\x18\x02 \x01(\v2\x1b.imgedge.v1.BackfillSummaryH\x00R\asummaryB\a\n" +
+	"\x05event*G\n" +
 	"\x03Fit\x12\x13\n" +
 	"\x0fFIT_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -939,10 +1443,11 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_CREATED\x10\x01\x12\x1b\n" +
 	"\x17OUTCOME_ALREADY_EXISTED\x10\x02\x12\x1f\n" +
-	"\x1bOUTCOME_ORIGINAL_IS_SMALLER\x10\x032\xbb\x01\n" +
+	"\x1bOUTCOME_ORIGINAL_IS_SMALLER\x10\x032\x84\x02\n" +
 	"\x15ImageTransformService\x12T\n" +
 	"\rEnsureVariant\x12 .imgedge.v1.EnsureVariantRequest\x1a!.imgedge.v1.EnsureVariantResponse\x12L\n" +
-	"\tTransform\x12\x1c.imgedge.v1.TransformRequest\x1a\x1d.imgedge.v1.TransformResponse(\x010\x01B7Z5github.com/imgedge/imgedge/proto/imgedge/v1;imgedgev1b\x06proto3"
+	"\tTransform\x12\x1c.imgedge.v1.TransformRequest\x1a\x1d.imgedge.v1.TransformResponse(\x010\x01\x12G\n" +
+	"\bBackfill\x12\x1b.imgedge.v1.BackfillRequest\x1a\x1c.imgedge.v1.BackfillResponse0\x01B7Z5github.com/imgedge/imgedge/proto/imgedge/v1;imgedgev1b\x06proto3"
 
 var (
 	file_imgedge_v1_imgedge_proto_rawDescOnce sync.Once
@@ -957,7 +1462,7 @@ func file_imgedge_v1_imgedge_proto_rawDescGZIP() []byte {
 }
 
 var file_imgedge_v1_imgedge_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_imgedge_v1_imgedge_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_imgedge_v1_imgedge_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_imgedge_v1_imgedge_proto_goTypes = []any{
 	(Fit)(0),                      // 0: imgedge.v1.Fit
 	(Format)(0),                   // 1: imgedge.v1.Format
@@ -968,6 +1473,10 @@ var file_imgedge_v1_imgedge_proto_goTypes = []any{
 	(*TransformRequest)(nil),      // 6: imgedge.v1.TransformRequest
 	(*TransformResult)(nil),       // 7: imgedge.v1.TransformResult
 	(*TransformResponse)(nil),     // 8: imgedge.v1.TransformResponse
+	(*BackfillRequest)(nil),       // 9: imgedge.v1.BackfillRequest
+	(*BackfillProgress)(nil),      // 10: imgedge.v1.BackfillProgress
+	(*BackfillSummary)(nil),       // 11: imgedge.v1.BackfillSummary
+	(*BackfillResponse)(nil),      // 12: imgedge.v1.BackfillResponse
 }
 var file_imgedge_v1_imgedge_proto_depIdxs = []int32{
 	0,  // 0: imgedge.v1.EnsureVariantRequest.fit:type_name -> imgedge.v1.Fit
@@ -979,15 +1488,22 @@ var file_imgedge_v1_imgedge_proto_depIdxs = []int32{
 	5,  // 6: imgedge.v1.TransformRequest.options:type_name -> imgedge.v1.TransformOptions
 	1,  // 7: imgedge.v1.TransformResult.format:type_name -> imgedge.v1.Format
 	7,  // 8: imgedge.v1.TransformResponse.result:type_name -> imgedge.v1.TransformResult
-	3,  // 9: imgedge.v1.ImageTransformService.EnsureVariant:input_type -> imgedge.v1.EnsureVariantRequest
-	6,  // 10: imgedge.v1.ImageTransformService.Transform:input_type -> imgedge.v1.TransformRequest
-	4,  // 11: imgedge.v1.ImageTransformService.EnsureVariant:output_type -> imgedge.v1.EnsureVariantResponse
-	8,  // 12: imgedge.v1.ImageTransformService.Transform:output_type -> imgedge.v1.TransformResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	0,  // 9: imgedge.v1.BackfillRequest.fit:type_name -> imgedge.v1.Fit
+	1,  // 10: imgedge.v1.BackfillRequest.format:type_name -> imgedge.v1.Format
+	2,  // 11: imgedge.v1.BackfillProgress.outcome:type_name -> imgedge.v1.Outcome
+	10, // 12: imgedge.v1.BackfillResponse.progress:type_name -> imgedge.v1.BackfillProgress
+	11, // 13: imgedge.v1.BackfillResponse.summary:type_name -> imgedge.v1.BackfillSummary
+	3,  // 14: imgedge.v1.ImageTransformService.EnsureVariant:input_type -> imgedge.v1.EnsureVariantRequest
+	6,  // 15: imgedge.v1.ImageTransformService.Transform:input_type -> imgedge.v1.TransformRequest
+	9,  // 16: imgedge.v1.ImageTransformService.Backfill:input_type -> imgedge.v1.BackfillRequest
+	4,  // 17: imgedge.v1.ImageTransformService.EnsureVariant:output_type -> imgedge.v1.EnsureVariantResponse
+	8,  // 18: imgedge.v1.ImageTransformService.Transform:output_type -> imgedge.v1.TransformResponse
+	12, // 19: imgedge.v1.ImageTransformService.Backfill:output_type -> imgedge.v1.BackfillResponse
+	17, // [17:20] is the sub-list for method output_type
+	14, // [14:17] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_imgedge_v1_imgedge_proto_init() }
@@ -1005,13 +1521,18 @@ func file_imgedge_v1_imgedge_proto_init() {
 		(*TransformResponse_Result)(nil),
 		(*TransformResponse_Chunk)(nil),
 	}
+	file_imgedge_v1_imgedge_proto_msgTypes[6].OneofWrappers = []any{}
+	file_imgedge_v1_imgedge_proto_msgTypes[9].OneofWrappers = []any{
+		(*BackfillResponse_Progress)(nil),
+		(*BackfillResponse_Summary)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imgedge_v1_imgedge_proto_rawDesc), len(file_imgedge_v1_imgedge_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   6,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ImageTransformService_EnsureVariant_FullMethodName = "/imgedge.v1.ImageTransformService/EnsureVariant"
 	ImageTransformService_Transform_FullMethodName     = "/imgedge.v1.ImageTransformService/Transform"
+	ImageTransformService_Backfill_FullMethodName      = "/imgedge.v1.ImageTransformService/Backfill"
 )
 
 // ImageTransformServiceClient is the client API for ImageTransformService service.
@@ -49,6 +50,12 @@ type ImageTransformServiceClient interface {
 	// images far larger than gRPC's 4 MiB message limit travel, up to the
 	// server's configured stream limit.
 	Transform(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TransformRequest, TransformResponse], error)
+	// Backfill ensures a variant for every original under a prefix of a bucket,
+	// listing them itself (S3 ListObjectsV2, or a walk of the local store), with
+	// bounded parallelism. It streams one progress event per object, then a
+	// summary. Existing variants cost one HEAD each, so re-running after an
+	// interruption resumes where it stopped. Cancelling the call stops the work.
+	Backfill(ctx context.Context, in *BackfillRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackfillResponse], error)
 }
 
 type imageTransformServiceClient struct {
@@ -82,6 +89,25 @@ func (c *imageTransformServiceClient) Transform(ctx context.Context, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ImageTransformService_TransformClient = grpc.BidiStreamingClient[TransformRequest, TransformResponse]
 
+func (c *imageTransformServiceClient) Backfill(ctx context.Context, in *BackfillRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackfillResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ImageTransformService_ServiceDesc.Streams[1], ImageTransformService_Backfill_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackfillRequest, BackfillResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ImageTransformService_BackfillClient = grpc.ServerStreamingClient[BackfillResponse]
+
 // ImageTransformServiceServer is the server API for ImageTransformService service.
 // All implementations must embed UnimplementedImageTransformServiceServer
 // for forward compatibility.
@@ -100,6 +126,12 @@ type ImageTransformServiceServer interface {
 	// images far larger than gRPC's 4 MiB message limit travel, up to the
 	// server's configured stream limit.
 	Transform(grpc.BidiStreamingServer[TransformRequest, TransformResponse]) error
+	// Backfill ensures a variant for every original under a prefix of a bucket,
+	// listing them itself (S3 ListObjectsV2, or a walk of the local store), with
+	// bounded parallelism. It streams one progress event per object, then a
+	// summary. Existing variants cost one HEAD each, so re-running after an
+	// interruption resumes where it stopped. Cancelling the call stops the work.
+	Backfill(*BackfillRequest, grpc.ServerStreamingServer[BackfillResponse]) error
 	mustEmbedUnimplementedImageTransformServiceServer()
 }
 
@@ -115,6 +147,9 @@ func (UnimplementedImageTransformServiceServer) EnsureVariant(context.Context, *
 }
 func (UnimplementedImageTransformServiceServer) Transform(grpc.BidiStreamingServer[TransformRequest, TransformResponse]) error {
 	return status.Error(codes.Unimplemented, "method Transform not implemented")
+}
+func (UnimplementedImageTransformServiceServer) Backfill(*BackfillRequest, grpc.ServerStreamingServer[BackfillResponse]) error {
+	return status.Error(codes.Unimplemented, "method Backfill not implemented")
 }
 func (UnimplementedImageTransformServiceServer) mustEmbedUnimplementedImageTransformServiceServer() {}
 func (UnimplementedImageTransformServiceServer) testEmbeddedByValue()                               {}
@@ -162,6 +197,17 @@ func _ImageTransformService_Transform_Handler(srv interface{}, stream grpc.Serve
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ImageTransformService_TransformServer = grpc.BidiStreamingServer[TransformRequest, TransformResponse]
 
+func _ImageTransformService_Backfill_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackfillRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ImageTransformServiceServer).Backfill(m, &grpc.GenericServerStream[BackfillRequest, BackfillResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ImageTransformService_BackfillServer = grpc.ServerStreamingServer[BackfillResponse]
+
 // ImageTransformService_ServiceDesc is the grpc.ServiceDesc for ImageTransformService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -180,6 +226,11 @@ var ImageTransformService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _ImageTransformService_Transform_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "Backfill",
+			Handler:       _ImageTransformService_Backfill_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "imgedge/v1/imgedge.proto",

@@ -24,6 +24,7 @@ import (
 type Service interface {
 	EnsureVariant(ctx context.Context, bucket, key string, req transform.Request) (transform.EnsureResult, error)
 	Transform(ctx context.Context, data []byte, req transform.Request) (transform.Output, variant.Spec, error)
+	Backfill(ctx context.Context, bucket, prefix string, req transform.Request, concurrency int, emit func(transform.BackfillItem) error) (transform.BackfillSummary, error)
 }
 
 // Options tune the API layer.
@@ -131,6 +132,44 @@ func (s *Server) Transform(stream imgedgev1.ImageTransformService_TransformServe
 		rest = rest[n:]
 	}
 	return nil
+}
+
+// Backfill implements the server-streaming RPC of the same name.
+func (s *Server) Backfill(in *imgedgev1.BackfillRequest, stream imgedgev1.ImageTransformService_BackfillServer) error {
+	ctx := stream.Context()
+	req, err := toRequest(variantFields{
+		preset: in.GetPreset(), width: in.Width, height: in.Height, quality: in.Quality,
+		fit: in.GetFit(), format: in.GetFormat(), progressive: in.GetProgressive(), accept: in.GetAccept(),
+	})
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	req.DryRun = in.GetDryRun()
+	setLogAttrs(ctx, slog.String("bucket", in.GetBucket()), slog.String("prefix", in.GetPrefix()), slog.Bool("dry_run", req.DryRun))
+	sum, err := s.svc.Backfill(ctx, in.GetBucket(), in.GetPrefix(), req, int(in.GetConcurrency()), func(it transform.BackfillItem) error {
+		p := &imgedgev1.BackfillProgress{Key: it.Key, OriginalSize: it.OriginalSize, VariantKey: it.Result.VariantKey}
+		if it.Err != nil {
+			p.ErrorCode = Code(it.Err).String()
+			p.Error = status.Convert(toStatus(it.Err)).Message()
+		} else {
+			p.Outcome = outcomeToProto(it.Result.Outcome)
+			p.OriginalSize = it.Result.OriginalSize
+			if it.Result.Outcome != transform.OriginalIsSmaller {
+				p.VariantSize = it.Result.Size
+			}
+		}
+		return stream.Send(&imgedgev1.BackfillResponse{Event: &imgedgev1.BackfillResponse_Progress{Progress: p}})
+	})
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	setLogAttrs(ctx, slog.Int64("objects", sum.Objects), slog.Int64("errors", sum.Errors),
+		slog.Int64("original_bytes", sum.OriginalBytes), slog.Int64("served_bytes", sum.ServedBytes))
+	return stream.Send(&imgedgev1.BackfillResponse{Event: &imgedgev1.BackfillResponse_Summary{Summary: &imgedgev1.BackfillSummary{
+		Objects: sum.Objects, Created: sum.Created, AlreadyExisted: sum.AlreadyExisted, OriginalIsSmaller: sum.OriginalIsSmaller,
+		Errors: sum.Errors, Skipped: sum.Skipped, OriginalBytes: sum.OriginalBytes, ServedBytes: sum.ServedBytes,
+		VariantBytes: sum.VariantBytes, DryRun: req.DryRun,
+	}}})
 }
 
 // receiveImage collects the chunks of a Transform stream, up to the limit.

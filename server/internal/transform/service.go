@@ -93,10 +93,14 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 	// Collapse identical concurrent builds into one. The build runs detached
 	// from this caller's cancellation so that one impatient caller cannot fail
 	// the others; it is bounded by ProcessTimeout instead.
-	ch := s.group.DoChan(bucket+"\x00"+vkey, func() (any, error) {
+	flight := bucket + "\x00" + vkey
+	if req.DryRun {
+		flight += "\x00dry-run"
+	}
+	ch := s.group.DoChan(flight, func() (any, error) {
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProcessTimeout)
 		defer cancel()
-		return s.build(bctx, bucket, key, vkey, spec)
+		return s.build(bctx, bucket, key, vkey, spec, req.DryRun)
 	})
 	select {
 	case r := <-ch:
@@ -152,8 +156,9 @@ func (s *Service) lookup(ctx context.Context, bucket, key, vkey string, spec var
 }
 
 // build fetches the original, transforms it and stores the variant (or the
-// marker saying the original is smaller). It runs once per key at a time.
-func (s *Service) build(ctx context.Context, bucket, key, vkey string, spec variant.Spec) (EnsureResult, error) {
+// marker saying the original is smaller). It runs once per key at a time. A
+// dry run stops before writing and reports what would have been stored.
+func (s *Service) build(ctx context.Context, bucket, key, vkey string, spec variant.Spec, dryRun bool) (EnsureResult, error) {
 	// Another build may have finished between our lookup and now.
 	res, done, staleETag, err := s.lookup(ctx, bucket, key, vkey, spec)
 	if err != nil || done {
@@ -182,9 +187,17 @@ func (s *Service) build(ctx context.Context, bucket, key, vkey string, spec vari
 		return EnsureResult{}, err
 	}
 
+	smaller := float64(len(out.Data)) > float64(orig.Size)*(1-s.cfg.MinSaving)
+	if dryRun {
+		if smaller {
+			return originalResult(orig, vkey, spec), nil
+		}
+		info := store.ObjectInfo{Size: int64(len(out.Data)), Metadata: map[string]string{MetaWidth: strconv.Itoa(out.Width), MetaHeight: strconv.Itoa(out.Height)}}
+		return variantResult(Created, orig, info, vkey, spec), nil
+	}
 	start = time.Now()
 	defer func() { s.obs.Stage("store", time.Since(start)) }()
-	if float64(len(out.Data)) > float64(orig.Size)*(1-s.cfg.MinSaving) {
+	if smaller {
 		return s.keepOriginal(ctx, bucket, vkey, orig, spec, len(out.Data))
 	}
 	return s.storeVariant(ctx, bucket, key, vkey, staleETag, orig, spec, out)

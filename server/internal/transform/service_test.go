@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,31 @@ func (m *memStore) Put(_ context.Context, _, key string, data []byte, o store.Pu
 	m.objects[key] = memObject{data, info}
 	m.puts.Add(1)
 	return info, nil
+}
+
+func (m *memStore) Walk(ctx context.Context, _, prefix, skip string, fn func(store.ObjectInfo) error) error {
+	m.mu.Lock()
+	keys := make([]string, 0, len(m.objects))
+	for k := range m.objects {
+		if strings.HasPrefix(k, prefix) && !strings.HasPrefix(k, skip) {
+			keys = append(keys, k)
+		}
+	}
+	m.mu.Unlock()
+	slices.Sort(keys)
+	for _, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		info, err := m.Head(ctx, "", k)
+		if err != nil {
+			continue
+		}
+		if err := fn(info); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fakeProcessor "encodes" by shrinking the input to a fraction of its size.
@@ -289,5 +315,44 @@ func TestConfigValidate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to mention %q", err, want)
 		}
+	}
+}
+
+func TestBackfill(t *testing.T) {
+	st := newMemStore()
+	proc := &fakeProcessor{ratio: 0.5}
+	svc := newTestService(t, st, proc, 2, 2)
+	for i := range 12 {
+		st.set(fmt.Sprintf("photos/%02d.jpg", i), make([]byte, 1000))
+	}
+	st.set("photos/readme.txt", []byte("not an image"))
+	st.set("photos/bad.jpg", []byte("bad image"))
+	st.set("other/x.jpg", make([]byte, 1000))
+	ctx := context.Background()
+	run := func(dry bool) (BackfillSummary, []BackfillItem) {
+		var items []BackfillItem
+		sum, err := svc.Backfill(ctx, "bkt", "photos/", Request{DryRun: dry}, 4, func(it BackfillItem) error {
+			items = append(items, it)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum, items
+	}
+	dry, _ := run(true)
+	if dry.Created != 12 || dry.Errors != 1 || dry.Skipped != 1 || st.puts.Load() != 0 {
+		t.Fatalf("dry run: %+v, %d writes", dry, st.puts.Load())
+	}
+	first, items := run(false)
+	if first.Objects != 14 || first.Created != 12 || first.Errors != 1 || first.VariantBytes != 12*500 || first.OriginalBytes != 12*1000 || len(items) != 13 {
+		t.Fatalf("first run: %+v, %d items", first, len(items))
+	}
+	second, _ := run(false)
+	if second.AlreadyExisted != 12 || second.Created != 0 || second.VariantBytes != first.VariantBytes {
+		t.Fatalf("second run: %+v", second)
+	}
+	if st.puts.Load() != 12 {
+		t.Errorf("%d writes, want 12", st.puts.Load())
 	}
 }

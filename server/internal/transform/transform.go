@@ -23,6 +23,8 @@ type Store interface {
 	Head(ctx context.Context, bucket, key string) (store.ObjectInfo, error)
 	Get(ctx context.Context, bucket, key string, limit int64) ([]byte, store.ObjectInfo, error)
 	Put(ctx context.Context, bucket, key string, data []byte, opts store.PutOptions) (store.ObjectInfo, error)
+	// Walk lists the objects under prefix, skipping those under skipPrefix.
+	Walk(ctx context.Context, bucket, prefix, skipPrefix string, fn func(store.ObjectInfo) error) error
 }
 
 // ImageInfo is what a processor learns from an image's header, without
@@ -134,6 +136,8 @@ type Request struct {
 	Preset   string
 	Override variant.Spec
 	Accept   string
+	// DryRun computes the outcome and sizes without writing anything.
+	DryRun bool
 }
 
 // resolve turns a request into a validated, resolved spec.
@@ -162,13 +166,21 @@ func (c *Config) presetNames() string {
 	return strings.Join(names, ", ")
 }
 
-// checkObject validates a bucket and source key.
-func (c *Config) checkObject(bucket, key string) error {
+// checkBucket validates a bucket name against S3's rules and the allow-list.
+func (c *Config) checkBucket(bucket string) error {
 	if err := store.ValidateBucket(bucket); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
 	if len(c.AllowedBuckets) > 0 && !slices.Contains(c.AllowedBuckets, bucket) {
 		return fmt.Errorf("%w: %q", ErrBucketNotAllowed, bucket)
+	}
+	return nil
+}
+
+// checkObject validates a bucket and source key.
+func (c *Config) checkObject(bucket, key string) error {
+	if err := c.checkBucket(bucket); err != nil {
+		return err
 	}
 	if err := variant.ValidateKey(key); err != nil {
 		return err

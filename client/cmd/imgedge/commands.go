@@ -1,0 +1,270 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+)
+
+func runTransform(ctx context.Context, e env, args []string) error {
+	var conn connFlags
+	var v variantFlags
+	fs := newFlagSet("transform", "IN OUT", e)
+	conn.register(fs)
+	v.register(fs)
+	pos, err := parse(fs, args, e)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usageErr("want IN and OUT (use - for stdin or stdout)")
+	}
+	in, out := pos[0], pos[1]
+	c, err := conn.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	r := e.stdin
+	if in != "-" {
+		f, err := os.Open(in)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	var w io.Writer = e.stdout
+	var tmp *os.File
+	if out != "-" {
+		// Write beside OUT and rename, so a failure leaves no half-written file.
+		if tmp, err = os.CreateTemp(dirOf(out), ".imgedge-*"); err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name())
+		w = tmp
+	}
+	bw := bufio.NewWriterSize(w, 256<<10)
+	res, err := c.Transform(ctx, &imgedgev1.TransformOptions{
+		Preset: v.preset, Width: v.width, Height: v.height, Quality: v.qualty,
+		Fit: v.fit, Format: v.format, Progressive: v.progressive, Accept: v.accept,
+	}, r, bw)
+	if err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if tmp != nil {
+		if err := tmp.Close(); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp.Name(), out); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(e.stderr, "%s: %s %d×%d, %d bytes\n", out, res.GetContentType(), res.GetWidth(), res.GetHeight(), res.GetSize())
+	return nil
+}
+
+func dirOf(path string) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		if path[i] == '/' {
+			return path[:i+1]
+		}
+	}
+	return "."
+}
+
+func runEnsure(ctx context.Context, e env, args []string) error {
+	var conn connFlags
+	var v variantFlags
+	fs := newFlagSet("ensure", "BUCKET KEY", e)
+	conn.register(fs)
+	v.register(fs)
+	asJSON := fs.Bool("json", false, "print the response as JSON")
+	pos, err := parse(fs, args, e)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return usageErr("want BUCKET and KEY")
+	}
+	c, err := conn.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.EnsureVariant(ctx, &imgedgev1.EnsureVariantRequest{
+		Bucket: pos[0], Key: pos[1],
+		Preset: v.preset, Width: v.width, Height: v.height, Quality: v.qualty,
+		Fit: v.fit, Format: v.format, Progressive: v.progressive, Accept: v.accept,
+	})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, resp)
+	}
+	fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%d bytes (original %d, %s)\n", outcomeName(resp.GetOutcome()), resp.GetKey(),
+		resp.GetContentType(), resp.GetSize(), resp.GetOriginalSize(), savingOf(resp.GetOriginalSize(), resp.GetSize()))
+	return nil
+}
+
+func runBackfill(ctx context.Context, e env, args []string) error {
+	var conn connFlags
+	var v variantFlags
+	fs := newFlagSet("backfill", "BUCKET [PREFIX]", e)
+	conn.register(fs)
+	v.register(fs)
+	dryRun := fs.Bool("dry-run", false, "compute outcomes and sizes without writing")
+	asJSON := fs.Bool("json", false, "one JSON object per line: a progress event per object, then the summary")
+	concurrency := fs.Uint("concurrency", 0, "objects at once (default: the service's workers)")
+	pos, err := parse(fs, args, e)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return usageErr("want BUCKET and an optional PREFIX")
+	}
+	prefix := ""
+	if len(pos) == 2 {
+		prefix = pos[1]
+	}
+	c, err := conn.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	var bar *progressbar.ProgressBar
+	if f, ok := e.stderr.(*os.File); ok && !*asJSON && term.IsTerminal(int(f.Fd())) {
+		bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(f), progressbar.OptionSetDescription("backfill"),
+			progressbar.OptionShowCount(), progressbar.OptionSpinnerType(14), progressbar.OptionClearOnFinish())
+	}
+	progress := func(p *imgedgev1.BackfillProgress) {
+		switch {
+		case *asJSON:
+			_ = printJSON(e.stdout, &imgedgev1.BackfillResponse{Event: &imgedgev1.BackfillResponse_Progress{Progress: p}})
+		case bar != nil:
+			_ = bar.Add(1)
+			if p.GetError() != "" {
+				bar.Describe("last error: " + p.GetKey())
+			}
+		default:
+			printProgress(e.stdout, p)
+		}
+	}
+	sum, err := c.Backfill(ctx, &imgedgev1.BackfillRequest{
+		Bucket: pos[0], Prefix: prefix,
+		Preset: v.preset, Width: v.width, Height: v.height, Quality: v.qualty,
+		Fit: v.fit, Format: v.format, Progressive: v.progressive, Accept: v.accept,
+		DryRun: *dryRun, Concurrency: uint32(*concurrency),
+	}, progress)
+	if bar != nil {
+		_ = bar.Finish()
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if err := printJSON(e.stdout, &imgedgev1.BackfillResponse{Event: &imgedgev1.BackfillResponse_Summary{Summary: sum}}); err != nil {
+			return err
+		}
+	} else {
+		printSummary(e.stdout, sum)
+	}
+	if sum.GetErrors() > 0 {
+		return partialError{sum.GetErrors()}
+	}
+	return nil
+}
+
+func printProgress(w io.Writer, p *imgedgev1.BackfillProgress) {
+	if p.GetError() != "" {
+		fmt.Fprintf(w, "error\t%s\t%s: %s\n", p.GetKey(), p.GetErrorCode(), p.GetError())
+		return
+	}
+	served := p.GetVariantSize()
+	if p.GetOutcome() == imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER {
+		served = p.GetOriginalSize()
+	}
+	fmt.Fprintf(w, "%s\t%s\t%d → %d bytes\n", outcomeName(p.GetOutcome()), p.GetKey(), p.GetOriginalSize(), served)
+}
+
+func printSummary(w io.Writer, s *imgedgev1.BackfillSummary) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	title := "backfill"
+	if s.GetDryRun() {
+		title = "backfill (dry run: nothing written)"
+	}
+	fmt.Fprintln(w, title)
+	fmt.Fprintf(tw, "objects\tcreated\texisting\tkept original\tskipped\terrors\tbytes before\tbytes after\tsaving\t\n")
+	fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.GetObjects(), s.GetCreated(), s.GetAlreadyExisted(),
+		s.GetOriginalIsSmaller(), s.GetSkipped(), s.GetErrors(), s.GetOriginalBytes(), s.GetServedBytes(),
+		savingOf(s.GetOriginalBytes(), s.GetServedBytes()))
+	tw.Flush()
+}
+
+func savingOf(before, after int64) string {
+	if before <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*(1-float64(after)/float64(before)))
+}
+
+func outcomeName(o imgedgev1.Outcome) string {
+	switch o {
+	case imgedgev1.Outcome_OUTCOME_CREATED:
+		return "created"
+	case imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED:
+		return "existing"
+	case imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER:
+		return "kept-original"
+	}
+	return "unknown"
+}
+
+func runHealth(ctx context.Context, e env, args []string) error {
+	var conn connFlags
+	fs := newFlagSet("health", "", e)
+	conn.register(fs)
+	service := fs.String("service", "", "service name to check (default: the whole server)")
+	pos, err := parse(fs, args, e)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageErr("health takes no arguments")
+	}
+	c, err := conn.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Health(ctx, *service); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, "SERVING")
+	return nil
+}
+
+func printJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
