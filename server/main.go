@@ -116,12 +116,12 @@ func openStore(ctx context.Context, cfg config.Config) (serviceStore, error) {
 
 // newGRPCServer assembles the service and its gRPC server, with health and
 // reflection registered.
-func newGRPCServer(cfg config.Config, st transform.Store, proc transform.Processor, logger *slog.Logger) (*grpc.Server, *health.Server, error) {
+func newGRPCServer(cfg config.Config, st transform.Store, proc transform.Processor, logger *slog.Logger, extra ...grpc.ServerOption) (*grpc.Server, *health.Server, error) {
 	svc, err := newService(cfg, st, proc)
 	if err != nil {
 		return nil, nil, err
 	}
-	gs := grpc.NewServer(grpcapi.Interceptors(logger)...)
+	gs := grpc.NewServer(append(grpcapi.Interceptors(logger), extra...)...)
 	imgedgev1.RegisterImageTransformServiceServer(gs, grpcapi.NewServer(svc, grpcapi.Options{
 		MaxStreamBytes: int64(cfg.MaxStreamBytes),
 		Logger:         logger,

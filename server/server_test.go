@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,6 +70,7 @@ func (c *countingProcessor) Process(data []byte, op transform.Operation) (transf
 }
 
 type harness struct {
+	addr   string
 	client imgedgev1.ImageTransformServiceClient
 	health healthpb.HealthClient
 	store  *countingStore
@@ -78,7 +78,7 @@ type harness struct {
 }
 
 // startServer runs the real gRPC server over loopback on st.
-func startServer(t *testing.T, st objectStore, mutate func(*config.Config)) *harness {
+func startServer(t *testing.T, st objectStore, mutate func(*config.Config), extra ...grpc.ServerOption) *harness {
 	t.Helper()
 	cfg := config.Default()
 	if mutate != nil {
@@ -92,17 +92,12 @@ func startServer(t *testing.T, st objectStore, mutate func(*config.Config)) *har
 		proc:  &countingProcessor{Processor: imaging.New(imaging.Config{AVIFSpeed: cfg.AVIFSpeed})},
 	}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	gs, _, err := newGRPCServer(cfg, h.store, h.proc, logger)
+	gs, _, err := newGRPCServer(cfg, h.store, h.proc, logger, extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	h.addr = serveOn(t, gs)
+	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 )
 
 // RequestIDHeader is the metadata key carrying a caller's request id. It is
-// propagated to the access log and echoed in the response header.
+// propagated to the access log and echoed in the response trailer.
 const RequestIDHeader = "x-request-id"
 
 // logAttrs collects attributes that handlers add for the access log line.
@@ -68,7 +68,9 @@ func beginCall(ctx context.Context, logger *slog.Logger, method string) (context
 		_, _ = rand.Read(b[:])
 		requestID = hex.EncodeToString(b[:])
 	}
-	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, requestID))
+	// A trailer, not a header: header metadata would turn error answers into
+	// non-trailers-only responses, which clients then refuse to retry.
+	_ = grpc.SetTrailer(ctx, metadata.Pairs(RequestIDHeader, requestID))
 	la := &logAttrs{}
 	ctx = context.WithValue(ctx, logAttrsKey{}, la)
 	return ctx, func(panicked any, err error) error {

@@ -29,7 +29,7 @@ type BackfillItem struct {
 // BackfillSummary totals a backfill.
 type BackfillSummary struct {
 	Objects, Created, AlreadyExisted, OriginalIsSmaller, Errors, Skipped int64
-	OriginalBytes, ServedBytes, VariantBytes                            int64
+	OriginalBytes, ServedBytes, VariantBytes                             int64
 }
 
 func (sum *BackfillSummary) add(it BackfillItem) {

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imgedge/imgedge/server/internal/store/local"
+	"github.com/imgedge/imgedge/server/internal/testimages"
+)
+
+// buildCLI builds the imgedge command as users get it (without cgo).
+func buildCLI(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "imgedge")
+	cmd := exec.Command("go", "build", "-o", bin, "../client/cmd/imgedge")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the CLI: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+func runCLI(t *testing.T, bin string, env []string, args ...string) cliResult {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return cliResult{code, stdout.String(), stderr.String()}
+}
+
+func TestCLI(t *testing.T) {
+	bin := buildCLI(t)
+	st, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateBucket(bucket); err != nil {
+		t.Fatal(err)
+	}
+	put := putVia(t, st)
+	put("photos/a.jpg", testimages.JPEG(1000, 750, 95))
+	put("photos/b.jpg", testimages.JPEG(900, 600, 95))
+	put("photos/broken.jpg", []byte("not a jpeg"))
+	h := startServer(t, st, nil)
+	env := []string{"IMGEDGE_ADDR=" + h.addr, "IMGEDGE_INSECURE=true"}
+
+	t.Run("transform", func(t *testing.T) {
+		dir := t.TempDir()
+		in, out := filepath.Join(dir, "in.jpg"), filepath.Join(dir, "out.webp")
+		if err := os.WriteFile(in, testimages.JPEG(1200, 800, 95), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := runCLI(t, bin, env, "transform", in, out, "--width", "600", "--format", "webp")
+		if r.code != 0 || !strings.Contains(r.stderr, "image/webp 600×400") {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		data, _ := os.ReadFile(out)
+		if info, err := h.proc.Probe(data); err != nil || info.Format != "webp" || info.Width != 600 {
+			t.Fatalf("output: %+v, %v", info, err)
+		}
+		// A failure leaves no output file behind.
+		bad := filepath.Join(dir, "bad.jpg")
+		os.WriteFile(bad, []byte("text"), 0o644)
+		r = runCLI(t, bin, env, "transform", bad, filepath.Join(dir, "never.jpg"))
+		if r.code != 5 {
+			t.Errorf("bad input: exit %d, want 5: %s", r.code, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "never.jpg")); !os.IsNotExist(err) {
+			t.Error("a failed transform left an output file")
+		}
+	})
+
+	t.Run("ensure", func(t *testing.T) {
+		r := runCLI(t, bin, env, "ensure", bucket, "photos/a.jpg", "--preset", "small", "--accept", "image/webp", "--json")
+		var resp struct {
+			Outcome      string `json:"outcome"`
+			Key          string `json:"key"`
+			Size         string `json:"size"`
+			OriginalSize string `json:"original_size"`
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &resp) != nil || resp.Outcome != "OUTCOME_CREATED" || resp.Key != "ProcessedImages/w480_q75/photos/a.jpg.webp" {
+			t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+		}
+		r = runCLI(t, bin, env, "ensure", bucket, "photos/a.jpg", "--preset", "small", "--accept", "image/webp")
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "existing\tProcessedImages/w480_q75/photos/a.jpg.webp") {
+			t.Errorf("text output: %q", r.stdout)
+		}
+		for _, c := range []struct {
+			args []string
+			code int
+		}{
+			{[]string{"ensure", bucket, "photos/missing.jpg"}, 4},
+			{[]string{"ensure", bucket, "photos/a.jpg", "--preset", "nope"}, 5},
+			{[]string{"ensure", bucket}, 2},
+			{[]string{"ensure", bucket, "photos/a.jpg", "--width", "many"}, 2},
+			{[]string{"frobnicate"}, 2},
+			{[]string{"ensure", bucket, "photos/a.jpg", "--addr", "127.0.0.1:1", "--timeout", "2s"}, 7},
+		} {
+			if r := runCLI(t, bin, env, c.args...); r.code != c.code {
+				t.Errorf("%q: exit %d, want %d: %s", c.args, r.code, c.code, r.stderr)
+			}
+		}
+	})
+
+	t.Run("backfill", func(t *testing.T) {
+		r := runCLI(t, bin, env, "backfill", bucket, "photos/", "--preset", "thumbnail", "--json")
+		if r.code != 3 { // one broken original
+			t.Fatalf("exit %d, want 3: %s", r.code, r.stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		var last struct {
+			Summary struct {
+				Objects string `json:"objects"`
+				Created string `json:"created"`
+				Errors  string `json:"errors"`
+			} `json:"summary"`
+		}
+		if len(lines) != 4 || json.Unmarshal([]byte(lines[3]), &last) != nil || last.Summary.Objects != "3" || last.Summary.Created != "2" || last.Summary.Errors != "1" {
+			t.Fatalf("json output:\n%s", r.stdout)
+		}
+		// Not a terminal: plain lines and the final table.
+		r = runCLI(t, bin, env, "backfill", bucket, "photos/", "--preset", "thumbnail", "--dry-run")
+		for _, want := range []string{"existing\tphotos/a.jpg", "error\tphotos/broken.jpg\tInvalidArgument", "dry run", "saving"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("plain output lacks %q:\n%s", want, r.stdout)
+			}
+		}
+	})
+
+	t.Run("health", func(t *testing.T) {
+		if r := runCLI(t, bin, env, "health"); r.code != 0 || strings.TrimSpace(r.stdout) != "SERVING" {
+			t.Errorf("health: exit %d %q", r.code, r.stdout)
+		}
+		if r := runCLI(t, bin, env, "health", "--addr", "127.0.0.1:1", "--timeout", "1s"); r.code != 7 {
+			t.Errorf("health of a dead server: exit %d", r.code)
+		}
+	})
+}
