@@ -38,11 +38,11 @@ func TestEdgeEndToEnd(t *testing.T) {
 	h := &harness{store: &countingStore{objectStore: st}}
 	h.proc = &countingProcessor{Processor: imaging.New(imaging.Config{AVIFSpeed: 8})}
 	cfg := config.Default()
-	gs, _, err := newGRPCServer(cfg, h.store, h.proc, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	srv, err := newServer(cfg, h.store, h.proc, slog.New(slog.NewJSONHandler(io.Discard, nil)), &security{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveOn(t, gs)
+	addr := serveOn(t, srv.grpc)
 
 	edgeCfg := edgeadapter.DefaultConfig()
 	edgeCfg.Service = edgeadapter.Service{Address: addr, Insecure: true}

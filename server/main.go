@@ -3,6 +3,8 @@
 //	go run ./server                      # local store under ./data, on 127.0.0.1:50051
 //	go run ./server --store s3           # S3 through the AWS default credential chain
 //	go run ./server --help               # every flag and its IMGEDGE_* twin
+//	go run ./server --print-config       # the effective configuration, secrets redacted
+//	go run ./server health [--addr A]    # probe a running server (container health checks)
 package main
 
 import (
@@ -12,21 +14,26 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/imgedge/imgedge/client/variant"
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+	"github.com/imgedge/imgedge/server/internal/auth"
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/grpcapi"
 	"github.com/imgedge/imgedge/server/internal/imaging"
+	"github.com/imgedge/imgedge/server/internal/metrics"
 	"github.com/imgedge/imgedge/server/internal/store/local"
 	s3store "github.com/imgedge/imgedge/server/internal/store/s3"
 	"github.com/imgedge/imgedge/server/internal/transform"
@@ -36,7 +43,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := realMain(ctx, os.Args[1:]); err != nil {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "health" {
+		err = healthMain(ctx, os.Args[2:], os.LookupEnv)
+	} else {
+		err = realMain(ctx, os.Args[1:])
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			config.Usage(os.Stdout)
 			return
@@ -47,23 +60,34 @@ func main() {
 }
 
 func realMain(ctx context.Context, args []string) error {
+	printConfig := false
+	args = filterFlag(args, "--print-config", &printConfig)
 	cfg, err := config.Load(args, os.LookupEnv)
 	if err != nil {
+		return err
+	}
+	if printConfig {
+		out, err := cfg.Redacted()
+		if err != nil {
+			return err
+		}
+		_, err = os.Stdout.Write(out)
 		return err
 	}
 	level, _ := config.ParseLevel(cfg.LogLevel)
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger)
 
+	security, err := newSecurity(cfg)
+	if err != nil {
+		return err
+	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	if err := st.Ping(ctx); err != nil {
-		return fmt.Errorf("store %s: %w", cfg.Store, err)
-	}
 	proc := imaging.New(imaging.Config{AVIFSpeed: cfg.AVIFSpeed, KeepMetadata: cfg.KeepMetadata})
-	gs, healthSrv, err := newGRPCServer(cfg, st, proc, logger)
+	srv, err := newServer(cfg, st, proc, logger, security)
 	if err != nil {
 		return err
 	}
@@ -71,10 +95,36 @@ func realMain(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	if cfg.MetricsAddr != "" {
+		mlis, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		msrv := &http.Server{Handler: srv.metrics.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go msrv.Serve(mlis)
+		defer msrv.Close()
+	}
+
+	// Reload TLS material and tokens on SIGHUP and when their files change.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go auth.Watch(ctx, hup, cfg.ReloadPeriod, func(name string, err error) {
+		if err != nil {
+			logger.Error("reload failed, keeping the previous one", slog.String("what", name), slog.String("error", err.Error()))
+			return
+		}
+		logger.Info("reloaded", slog.String("what", name))
+	}, security.reloaders)
+
+	// Readiness: the store answers and libvips works.
+	go srv.watchReadiness(ctx, st, proc, cfg.ReadinessInterval, logger)
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- gs.Serve(lis) }()
+	go func() { serveErr <- srv.grpc.Serve(lis) }()
 	logger.Info("serving", slog.String("addr", lis.Addr().String()), slog.String("store", cfg.Store),
+		slog.Bool("tls", security.tls != nil), slog.Bool("client_certs", cfg.ClientCA != ""),
+		slog.Int("tokens", security.tokens.Len()), slog.String("metrics", cfg.MetricsAddr),
 		slog.String("libvips", imaging.Version()), slog.Int("workers", cfg.Workers), slog.Int("queue", cfg.Queue))
 
 	select {
@@ -84,16 +134,163 @@ func realMain(ctx context.Context, args []string) error {
 	}
 	// Stop advertising readiness first, then drain in-flight calls, bounded.
 	logger.Info("shutting down", slog.Duration("timeout", cfg.ShutdownTimeout))
-	healthSrv.Shutdown()
+	srv.health.Shutdown()
 	drained := make(chan struct{})
-	go func() { gs.GracefulStop(); close(drained) }()
+	go func() { srv.grpc.GracefulStop(); close(drained) }()
 	select {
 	case <-drained:
 	case <-time.After(cfg.ShutdownTimeout):
 		logger.Warn("shutdown timeout: cancelling the remaining calls")
-		gs.Stop()
+		srv.grpc.Stop()
 	}
+	logger.Info("stopped")
 	return nil
+}
+
+// filterFlag removes a boolean flag from args, reporting whether it was there.
+func filterFlag(args []string, name string, found *bool) []string {
+	out := args[:0:0]
+	for _, a := range args {
+		if a == name || a == "-"+name[2:] {
+			*found = true
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// security is the transport and authentication setup.
+type security struct {
+	tls       *auth.TLSFiles
+	tokens    *auth.Tokens
+	reloaders map[string]auth.Reloader
+}
+
+// newSecurity loads TLS and tokens, and refuses an unprotected server on a
+// non-loopback address unless --insecure says so.
+func newSecurity(cfg config.Config) (*security, error) {
+	s := &security{reloaders: map[string]auth.Reloader{}}
+	var err error
+	if s.tokens, err = auth.NewTokens(cfg.Tokens, cfg.TokensFile); err != nil {
+		return nil, err
+	}
+	if cfg.TokensFile != "" {
+		s.reloaders["tokens"] = s.tokens
+	}
+	if cfg.TLSCert != "" {
+		if s.tls, err = auth.NewTLSFiles(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA); err != nil {
+			return nil, err
+		}
+		s.reloaders["tls"] = s.tls
+	}
+	if !cfg.Loopback() && !cfg.Insecure {
+		if s.tls == nil {
+			return nil, fmt.Errorf("refusing to serve plaintext on %s: give --tls-cert and --tls-key, or --insecure", cfg.GRPCAddr)
+		}
+		if s.tokens.Len() == 0 && cfg.ClientCA == "" {
+			return nil, fmt.Errorf("refusing to serve %s without authentication: give --tokens-file or --client-ca, or --insecure", cfg.GRPCAddr)
+		}
+	}
+	return s, nil
+}
+
+// server is the assembled gRPC server with its health and metrics.
+type server struct {
+	grpc    *grpc.Server
+	health  *health.Server
+	metrics *metrics.Metrics
+}
+
+// newServer assembles the service, its interceptors (access log outermost,
+// then metrics, then authentication, then the call timeout), health and
+// reflection.
+func newServer(cfg config.Config, st transform.Store, proc transform.Processor, logger *slog.Logger, sec *security, extra ...grpc.ServerOption) (*server, error) {
+	pool := workpool.New(cfg.Workers, cfg.Queue)
+	m := metrics.New(pool)
+	svc, err := newService(cfg, st, proc, pool, m)
+	if err != nil {
+		return nil, err
+	}
+	guard := &auth.Guard{
+		Tokens:      sec.tokens,
+		ClientCerts: cfg.ClientCA != "",
+		OnIdentity: func(ctx context.Context, name string) {
+			grpcapi.AddLogAttrs(ctx, slog.String("caller", name))
+		},
+	}
+	opts := grpcapi.Interceptors(logger)
+	opts = append(opts, m.ServerOptions()...)
+	if guard.Enabled() {
+		opts = append(opts, guard.ServerOptions()...)
+	}
+	opts = append(opts, grpcapi.CallTimeout(cfg.CallTimeout)...)
+	opts = append(opts,
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge:      cfg.MaxConnectionAge,
+			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+			Time:                  2 * time.Minute,
+			Timeout:               20 * time.Second,
+		}),
+		// Chunks are 256 KiB to 1 MiB; a little headroom over that.
+		grpc.MaxRecvMsgSize(4<<20),
+	)
+	if sec.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(sec.tls.Config())))
+	}
+	gs := grpc.NewServer(append(opts, extra...)...)
+	imgedgev1.RegisterImageTransformServiceServer(gs, grpcapi.NewServer(svc, grpcapi.Options{
+		MaxStreamBytes: int64(cfg.MaxStreamBytes),
+		Logger:         logger,
+	}))
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(gs, healthSrv)
+	reflection.Register(gs)
+	return &server{grpc: gs, health: healthSrv, metrics: m}, nil
+}
+
+// selfTester proves the image processor works.
+type selfTester interface{ SelfTest() error }
+
+// pinger proves the store answers.
+type pinger interface{ Ping(context.Context) error }
+
+// watchReadiness sets health to SERVING while the store answers and libvips
+// works, NOT_SERVING otherwise, re-checking every interval until ctx ends.
+func (s *server) watchReadiness(ctx context.Context, st any, proc any, interval time.Duration, logger *slog.Logger) {
+	serving := healthpb.HealthCheckResponse_UNKNOWN
+	for {
+		var errs []error
+		if p, ok := st.(pinger); ok {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			errs = append(errs, p.Ping(pctx))
+			cancel()
+		}
+		if t, ok := proc.(selfTester); ok {
+			errs = append(errs, t.SelfTest())
+		}
+		next := healthpb.HealthCheckResponse_SERVING
+		if err := errors.Join(errs...); err != nil {
+			next = healthpb.HealthCheckResponse_NOT_SERVING
+			if ctx.Err() == nil {
+				logger.Error("not ready", slog.String("error", err.Error()))
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if next != serving {
+			s.health.SetServingStatus("", next)
+			s.health.SetServingStatus(imgedgev1.ImageTransformService_ServiceDesc.ServiceName, next)
+			serving = next
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
 }
 
 // serviceStore is what the server needs of an object store: the service's
@@ -114,25 +311,7 @@ func openStore(ctx context.Context, cfg config.Config) (serviceStore, error) {
 	return s3store.New(ctx, s3store.Config{Region: cfg.S3Region, Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle})
 }
 
-// newGRPCServer assembles the service and its gRPC server, with health and
-// reflection registered.
-func newGRPCServer(cfg config.Config, st transform.Store, proc transform.Processor, logger *slog.Logger, extra ...grpc.ServerOption) (*grpc.Server, *health.Server, error) {
-	svc, err := newService(cfg, st, proc)
-	if err != nil {
-		return nil, nil, err
-	}
-	gs := grpc.NewServer(append(grpcapi.Interceptors(logger), extra...)...)
-	imgedgev1.RegisterImageTransformServiceServer(gs, grpcapi.NewServer(svc, grpcapi.Options{
-		MaxStreamBytes: int64(cfg.MaxStreamBytes),
-		Logger:         logger,
-	}))
-	healthSrv := health.NewServer()
-	healthpb.RegisterHealthServer(gs, healthSrv)
-	reflection.Register(gs)
-	return gs, healthSrv, nil
-}
-
-func newService(cfg config.Config, st transform.Store, proc transform.Processor) (*transform.Service, error) {
+func newService(cfg config.Config, st transform.Store, proc transform.Processor, pool *workpool.Pool, obs transform.Observer) (*transform.Service, error) {
 	presets, err := cfg.PresetSpecs()
 	if err != nil {
 		return nil, err
@@ -158,5 +337,6 @@ func newService(cfg config.Config, st transform.Store, proc transform.Processor)
 			MaxHeight:       cfg.MaxHeight,
 		},
 		ProcessTimeout: cfg.ProcessTimeout,
-	}, st, proc, workpool.New(cfg.Workers, cfg.Queue))
+		Observer:       obs,
+	}, st, proc, pool)
 }

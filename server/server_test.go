@@ -92,11 +92,11 @@ func startServer(t *testing.T, st objectStore, mutate func(*config.Config), extr
 		proc:  &countingProcessor{Processor: imaging.New(imaging.Config{AVIFSpeed: cfg.AVIFSpeed})},
 	}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	gs, _, err := newGRPCServer(cfg, h.store, h.proc, logger, extra...)
+	srv, err := newServer(cfg, h.store, h.proc, logger, &security{}, extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.addr = serveOn(t, gs)
+	h.addr = serveOn(t, srv.grpc)
 	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/auth"
 )
 
 // Config is the server's whole configuration.
@@ -53,7 +55,27 @@ type Config struct {
 	ProcessTimeout  time.Duration `yaml:"process_timeout"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	LogLevel        string        `yaml:"log_level"`
-	ConfigFile      string        `yaml:"-"`
+	CallTimeout     time.Duration `yaml:"call_timeout"`
+
+	// Transport and authentication.
+	TLSCert      string        `yaml:"tls_cert"`
+	TLSKey       string        `yaml:"tls_key"`
+	ClientCA     string        `yaml:"client_ca"`
+	TokensFile   string        `yaml:"tokens_file"`
+	Tokens       []auth.Token  `yaml:"tokens"`
+	Insecure     bool          `yaml:"insecure"`
+	ReloadPeriod time.Duration `yaml:"reload_period"`
+
+	// Connections.
+	MaxConnectionAge      time.Duration `yaml:"max_connection_age"`
+	MaxConnectionAgeGrace time.Duration `yaml:"max_connection_age_grace"`
+	KeepaliveMinTime      time.Duration `yaml:"keepalive_min_time"`
+
+	// Observability and lifecycle.
+	MetricsAddr       string        `yaml:"metrics_addr"`
+	ReadinessInterval time.Duration `yaml:"readiness_interval"`
+
+	ConfigFile string `yaml:"-"`
 }
 
 // Preset is a named variant as written in the configuration file.
@@ -114,6 +136,15 @@ func Default() Config {
 		ProcessTimeout:  30 * time.Second,
 		ShutdownTimeout: 20 * time.Second,
 		LogLevel:        "info",
+		CallTimeout:     60 * time.Second,
+		ReloadPeriod:    30 * time.Second,
+
+		MaxConnectionAge:      5 * time.Minute,
+		MaxConnectionAgeGrace: 30 * time.Second,
+		KeepaliveMinTime:      10 * time.Second,
+
+		MetricsAddr:       "127.0.0.1:9464",
+		ReadinessInterval: 10 * time.Second,
 	}
 }
 
@@ -157,6 +188,18 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ProcessTimeout, "process-timeout", c.ProcessTimeout, "bound on one variant build (fetch, transform, store)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on draining in-flight calls at shutdown")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	fs.DurationVar(&c.CallTimeout, "call-timeout", c.CallTimeout, "bound on one EnsureVariant or Transform call (Backfill is bounded by its caller)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate `file` (PEM); reloaded on change and on SIGHUP")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS key `file` (PEM)")
+	fs.StringVar(&c.ClientCA, "client-ca", c.ClientCA, "require client certificates signed by this CA `file` (mutual TLS)")
+	fs.StringVar(&c.TokensFile, "tokens-file", c.TokensFile, "YAML `file` of accepted bearer tokens (reloaded on change and on SIGHUP)")
+	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "allow plaintext and no authentication on a non-loopback address")
+	fs.DurationVar(&c.ReloadPeriod, "reload-period", c.ReloadPeriod, "how often TLS and token files are checked for changes")
+	fs.DurationVar(&c.MaxConnectionAge, "max-connection-age", c.MaxConnectionAge, "close connections after this long so clients re-balance onto new replicas")
+	fs.DurationVar(&c.MaxConnectionAgeGrace, "max-connection-age-grace", c.MaxConnectionAgeGrace, "time in-flight calls get after max-connection-age")
+	fs.DurationVar(&c.KeepaliveMinTime, "keepalive-min-time", c.KeepaliveMinTime, "refuse client keepalive pings more frequent than this")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus /metrics listen `address` (empty: off)")
+	fs.DurationVar(&c.ReadinessInterval, "readiness-interval", c.ReadinessInterval, "how often readiness re-checks the store and libvips")
 }
 
 // Load builds the configuration from args (without the program name),
@@ -297,6 +340,17 @@ func (c *Config) Validate() error {
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls-cert and tls-key go together"))
+	}
+	if c.ClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("client-ca needs tls-cert and tls-key"))
+	}
+	for name, d := range map[string]time.Duration{"call-timeout": c.CallTimeout, "reload-period": c.ReloadPeriod, "readiness-interval": c.ReadinessInterval} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -367,4 +421,32 @@ func ParseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("log-level %q: want debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// Redacted returns the configuration as YAML with secrets replaced, for
+// --print-config.
+func (c Config) Redacted() ([]byte, error) {
+	c.Tokens = slices.Clone(c.Tokens)
+	for i := range c.Tokens {
+		if c.Tokens[i].Token != "" {
+			c.Tokens[i].Token = "REDACTED"
+		}
+		if c.Tokens[i].SHA256 != "" {
+			c.Tokens[i].SHA256 = "REDACTED"
+		}
+	}
+	return yaml.Marshal(c)
+}
+
+// Loopback reports whether the gRPC address only listens on loopback.
+func (c Config) Loopback() bool {
+	host, _, err := net.SplitHostPort(c.GRPCAddr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

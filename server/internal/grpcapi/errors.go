@@ -3,6 +3,10 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -65,5 +69,15 @@ func toStatus(err error) error {
 	if code == codes.Internal {
 		return status.Error(code, "internal error")
 	}
-	return status.Error(code, err.Error())
+	st := status.New(code, err.Error())
+	if errors.Is(err, transform.ErrOverloaded) {
+		// Tell well-behaved clients when to come back.
+		if withHint, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(RetryAfter)}); derr == nil {
+			st = withHint
+		}
+	}
+	return st.Err()
 }
+
+// RetryAfter is the retry hint sent with overload rejections.
+var RetryAfter = time.Second

@@ -27,6 +27,10 @@ type logAttrs struct {
 
 type logAttrsKey struct{}
 
+// AddLogAttrs adds attributes to the current call's access log line (for
+// example the caller's identity, from the authentication interceptor).
+func AddLogAttrs(ctx context.Context, attrs ...slog.Attr) { setLogAttrs(ctx, attrs...) }
+
 // setLogAttrs adds attributes to the current call's access log line.
 func setLogAttrs(ctx context.Context, attrs ...slog.Attr) {
 	if la, ok := ctx.Value(logAttrsKey{}).(*logAttrs); ok {
@@ -107,3 +111,23 @@ type contextStream struct {
 }
 
 func (s *contextStream) Context() context.Context { return s.ctx }
+
+// CallTimeout bounds EnsureVariant and Transform calls that arrive with no
+// deadline, or a longer one. Backfill, bounded by its caller, is exempt.
+func CallTimeout(d time.Duration) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			return handler(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if info.IsServerStream && !info.IsClientStream { // Backfill
+				return handler(srv, ss)
+			}
+			ctx, cancel := context.WithTimeout(ss.Context(), d)
+			defer cancel()
+			return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+		}),
+	}
+}

@@ -226,3 +226,9 @@ func TestResizeKeepsPixels(t *testing.T) {
 		t.Errorf("q80 re-encode differs from the source by %.2f per channel", d)
 	}
 }
+
+func TestSelfTest(t *testing.T) {
+	if err := proc.SelfTest(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,120 @@
+// Package metrics exposes the service's Prometheus metrics: calls by method
+// and code, stage latencies, worker-pool occupancy, variant outcomes and the
+// bytes accounting from which an operator reads the saving ratio
+// (1 - imgedge_served_bytes_total / imgedge_original_bytes_total).
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/imgedge/imgedge/server/internal/transform"
+)
+
+// Pool is what the metrics read from the worker pool.
+type Pool interface {
+	InFlight() int
+	Waiting() int
+	Workers() int
+}
+
+// Metrics holds the collectors, registered on their own registry.
+type Metrics struct {
+	Registry      *prometheus.Registry
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	stages        *prometheus.HistogramVec
+	variants      *prometheus.CounterVec
+	originalBytes prometheus.Counter
+	servedBytes   prometheus.Counter
+}
+
+// New creates the metrics and registers them, with Go and process metrics.
+func New(pool Pool) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imgedge_rpc_requests_total", Help: "RPCs handled, by method and status code.",
+		}, []string{"method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "imgedge_rpc_duration_seconds", Help: "RPC latency, by method.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"method"}),
+		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "imgedge_stage_duration_seconds", Help: "Latency of one step: head (freshness check), fetch (GET original), process (decode+transform+encode), store (PUT).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"stage"}),
+		variants: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imgedge_variants_total", Help: "EnsureVariant outcomes: created, already_existed, original_is_smaller.",
+		}, []string{"outcome"}),
+		originalBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imgedge_original_bytes_total", Help: "Sum of the originals' sizes over successful EnsureVariant calls.",
+		}),
+		servedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imgedge_served_bytes_total", Help: "Sum of the sizes of what those calls said to serve (variant, or original when kept).",
+		}),
+	}
+	m.Registry.MustRegister(m.requests, m.duration, m.stages, m.variants, m.originalBytes, m.servedBytes,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgedge_inflight_transforms", Help: "Image transforms holding a worker."},
+			func() float64 { return float64(pool.InFlight()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgedge_queue_depth", Help: "Calls waiting for a worker."},
+			func() float64 { return float64(pool.Waiting()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgedge_workers", Help: "Size of the worker pool."},
+			func() float64 { return float64(pool.Workers()) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	for _, o := range []transform.Outcome{transform.Created, transform.AlreadyExisted, transform.OriginalIsSmaller} {
+		m.variants.WithLabelValues(o.String())
+	}
+	return m
+}
+
+// Stage implements transform.Observer.
+func (m *Metrics) Stage(name string, d time.Duration) {
+	m.stages.WithLabelValues(name).Observe(d.Seconds())
+}
+
+// Ensured implements transform.Observer.
+func (m *Metrics) Ensured(o transform.Outcome, originalBytes, servedBytes int64) {
+	m.variants.WithLabelValues(o.String()).Inc()
+	m.originalBytes.Add(float64(originalBytes))
+	m.servedBytes.Add(float64(servedBytes))
+}
+
+// ServerOptions count and time every RPC.
+func (m *Metrics) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			start := time.Now()
+			resp, err := handler(ctx, req)
+			m.observe(info.FullMethod, err, start)
+			return resp, err
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			start := time.Now()
+			err := handler(srv, ss)
+			m.observe(info.FullMethod, err, start)
+			return err
+		}),
+	}
+}
+
+func (m *Metrics) observe(method string, err error, start time.Time) {
+	m.requests.WithLabelValues(method, status.Code(err).String()).Inc()
+	m.duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	return mux
+}
