@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -47,7 +48,7 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "health" {
 		err = healthMain(ctx, os.Args[2:], os.LookupEnv)
 	} else {
-		err = realMain(ctx, os.Args[1:])
+		err = realMain(ctx, os.Args[1:], os.Stderr)
 	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -59,7 +60,7 @@ func main() {
 	}
 }
 
-func realMain(ctx context.Context, args []string) error {
+func realMain(ctx context.Context, args []string, logOut io.Writer) error {
 	printConfig := false
 	args = filterFlag(args, "--print-config", &printConfig)
 	cfg, err := config.Load(args, os.LookupEnv)
@@ -75,8 +76,7 @@ func realMain(ctx context.Context, args []string) error {
 		return err
 	}
 	level, _ := config.ParseLevel(cfg.LogLevel)
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(logger)
+	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
 
 	security, err := newSecurity(cfg)
 	if err != nil {

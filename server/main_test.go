@@ -41,7 +41,7 @@ func TestGrpcurlWalkthrough(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- realMain(ctx, []string{"--grpc-addr", addr, "--store", "file:" + data, "--log-level", "error", "--metrics-addr", "127.0.0.1:0"})
+		done <- realMain(ctx, []string{"--grpc-addr", addr, "--store", "file:" + data, "--log-level", "error", "--metrics-addr", "127.0.0.1:0"}, os.Stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
