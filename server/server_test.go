@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,7 +71,8 @@ func (c *countingProcessor) Process(data []byte, op transform.Operation) (transf
 }
 
 type harness struct {
-	addr   string
+	addr    string
+	metrics http.Handler
 	client imgedgev1.ImageTransformServiceClient
 	health healthpb.HealthClient
 	store  *countingStore
@@ -97,6 +99,7 @@ func startServer(t *testing.T, st objectStore, mutate func(*config.Config), extr
 		t.Fatal(err)
 	}
 	h.addr = serveOn(t, srv.grpc)
+	h.metrics = srv.metrics.Handler()
 	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,370 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/imgedge/imgedge/client"
+	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+	"github.com/imgedge/imgedge/server/internal/config"
+	"github.com/imgedge/imgedge/server/internal/store/local"
+	"github.com/imgedge/imgedge/server/internal/testimages"
+)
+
+var bigJPEG = sync.OnceValue(func() []byte { return testimages.JPEG(3000, 2000, 95) })
+
+func TestFloodIsShedFast(t *testing.T) {
+	st, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.CreateBucket(bucket)
+	const calls = 16
+	for i := range calls {
+		putVia(t, st)(fmt.Sprintf("flood/%02d.jpg", i), bigJPEG())
+	}
+	h := startServer(t, st, func(c *config.Config) { c.Workers, c.Queue = 1, 2 })
+
+	stopHealth := make(chan struct{})
+	var healthOK, healthFailed atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stopHealth:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			resp, err := h.health.Check(ctx, &healthpb.HealthCheckRequest{})
+			cancel()
+			if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+				healthFailed.Add(1)
+			} else {
+				healthOK.Add(1)
+			}
+		}
+	}()
+
+	type result struct {
+		err  error
+		done time.Time
+		resp *imgedgev1.EnsureVariantResponse
+	}
+	results := make([]result, calls)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			resp, err := h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: fmt.Sprintf("flood/%02d.jpg", i)})
+			results[i] = result{err, time.Now(), resp}
+		})
+	}
+	wg.Wait()
+	close(stopHealth)
+
+	var accepted, rejected int
+	var lastAccepted, lastRejected time.Time
+	for _, r := range results {
+		switch status.Code(r.err) {
+		case codes.OK:
+			accepted++
+			lastAccepted = maxTime(lastAccepted, r.done)
+			if r.resp.GetOutcome() != imgedgev1.Outcome_OUTCOME_CREATED {
+				t.Errorf("accepted call: %v", r.resp)
+			}
+			data, _, err := st.Get(context.Background(), bucket, r.resp.GetKey(), 0)
+			if img, _, derr := testimages.Decode(data); err != nil || derr != nil || img.Bounds().Dx() != 3000 {
+				t.Errorf("variant %s does not decode: %v %v", r.resp.GetKey(), err, derr)
+			}
+		case codes.ResourceExhausted:
+			rejected++
+			lastRejected = maxTime(lastRejected, r.done)
+			if !hasRetryInfo(r.err) {
+				t.Errorf("rejection without a retry hint: %v", r.err)
+			}
+		default:
+			t.Errorf("unexpected: %v", r.err)
+		}
+	}
+	if rejected == 0 || accepted < 3 {
+		t.Fatalf("%d accepted, %d rejected: want the excess over 1 worker + 2 queued refused", accepted, rejected)
+	}
+	if !lastRejected.Before(lastAccepted) {
+		t.Errorf("rejections were not fast: the last came after the accepted work finished")
+	}
+	if healthFailed.Load() > 0 || healthOK.Load() == 0 {
+		t.Errorf("health during the flood: %d ok, %d failed", healthOK.Load(), healthFailed.Load())
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func hasRetryInfo(err error) bool {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func TestMetricsAddUp(t *testing.T) {
+	st, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.CreateBucket(bucket)
+	photo, noise := testimages.JPEG(800, 600, 95), testimages.NoiseJPEG(300, 200, 40)
+	putVia(t, st)("photo.jpg", photo)
+	putVia(t, st)("noise.jpg", noise)
+	h := startServer(t, st, nil)
+
+	first := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "photo.jpg"})
+	ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "photo.jpg"})
+	ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "noise.jpg"})
+	h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "missing.jpg"})
+
+	rec := httptest.NewRecorder()
+	h.metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	m := parseMetrics(t, rec.Body)
+	want := map[string]float64{
+		`imgedge_variants_total{outcome="created"}`:                                                            1,
+		`imgedge_variants_total{outcome="already_existed"}`:                                                    1,
+		`imgedge_variants_total{outcome="original_is_smaller"}`:                                                1,
+		`imgedge_original_bytes_total`:                                                                         float64(2*len(photo) + len(noise)),
+		`imgedge_served_bytes_total`:                                                                           float64(2*first.GetSize() + int64(len(noise))),
+		`imgedge_rpc_requests_total{code="OK",method="/imgedge.v1.ImageTransformService/EnsureVariant"}`:       3,
+		`imgedge_rpc_requests_total{code="NotFound",method="/imgedge.v1.ImageTransformService/EnsureVariant"}`: 1,
+		`imgedge_stage_duration_seconds_count{stage="process"}`:                                                2,
+		`imgedge_stage_duration_seconds_count{stage="store"}`:                                                  2,
+		`imgedge_inflight_transforms`:                                                                          0,
+		`imgedge_queue_depth`:                                                                                  0,
+	}
+	for name, v := range want {
+		if got, ok := m[name]; !ok || got != v {
+			t.Errorf("%s = %v (present %v), want %v", name, got, ok, v)
+		}
+	}
+	if m[`imgedge_stage_duration_seconds_count{stage="head"}`] < 4 {
+		t.Errorf("head stage count %v", m[`imgedge_stage_duration_seconds_count{stage="head"}`])
+	}
+	saving := 1 - m["imgedge_served_bytes_total"]/m["imgedge_original_bytes_total"]
+	if saving <= 0 || saving >= 1 {
+		t.Errorf("saving ratio %.3f", saving)
+	}
+}
+
+func parseMetrics(t *testing.T, r io.Reader) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || line == "" {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// serverBinary builds the real server once for the subprocess tests.
+var serverBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "imgedge-server-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "imgedge-server")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+type process struct {
+	cmd  *exec.Cmd
+	addr string
+	logs *syncBuffer
+	done chan error
+}
+
+func startProcess(t *testing.T, args ...string) *process {
+	t.Helper()
+	bin, err := serverBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &process{addr: freeAddr(t), logs: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(bin, append([]string{"--grpc-addr", p.addr, "--metrics-addr", ""}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	p.cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=2")
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	waitListening(t, p.addr)
+	return p
+}
+
+func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
+	dir := t.TempDir()
+	st, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.CreateBucket(bucket)
+	const inflight = 4
+	for i := range inflight {
+		putVia(t, st)(fmt.Sprintf("big/%d.jpg", i), bigJPEG())
+	}
+	p := startProcess(t, "--store", "file:"+dir, "--workers", "2", "--queue", "8", "--log-level", "error")
+	c := dialClient(t, p.addr, client.WithDefaultDeadline(30*time.Second))
+
+	errs := make(chan error, inflight)
+	for i := range inflight {
+		go func() {
+			_, err := c.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: fmt.Sprintf("big/%d.jpg", i)})
+			errs <- err
+		}()
+	}
+	time.Sleep(150 * time.Millisecond) // the calls are in flight: each takes several hundred ms
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for range inflight {
+		if err := <-errs; err != nil {
+			t.Errorf("in-flight call failed during shutdown: %v", err)
+		}
+	}
+	// New calls are refused.
+	late := dialClient(t, p.addr, client.WithDefaultDeadline(2*time.Second))
+	if _, err := late.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "big/0.jpg"}); !errorsIsUnavailable(err) {
+		t.Errorf("a call after SIGTERM: %v, want Unavailable", err)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, p.logs.String())
+		}
+		p.done <- nil
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server did not exit")
+	}
+	// Every variant is whole; no temporary file is left.
+	matches, _ := filepath.Glob(filepath.Join(dir, bucket, "ProcessedImages", "*", "big", "*.jpg"))
+	if len(matches) != inflight {
+		t.Errorf("%d variants stored, want %d", len(matches), inflight)
+	}
+	for _, m := range matches {
+		data, _ := os.ReadFile(m)
+		if _, _, err := testimages.Decode(data); err != nil {
+			t.Errorf("%s: %v", m, err)
+		}
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(dir, ".imgedge-tmp")); len(tmp) != 0 {
+		t.Errorf("%d temporary files left", len(tmp))
+	}
+}
+
+func errorsIsUnavailable(err error) bool {
+	return status.Code(err) == codes.Unavailable
+}
+
+// TestMemoryStaysBoundedUnderOverload floods the real server process with
+// 12 MP sources at four times its worker count and reads its peak RSS.
+func TestMemoryStaysBoundedUnderOverload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	const bound = 1 << 30 // documented in the README
+	dir := t.TempDir()
+	st, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.CreateBucket(bucket)
+	twelveMP := testimages.JPEG(4000, 3000, 92)
+	const workers, rounds = 2, 3
+	for i := range 4 * workers * rounds {
+		putVia(t, st)(fmt.Sprintf("mp12/%02d.jpg", i), twelveMP)
+	}
+	p := startProcess(t, "--store", "file:"+dir, "--workers", strconv.Itoa(workers), "--queue", strconv.Itoa(2*workers), "--log-level", "error")
+	c := dialClient(t, p.addr, client.WithDefaultDeadline(60*time.Second))
+	var ok, shed atomic.Int64
+	for r := range rounds {
+		var wg sync.WaitGroup
+		for i := range 4 * workers {
+			wg.Go(func() {
+				_, err := c.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: fmt.Sprintf("mp12/%02d.jpg", r*4*workers+i)})
+				switch status.Code(err) {
+				case codes.OK:
+					ok.Add(1)
+				case codes.ResourceExhausted:
+					shed.Add(1)
+				default:
+					t.Errorf("call: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if err := c.Health(context.Background(), ""); err != nil {
+		t.Errorf("health after the overload: %v", err)
+	}
+	peak := peakRSS(t, p.cmd.Process.Pid)
+	t.Logf("peak RSS %d MiB after %d calls served and %d shed", peak>>20, ok.Load(), shed.Load())
+	if peak > bound || ok.Load() == 0 {
+		t.Errorf("peak RSS %d MiB (bound %d MiB), %d served", peak>>20, bound>>20, ok.Load())
+	}
+}
+
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(raw)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
