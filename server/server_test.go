@@ -73,10 +73,10 @@ func (c *countingProcessor) Process(data []byte, op transform.Operation) (transf
 type harness struct {
 	addr    string
 	metrics http.Handler
-	client imgedgev1.ImageTransformServiceClient
-	health healthpb.HealthClient
-	store  *countingStore
-	proc   *countingProcessor
+	client  imgedgev1.ImageTransformServiceClient
+	health  healthpb.HealthClient
+	store   *countingStore
+	proc    *countingProcessor
 }
 
 // startServer runs the real gRPC server over loopback on st.
