@@ -15,7 +15,7 @@ GRPCURL_VERSION   := v1.9.4
 
 DATA ?= ./data
 
-.PHONY: help setup deps tools run test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test fuzz clean
+.PHONY: help setup deps tools run test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test bench fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -89,6 +89,11 @@ edge-zip: edge-binary ## the deployable zip: launcher + binary + config (EDGE_CO
 
 edge-test: edge-binary ## the Node.js launcher's tests against the real adapter binary
 	cd edgeadapter/lambda && IMGEDGE_EDGE_BIN=$(CURDIR)/$(EDGE_DIST)/imgedge-edge node --test
+
+bench: setup ## the benchmark report: every service path against in-process libvips (BENCHMARKS.md)
+	IMGEDGE_BENCH=1 IMGEDGE_BENCH_OUT=$(CURDIR)/dist/bench-table.md MALLOC_ARENA_MAX=2 \
+		go test ./server -run '^TestBenchmarkReport$$' -count=1 -v -timeout 40m
+	@echo "table written to dist/bench-table.md"
 
 fuzz: ## run each fuzz target for a while (FUZZTIME=30s)
 	go test ./client/variant -run '^$$' -fuzz FuzzParseKey -fuzztime $${FUZZTIME:-30s}
