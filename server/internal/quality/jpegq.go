@@ -1,0 +1,92 @@
+package quality
+
+import "encoding/binary"
+
+// zigzag maps the order of quantisation values in a DQT segment to the
+// natural (row-major) order of the 8×8 block.
+var zigzag = [64]int{
+	0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5,
+	12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28,
+	35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
+	58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+}
+
+// stdLuma is the JPEG standard's (Annex K) luminance table, natural order,
+// which libjpeg scales by quality.
+var stdLuma = [64]int{
+	16, 11, 10, 16, 24, 40, 51, 61,
+	12, 12, 14, 19, 26, 58, 60, 55,
+	14, 13, 16, 24, 40, 57, 69, 56,
+	14, 17, 22, 29, 51, 87, 80, 62,
+	18, 22, 37, 56, 68, 109, 103, 77,
+	24, 35, 55, 64, 81, 104, 113, 92,
+	49, 64, 78, 87, 103, 121, 120, 101,
+	72, 92, 95, 98, 112, 100, 103, 99,
+}
+
+// EstimateJPEGQuality reads the luminance quantisation table (table 0) of a
+// JPEG and inverts libjpeg's quality scaling. It reports false when the data
+// holds no such table. Encoders that use other tables get an approximation.
+func EstimateJPEGQuality(data []byte) (int, bool) {
+	if len(data) < 4 || data[0] != 0xFF || data[1] != 0xD8 {
+		return 0, false
+	}
+	for i := 2; i+4 <= len(data); {
+		if data[i] != 0xFF {
+			return 0, false
+		}
+		marker := data[i+1]
+		if marker == 0xFF { // fill byte
+			i++
+			continue
+		}
+		if marker == 0xD9 || marker == 0xDA { // end of image, or entropy-coded data follows
+			return 0, false
+		}
+		size := int(binary.BigEndian.Uint16(data[i+2:]))
+		if size < 2 || i+2+size > len(data) {
+			return 0, false
+		}
+		if marker == 0xDB {
+			if q, ok := dqtQuality(data[i+4 : i+2+size]); ok {
+				return q, true
+			}
+		}
+		i += 2 + size
+	}
+	return 0, false
+}
+
+// dqtQuality looks for table 0 in a DQT segment's payload.
+func dqtQuality(seg []byte) (int, bool) {
+	for len(seg) > 0 {
+		precision, id := seg[0]>>4, seg[0]&0x0F
+		n := 64
+		if precision == 1 {
+			n = 128
+		}
+		if len(seg) < 1+n {
+			return 0, false
+		}
+		if id == 0 {
+			var sum float64
+			for k := range 64 {
+				v := int(seg[1+k])
+				if precision == 1 {
+					v = int(binary.BigEndian.Uint16(seg[1+2*k:]))
+				}
+				sum += float64(v) * 100 / float64(stdLuma[zigzag[k]])
+			}
+			scale := sum / 64
+			var q float64
+			if scale <= 100 {
+				q = (200 - scale) / 2
+			} else {
+				q = 5000 / scale
+			}
+			return max(1, min(100, int(q+0.5))), true
+		}
+		seg = seg[1+n:]
+	}
+	return 0, false
+}
