@@ -338,5 +338,19 @@ func newService(cfg config.Config, st transform.Store, proc transform.Processor,
 		},
 		ProcessTimeout: cfg.ProcessTimeout,
 		Observer:       obs,
+		Auto:           autoQuality(cfg.AutoQuality),
 	}, st, proc, pool)
+}
+
+func autoQuality(a config.AutoQuality) transform.AutoQuality {
+	targets := map[variant.Format]float64{}
+	for name, t := range a.Targets {
+		if f, err := variant.ParseFormat(name); err == nil {
+			targets[f] = t
+		}
+	}
+	return transform.AutoQuality{
+		Targets: targets, MinQuality: a.MinQuality, MaxQuality: a.MaxQuality,
+		Steps: a.Steps, SkipJPEGAtOrBelow: a.SkipJPEGAtOrBelow,
+	}
 }

@@ -27,6 +27,24 @@ func (n Negotiation) Choose(accept string) Format {
 	}
 }
 
+// Candidates lists the formats "best" compares for a viewer: AVIF and WebP
+// when enabled and accepted, and always the fallback.
+func (n Negotiation) Candidates(accept string) []Format {
+	a := ParseAccept(accept)
+	var out []Format
+	if n.AVIF && a.AVIF {
+		out = append(out, FormatAVIF)
+	}
+	if n.WebP && a.WebP {
+		out = append(out, FormatWebP)
+	}
+	fallback := n.Fallback
+	if !fallback.Concrete() {
+		fallback = FormatJPEG
+	}
+	return append(out, fallback)
+}
+
 // Accepted is what an Accept header says about the modern image formats.
 type Accepted struct {
 	AVIF bool

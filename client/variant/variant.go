@@ -65,6 +65,7 @@ const (
 	FormatWebP
 	FormatAVIF
 	FormatPNG
+	FormatBest // the smallest accepted format that meets the quality target
 )
 
 var formatInfo = [...]struct{ name, ext, contentType string }{
@@ -74,6 +75,7 @@ var formatInfo = [...]struct{ name, ext, contentType string }{
 	FormatWebP:        {"webp", "webp", "image/webp"},
 	FormatAVIF:        {"avif", "avif", "image/avif"},
 	FormatPNG:         {"png", "png", "image/png"},
+	FormatBest:        {"best", "", ""},
 }
 
 // String returns the format's name ("jpeg", "webp", "avif", "png", "auto").
@@ -142,6 +144,9 @@ type Spec struct {
 	Format      Format // output encoding
 	Quality     int    // encoder quality 1–100; 0: the format's default
 	Progressive bool   // progressive JPEG
+	// AutoQuality searches, per image, the lowest quality whose perceptual
+	// score meets the configured target; Quality then reports the choice.
+	AutoQuality bool
 }
 
 // Override returns s with every specified field of o replacing s's.
@@ -163,6 +168,9 @@ func (s Spec) Override(o Spec) Spec {
 	}
 	if o.Progressive {
 		s.Progressive = true
+	}
+	if o.AutoQuality {
+		s.AutoQuality = true
 	}
 	return s
 }
@@ -191,7 +199,7 @@ func (s Spec) Validate(l Limits) error {
 	if s.Fit > FitFill {
 		errs = append(errs, fmt.Errorf("unknown fit %d", s.Fit))
 	}
-	if s.Format > FormatPNG {
+	if s.Format > FormatBest {
 		errs = append(errs, fmt.Errorf("unknown format %d", s.Format))
 	}
 	if s.Fit == FitCover && (s.Width == 0 || s.Height == 0) {
@@ -218,10 +226,14 @@ type Defaults struct {
 // negotiated from accept when auto, the quality defaulted, and fields that do
 // not apply normalised away, so that equal outputs get equal canonical strings.
 func (s Spec) Resolve(accept string, d Defaults) Spec {
-	if !s.Format.Concrete() {
+	if s.Format == FormatBest {
+		s.AutoQuality = true // "best" compares formats at the quality target
+	} else if !s.Format.Concrete() {
 		s.Format = d.Negotiation.Choose(accept)
 	}
-	if s.Format.Lossy() {
+	if s.AutoQuality && s.Format != FormatPNG {
+		s.Quality = 0
+	} else if s.Format.Lossy() {
 		if s.Quality == 0 {
 			s.Quality = d.Quality[s.Format]
 		}
@@ -263,7 +275,10 @@ func (s Spec) Canonical() string {
 	if s.Fit == FitCover || s.Fit == FitFill {
 		add(s.Fit.String())
 	}
-	if s.Quality > 0 {
+	switch {
+	case s.AutoQuality && s.Format != FormatPNG:
+		add("qauto")
+	case s.Quality > 0:
 		add("q" + strconv.Itoa(s.Quality))
 	}
 	if s.Progressive {
@@ -282,8 +297,10 @@ func ParseCanonical(s string) (Spec, error) {
 	}
 	for tok := range strings.SplitSeq(s, "_") {
 		switch {
-		case tok == "full", tok == "cover", tok == "fill", tok == "prog":
+		case tok == "full", tok == "cover", tok == "fill", tok == "prog", tok == "qauto":
 			switch tok {
+			case "qauto":
+				spec.AutoQuality = true
 			case "cover":
 				spec.Fit = FitCover
 			case "fill":
@@ -291,7 +308,7 @@ func ParseCanonical(s string) (Spec, error) {
 			case "prog":
 				spec.Progressive = true
 			}
-		case len(tok) > 1 && (tok[0] == 'w' || tok[0] == 'h' || tok[0] == 'q'):
+		case len(tok) > 1 && (tok[0] == 'w' || tok[0] == 'h' || tok[0] == 'q') && tok != "qauto":
 			n, err := parsePositive(tok[1:])
 			if err != nil {
 				return Spec{}, fmt.Errorf("%w: token %q: %w", ErrInvalid, tok, err)

@@ -223,3 +223,28 @@ func FuzzParseAccept(f *testing.F) {
 		}
 	})
 }
+
+func TestAutoQualityAndBest(t *testing.T) {
+	auto := Spec{Width: 720, Format: FormatWebP, AutoQuality: true, Quality: 70}.Resolve("", defaults)
+	if auto.Canonical() != "w720_qauto" || auto.Quality != 0 {
+		t.Errorf("auto: %+v %q", auto, auto.Canonical())
+	}
+	key := Key(DefaultPrefix, "a.jpg", auto)
+	if src, back, err := ParseKey(DefaultPrefix, key); err != nil || src != "a.jpg" || back != auto {
+		t.Errorf("ParseKey(%q) = %q %+v %v", key, src, back, err)
+	}
+	best := Spec{Width: 720, Format: FormatBest}.Resolve("image/avif", defaults)
+	if best.Format != FormatBest || !best.AutoQuality {
+		t.Errorf("best: %+v", best)
+	}
+	n := Negotiation{AVIF: true, WebP: true}
+	if got := n.Candidates("image/avif,image/webp"); len(got) != 3 || got[0] != FormatAVIF || got[2] != FormatJPEG {
+		t.Errorf("candidates: %v", got)
+	}
+	if got := n.Candidates("*/*"); len(got) != 1 || got[0] != FormatJPEG {
+		t.Errorf("candidates for */*: %v", got)
+	}
+	if _, _, err := ParseKey(DefaultPrefix, "ProcessedImages/w1_qauto/a.png.png"); err == nil {
+		t.Error("qauto PNG key accepted")
+	}
+}

@@ -103,6 +103,10 @@ const (
 	Format_FORMAT_AVIF Format = 4
 	// Lossless PNG.
 	Format_FORMAT_PNG Format = 5
+	// Among the formats the viewer accepts (by the Accept header, as for
+	// AUTO), the smallest one that meets the quality target. Implies
+	// auto_quality.
+	Format_FORMAT_BEST Format = 6
 )
 
 // Enum value maps for Format.
@@ -114,6 +118,7 @@ var (
 		3: "FORMAT_WEBP",
 		4: "FORMAT_AVIF",
 		5: "FORMAT_PNG",
+		6: "FORMAT_BEST",
 	}
 	Format_value = map[string]int32{
 		"FORMAT_UNSPECIFIED": 0,
@@ -122,6 +127,7 @@ var (
 		"FORMAT_WEBP":        3,
 		"FORMAT_AVIF":        4,
 		"FORMAT_PNG":         5,
+		"FORMAT_BEST":        6,
 	}
 )
 
@@ -241,7 +247,11 @@ type EnsureVariantRequest struct {
 	Progressive bool `protobuf:"varint,9,opt,name=progressive,proto3" json:"progressive,omitempty"`
 	// The viewer's Accept header, used when the format is FORMAT_AUTO,
 	// for example "image/avif,image/webp,*/*".
-	Accept        string `protobuf:"bytes,10,opt,name=accept,proto3" json:"accept,omitempty"`
+	Accept string `protobuf:"bytes,10,opt,name=accept,proto3" json:"accept,omitempty"`
+	// Search the lowest encoder quality whose perceptual score (MS-SSIM on
+	// luma against the resized source) meets the server's target for the
+	// format. The quality chosen is reported in the response.
+	AutoQuality   bool `protobuf:"varint,11,opt,name=auto_quality,json=autoQuality,proto3" json:"auto_quality,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -346,6 +356,13 @@ func (x *EnsureVariantRequest) GetAccept() string {
 	return ""
 }
 
+func (x *EnsureVariantRequest) GetAutoQuality() bool {
+	if x != nil {
+		return x.AutoQuality
+	}
+	return false
+}
+
 // EnsureVariantResponse says what to serve.
 type EnsureVariantResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -370,7 +387,8 @@ type EnsureVariantResponse struct {
 	Width uint32 `protobuf:"varint,9,opt,name=width,proto3" json:"width,omitempty"`
 	// Height in pixels of the variant (0 when the original is served).
 	Height uint32 `protobuf:"varint,10,opt,name=height,proto3" json:"height,omitempty"`
-	// Encoder quality the variant was encoded with (0 for PNG or the original).
+	// Encoder quality the variant was encoded with (0 for PNG or the original);
+	// with auto_quality, the quality the search chose.
 	Quality       uint32 `protobuf:"varint,11,opt,name=quality,proto3" json:"quality,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -501,7 +519,9 @@ type TransformOptions struct {
 	// Progressive (interlaced) JPEG.
 	Progressive bool `protobuf:"varint,7,opt,name=progressive,proto3" json:"progressive,omitempty"`
 	// Accept header used when the format is FORMAT_AUTO.
-	Accept        string `protobuf:"bytes,8,opt,name=accept,proto3" json:"accept,omitempty"`
+	Accept string `protobuf:"bytes,8,opt,name=accept,proto3" json:"accept,omitempty"`
+	// Perceptual auto-quality, as in EnsureVariantRequest.
+	AutoQuality   bool `protobuf:"varint,9,opt,name=auto_quality,json=autoQuality,proto3" json:"auto_quality,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -590,6 +610,13 @@ func (x *TransformOptions) GetAccept() string {
 		return x.Accept
 	}
 	return ""
+}
+
+func (x *TransformOptions) GetAutoQuality() bool {
+	if x != nil {
+		return x.AutoQuality
+	}
+	return false
 }
 
 // TransformRequest is one message of the client's Transform stream.
@@ -884,7 +911,9 @@ type BackfillRequest struct {
 	// Compute outcomes and sizes without writing anything.
 	DryRun bool `protobuf:"varint,11,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// Objects processed at once; 0 means the server's default. Capped by the server.
-	Concurrency   uint32 `protobuf:"varint,12,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	Concurrency uint32 `protobuf:"varint,12,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	// Perceptual auto-quality, as in EnsureVariantRequest.
+	AutoQuality   bool `protobuf:"varint,13,opt,name=auto_quality,json=autoQuality,proto3" json:"auto_quality,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1001,6 +1030,13 @@ func (x *BackfillRequest) GetConcurrency() uint32 {
 		return x.Concurrency
 	}
 	return 0
+}
+
+func (x *BackfillRequest) GetAutoQuality() bool {
+	if x != nil {
+		return x.AutoQuality
+	}
+	return false
 }
 
 // BackfillProgress reports one object.
@@ -1322,7 +1358,7 @@ var File_imgedge_v1_imgedge_proto protoreflect.FileDescriptor
 const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\n" +
 	"\x18imgedge/v1/imgedge.proto\x12\n" +
-	"imgedge.v1\"\xd9\x02\n" +
+	"imgedge.v1\"\xfc\x02\n" +
 	"\x14EnsureVariantRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
@@ -1334,7 +1370,8 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\aquality\x18\b \x01(\rH\x02R\aquality\x88\x01\x01\x12 \n" +
 	"\vprogressive\x18\t \x01(\bR\vprogressive\x12\x16\n" +
 	"\x06accept\x18\n" +
-	" \x01(\tR\x06acceptB\b\n" +
+	" \x01(\tR\x06accept\x12!\n" +
+	"\fauto_quality\x18\v \x01(\bR\vautoQualityB\b\n" +
 	"\x06_widthB\t\n" +
 	"\a_heightB\n" +
 	"\n" +
@@ -1352,7 +1389,7 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x05width\x18\t \x01(\rR\x05width\x12\x16\n" +
 	"\x06height\x18\n" +
 	" \x01(\rR\x06height\x12\x18\n" +
-	"\aquality\x18\v \x01(\rR\aquality\"\xab\x02\n" +
+	"\aquality\x18\v \x01(\rR\aquality\"\xce\x02\n" +
 	"\x10TransformOptions\x12\x16\n" +
 	"\x06preset\x18\x01 \x01(\tR\x06preset\x12\x19\n" +
 	"\x05width\x18\x02 \x01(\rH\x00R\x05width\x88\x01\x01\x12\x1b\n" +
@@ -1361,7 +1398,8 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x06format\x18\x05 \x01(\x0e2\x12.imgedge.v1.FormatR\x06format\x12\x1d\n" +
 	"\aquality\x18\x06 \x01(\rH\x02R\aquality\x88\x01\x01\x12 \n" +
 	"\vprogressive\x18\a \x01(\bR\vprogressive\x12\x16\n" +
-	"\x06accept\x18\b \x01(\tR\x06acceptB\b\n" +
+	"\x06accept\x18\b \x01(\tR\x06accept\x12!\n" +
+	"\fauto_quality\x18\t \x01(\bR\vautoQualityB\b\n" +
 	"\x06_widthB\t\n" +
 	"\a_heightB\n" +
 	"\n" +
@@ -1380,7 +1418,7 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x11TransformResponse\x125\n" +
 	"\x06result\x18\x01 \x01(\v2\x1b.imgedge.v1.TransformResultH\x00R\x06result\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
-	"\x04part\"\x95\x03\n" +
+	"\x04part\"\xb8\x03\n" +
 	"\x0fBackfillRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
@@ -1394,7 +1432,8 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x06accept\x18\n" +
 	" \x01(\tR\x06accept\x12\x17\n" +
 	"\adry_run\x18\v \x01(\bR\x06dryRun\x12 \n" +
-	"\vconcurrency\x18\f \x01(\rR\vconcurrencyB\b\n" +
+	"\vconcurrency\x18\f \x01(\rR\vconcurrency\x12!\n" +
+	"\fauto_quality\x18\r \x01(\bR\vautoQualityB\b\n" +
 	"\x06_widthB\t\n" +
 	"\a_heightB\n" +
 	"\n" +
@@ -1430,7 +1469,7 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\n" +
 	"FIT_INSIDE\x10\x01\x12\r\n" +
 	"\tFIT_COVER\x10\x02\x12\f\n" +
-	"\bFIT_FILL\x10\x03*t\n" +
+	"\bFIT_FILL\x10\x03*\x85\x01\n" +
 	"\x06Format\x12\x16\n" +
 	"\x12FORMAT_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vFORMAT_AUTO\x10\x01\x12\x0f\n" +
@@ -1438,7 +1477,8 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\vFORMAT_WEBP\x10\x03\x12\x0f\n" +
 	"\vFORMAT_AVIF\x10\x04\x12\x0e\n" +
 	"\n" +
-	"FORMAT_PNG\x10\x05*u\n" +
+	"FORMAT_PNG\x10\x05\x12\x0f\n" +
+	"\vFORMAT_BEST\x10\x06*u\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_CREATED\x10\x01\x12\x1b\n" +

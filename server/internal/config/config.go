@@ -75,6 +75,9 @@ type Config struct {
 	MetricsAddr       string        `yaml:"metrics_addr"`
 	ReadinessInterval time.Duration `yaml:"readiness_interval"`
 
+	// Perceptual auto-quality (quality: auto, format: best).
+	AutoQuality AutoQuality `yaml:"auto_quality"`
+
 	ConfigFile string `yaml:"-"`
 }
 
@@ -86,6 +89,17 @@ type Preset struct {
 	Format      string `yaml:"format"`
 	Quality     int    `yaml:"quality"`
 	Progressive bool   `yaml:"progressive"`
+}
+
+// AutoQuality tunes the perceptual quality search.
+type AutoQuality struct {
+	// Targets are the MS-SSIM scores (on luma, against the resized source)
+	// each format must reach: jpeg, webp, avif.
+	Targets           map[string]float64 `yaml:"targets"`
+	MinQuality        int                `yaml:"min_quality"`
+	MaxQuality        int                `yaml:"max_quality"`
+	Steps             int                `yaml:"steps"`
+	SkipJPEGAtOrBelow int                `yaml:"skip_jpeg_at_or_below"`
 }
 
 // PresetMap holds presets by name.
@@ -145,6 +159,11 @@ func Default() Config {
 
 		MetricsAddr:       "127.0.0.1:9464",
 		ReadinessInterval: 10 * time.Second,
+
+		AutoQuality: AutoQuality{
+			Targets:    map[string]float64{"jpeg": 0.99, "webp": 0.99, "avif": 0.99},
+			MinQuality: 30, MaxQuality: 95, Steps: 6, SkipJPEGAtOrBelow: 70,
+		},
 	}
 }
 
@@ -339,6 +358,15 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
+	}
+	a := c.AutoQuality
+	if a.MinQuality < 1 || a.MaxQuality > 100 || a.MinQuality > a.MaxQuality || a.Steps < 1 {
+		errs = append(errs, fmt.Errorf("auto_quality: want 1 ≤ min_quality ≤ max_quality ≤ 100 and steps ≥ 1, got %+v", a))
+	}
+	for f, target := range a.Targets {
+		if ff, err := variant.ParseFormat(f); err != nil || !ff.Lossy() || target <= 0 || target > 1 {
+			errs = append(errs, fmt.Errorf("auto_quality target %s: %v must be a lossy format with a score in (0, 1]", f, target))
+		}
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key go together"))

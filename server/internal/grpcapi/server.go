@@ -58,7 +58,7 @@ func NewServer(svc Service, opts Options) *Server {
 func (s *Server) EnsureVariant(ctx context.Context, in *imgedgev1.EnsureVariantRequest) (*imgedgev1.EnsureVariantResponse, error) {
 	req, err := toRequest(variantFields{
 		preset: in.GetPreset(), width: in.Width, height: in.Height, quality: in.Quality,
-		fit: in.GetFit(), format: in.GetFormat(), progressive: in.GetProgressive(), accept: in.GetAccept(),
+		fit: in.GetFit(), format: in.GetFormat(), progressive: in.GetProgressive(), accept: in.GetAccept(), autoQuality: in.GetAutoQuality(),
 	})
 	if err != nil {
 		return nil, s.fail(ctx, err)
@@ -99,7 +99,7 @@ func (s *Server) Transform(stream imgedgev1.ImageTransformService_TransformServe
 	}
 	req, err := toRequest(variantFields{
 		preset: o.GetPreset(), width: o.Width, height: o.Height, quality: o.Quality,
-		fit: o.GetFit(), format: o.GetFormat(), progressive: o.GetProgressive(), accept: o.GetAccept(),
+		fit: o.GetFit(), format: o.GetFormat(), progressive: o.GetProgressive(), accept: o.GetAccept(), autoQuality: o.GetAutoQuality(),
 	})
 	if err != nil {
 		return s.fail(ctx, err)
@@ -139,7 +139,7 @@ func (s *Server) Backfill(in *imgedgev1.BackfillRequest, stream imgedgev1.ImageT
 	ctx := stream.Context()
 	req, err := toRequest(variantFields{
 		preset: in.GetPreset(), width: in.Width, height: in.Height, quality: in.Quality,
-		fit: in.GetFit(), format: in.GetFormat(), progressive: in.GetProgressive(), accept: in.GetAccept(),
+		fit: in.GetFit(), format: in.GetFormat(), progressive: in.GetProgressive(), accept: in.GetAccept(), autoQuality: in.GetAutoQuality(),
 	})
 	if err != nil {
 		return s.fail(ctx, err)
@@ -213,6 +213,7 @@ type variantFields struct {
 	format                 imgedgev1.Format
 	progressive            bool
 	accept                 string
+	autoQuality            bool
 }
 
 // toRequest validates the wire fields and builds a domain request. Absent
@@ -229,7 +230,7 @@ func toRequest(f variantFields) (transform.Request, error) {
 		}
 		return int(*v)
 	}
-	spec := variant.Spec{Width: dim("width", f.width), Height: dim("height", f.height), Progressive: f.progressive}
+	spec := variant.Spec{Width: dim("width", f.width), Height: dim("height", f.height), Progressive: f.progressive, AutoQuality: f.autoQuality}
 	if f.quality != nil {
 		if *f.quality < 1 || *f.quality > 100 {
 			errs = append(errs, fmt.Errorf("quality %d is out of range (1–100)", *f.quality))

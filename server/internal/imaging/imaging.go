@@ -34,6 +34,7 @@ import (
 	"github.com/h2non/bimg"
 
 	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/quality"
 	"github.com/imgedge/imgedge/server/internal/transform"
 )
 
@@ -118,14 +119,23 @@ func truncatedJPEG(data []byte) bool {
 
 // Process transforms data as op says.
 func (p *Processor) Process(data []byte, op transform.Operation) (transform.Output, error) {
+	return p.process(data, op, false)
+}
+
+// process transforms data; intermediate encodes an uncompressed TIFF that
+// keeps every pixel (and alpha) for further encodes.
+func (p *Processor) process(data []byte, op transform.Operation, intermediate bool) (transform.Output, error) {
 	spec, src := op.Spec, op.Source
 	if src.Orientation > 1 && src.Orientation <= 8 {
-		return p.processOriented(data, spec, src)
+		return p.processOriented(data, spec, src, intermediate)
 	}
 	outW, outH := targetSize(spec, src.Width, src.Height)
 	opts := p.baseOptions(spec, src)
 	if needsICC(data) {
 		opts.OutputICC = "srgb" // built-in profile: convert before stripping
+	}
+	if intermediate {
+		opts.Type, opts.Background = bimg.TIFF, bimg.Color{}
 	}
 	switch spec.Fit {
 	case variant.FitCover:
@@ -229,4 +239,45 @@ func (p *Processor) SelfTest() error {
 		return fmt.Errorf("libvips self-test: %v (got %d px wide)", err, out.Width)
 	}
 	return nil
+}
+
+// scorePixels bounds the pixels SSIM is computed on: larger images are
+// compared shrunk, alike on both sides.
+const scorePixels = 1_000_000
+
+// Prepare decodes, orients and resizes once into a lossless intermediate,
+// and keeps its luma for scoring.
+func (p *Processor) Prepare(data []byte, op transform.Operation) (transform.Prepared, error) {
+	mid, err := p.process(data, op, true)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := lumaPlane(mid.Data, scorePixels)
+	if err != nil {
+		return nil, err
+	}
+	return &prepared{p: p, pixels: mid.Data, ref: ref, alpha: op.Source.Alpha}, nil
+}
+
+type prepared struct {
+	p      *Processor
+	pixels []byte // uncompressed TIFF of the resized image
+	ref    quality.Plane
+	alpha  bool
+}
+
+// Encode encodes the prepared pixels.
+func (pr *prepared) Encode(spec variant.Spec) (transform.Output, error) {
+	opts := pr.p.baseOptions(spec, transform.ImageInfo{Alpha: pr.alpha})
+	opts.OutputICC = "" // the intermediate is sRGB already
+	return encode(pr.pixels, opts)
+}
+
+// Score compares an encoded image with the prepared pixels (MS-SSIM on luma).
+func (pr *prepared) Score(encoded []byte) (float64, error) {
+	cand, err := lumaPlane(encoded, scorePixels)
+	if err != nil {
+		return 0, err
+	}
+	return quality.MSSSIM(pr.ref, cand)
 }

@@ -2,8 +2,10 @@ package imaging
 
 /*
 #cgo pkg-config: vips
+#cgo LDFLAGS: -lm
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <vips/vips.h>
 
 // imgedge_profile_is_srgb reports whether an image's embedded ICC profile
@@ -50,11 +52,42 @@ static int imgedge_needs_icc(void *buf, size_t len) {
 	return needs;
 }
 
+// imgedge_luma decodes to 8-bit luma, shrinking to at most max_pixels.
+static int imgedge_luma(void *buf, size_t len, int max_pixels, void **out, size_t *outlen, int *ow, int *oh) {
+	VipsImage *base = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 5);
+	VipsImage *img;
+	int rc = -1;
+	double pixels;
+
+	t[0] = vips_image_new_from_buffer(buf, len, "", NULL);
+	if (!t[0])
+		goto done;
+	img = t[0];
+	pixels = (double) vips_image_get_width(img) * vips_image_get_height(img);
+	if (pixels > max_pixels) {
+		if (vips_resize(img, &t[1], sqrt(max_pixels / pixels), NULL))
+			goto done;
+		img = t[1];
+	}
+	if (vips_colourspace(img, &t[2], VIPS_INTERPRETATION_B_W, NULL) ||
+		vips_extract_band(t[2], &t[3], 0, NULL) ||
+		vips_cast(t[3], &t[4], VIPS_FORMAT_UCHAR, NULL))
+		goto done;
+	*ow = vips_image_get_width(t[4]);
+	*oh = vips_image_get_height(t[4]);
+	*out = vips_image_write_to_memory(t[4], outlen);
+	rc = *out ? 0 : -1;
+done:
+	g_object_unref(base);
+	return rc;
+}
+
 typedef struct {
 	int width, height;  // output size, upright
 	int cover;          // scale to cover, then crop the centre
 	int shrink;         // JPEG shrink-on-load factor: 1, 2, 4 or 8
-	int format;         // 0 jpeg, 1 webp, 2 avif, 3 png
+	int format;         // 0 jpeg, 1 webp, 2 avif, 3 png, 4 uncompressed tiff (intermediate)
 	int quality, interlace, strip, effort, flatten;
 } imgedge_opts;
 
@@ -117,6 +150,9 @@ static int imgedge_oriented(void *buf, size_t len, imgedge_opts *o, void **out, 
 	case 3:
 		rc = vips_pngsave_buffer(img, out, outlen, "compression", 6, "strip", o->strip, NULL);
 		break;
+	case 4:
+		rc = vips_tiffsave_buffer(img, out, outlen, NULL);
+		break;
 	default:
 		rc = vips_jpegsave_buffer(img, out, outlen, "Q", o->quality, "strip", o->strip,
 			"interlace", o->interlace, NULL);
@@ -134,6 +170,7 @@ import (
 	"unsafe"
 
 	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/quality"
 	"github.com/imgedge/imgedge/server/internal/transform"
 )
 
@@ -144,7 +181,7 @@ import (
 // the image at least as large as the output), and the small result is
 // oriented. libvips' own thumbnail operator would also orient late, but it
 // deliberately shrinks on load by half as much, which costs 50 % more CPU.
-func (p *Processor) processOriented(data []byte, spec variant.Spec, src transform.ImageInfo) (transform.Output, error) {
+func (p *Processor) processOriented(data []byte, spec variant.Spec, src transform.ImageInfo, intermediate bool) (transform.Output, error) {
 	defer C.vips_thread_shutdown()
 	dispW, dispH := src.Width, src.Height
 	if src.Orientation >= 5 { // 90° turns swap the sides
@@ -199,6 +236,22 @@ func cbool(b bool) C.int {
 		return 1
 	}
 	return 0
+}
+
+// lumaPlane decodes an image to 8-bit luma, first shrinking it to at most
+// maxPixels (both sides of a comparison shrink alike, being the same size).
+func lumaPlane(data []byte, maxPixels int) (quality.Plane, error) {
+	defer C.vips_thread_shutdown()
+	var out unsafe.Pointer
+	var outLen C.size_t
+	var w, h C.int
+	if C.imgedge_luma(unsafe.Pointer(&data[0]), C.size_t(len(data)), C.int(maxPixels), &out, &outLen, &w, &h) != 0 {
+		msg := C.GoString(C.vips_error_buffer())
+		C.vips_error_clear()
+		return quality.Plane{}, fmt.Errorf("%w: decoding for scoring: %s", transform.ErrUnsupportedImage, msg)
+	}
+	defer C.g_free(C.gpointer(out))
+	return quality.Plane{Width: int(w), Height: int(h), Pix: C.GoBytes(out, C.int(outLen))}, nil
 }
 
 // needsICC reports whether data embeds a non-sRGB profile, which must be

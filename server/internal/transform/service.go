@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -21,6 +22,7 @@ const (
 	MetaHeight     = "height"
 	MetaQuality    = "quality"
 	MetaVariant    = "variant-size" // on markers: the size the rejected variant had
+	MetaBestOf     = "best-of"      // on "best" variants: the formats compared, e.g. "avif,webp,jpeg"
 )
 
 // markerSuffix names the object that remembers "the original is smaller":
@@ -39,6 +41,22 @@ type Service struct {
 
 // New returns a service. The pool bounds concurrent image work.
 func New(cfg Config, st Store, proc Processor, pool *workpool.Pool) (*Service, error) {
+	d := DefaultAutoQuality
+	if cfg.Auto.Targets == nil {
+		cfg.Auto.Targets = d.Targets
+	}
+	if cfg.Auto.MinQuality == 0 {
+		cfg.Auto.MinQuality = d.MinQuality
+	}
+	if cfg.Auto.MaxQuality == 0 {
+		cfg.Auto.MaxQuality = d.MaxQuality
+	}
+	if cfg.Auto.Steps == 0 {
+		cfg.Auto.Steps = d.Steps
+	}
+	if cfg.Auto.SkipJPEGAtOrBelow == 0 {
+		cfg.Auto.SkipJPEGAtOrBelow = d.SkipJPEGAtOrBelow
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("transform: %w", err)
 	}
@@ -66,6 +84,48 @@ type EnsureResult struct {
 	Width, Height int
 }
 
+// candidate is one variant EnsureVariant may store: a resolved spec with a
+// concrete format, and its key. "best" has one per accepted format.
+type candidate struct {
+	spec variant.Spec
+	key  string
+}
+
+// bestOf names the formats a "best" choice compared ("" for one candidate):
+// a stored variant answers a "best" request only if it won among the same
+// formats, so a JPEG made for a JPEG-only viewer never stands in for the
+// WebP a WebP viewer should get.
+func bestOf(cands []candidate) string {
+	if len(cands) < 2 {
+		return ""
+	}
+	names := make([]string, len(cands))
+	for i, c := range cands {
+		names[i] = c.spec.Format.String()
+	}
+	return strings.Join(names, ",")
+}
+
+// candidates expands a resolved spec into the variants to consider.
+func (s *Service) candidates(source string, spec variant.Spec, accept string) ([]candidate, error) {
+	formats := []variant.Format{spec.Format}
+	if spec.Format == variant.FormatBest {
+		formats = s.cfg.Defaults.Negotiation.Candidates(accept)
+	}
+	out := make([]candidate, 0, len(formats))
+	for _, f := range formats {
+		cs := spec
+		cs.Format = f
+		cs = cs.Resolve("", s.cfg.Defaults)
+		key := variant.Key(s.cfg.Prefix, source, cs)
+		if err := variant.ValidateKey(key); err != nil {
+			return nil, fmt.Errorf("variant key for %q: %w", source, err)
+		}
+		out = append(out, candidate{cs, key})
+	}
+	return out, nil
+}
+
 // EnsureVariant makes sure the variant of bucket/key described by req is
 // stored and fresh, and says what to serve. It returns only after a created
 // variant is durably stored.
@@ -77,12 +137,11 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 	if err != nil {
 		return EnsureResult{}, err
 	}
-	vkey := variant.Key(s.cfg.Prefix, key, spec)
-	if err := variant.ValidateKey(vkey); err != nil {
-		return EnsureResult{}, fmt.Errorf("variant key for %q: %w", key, err)
+	cands, err := s.candidates(key, spec, req.Accept)
+	if err != nil {
+		return EnsureResult{}, err
 	}
-
-	res, done, _, err := s.lookup(ctx, bucket, key, vkey, spec)
+	res, done, _, err := s.lookup(ctx, bucket, key, cands)
 	if err != nil || done {
 		if err == nil {
 			s.obs.Ensured(res.Outcome, res.OriginalSize, res.Size)
@@ -93,14 +152,14 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 	// Collapse identical concurrent builds into one. The build runs detached
 	// from this caller's cancellation so that one impatient caller cannot fail
 	// the others; it is bounded by ProcessTimeout instead.
-	flight := bucket + "\x00" + vkey
+	flight := bucket + "\x00" + cands[0].key + "\x00" + strconv.Itoa(len(cands))
 	if req.DryRun {
 		flight += "\x00dry-run"
 	}
 	ch := s.group.DoChan(flight, func() (any, error) {
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProcessTimeout)
 		defer cancel()
-		return s.build(bctx, bucket, key, vkey, spec, req.DryRun)
+		return s.build(bctx, bucket, key, cands, req.DryRun)
 	})
 	select {
 	case r := <-ch:
@@ -115,10 +174,12 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 	}
 }
 
-// lookup is the hot path: HEAD the original and the variant concurrently,
-// then the marker if needed. done reports whether res is the final answer;
-// if not, staleETag is the ETag of a stale variant at vkey ("" if none).
-func (s *Service) lookup(ctx context.Context, bucket, key, vkey string, spec variant.Spec) (res EnsureResult, done bool, staleETag string, err error) {
+// lookup is the hot path: HEAD the original and every candidate variant
+// concurrently, then the marker if needed. A fresh variant answers (the
+// smallest, when several candidates exist). done reports whether res is the
+// final answer; if not, stale maps candidate keys to the ETags of stale
+// variants there.
+func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candidate) (res EnsureResult, done bool, stale map[string]string, err error) {
 	start := time.Now()
 	defer func() { s.obs.Stage("head", time.Since(start)) }()
 
@@ -126,41 +187,57 @@ func (s *Service) lookup(ctx context.Context, bucket, key, vkey string, spec var
 		info store.ObjectInfo
 		err  error
 	}
-	variantCh := make(chan headResult, 1)
-	go func() {
-		info, err := s.store.Head(ctx, bucket, vkey)
-		variantCh <- headResult{info, err}
-	}()
+	heads := make([]chan headResult, len(cands))
+	for i, c := range cands {
+		heads[i] = make(chan headResult, 1)
+		go func() {
+			info, err := s.store.Head(ctx, bucket, c.key)
+			heads[i] <- headResult{info, err}
+		}()
+	}
 	orig, err := s.store.Head(ctx, bucket, key)
-	v := <-variantCh
+	results := make([]headResult, len(cands))
+	for i := range heads {
+		results[i] = <-heads[i]
+	}
 	if err != nil {
-		return EnsureResult{}, false, "", fmt.Errorf("original: %w", err)
+		return EnsureResult{}, false, nil, fmt.Errorf("original: %w", err)
 	}
-	if v.err != nil && !errors.Is(v.err, store.ErrNotFound) {
-		return EnsureResult{}, false, "", fmt.Errorf("variant: %w", v.err)
-	}
-	if v.err == nil {
-		if v.info.Metadata[MetaSourceETag] == orig.ETag {
-			return variantResult(AlreadyExisted, orig, v.info, vkey, spec), true, "", nil
+	stale = map[string]string{}
+	best := -1
+	want := bestOf(cands)
+	for i, v := range results {
+		switch {
+		case v.err != nil && !errors.Is(v.err, store.ErrNotFound):
+			return EnsureResult{}, false, nil, fmt.Errorf("variant: %w", v.err)
+		case v.err != nil:
+		case v.info.Metadata[MetaSourceETag] == orig.ETag && (want == "" || v.info.Metadata[MetaBestOf] == want):
+			if best < 0 || v.info.Size < results[best].info.Size {
+				best = i
+			}
+		default:
+			stale[cands[i].key] = v.info.ETag
 		}
-		staleETag = v.info.ETag
 	}
-	marker, err := s.store.Head(ctx, bucket, vkey+markerSuffix)
+	if best >= 0 {
+		return variantResult(AlreadyExisted, orig, results[best].info, cands[best].key, cands[best].spec), true, nil, nil
+	}
+	marker, err := s.store.Head(ctx, bucket, cands[0].key+markerSuffix)
 	switch {
 	case err == nil && marker.Metadata[MetaSourceETag] == orig.ETag:
-		return originalResult(orig, vkey, spec), true, "", nil
+		return originalResult(orig, cands[0].key, cands[0].spec), true, nil, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):
-		return EnsureResult{}, false, "", fmt.Errorf("marker: %w", err)
+		return EnsureResult{}, false, nil, fmt.Errorf("marker: %w", err)
 	}
-	return EnsureResult{}, false, staleETag, nil
+	return EnsureResult{}, false, stale, nil
 }
 
 // build fetches the original, transforms it and stores the variant (or the
 // marker saying the original is smaller). It runs once per key at a time. A
 // dry run stops before writing and reports what would have been stored.
-func (s *Service) build(ctx context.Context, bucket, key, vkey string, spec variant.Spec, dryRun bool) (EnsureResult, error) {
+func (s *Service) build(ctx context.Context, bucket, key string, cands []candidate, dryRun bool) (EnsureResult, error) {
 	// Another build may have finished between our lookup and now.
-	res, done, staleETag, err := s.lookup(ctx, bucket, key, vkey, spec)
+	res, done, stale, err := s.lookup(ctx, bucket, key, cands)
 	if err != nil || done {
 		return res, err
 	}
@@ -179,34 +256,49 @@ func (s *Service) build(ctx context.Context, bucket, key, vkey string, spec vari
 		}
 		return EnsureResult{}, fmt.Errorf("original: %w", err)
 	}
-	out, err := s.process(ctx, data, spec)
+	specs := make([]variant.Spec, len(cands))
+	for i, c := range cands {
+		specs[i] = c.spec
+	}
+	out, chosen, err := s.process(ctx, data, specs)
+	if errors.Is(err, errNotWorthIt) {
+		if dryRun {
+			return originalResult(orig, cands[0].key, cands[0].spec), nil
+		}
+		return s.keepOriginal(ctx, bucket, cands[0].key, orig, cands[0].spec, 0)
+	}
 	if err != nil {
 		return EnsureResult{}, fmt.Errorf("%s: %w", key, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return EnsureResult{}, err
 	}
-
+	c := cands[0]
+	for _, cand := range cands {
+		if cand.spec.Format == chosen.Format {
+			c = cand
+		}
+	}
 	smaller := float64(len(out.Data)) > float64(orig.Size)*(1-s.cfg.MinSaving)
 	if dryRun {
 		if smaller {
-			return originalResult(orig, vkey, spec), nil
+			return originalResult(orig, c.key, chosen), nil
 		}
-		info := store.ObjectInfo{Size: int64(len(out.Data)), Metadata: map[string]string{MetaWidth: strconv.Itoa(out.Width), MetaHeight: strconv.Itoa(out.Height)}}
-		return variantResult(Created, orig, info, vkey, spec), nil
+		info := store.ObjectInfo{Size: int64(len(out.Data)), Metadata: map[string]string{MetaWidth: strconv.Itoa(out.Width), MetaHeight: strconv.Itoa(out.Height), MetaQuality: strconv.Itoa(chosen.Quality)}}
+		return variantResult(Created, orig, info, c.key, chosen), nil
 	}
 	start = time.Now()
 	defer func() { s.obs.Stage("store", time.Since(start)) }()
 	if smaller {
-		return s.keepOriginal(ctx, bucket, vkey, orig, spec, len(out.Data))
+		return s.keepOriginal(ctx, bucket, cands[0].key, orig, cands[0].spec, len(out.Data))
 	}
-	return s.storeVariant(ctx, bucket, key, vkey, staleETag, orig, spec, out)
+	return s.storeVariant(ctx, bucket, key, c.key, stale[c.key], orig, chosen, out, cands)
 }
 
 // storeVariant writes the variant with a condition, so that concurrent
 // writers (other replicas) cannot both win: create-if-absent for a new key,
 // replace-if-unchanged for a stale one.
-func (s *Service) storeVariant(ctx context.Context, bucket, key, vkey, staleETag string, orig store.ObjectInfo, spec variant.Spec, out Output) (EnsureResult, error) {
+func (s *Service) storeVariant(ctx context.Context, bucket, key, vkey, staleETag string, orig store.ObjectInfo, spec variant.Spec, out Output, cands []candidate) (EnsureResult, error) {
 	opts := store.PutOptions{
 		ContentType: spec.Format.ContentType(),
 		Metadata: map[string]string{
@@ -216,6 +308,9 @@ func (s *Service) storeVariant(ctx context.Context, bucket, key, vkey, staleETag
 			MetaQuality:    strconv.Itoa(spec.Quality),
 		},
 	}
+	if b := bestOf(cands); b != "" {
+		opts.Metadata[MetaBestOf] = b
+	}
 	if staleETag == "" {
 		opts.IfNoneMatch = true
 	} else {
@@ -224,7 +319,7 @@ func (s *Service) storeVariant(ctx context.Context, bucket, key, vkey, staleETag
 	info, err := s.store.Put(ctx, bucket, vkey, out.Data, opts)
 	if errors.Is(err, store.ErrPreconditionFailed) {
 		// Another writer won the race; serve what it stored if it is fresh.
-		if res, done, _, lerr := s.lookup(ctx, bucket, key, vkey, spec); lerr == nil && done {
+		if res, done, _, lerr := s.lookup(ctx, bucket, key, cands); lerr == nil && done {
 			return res, nil
 		}
 		return EnsureResult{}, fmt.Errorf("%w: %s: %w", ErrConflict, vkey, err)
@@ -261,13 +356,27 @@ func (s *Service) Transform(ctx context.Context, data []byte, req Request) (Outp
 	if int64(len(data)) > s.cfg.Limits.MaxSourceBytes {
 		return Output{}, spec, fmt.Errorf("%w: input is %d bytes, the limit is %d", ErrTooLarge, len(data), s.cfg.Limits.MaxSourceBytes)
 	}
+	cands, err := s.candidates("input", spec, req.Accept)
+	if err != nil {
+		return Output{}, spec, err
+	}
+	specs := make([]variant.Spec, len(cands))
+	for i, c := range cands {
+		specs[i] = c.spec
+	}
 	release, err := s.acquire(ctx)
 	if err != nil {
 		return Output{}, spec, err
 	}
 	defer release()
-	out, err := s.process(ctx, data, spec)
-	return out, spec, err
+	out, chosen, err := s.process(ctx, data, specs)
+	if errors.Is(err, errNotWorthIt) {
+		// Transform always answers with an image: encode at the top quality.
+		one := specs[len(specs)-1]
+		one.AutoQuality, one.Quality = false, s.cfg.Auto.MaxQuality
+		out, chosen, err = s.process(ctx, data, []variant.Spec{one})
+	}
+	return out, chosen, err
 }
 
 // MaxSourceBytes is the largest input Transform accepts.
@@ -281,30 +390,39 @@ func (s *Service) acquire(ctx context.Context) (func(), error) {
 	return release, err
 }
 
-// process checks the header against the limits, then transforms.
-func (s *Service) process(ctx context.Context, data []byte, spec variant.Spec) (Output, error) {
+// process checks the header against the limits, then encodes: one fixed
+// spec directly, or, with auto quality, each candidate format at the lowest
+// quality meeting its target, keeping the smallest. It returns the output
+// and the spec that produced it (with the quality chosen).
+func (s *Service) process(ctx context.Context, data []byte, specs []variant.Spec) (Output, variant.Spec, error) {
 	if len(data) == 0 {
-		return Output{}, fmt.Errorf("%w: the image is empty (0 bytes)", ErrUnsupportedImage)
+		return Output{}, variant.Spec{}, fmt.Errorf("%w: the image is empty (0 bytes)", ErrUnsupportedImage)
 	}
 	info, err := s.proc.Probe(data)
 	if err != nil {
-		return Output{}, err
+		return Output{}, variant.Spec{}, err
 	}
 	if info.Pixels() > s.cfg.Limits.MaxSourcePixels {
-		return Output{}, fmt.Errorf("%w: %d×%d is %d pixels, the limit is %d", ErrTooLarge, info.Width, info.Height, info.Pixels(), s.cfg.Limits.MaxSourcePixels)
+		return Output{}, variant.Spec{}, fmt.Errorf("%w: %d×%d is %d pixels, the limit is %d", ErrTooLarge, info.Width, info.Height, info.Pixels(), s.cfg.Limits.MaxSourcePixels)
 	}
 	if err := ctx.Err(); err != nil {
-		return Output{}, err
+		return Output{}, variant.Spec{}, err
 	}
 	start := time.Now()
-	out, err := s.proc.Process(data, Operation{Spec: spec, Source: info})
-	s.obs.Stage("process", time.Since(start))
-	return out, err
+	defer func() { s.obs.Stage("process", time.Since(start)) }()
+	if !specs[0].AutoQuality {
+		out, err := s.proc.Process(data, Operation{Spec: specs[0], Source: info})
+		return out, specs[0], err
+	}
+	return s.autoQuality(ctx, data, info, specs)
 }
 
 func variantResult(o Outcome, orig, v store.ObjectInfo, vkey string, spec variant.Spec) EnsureResult {
 	w, _ := strconv.Atoi(v.Metadata[MetaWidth])
 	h, _ := strconv.Atoi(v.Metadata[MetaHeight])
+	if q, err := strconv.Atoi(v.Metadata[MetaQuality]); err == nil && spec.AutoQuality {
+		spec.Quality = q // the quality the search chose
+	}
 	return EnsureResult{
 		Outcome:      o,
 		Key:          vkey,

@@ -1,9 +1,12 @@
 package transform
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"slices"
 	"strings"
 	"sync"
@@ -124,6 +127,32 @@ func (f *fakeProcessor) Process(data []byte, op Operation) (Output, error) {
 	}
 	time.Sleep(f.delay)
 	return Output{Data: make([]byte, int(float64(len(data))*f.ratio)), Width: 720, Height: 540}, nil
+}
+
+// Prepare returns a fake whose sizes grow with quality (and shrink for
+// newer formats) and whose score is 0.9 + q/1000.
+func (f *fakeProcessor) Prepare(data []byte, op Operation) (Prepared, error) {
+	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs}, nil
+}
+
+type fakePrepared struct {
+	n     int
+	ratio float64
+	runs  *atomic.Int64
+}
+
+var formatFactor = map[variant.Format]float64{variant.FormatAVIF: 0.5, variant.FormatWebP: 0.7, variant.FormatJPEG: 1}
+
+func (p fakePrepared) Encode(spec variant.Spec) (Output, error) {
+	p.runs.Add(1)
+	size := float64(p.n) * p.ratio * float64(spec.Quality) / 100 * formatFactor[spec.Format]
+	data := make([]byte, int(size))
+	data = append(data, byte(spec.Quality)) // Score reads the quality back
+	return Output{Data: data, Width: 720, Height: 540}, nil
+}
+
+func (p fakePrepared) Score(encoded []byte) (float64, error) {
+	return 0.9 + float64(encoded[len(encoded)-1])/1000, nil
 }
 
 func testConfig() Config {
@@ -354,5 +383,48 @@ func TestBackfill(t *testing.T) {
 	}
 	if st.puts.Load() != 12 {
 		t.Errorf("%d writes, want 12", st.puts.Load())
+	}
+}
+
+func TestAutoQualityAndBestFormat(t *testing.T) {
+	st := newMemStore()
+	proc := &fakeProcessor{ratio: 0.5}
+	svc := newTestService(t, st, proc, 1, 1)
+	st.set("a.png", make([]byte, 10000))
+	ctx := context.Background()
+	res, err := svc.EnsureVariant(ctx, "bkt", "a.png", Request{Override: variant.Spec{Width: 720, Format: variant.FormatJPEG, AutoQuality: true}})
+	if err != nil || res.Key != "ProcessedImages/w720_qauto/a.png.jpg" || res.Spec.Quality != 90 {
+		t.Fatalf("auto: %+v, %v", res, err)
+	}
+	if again, _ := svc.EnsureVariant(ctx, "bkt", "a.png", Request{Override: variant.Spec{Width: 720, Format: variant.FormatJPEG, AutoQuality: true}}); again.Outcome != AlreadyExisted || again.Spec.Quality != 90 {
+		t.Errorf("auto, second call: %+v", again)
+	}
+	// best: the smallest accepted format wins, and the hot path finds it.
+	best := Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}, Accept: "image/webp"}
+	res, err = svc.EnsureVariant(ctx, "bkt", "a.png", best)
+	if err != nil || res.Spec.Format != variant.FormatWebP || res.Key != "ProcessedImages/w720_qauto/a.png.webp" {
+		t.Fatalf("best for a WebP viewer: %+v, %v", res, err)
+	}
+	res, _ = svc.EnsureVariant(ctx, "bkt", "a.png", best)
+	if res.Outcome != AlreadyExisted || res.Spec.Format != variant.FormatWebP {
+		t.Errorf("best, second call: %+v", res)
+	}
+	// A JPEG-only viewer gets the JPEG that auto quality made earlier.
+	res, _ = svc.EnsureVariant(ctx, "bkt", "a.png", Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}})
+	if res.Outcome != AlreadyExisted || res.Spec.Format != variant.FormatJPEG {
+		t.Errorf("best for a JPEG viewer: %+v", res)
+	}
+}
+
+func TestAutoQualitySkipsLowQualityJPEGs(t *testing.T) {
+	st := newMemStore()
+	proc := &fakeProcessor{ratio: 0.5}
+	svc := newTestService(t, st, proc, 1, 1)
+	var low bytes.Buffer
+	jpeg.Encode(&low, image.NewGray(image.Rect(0, 0, 16, 16)), &jpeg.Options{Quality: 60})
+	st.set("low.jpg", low.Bytes())
+	res, err := svc.EnsureVariant(context.Background(), "bkt", "low.jpg", Request{Override: variant.Spec{Format: variant.FormatJPEG, AutoQuality: true}})
+	if err != nil || res.Outcome != OriginalIsSmaller || proc.runs.Load() != 0 {
+		t.Fatalf("%+v, %v, %d encodes", res, err, proc.runs.Load())
 	}
 }

@@ -62,6 +62,9 @@ type Processor interface {
 	// Process runs op on data. It fails with an error wrapping
 	// ErrUnsupportedImage when the image cannot be decoded.
 	Process(data []byte, op Operation) (Output, error)
+	// Prepare decodes, orients and resizes data once for the auto-quality
+	// search (op.Spec's format and quality are ignored).
+	Prepare(data []byte, op Operation) (Prepared, error)
 }
 
 // Outcome says what EnsureVariant did.
@@ -128,6 +131,8 @@ type Config struct {
 	// on for the other waiters even if the caller that started it goes away.
 	ProcessTimeout time.Duration
 	Observer       Observer
+	// Auto tunes quality: auto; zero fields take DefaultAutoQuality's.
+	Auto AutoQuality
 }
 
 // Request asks for a variant: a preset, overridden by any specified field
