@@ -219,6 +219,9 @@ func (p *Processor) processOriented(data []byte, spec variant.Spec, src transfor
 	default:
 		opts.flatten = 1
 	}
+	if intermediate {
+		opts.format, opts.flatten = 4, 0
+	}
 	var out unsafe.Pointer
 	var outLen C.size_t
 	var w, h C.int

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/imgedge/imgedge/client/variant"
+	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+	"github.com/imgedge/imgedge/server/internal/config"
+	"github.com/imgedge/imgedge/server/internal/store/local"
+	"github.com/imgedge/imgedge/server/internal/testimages"
+	"github.com/imgedge/imgedge/server/internal/transform"
+)
+
+// qualityImages are the test images: generated ones and the samples the repo ships.
+func qualityImages(t *testing.T) map[string][]byte {
+	imgs := map[string][]byte{
+		"photo.jpg":   testimages.JPEG(1200, 900, 95),
+		"alpha.png":   testimages.PNG(800, 600),
+		"rotated.jpg": testimages.WithOrientation(testimages.JPEG(1000, 700, 93), 6),
+	}
+	for _, name := range []string{"saw.jpg", "scooter.jpg"} {
+		data, err := os.ReadFile(filepath.Join("..", "deploy", "dev", "samples", "photos", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs[name] = data
+	}
+	return imgs
+}
+
+func TestAutoQualityMeetsTargetAndNeverGrows(t *testing.T) {
+	st, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.CreateBucket(bucket)
+	h := startServer(t, st, nil)
+	target := config.Default().AutoQuality.Targets
+	for name, src := range qualityImages(t) {
+		putVia(t, st)(name, src)
+		info, err := h.proc.Probe(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []imgedgev1.Format{imgedgev1.Format_FORMAT_JPEG, imgedgev1.Format_FORMAT_WEBP, imgedgev1.Format_FORMAT_AVIF} {
+			widths := []*uint32{ptr(uint32(640))}
+			if f == imgedgev1.Format_FORMAT_JPEG {
+				widths = append(widths, nil) // same size: the prototype's job
+			}
+			for _, width := range widths {
+				resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Width: width, Format: f, AutoQuality: true})
+				if resp.GetOutcome() == imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER {
+					if resp.GetKey() != name {
+						t.Errorf("%s %v: kept original but key %q", name, f, resp.GetKey())
+					}
+					continue
+				}
+				if resp.GetSize() >= int64(len(src)) {
+					t.Errorf("%s %v: variant %d bytes, original %d", name, f, resp.GetSize(), len(src))
+				}
+				data, _, err := st.Get(context.Background(), bucket, resp.GetKey(), 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				spec := variant.Spec{Format: variant.Format(f)}
+				if width != nil {
+					spec.Width = int(*width)
+				}
+				prep, err := h.proc.Prepare(src, transform.Operation{Spec: spec.Resolve("", variant.Defaults{}), Source: info})
+				if err != nil {
+					t.Fatal(err)
+				}
+				score, err := prep.Score(data)
+				want := target[variant.Format(f).String()]
+				if err != nil || (score < want && resp.GetQuality() < 95) {
+					t.Errorf("%s %v w=%v: score %.4f at q%d, target %.3f (%v)", name, f, width, score, resp.GetQuality(), want, err)
+				}
+				if resp.GetQuality() < 30 || resp.GetQuality() > 95 {
+					t.Errorf("%s %v: quality %d outside the search range", name, f, resp.GetQuality())
+				}
+			}
+		}
+	}
+}
+
+func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
+	st, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.CreateBucket(bucket)
+	h := startServer(t, st, nil)
+	for name, src := range qualityImages(t) {
+		putVia(t, st)(name, src)
+		sizes := map[imgedgev1.Format]int64{}
+		for _, f := range []imgedgev1.Format{imgedgev1.Format_FORMAT_JPEG, imgedgev1.Format_FORMAT_WEBP, imgedgev1.Format_FORMAT_AVIF} {
+			resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Width: ptr(uint32(480)), Format: f, AutoQuality: true})
+			if resp.GetOutcome() != imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER {
+				sizes[f] = resp.GetSize()
+			}
+		}
+		for accept, allowed := range map[string][]imgedgev1.Format{
+			"image/avif,image/webp,*/*": {imgedgev1.Format_FORMAT_AVIF, imgedgev1.Format_FORMAT_WEBP, imgedgev1.Format_FORMAT_JPEG},
+			"image/webp,*/*":            {imgedgev1.Format_FORMAT_WEBP, imgedgev1.Format_FORMAT_JPEG},
+			"*/*":                       {imgedgev1.Format_FORMAT_JPEG},
+		} {
+			resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Width: ptr(uint32(480)), Format: imgedgev1.Format_FORMAT_BEST, Accept: accept})
+			var smallest imgedgev1.Format
+			for _, f := range allowed {
+				if s, ok := sizes[f]; ok && (smallest == 0 || s < sizes[smallest]) {
+					smallest = f
+				}
+			}
+			if resp.GetFormat() != smallest || resp.GetSize() != sizes[smallest] {
+				t.Errorf("%s, Accept %q: best gave %v (%d B), want %v (%d B) of %v", name, accept, resp.GetFormat(), resp.GetSize(), smallest, sizes[smallest], sizes)
+			}
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
