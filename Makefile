@@ -15,7 +15,7 @@ GRPCURL_VERSION   := v1.9.4
 
 DATA ?= ./data
 
-.PHONY: help setup deps tools run test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test bench fuzz clean
+.PHONY: help setup deps tools run test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test bench savings fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -94,6 +94,10 @@ bench: setup ## the benchmark report: every service path against in-process libv
 	IMGEDGE_BENCH=1 IMGEDGE_BENCH_OUT=$(CURDIR)/dist/bench-table.md MALLOC_ARENA_MAX=2 \
 		go test ./server -run '^TestBenchmarkReport$$' -count=1 -v -timeout 40m
 	@echo "table written to dist/bench-table.md"
+
+savings: deps ## the savings table: prototype q90 vs per-format defaults vs auto-quality (samples + corpus)
+	IMGEDGE_SAVINGS=1 IMGEDGE_SAVINGS_OUT=$(CURDIR)/dist/savings-table.md go test ./server -run '^TestSavingsReport$$' -count=1 -v -timeout 30m
+	@echo "table written to dist/savings-table.md"
 
 fuzz: ## run each fuzz target for a while (FUZZTIME=30s)
 	go test ./client/variant -run '^$$' -fuzz FuzzParseKey -fuzztime $${FUZZTIME:-30s}

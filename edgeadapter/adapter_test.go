@@ -271,10 +271,14 @@ func TestQueryBounds(t *testing.T) {
 		"w=300&q=1":  {320, 40},
 		"w=300&q=77": {320, 75},
 		"q=100":      {0, 90},
+		"q=auto":     {0, 0},
 	} {
 		req, err := cfg.variantFromQuery(q)
 		if err != nil {
 			t.Fatalf("%s: %v", q, err)
+		}
+		if q == "q=auto" && !req.GetAutoQuality() {
+			t.Errorf("q=auto did not ask for auto quality")
 		}
 		if req.GetWidth() != want[0] || req.GetQuality() != want[1] {
 			t.Errorf("%s: width %d quality %d, want %v", q, req.GetWidth(), req.GetQuality(), want)

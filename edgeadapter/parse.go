@@ -76,7 +76,9 @@ func (c Config) variantFromQuery(rawQuery string) (*imgedgev1.EnsureVariantReque
 		snapped := uint32(c.snap(n))
 		*dim.dst = &snapped
 	}
-	if v := first(q, "q", "quality"); v != "" {
+	if v := first(q, "q", "quality"); v == "auto" {
+		req.AutoQuality = true
+	} else if v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
 			return nil, fmt.Errorf("%w: q=%q is not a positive number", errSkip, v)

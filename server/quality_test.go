@@ -78,7 +78,7 @@ func TestAutoQualityMeetsTargetAndNeverGrows(t *testing.T) {
 				if err != nil || (score < want && resp.GetQuality() < 95) {
 					t.Errorf("%s %v w=%v: score %.4f at q%d, target %.3f (%v)", name, f, width, score, resp.GetQuality(), want, err)
 				}
-				if resp.GetQuality() < 30 || resp.GetQuality() > 95 {
+				if resp.GetQuality() < 40 || resp.GetQuality() > 95 {
 					t.Errorf("%s %v: quality %d outside the search range", name, f, resp.GetQuality())
 				}
 			}

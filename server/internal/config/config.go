@@ -162,7 +162,7 @@ func Default() Config {
 
 		AutoQuality: AutoQuality{
 			Targets:    map[string]float64{"jpeg": 0.99, "webp": 0.99, "avif": 0.99},
-			MinQuality: 30, MaxQuality: 95, Steps: 6, SkipJPEGAtOrBelow: 70,
+			MinQuality: 40, MaxQuality: 95, Steps: 6, SkipJPEGAtOrBelow: 70,
 		},
 	}
 }

@@ -242,7 +242,7 @@ func (p *Processor) SelfTest() error {
 }
 
 // scorePixels bounds the pixels SSIM is computed on: larger images are
-// compared shrunk, alike on both sides.
+// compared on their central region, at full resolution.
 const scorePixels = 1_000_000
 
 // Prepare decodes, orients and resizes once into a lossless intermediate,

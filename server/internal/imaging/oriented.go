@@ -52,7 +52,9 @@ static int imgedge_needs_icc(void *buf, size_t len) {
 	return needs;
 }
 
-// imgedge_luma decodes to 8-bit luma, shrinking to at most max_pixels.
+// imgedge_luma decodes to 8-bit luma. Images over max_pixels are scored on
+// their central max_pixels at full resolution: shrinking them would hide the
+// very artifacts the score must see.
 static int imgedge_luma(void *buf, size_t len, int max_pixels, void **out, size_t *outlen, int *ow, int *oh) {
 	VipsImage *base = vips_image_new();
 	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 5);
@@ -66,7 +68,10 @@ static int imgedge_luma(void *buf, size_t len, int max_pixels, void **out, size_
 	img = t[0];
 	pixels = (double) vips_image_get_width(img) * vips_image_get_height(img);
 	if (pixels > max_pixels) {
-		if (vips_resize(img, &t[1], sqrt(max_pixels / pixels), NULL))
+		int w = vips_image_get_width(img), h = vips_image_get_height(img);
+		double f = sqrt(max_pixels / pixels);
+		int cw = VIPS_MAX(11, (int) (w * f)), ch = VIPS_MAX(11, (int) (h * f));
+		if (vips_extract_area(img, &t[1], (w - cw) / 2, (h - ch) / 2, cw, ch, NULL))
 			goto done;
 		img = t[1];
 	}
@@ -241,8 +246,9 @@ func cbool(b bool) C.int {
 	return 0
 }
 
-// lumaPlane decodes an image to 8-bit luma, first shrinking it to at most
-// maxPixels (both sides of a comparison shrink alike, being the same size).
+// lumaPlane decodes an image to 8-bit luma; past maxPixels, only the central
+// region of that many pixels (both sides of a comparison crop alike, being
+// the same size).
 func lumaPlane(data []byte, maxPixels int) (quality.Plane, error) {
 	defer C.vips_thread_shutdown()
 	var out unsafe.Pointer

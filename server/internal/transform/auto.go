@@ -35,7 +35,7 @@ type AutoQuality struct {
 // DefaultAutoQuality is what an unset AutoQuality becomes.
 var DefaultAutoQuality = AutoQuality{
 	Targets:           map[variant.Format]float64{variant.FormatJPEG: 0.99, variant.FormatWebP: 0.99, variant.FormatAVIF: 0.99},
-	MinQuality:        30,
+	MinQuality:        40,
 	MaxQuality:        95,
 	Steps:             6,
 	SkipJPEGAtOrBelow: 70,
