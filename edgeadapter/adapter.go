@@ -185,6 +185,10 @@ func (a *Adapter) decide(ctx context.Context, req *cloudfront.Request) Decision 
 	}
 	ereq.Bucket, ereq.Key = bucket, key
 	ereq.Accept = normaliseAccept(req.Headers.Get("accept"))
+	if class := req.Headers.Get(HeaderFormatClass); class != "" {
+		// The viewer-request function already reduced Accept to its class.
+		ereq.Accept = acceptForClass(class)
+	}
 
 	c, err := a.client(cfg.Service)
 	if err != nil {

@@ -149,10 +149,20 @@ func (c Config) handles(uri, key string) error {
 	return fmt.Errorf("%w: %q is outside the handled prefixes", errSkip, uri)
 }
 
+// HeaderFormatClass is set by the viewer-request CloudFront Function to the
+// viewer's format class ("avif", "webp" or "jpeg") and is part of the cache
+// key, so the raw Accept header need not be.
+const HeaderFormatClass = "x-imgedge-format"
+
 // normaliseAccept reduces an Accept header to its format class, so the
 // service negotiates from exactly what the cache key distinguishes.
 func normaliseAccept(accept string) string {
-	switch variant.ParseAccept(accept).Class() {
+	return acceptForClass(variant.ParseAccept(accept).Class())
+}
+
+// acceptForClass is the minimal Accept header of a format class.
+func acceptForClass(class string) string {
+	switch class {
 	case "avif":
 		return "image/avif,image/webp"
 	case "webp":

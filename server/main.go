@@ -339,6 +339,8 @@ func newService(cfg config.Config, st transform.Store, proc transform.Processor,
 		ProcessTimeout: cfg.ProcessTimeout,
 		Observer:       obs,
 		Auto:           autoQuality(cfg.AutoQuality),
+
+		VariantCacheControl: cfg.CacheControl,
 	}, st, proc, pool)
 }
 

@@ -44,6 +44,7 @@ type Config struct {
 	AutoAVIF        bool          `yaml:"auto_avif"`
 	AutoWebP        bool          `yaml:"auto_webp"`
 	KeepMetadata    bool          `yaml:"keep_metadata"`
+	CacheControl    string        `yaml:"variant_cache_control"`
 	MinSaving       float64       `yaml:"min_saving"`
 	MaxSourceBytes  Bytes         `yaml:"max_source_bytes"`
 	MaxSourcePixels int64         `yaml:"max_source_pixels"`
@@ -140,6 +141,7 @@ func Default() Config {
 		AutoAVIF:        true,
 		AutoWebP:        true,
 		MinSaving:       0.05,
+		CacheControl:    "public, max-age=604800",
 		MaxSourceBytes:  50 << 20,
 		MaxSourcePixels: 50_000_000,
 		MaxWidth:        8192,
@@ -196,6 +198,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AutoAVIF, "auto-avif", c.AutoAVIF, "format auto may choose AVIF")
 	fs.BoolVar(&c.AutoWebP, "auto-webp", c.AutoWebP, "format auto may choose WebP")
 	fs.BoolVar(&c.KeepMetadata, "keep-metadata", c.KeepMetadata, "keep EXIF/XMP metadata in variants")
+	fs.StringVar(&c.CacheControl, "variant-cache-control", c.CacheControl, "Cache-Control stored on variants (originals keep their own)")
 	fs.Float64Var(&c.MinSaving, "min-saving", c.MinSaving, "fraction of the original's size a variant must save to be served")
 	fs.Var(&c.MaxSourceBytes, "max-source-bytes", "largest original, in bytes (suffixes KiB, MiB, GiB)")
 	fs.Int64Var(&c.MaxSourcePixels, "max-source-pixels", c.MaxSourcePixels, "largest original, in pixels")

@@ -37,7 +37,9 @@ type ObjectInfo struct {
 // PutOptions qualify a write.
 type PutOptions struct {
 	ContentType string
-	Metadata    map[string]string
+	// CacheControl, when set, is stored as the object's Cache-Control.
+	CacheControl string
+	Metadata     map[string]string
 	// IfNoneMatch makes the write succeed only if no object exists at the key.
 	IfNoneMatch bool
 	// IfMatch, when set, makes the write succeed only if the current object

@@ -300,7 +300,8 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 // replace-if-unchanged for a stale one.
 func (s *Service) storeVariant(ctx context.Context, bucket, key, vkey, staleETag string, orig store.ObjectInfo, spec variant.Spec, out Output, cands []candidate) (EnsureResult, error) {
 	opts := store.PutOptions{
-		ContentType: spec.Format.ContentType(),
+		ContentType:  spec.Format.ContentType(),
+		CacheControl: s.cfg.VariantCacheControl,
 		Metadata: map[string]string{
 			MetaSourceETag: orig.ETag,
 			MetaWidth:      strconv.Itoa(out.Width),

@@ -133,6 +133,9 @@ type Config struct {
 	Observer       Observer
 	// Auto tunes quality: auto; zero fields take DefaultAutoQuality's.
 	Auto AutoQuality
+	// VariantCacheControl is stored on variants, so CDNs cache them long
+	// while originals served as fallbacks keep the CDN's short default TTL.
+	VariantCacheControl string
 }
 
 // Request asks for a variant: a preset, overridden by any specified field

@@ -148,6 +148,9 @@ func (s *Store) Put(ctx context.Context, bucket, key string, data []byte, opts s
 	if opts.ContentType != "" {
 		in.ContentType = aws.String(opts.ContentType)
 	}
+	if opts.CacheControl != "" {
+		in.CacheControl = aws.String(opts.CacheControl)
+	}
 	if opts.IfNoneMatch {
 		in.IfNoneMatch = aws.String("*")
 	}
