@@ -109,7 +109,7 @@ func TestFixtures(t *testing.T) {
 			&imgedgev1.EnsureVariantRequest{Bucket: "media-originals", Key: "photos/cat.jpg", Preset: "small", Format: imgedgev1.Format_FORMAT_AUTO}},
 		{"custom_origin_image.json", Rewrite, "/ProcessedImages/w320_q80/images/dog.png.jpg",
 			&imgedgev1.EnsureVariantRequest{Bucket: "example-web", Key: "images/dog.png", Preset: "optimized", Width: proto.Uint32(320), Format: imgedgev1.Format_FORMAT_AUTO}},
-		{"s3_format_class_header.json", Rewrite, "/ProcessedImages/w768_q50/photos/cat.jpg.avif",
+		{"s3_format_class_header.json", Rewrite, "/ProcessedImages/w768_q80/photos/cat.jpg.avif",
 			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Preset: "optimized", Width: proto.Uint32(768), Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/avif,image/webp"}},
 		{"custom_origin_root.json", PassThrough, "", nil},
 		{"s3_not_image.json", PassThrough, "", nil},
