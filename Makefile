@@ -89,6 +89,7 @@ edge-zip: edge-binary ## the deployable zip: launcher + binary + config (EDGE_CO
 
 edge-test: edge-binary ## the Node.js launcher's tests against the real adapter binary
 	cd edgeadapter/lambda && IMGEDGE_EDGE_BIN=$(CURDIR)/$(EDGE_DIST)/imgedge-edge node --test
+	cd deploy/cloudformation && node --test
 
 bench: setup ## the benchmark report: every service path against in-process libvips (BENCHMARKS.md)
 	IMGEDGE_BENCH=1 IMGEDGE_BENCH_OUT=$(CURDIR)/dist/bench-table.md MALLOC_ARENA_MAX=2 \
