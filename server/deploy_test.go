@@ -173,7 +173,6 @@ func TestCloudFormationTemplate(t *testing.T) {
 	}
 }
 
-
 // TestDockerfile checks what the image promises; no Docker engine runs here,
 // so the build itself is exercised where one does.
 func TestDockerfile(t *testing.T) {

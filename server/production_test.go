@@ -218,6 +218,11 @@ type process struct {
 
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, os.Environ(), args...)
+}
+
+func startProcessEnv(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
 	bin, err := serverBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -225,14 +230,16 @@ func startProcess(t *testing.T, args ...string) *process {
 	p := &process{addr: freeAddr(t), logs: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, append([]string{"--grpc-addr", p.addr, "--metrics-addr", ""}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	p.cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=2")
+	p.cmd.Env = append(env, "MALLOC_ARENA_MAX=2")
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
-		<-p.done
+		if err := <-p.done; t.Failed() && err != nil {
+			t.Logf("replica %s: %v\n%s", p.addr, err, p.logs.String())
+		}
 	})
 	waitListening(t, p.addr)
 	return p
