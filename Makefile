@@ -15,7 +15,7 @@ GRPCURL_VERSION   := v1.9.4
 
 DATA ?= ./data
 
-.PHONY: help setup deps tools run test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test bench savings fuzz clean
+.PHONY: help setup deps tools run dev test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test bench savings fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,12 +23,12 @@ help: ## list the targets
 setup: deps tools ## install everything the build and tests need
 
 deps: ## install libvips-dev, pkg-config, gcc, node and zip with apt when missing
-	@if pkg-config --exists vips 2>/dev/null && command -v gcc node zip >/dev/null; then \
+	@if pkg-config --exists vips 2>/dev/null && command -v gcc node zip curl >/dev/null; then \
 		echo "libvips $$(pkg-config --modversion vips), node $$(node --version) already installed"; \
 	else \
 		echo "installing libvips-dev, nodejs and zip with apt"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			libvips-dev pkg-config gcc libc6-dev zip $$(command -v node >/dev/null || echo nodejs) >/dev/null; \
+			libvips-dev pkg-config gcc libc6-dev zip curl $$(command -v node >/dev/null || echo nodejs) >/dev/null; \
 	fi
 
 tools: $(BIN)/versitygw $(BIN)/buf $(BIN)/grpcurl ## install the pinned Go tools into .bin
@@ -44,6 +44,9 @@ run: deps $(BIN)/grpcurl ## serve on the embedded local store (./data), seeded w
 	@mkdir -p $(DATA)/demo/photos
 	@cp -n deploy/dev/samples/photos/* $(DATA)/demo/photos/ 2>/dev/null || true
 	go run ./server --store file:$(DATA)
+
+dev: setup ## local stack: versitygw + server + edge HTTP simulation, seeded; Ctrl-C stops it
+	bash deploy/dev/run.sh
 
 test: setup check ## run every check and the whole test suite
 	go test -count=1 ./...
