@@ -308,7 +308,9 @@ func openStore(ctx context.Context, cfg config.Config) (serviceStore, error) {
 	if kind == "file" {
 		return local.Open(dir)
 	}
-	return s3store.New(ctx, s3store.Config{Region: cfg.S3Region, Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle})
+	// S3-compatible servers behind a custom endpoint (often an IP address)
+	// need path-style addressing: it is on whenever an endpoint is given.
+	return s3store.New(ctx, s3store.Config{Region: cfg.S3Region, Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle || cfg.S3Endpoint != ""})
 }
 
 func newService(cfg config.Config, st transform.Store, proc transform.Processor, pool *workpool.Pool, obs transform.Observer) (*transform.Service, error) {

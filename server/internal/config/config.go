@@ -184,7 +184,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Store, "store", c.Store, "object store: file:DIR (local directory) or s3")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "custom S3 endpoint `URL` for S3-compatible servers")
 	fs.StringVar(&c.S3Region, "s3-region", c.S3Region, "S3 region (default: from the AWS configuration chain)")
-	fs.BoolVar(&c.S3PathStyle, "s3-path-style", c.S3PathStyle, "use path-style S3 addressing")
+	fs.BoolVar(&c.S3PathStyle, "s3-path-style", c.S3PathStyle, "use path-style S3 addressing (always on with --s3-endpoint)")
 	fs.StringVar(&c.Prefix, "prefix", c.Prefix, "key `prefix` under which variants are stored")
 	fs.Func("buckets", "comma-separated allow-list of buckets (default: any)", func(s string) error {
 		c.Buckets = splitList(s)
