@@ -43,14 +43,16 @@ func TestScaleOut(t *testing.T) {
 		sources[key] = testimages.JPEG(900+40*i, 700, 95)
 		putVia(t, st)(key, sources[key])
 	}
+	// The replicas find S3 through the IMGEDGE_* environment contract and
+	// the AWS default credential chain, as in production.
 	env := append(os.Environ(), s3srv.Env()...)
+	env = append(env, "IMGEDGE_STORE=s3", "IMGEDGE_S3_ENDPOINT="+s3srv.Endpoint)
 	replicas := make([]*process, 3)
 	metricsAddrs := make([]string, 3)
 	addrs := make([]resolver.Address, 3)
 	for i := range replicas {
 		metricsAddrs[i] = freeAddr(t)
-		replicas[i] = startProcessEnv(t, env, "--store", "s3", "--s3-endpoint", s3srv.Endpoint, "--s3-path-style",
-			"--workers", "1", "--queue", "16", "--log-level", "error", "--metrics-addr", metricsAddrs[i], "--shutdown-timeout", "20s")
+		replicas[i] = startProcessEnv(t, env, "--workers", "1", "--queue", "16", "--log-level", "error", "--metrics-addr", metricsAddrs[i], "--shutdown-timeout", "20s")
 		addrs[i] = resolver.Address{Addr: replicas[i].addr}
 	}
 	r := manual.NewBuilderWithScheme("scaleout")
