@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/imgedge/imgedge/server/internal/store/local"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 )
 
@@ -48,13 +47,7 @@ func runCLI(t *testing.T, bin string, env []string, args ...string) cliResult {
 
 func TestCLI(t *testing.T) {
 	bin := buildCLI(t)
-	st, err := local.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateBucket(bucket); err != nil {
-		t.Fatal(err)
-	}
+	st := newLocalStore(t)
 	put := putVia(t, st)
 	put("photos/a.jpg", testimages.JPEG(1000, 750, 95))
 	put("photos/b.jpg", testimages.JPEG(900, 600, 95))

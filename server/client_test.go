@@ -22,20 +22,13 @@ import (
 	"github.com/imgedge/imgedge/client"
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 	"github.com/imgedge/imgedge/server/internal/config"
-	"github.com/imgedge/imgedge/server/internal/store/local"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 )
 
 // localServer runs the real server on a fresh local store holding a few originals.
 func localServer(t *testing.T, mutate func(*config.Config), extra ...grpc.ServerOption) *harness {
 	t.Helper()
-	st, err := local.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateBucket(bucket); err != nil {
-		t.Fatal(err)
-	}
+	st := newLocalStore(t)
 	put := putVia(t, st)
 	put("a.jpg", testimages.JPEG(800, 600, 95))
 	put("bomb.png", testimages.BombPNG(30000, 30000))

@@ -32,11 +32,7 @@ import (
 var bigJPEG = sync.OnceValue(func() []byte { return testimages.JPEG(3000, 2000, 95) })
 
 func TestFloodIsShedFast(t *testing.T) {
-	st, err := local.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.CreateBucket(bucket)
+	st := newLocalStore(t)
 	const calls = 16
 	for i := range calls {
 		putVia(t, st)(fmt.Sprintf("flood/%02d.jpg", i), bigJPEG())
@@ -131,11 +127,7 @@ func hasRetryInfo(err error) bool {
 }
 
 func TestMetricsAddUp(t *testing.T) {
-	st, err := local.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.CreateBucket(bucket)
+	st := newLocalStore(t)
 	photo, noise := testimages.JPEG(800, 600, 95), testimages.NoiseJPEG(300, 200, 40)
 	putVia(t, st)("photo.jpg", photo)
 	putVia(t, st)("noise.jpg", noise)

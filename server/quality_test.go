@@ -9,7 +9,6 @@ import (
 	"github.com/imgedge/imgedge/client/variant"
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 	"github.com/imgedge/imgedge/server/internal/config"
-	"github.com/imgedge/imgedge/server/internal/store/local"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 	"github.com/imgedge/imgedge/server/internal/transform"
 )
@@ -32,11 +31,7 @@ func qualityImages(t *testing.T) map[string][]byte {
 }
 
 func TestAutoQualityMeetsTargetAndNeverGrows(t *testing.T) {
-	st, err := local.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.CreateBucket(bucket)
+	st := newLocalStore(t)
 	h := startServer(t, st, nil)
 	target := config.Default().AutoQuality.Targets
 	for name, src := range qualityImages(t) {
@@ -87,11 +82,7 @@ func TestAutoQualityMeetsTargetAndNeverGrows(t *testing.T) {
 }
 
 func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
-	st, err := local.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.CreateBucket(bucket)
+	st := newLocalStore(t)
 	h := startServer(t, st, nil)
 	for name, src := range qualityImages(t) {
 		putVia(t, st)(name, src)

@@ -113,13 +113,7 @@ func startServer(t *testing.T, st objectStore, mutate func(*config.Config), extr
 // stores runs f against the local store and against versitygw.
 func stores(t *testing.T, f func(t *testing.T, st objectStore, put func(key string, data []byte), get func(key string) []byte)) {
 	t.Run("local", func(t *testing.T) {
-		st, err := local.Open(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.CreateBucket(bucket); err != nil {
-			t.Fatal(err)
-		}
+		st := newLocalStore(t)
 		f(t, st, putVia(t, st), getVia(t, st))
 	})
 	t.Run("s3", func(t *testing.T) {
@@ -128,6 +122,19 @@ func stores(t *testing.T, f func(t *testing.T, st objectStore, put func(key stri
 		st := s3store.NewFromClient(srv.Client())
 		f(t, st, putVia(t, st), getVia(t, st))
 	})
+}
+
+// newLocalStore opens a local store in a temporary directory, with the test bucket.
+func newLocalStore(t *testing.T) *local.Store {
+	t.Helper()
+	st, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateBucket(bucket); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func putVia(t *testing.T, st objectStore) func(string, []byte) {
@@ -216,13 +223,7 @@ func TestEnsureVariantLifecycle(t *testing.T) {
 }
 
 func TestEnsureVariantFormatsAndPresets(t *testing.T) {
-	st, err := local.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateBucket(bucket); err != nil {
-		t.Fatal(err)
-	}
+	st := newLocalStore(t)
 	h := startServer(t, st, nil)
 	putVia(t, st)("a.jpg", testimages.JPEG(1000, 800, 95))
 	tests := []struct {
