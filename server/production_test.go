@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -248,7 +249,8 @@ func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
 	for i := range inflight {
 		putVia(t, st)(fmt.Sprintf("big/%d.jpg", i), bigJPEG())
 	}
-	p := startProcess(t, "--store", "file:"+dir, "--workers", "2", "--queue", "8", "--log-level", "error")
+	metricsAddr := freeAddr(t)
+	p := startProcess(t, "--store", "file:"+dir, "--workers", "2", "--queue", "8", "--log-level", "error", "--metrics-addr", metricsAddr)
 	c := dialClient(t, p.addr, client.WithDefaultDeadline(30*time.Second))
 
 	errs := make(chan error, inflight)
@@ -258,7 +260,16 @@ func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
 			errs <- err
 		}()
 	}
-	time.Sleep(150 * time.Millisecond) // the calls are in flight: each takes several hundred ms
+	// Wait until the server is busy with them (each takes several hundred ms).
+	waitFor(t, func() bool {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		m := parseMetrics(t, resp.Body)
+		return m["imgedge_inflight_transforms"]+m["imgedge_queue_depth"] >= inflight
+	})
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
