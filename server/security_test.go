@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/imgedge/imgedge/client"
@@ -201,5 +203,26 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in time")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestRequestIDPropagates(t *testing.T) {
+	data := t.TempDir()
+	os.MkdirAll(filepath.Join(data, "demo"), 0o755)
+	addr, logs := runServer(t, "--store", "file:"+data)
+	c := dialClient(t, addr)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-request-id", "req-42-abc")
+	var trailer metadata.MD
+	err := c.Conn().Invoke(ctx, imgedgev1.ImageTransformService_EnsureVariant_FullMethodName,
+		&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "missing.jpg"}, &imgedgev1.EnsureVariantResponse{}, grpc.Trailer(&trailer))
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("call: %v", err)
+	}
+	if got := trailer.Get("x-request-id"); len(got) != 1 || got[0] != "req-42-abc" {
+		t.Errorf("trailer request id %q", got)
+	}
+	waitFor(t, func() bool { return strings.Contains(logs.String(), `"request_id":"req-42-abc"`) })
+	if !strings.Contains(logs.String(), `"code":"NotFound"`) || !strings.Contains(logs.String(), `"key":"missing.jpg"`) {
+		t.Errorf("access log:\n%s", logs.String())
 	}
 }
