@@ -112,6 +112,12 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 // warning; a service must refuse them instead. Inside entropy-coded data 0xFF
 // is always stuffed, so neither marker appears by accident.
 func truncatedJPEG(data []byte) bool {
+	// Fast path: almost every JPEG ends with its EOI (possibly padded); a
+	// truncated one cannot, since 0xFF 0xD9 never occurs inside scan data.
+	tail := bytes.TrimRight(data[max(0, len(data)-64):], "\x00")
+	if bytes.HasSuffix(tail, []byte{0xFF, 0xD9}) {
+		return false
+	}
 	sos := bytes.LastIndex(data, []byte{0xFF, 0xDA})
 	eoi := bytes.LastIndex(data, []byte{0xFF, 0xD9})
 	return sos < 0 || eoi < sos
