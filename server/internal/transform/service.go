@@ -241,11 +241,13 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 	if err != nil || done {
 		return res, err
 	}
-	release, err := s.acquire(ctx)
+	// Admission bounds the sources in memory; a worker is held only for
+	// the CPU work, not while fetching or storing.
+	ticket, err := s.pool.Admit()
 	if err != nil {
-		return EnsureResult{}, err
+		return EnsureResult{}, fmt.Errorf("%w: %d workers busy and the queue is full", ErrOverloaded, s.pool.Workers())
 	}
-	defer release()
+	defer ticket.Release()
 
 	start := time.Now()
 	data, orig, err := s.store.Get(ctx, bucket, key, s.cfg.Limits.MaxSourceBytes)
@@ -260,7 +262,13 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 	for i, c := range cands {
 		specs[i] = c.spec
 	}
+	stopWork, err := ticket.Run(ctx)
+	if err != nil {
+		return EnsureResult{}, err
+	}
 	out, chosen, err := s.process(ctx, data, specs)
+	stopWork()
+	data = nil // the source is no longer needed while storing
 	if errors.Is(err, errNotWorthIt) {
 		if dryRun {
 			return originalResult(orig, cands[0].key, cands[0].spec), nil

@@ -14,10 +14,56 @@ import (
 var ErrFull = errors.New("all workers busy and the wait queue is full")
 
 // Pool is a fail-fast worker semaphore with a bounded wait queue.
+//
+// Admission and running are separate, so a caller can hold its admission
+// while it does I/O (fetching the source, storing the result) and hold a
+// worker only while it uses the CPU: the number of jobs in memory stays
+// bounded by workers + queue, and no worker idles on the network.
 type Pool struct {
 	admitted chan struct{} // workers + queue tokens: admission control
 	running  chan struct{} // worker tokens
 	waiting  atomic.Int64
+}
+
+// Ticket is an admitted job.
+type Ticket struct {
+	p    *Pool
+	done atomic.Bool
+}
+
+// Admit reserves a place for a job, failing at once with ErrFull.
+func (p *Pool) Admit() (*Ticket, error) {
+	select {
+	case p.admitted <- struct{}{}:
+		return &Ticket{p: p}, nil
+	default:
+		return nil, ErrFull
+	}
+}
+
+// Run waits for a worker slot; call release when the CPU work is done.
+// Run may be called again after release, for a second stint of work.
+func (t *Ticket) Run(ctx context.Context) (release func(), err error) {
+	t.p.waiting.Add(1)
+	defer t.p.waiting.Add(-1)
+	select {
+	case t.p.running <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	var once atomic.Bool
+	return func() {
+		if once.CompareAndSwap(false, true) {
+			<-t.p.running
+		}
+	}, nil
+}
+
+// Release gives the job's place back. Call it once, after any Run's release.
+func (t *Ticket) Release() {
+	if t.done.CompareAndSwap(false, true) {
+		<-t.p.admitted
+	}
 }
 
 // New returns a pool of workers slots and a queue of queue waiting callers.
@@ -34,27 +80,16 @@ func New(workers, queue int) *Pool {
 // once with ErrFull when the queue is full, and with ctx's error if ctx ends
 // while waiting. Call release exactly once when the work is done.
 func (p *Pool) Acquire(ctx context.Context) (release func(), err error) {
-	select {
-	case p.admitted <- struct{}{}:
-	default:
-		return nil, ErrFull
+	t, err := p.Admit()
+	if err != nil {
+		return nil, err
 	}
-	p.waiting.Add(1)
-	select {
-	case p.running <- struct{}{}:
-		p.waiting.Add(-1)
-	case <-ctx.Done():
-		p.waiting.Add(-1)
-		<-p.admitted
-		return nil, ctx.Err()
+	stop, err := t.Run(ctx)
+	if err != nil {
+		t.Release()
+		return nil, err
 	}
-	var once atomic.Bool
-	return func() {
-		if once.CompareAndSwap(false, true) {
-			<-p.running
-			<-p.admitted
-		}
-	}, nil
+	return func() { stop(); t.Release() }, nil
 }
 
 // InFlight is the number of jobs holding a worker slot.

@@ -65,3 +65,39 @@ func TestPoolQueuedCallerGivesUpWithContext(t *testing.T) {
 		t.Fatalf("second Acquire = %v, want DeadlineExceeded (queued, not ErrFull)", err)
 	}
 }
+
+func TestAdmittedJobsHoldNoWorkerOutsideRun(t *testing.T) {
+	p := New(1, 1)
+	a, err := p.Admit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Admit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Admit(); !errors.Is(err, ErrFull) {
+		t.Fatalf("third admission: %v, want ErrFull", err)
+	}
+	// a does I/O without a worker; b can run meanwhile.
+	stop, err := b.Run(context.Background())
+	if err != nil || p.InFlight() != 1 {
+		t.Fatalf("Run: %v, in flight %d", err, p.InFlight())
+	}
+	stop()
+	stop()
+	b.Release()
+	stopA, err := a.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopA()
+	a.Release()
+	a.Release()
+	if p.InFlight() != 0 || p.Waiting() != 0 {
+		t.Fatalf("after release: %d in flight, %d waiting", p.InFlight(), p.Waiting())
+	}
+	if _, err := p.Admit(); err != nil {
+		t.Fatalf("admission after release: %v", err)
+	}
+}
