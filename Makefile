@@ -108,6 +108,7 @@ fuzz: ## run each fuzz target for a while (FUZZTIME=30s)
 	go test ./client/variant -run '^$$' -fuzz FuzzParseCanonical -fuzztime $${FUZZTIME:-30s}
 	go test ./client/variant -run '^$$' -fuzz FuzzParseAccept -fuzztime $${FUZZTIME:-30s}
 	go test ./edgeadapter -run '^$$' -fuzz FuzzURIAndQuery -fuzztime $${FUZZTIME:-30s}
+	go test ./server/internal/quality -run '^$$' -fuzz FuzzEstimateJPEGQuality -fuzztime $${FUZZTIME:-30s}
 
 clean: ## remove the local store, build outputs and tools
 	rm -rf $(DATA) $(BIN) dist
