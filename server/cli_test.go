@@ -96,6 +96,9 @@ func TestCLI(t *testing.T) {
 		if r.code != 0 || !strings.HasPrefix(r.stdout, "existing\tProcessedImages/w480_q75/photos/a.jpg.webp") {
 			t.Errorf("text output: %q", r.stdout)
 		}
+		if r := runCLI(t, bin, env, "ensure", bucket, "photos/b.jpg", "--width", "300", "--format", "webp", "--auto-quality"); r.code != 0 || !strings.Contains(r.stdout, "ProcessedImages/w300_qauto/photos/b.jpg.webp") {
+			t.Errorf("--auto-quality: exit %d: %s %s", r.code, r.stdout, r.stderr)
+		}
 		for _, c := range []struct {
 			args []string
 			code int

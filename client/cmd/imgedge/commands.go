@@ -56,10 +56,7 @@ func runTransform(ctx context.Context, e env, args []string) error {
 		w = tmp
 	}
 	bw := bufio.NewWriterSize(w, 256<<10)
-	res, err := c.Transform(ctx, &imgedgev1.TransformOptions{
-		Preset: v.preset, Width: v.width, Height: v.height, Quality: v.qualty,
-		Fit: v.fit, Format: v.format, Progressive: v.progressive, Accept: v.accept,
-	}, r, bw)
+	res, err := c.Transform(ctx, v.transformOptions(), r, bw)
 	if err != nil {
 		return err
 	}
@@ -106,11 +103,7 @@ func runEnsure(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	resp, err := c.EnsureVariant(ctx, &imgedgev1.EnsureVariantRequest{
-		Bucket: pos[0], Key: pos[1],
-		Preset: v.preset, Width: v.width, Height: v.height, Quality: v.qualty,
-		Fit: v.fit, Format: v.format, Progressive: v.progressive, Accept: v.accept,
-	})
+	resp, err := c.EnsureVariant(ctx, v.ensureRequest(pos[0], pos[1]))
 	if err != nil {
 		return err
 	}
@@ -166,12 +159,9 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 			printProgress(e.stdout, p)
 		}
 	}
-	sum, err := c.Backfill(ctx, &imgedgev1.BackfillRequest{
-		Bucket: pos[0], Prefix: prefix,
-		Preset: v.preset, Width: v.width, Height: v.height, Quality: v.qualty,
-		Fit: v.fit, Format: v.format, Progressive: v.progressive, Accept: v.accept,
-		DryRun: *dryRun, Concurrency: uint32(*concurrency),
-	}, progress)
+	req := v.backfillRequest(pos[0], prefix)
+	req.DryRun, req.Concurrency = *dryRun, uint32(*concurrency)
+	sum, err := c.Backfill(ctx, req, progress)
 	if bar != nil {
 		_ = bar.Finish()
 	}

@@ -92,7 +92,24 @@ type variantFlags struct {
 	width, height, qualty *uint32
 	fit                   imgedgev1.Fit
 	format                imgedgev1.Format
-	progressive           bool
+	progressive, auto     bool
+}
+
+// The three requests that carry a variant, from the same flags.
+
+func (v *variantFlags) transformOptions() *imgedgev1.TransformOptions {
+	return &imgedgev1.TransformOptions{Preset: v.preset, Width: v.width, Height: v.height, Quality: v.qualty,
+		Fit: v.fit, Format: v.format, Progressive: v.progressive, Accept: v.accept, AutoQuality: v.auto}
+}
+
+func (v *variantFlags) ensureRequest(bucket, key string) *imgedgev1.EnsureVariantRequest {
+	return &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Preset: v.preset, Width: v.width, Height: v.height,
+		Quality: v.qualty, Fit: v.fit, Format: v.format, Progressive: v.progressive, Accept: v.accept, AutoQuality: v.auto}
+}
+
+func (v *variantFlags) backfillRequest(bucket, prefix string) *imgedgev1.BackfillRequest {
+	return &imgedgev1.BackfillRequest{Bucket: bucket, Prefix: prefix, Preset: v.preset, Width: v.width, Height: v.height,
+		Quality: v.qualty, Fit: v.fit, Format: v.format, Progressive: v.progressive, Accept: v.accept, AutoQuality: v.auto}
 }
 
 func (v *variantFlags) register(fs *flag.FlagSet) {
@@ -106,12 +123,13 @@ func (v *variantFlags) register(fs *flag.FlagSet) {
 		v.fit = imgedgev1.Fit(f)
 		return err
 	})
-	fs.Func("format", "auto, jpeg, webp, avif or png", func(s string) error {
+	fs.Func("format", "auto, jpeg, webp, avif, png or best", func(s string) error {
 		f, err := variant.ParseFormat(s)
 		v.format = imgedgev1.Format(f)
 		return err
 	})
 	fs.BoolVar(&v.progressive, "progressive", false, "progressive JPEG")
+	fs.BoolVar(&v.auto, "auto-quality", false, "search the lowest quality meeting the service's perceptual target")
 }
 
 func uintFlag(dst **uint32) func(string) error {
