@@ -22,19 +22,12 @@ func runTransform(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("transform", "IN OUT", e)
 	conn.register(fs)
 	v.register(fs)
-	pos, err := parse(fs, args, e)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 2 {
-		return usageErr("want IN and OUT (use - for stdin or stdout)")
-	}
-	in, out := pos[0], pos[1]
-	c, err := conn.dial()
+	pos, c, err := start(fs, args, e, &conn, 2, 2, "want IN and OUT (use - for stdin or stdout)")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	in, out := pos[0], pos[1]
 
 	r := e.stdin
 	if in != "-" {
@@ -91,14 +84,7 @@ func runEnsure(ctx context.Context, e env, args []string) error {
 	conn.register(fs)
 	v.register(fs)
 	asJSON := fs.Bool("json", false, "print the response as JSON")
-	pos, err := parse(fs, args, e)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 2 {
-		return usageErr("want BUCKET and KEY")
-	}
-	c, err := conn.dial()
+	pos, c, err := start(fs, args, e, &conn, 2, 2, "want BUCKET and KEY")
 	if err != nil {
 		return err
 	}
@@ -124,22 +110,15 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	dryRun := fs.Bool("dry-run", false, "compute outcomes and sizes without writing")
 	asJSON := fs.Bool("json", false, "one JSON object per line: a progress event per object, then the summary")
 	concurrency := fs.Uint("concurrency", 0, "objects at once (default: the service's workers)")
-	pos, err := parse(fs, args, e)
-	if err != nil {
-		return err
-	}
-	if len(pos) < 1 || len(pos) > 2 {
-		return usageErr("want BUCKET and an optional PREFIX")
-	}
-	prefix := ""
-	if len(pos) == 2 {
-		prefix = pos[1]
-	}
-	c, err := conn.dial()
+	pos, c, err := start(fs, args, e, &conn, 1, 2, "want BUCKET and an optional PREFIX")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	prefix := ""
+	if len(pos) == 2 {
+		prefix = pos[1]
+	}
 
 	var bar *progressbar.ProgressBar
 	if f, ok := e.stderr.(*os.File); ok && !*asJSON && term.IsTerminal(int(f.Fd())) {
@@ -231,14 +210,7 @@ func runHealth(ctx context.Context, e env, args []string) error {
 	fs := newFlagSet("health", "", e)
 	conn.register(fs)
 	service := fs.String("service", "", "service name to check (default: the whole server)")
-	pos, err := parse(fs, args, e)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return usageErr("health takes no arguments")
-	}
-	c, err := conn.dial()
+	_, c, err := start(fs, args, e, &conn, 0, 0, "health takes no arguments")
 	if err != nil {
 		return err
 	}

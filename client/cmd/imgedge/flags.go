@@ -61,6 +61,23 @@ func parse(fs *flag.FlagSet, args []string, e env) ([]string, error) {
 	}
 }
 
+// start parses a subcommand's command line, checks it has between min and
+// max positional arguments, and dials the service.
+func start(fs *flag.FlagSet, args []string, e env, conn *connFlags, min, max int, want string) ([]string, *client.Client, error) {
+	pos, err := parse(fs, args, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(pos) < min || len(pos) > max {
+		return nil, nil, usageErr("%s", want)
+	}
+	c, err := conn.dial()
+	if err != nil {
+		return nil, nil, err
+	}
+	return pos, c, nil
+}
+
 func (c *connFlags) dial() (*client.Client, error) {
 	opts := []client.Option{client.WithDefaultDeadline(c.timeout)}
 	if c.insecure {
