@@ -1,35 +1,30 @@
-// Package imaging is the only package that talks to libvips (through bimg and
-// a few lines of cgo). It implements transform.Processor: read a header,
-// resize, orient, convert to sRGB, strip metadata and encode.
-//
-// Two facts shape it. bimg auto-rotates before it shrinks, which on an
-// EXIF-rotated phone photo rotates all 12 MP and re-encodes them before
-// shrink-on-load can help; so images with an EXIF orientation go through
-// libvips' thumbnail operator (shrink on load, then orient the small result,
-// see oriented.go) and all others through bimg with its auto-rotation off.
-// And bimg encodes AVIF at speed 0 unless told otherwise, which costs seconds
-// per image; the speed is always set here.
+// Package imaging is the only package that talks to libvips: bimg for the
+// library's start-up and format sniffing, and a small C pipeline
+// (pipeline.c) for the work itself, because the service needs what bimg's
+// Resize does not give: a failure policy that refuses truncated and damaged
+// data instead of storing grey or black bands, shrink-on-load sized per axis
+// (bimg's shrinks both axes alike and libvips aborts the process when a thin
+// image shrinks to nothing), resampling with premultiplied alpha, EXIF
+// orientation applied after the shrink rather than before it, metadata
+// removed for every encoder, and the AVIF speed always set.
 package imaging
 
 /*
 #cgo pkg-config: vips
+#cgo LDFLAGS: -lm
+#include <stdlib.h>
 #include <vips/vips.h>
-
-static void imgedge_drop_log(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer data) {}
-
-// imgedge_quiet_warnings drops libvips' warnings (printed straight to
-// stderr, they would break the JSON log stream). Errors still surface
-// through return values.
-static void imgedge_quiet_warnings(void) {
-	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO, imgedge_drop_log, NULL);
-}
+#include "pipeline.h"
 */
 import "C"
 
 import (
 	"bytes"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"math"
+	"unsafe"
 
 	"github.com/h2non/bimg"
 
@@ -43,7 +38,7 @@ type Config struct {
 	// AVIFSpeed is the AV1 encoder speed, 0 (slowest, smallest) to 9 (fastest).
 	AVIFSpeed int
 	// KeepMetadata keeps EXIF/XMP/IPTC in outputs. By default it is
-	// stripped (after converting to sRGB, so colours stay right).
+	// removed (after converting to sRGB, so colours stay right).
 	KeepMetadata bool
 }
 
@@ -54,16 +49,11 @@ type Processor struct {
 
 // New returns a processor. It also applies process-wide libvips settings:
 // the operation cache is off (it only costs memory for a service that never
-// sees the same input twice), and untrusted loaders (for example
-// ImageMagick, PDF, FITS) are blocked.
-// libvips' warnings (such as "ignoring nclx profile"), printed straight to
-// stderr, are dropped so they cannot break the JSON log stream; failures
-// still surface as errors.
+// sees the same input twice), untrusted loaders (for example ImageMagick,
+// PDF, FITS) are blocked, and libvips' warnings, printed straight to stderr,
+// are dropped so they cannot break the JSON log stream.
 func New(cfg Config) *Processor {
-	C.imgedge_quiet_warnings()
-	bimg.VipsCacheSetMax(0)
-	bimg.VipsCacheSetMaxMem(0)
-	C.vips_block_untrusted_set(C.TRUE)
+	C.imgedge_init()
 	return &Processor{cfg: cfg}
 }
 
@@ -80,125 +70,166 @@ var supported = map[bimg.ImageType]string{
 	bimg.GIF:  "gif",
 }
 
-// Probe reads an image's header: format, stored dimensions, EXIF
-// orientation and alpha. It does not decode pixels.
+// maxSide is the largest side each output format can store.
+var maxSide = map[variant.Format]int{
+	variant.FormatJPEG: 65_500,
+	variant.FormatWebP: 16_383,
+	variant.FormatAVIF: 16_384, // libheif's default security limit
+	variant.FormatPNG:  1 << 30,
+}
+
+// vipsError returns libvips' error buffer and clears it.
+func vipsError() string {
+	msg := C.GoString(C.vips_error_buffer())
+	C.vips_error_clear()
+	return msg
+}
+
+// Probe reads an image's header: format, stored dimensions, bands, sample
+// size, EXIF orientation and alpha. It does not decode pixels.
 func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
-	typ := bimg.DetermineImageType(data)
-	name, ok := supported[typ]
+	name, ok := supported[bimg.DetermineImageType(data)]
 	if !ok {
 		return transform.ImageInfo{}, fmt.Errorf("%w: not a JPEG, PNG, WebP, AVIF, HEIF or GIF image", transform.ErrUnsupportedImage)
 	}
-	if typ == bimg.JPEG && truncatedJPEG(data) {
-		return transform.ImageInfo{}, fmt.Errorf("%w: the JPEG is truncated (no end-of-image marker after its last scan)", transform.ErrUnsupportedImage)
+	var h C.imgedge_header
+	if C.imgedge_probe(unsafe.Pointer(&data[0]), C.size_t(len(data)), &h) != 0 {
+		return transform.ImageInfo{}, fmt.Errorf("%w: reading the %s header: %s", transform.ErrUnsupportedImage, name, vipsError())
 	}
-	md, err := bimg.Metadata(data)
-	if err != nil {
-		return transform.ImageInfo{}, fmt.Errorf("%w: reading the %s header: %v", transform.ErrUnsupportedImage, name, err)
-	}
-	if md.Size.Width <= 0 || md.Size.Height <= 0 {
+	if h.width <= 0 || h.height <= 0 {
 		return transform.ImageInfo{}, fmt.Errorf("%w: the %s header has no dimensions", transform.ErrUnsupportedImage, name)
+	}
+	orientation := int(h.orientation)
+	if orientation < 1 || orientation > 8 {
+		orientation = 1
 	}
 	return transform.ImageInfo{
 		Format:      name,
-		Width:       md.Size.Width,
-		Height:      md.Size.Height,
-		Orientation: md.Orientation,
-		Alpha:       md.Alpha,
+		Width:       int(h.width),
+		Height:      int(h.height),
+		Bands:       int(h.bands),
+		SampleBytes: int(h.sample_bytes),
+		Orientation: orientation,
+		Alpha:       h.alpha != 0,
 	}, nil
 }
 
-// truncatedJPEG reports whether a JPEG lacks an end-of-image marker after its
-// last start-of-scan. libvips decodes such files with a grey bottom and only a
-// warning; a service must refuse them instead. Inside entropy-coded data 0xFF
-// is always stuffed, so neither marker appears by accident.
-func truncatedJPEG(data []byte) bool {
-	// Fast path: almost every JPEG ends with its EOI (possibly padded); a
-	// truncated one cannot, since 0xFF 0xD9 never occurs inside scan data.
-	tail := bytes.TrimRight(data[max(0, len(data)-64):], "\x00")
-	if bytes.HasSuffix(tail, []byte{0xFF, 0xD9}) {
-		return false
-	}
-	sos := bytes.LastIndex(data, []byte{0xFF, 0xDA})
-	eoi := bytes.LastIndex(data, []byte{0xFF, 0xD9})
-	return sos < 0 || eoi < sos
+// plan is one run of the pipeline: the C options and what they imply.
+type plan struct {
+	opts   C.imgedge_opts
+	shrink int // JPEG shrink-on-load factor
 }
+
+// plan sizes the output and the shrink-on-load, and checks that the output
+// format can hold the result.
+func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.int) (plan, error) {
+	upW, upH := src.Width, src.Height
+	if src.Orientation >= 5 { // 90° turns swap the sides
+		upW, upH = upH, upW
+	}
+	outW, outH := targetSize(spec, upW, upH)
+	if format != C.IMGEDGE_RAW {
+		if limit := maxSide[spec.Format]; outW > limit || outH > limit {
+			return plan{}, fmt.Errorf("%w: the variant would be %d×%d pixels, and %s stores at most %d on a side: ask for a smaller size or another format",
+				transform.ErrInvalidArgument, outW, outH, spec.Format, limit)
+		}
+	}
+	pl := plan{shrink: shrinkOnLoad(src, upW, upH, outW, outH)}
+	pl.opts = C.imgedge_opts{
+		width:         C.int(outW),
+		height:        C.int(outH),
+		shrink:        C.int(pl.shrink),
+		format:        format,
+		quality:       C.int(spec.Quality),
+		interlace:     cbool(spec.Progressive),
+		effort:        C.int(9 - p.cfg.AVIFSpeed),
+		keep_metadata: cbool(p.cfg.KeepMetadata),
+		flatten:       cbool(format == C.IMGEDGE_JPEG),
+	}
+	if spec.Fit == variant.FitCover {
+		pl.opts.cover = 1
+	}
+	return pl, nil
+}
+
+// shrinkOnLoad is the largest JPEG DCT scaling (8, 4 or 2) that keeps both
+// sides of the decoded image at least as large as the output's: a thin image
+// is limited by its thin side, so it never shrinks to nothing.
+func shrinkOnLoad(src transform.ImageInfo, upW, upH, outW, outH int) int {
+	if src.Format != "jpeg" {
+		return 1
+	}
+	factor := math.Min(float64(upW)/float64(outW), float64(upH)/float64(outH))
+	for _, s := range []int{8, 4, 2} {
+		if factor >= float64(s) {
+			return s
+		}
+	}
+	return 1
+}
+
+func formatCode(f variant.Format) C.int {
+	switch f {
+	case variant.FormatWebP:
+		return C.IMGEDGE_WEBP
+	case variant.FormatAVIF:
+		return C.IMGEDGE_AVIF
+	case variant.FormatPNG:
+		return C.IMGEDGE_PNG
+	}
+	return C.IMGEDGE_JPEG
+}
+
+// Footprint estimates the bytes of memory processing op holds at most: the
+// decoded image after shrink-on-load (as if held whole, which orientation
+// may need), plus the output's pixels twice (resampling and encoding), plus,
+// for auto-quality, the kept intermediate and its luma.
+func (p *Processor) Footprint(op transform.Operation) int64 {
+	src := op.Source
+	bands, sample := int64(max(src.Bands, 1)), int64(max(src.SampleBytes, 1))
+	pl, err := p.plan(op.Spec, src, C.IMGEDGE_RAW)
+	if err != nil {
+		return src.Pixels() * bands * sample
+	}
+	s := int64(pl.shrink)
+	decoded := ceilDiv(int64(src.Width), s) * ceilDiv(int64(src.Height), s) * bands * sample
+	out := int64(pl.opts.width) * int64(pl.opts.height) * 4
+	if op.Spec.AutoQuality {
+		out *= 3
+	}
+	return decoded + 2*out
+}
+
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 // Process transforms data as op says.
 func (p *Processor) Process(data []byte, op transform.Operation) (transform.Output, error) {
-	return p.process(data, op, false)
-}
-
-// process transforms data; intermediate encodes an uncompressed TIFF that
-// keeps every pixel (and alpha) for further encodes.
-func (p *Processor) process(data []byte, op transform.Operation, intermediate bool) (transform.Output, error) {
-	spec, src := op.Spec, op.Source
-	if src.Orientation > 1 && src.Orientation <= 8 {
-		return p.processOriented(data, spec, src, intermediate)
-	}
-	outW, outH := targetSize(spec, src.Width, src.Height)
-	opts := p.baseOptions(spec, src)
-	if needsICC(data) {
-		opts.OutputICC = "srgb" // built-in profile: convert before stripping
-	}
-	if intermediate {
-		opts.Type, opts.Background = bimg.TIFF, bimg.Color{}
-	}
-	switch spec.Fit {
-	case variant.FitCover:
-		opts.Width, opts.Height, opts.Crop, opts.Gravity = outW, outH, true, bimg.GravityCentre
-	default:
-		opts.Width, opts.Height, opts.Force = outW, outH, true
-	}
-	return encode(data, opts)
-}
-
-// baseOptions are bimg's encoder settings for a spec.
-func (p *Processor) baseOptions(spec variant.Spec, src transform.ImageInfo) bimg.Options {
-	o := bimg.Options{
-		NoAutoRotate: true, // orientation is handled by Process, after the shrink
-		// bimg sizes shrink-on-load by the interpolator's window: with its
-		// default bicubic it shrinks a 4.2× reduction by only 2 on load and
-		// leaves the rest to a costly reduce. Bilinear's small window lets
-		// it shrink by 4 in the JPEG decoder. Downscaling still goes through
-		// vips_reduce (Lanczos 3); the interpolator only serves upscaling.
-		Interpolator:   bimg.Bilinear,
-		StripMetadata:  !p.cfg.KeepMetadata,
-		Interpretation: bimg.InterpretationSRGB,
-		Quality:        spec.Quality,
-		Interlace:      spec.Progressive,
-		Speed:          p.cfg.AVIFSpeed,
-	}
-	switch spec.Format {
-	case variant.FormatWebP:
-		o.Type = bimg.WEBP
-	case variant.FormatAVIF:
-		o.Type = bimg.AVIF
-	case variant.FormatPNG:
-		o.Type = bimg.PNG
-		o.Compression = 6
-		o.Speed = 0
-	default:
-		o.Type = bimg.JPEG
-		if src.Alpha {
-			o.Background = bimg.Color{R: 255, G: 255, B: 255}
-		}
-	}
-	return o
-}
-
-func encode(data []byte, opts bimg.Options) (transform.Output, error) {
-	out, err := bimg.Resize(data, opts)
+	pl, err := p.plan(op.Spec, op.Source, formatCode(op.Spec.Format))
 	if err != nil {
-		return transform.Output{}, fmt.Errorf("%w: %v", transform.ErrUnsupportedImage, err)
+		return transform.Output{}, err
 	}
-	size, err := bimg.Size(out)
-	if err != nil {
-		return transform.Output{}, fmt.Errorf("imaging: reading back the encoded image: %w", err)
-	}
-	return transform.Output{Data: out, Width: size.Width, Height: size.Height}, nil
+	out, _, err := execute(data, &pl.opts)
+	return out, err
 }
 
-// targetSize computes the output size of spec applied to an upright w×h image.
+// execute runs the pipeline and copies its result into Go memory; it also
+// returns the result's number of bands.
+func execute(data []byte, opts *C.imgedge_opts) (transform.Output, int, error) {
+	if len(data) == 0 {
+		return transform.Output{}, 0, fmt.Errorf("%w: the image is empty (0 bytes)", transform.ErrUnsupportedImage)
+	}
+	var out unsafe.Pointer
+	var outLen C.size_t
+	var w, h, bands C.int
+	if C.imgedge_process(unsafe.Pointer(&data[0]), C.size_t(len(data)), opts, &out, &outLen, &w, &h, &bands) != 0 {
+		return transform.Output{}, 0, fmt.Errorf("%w: %s", transform.ErrUnsupportedImage, vipsError())
+	}
+	defer C.g_free(C.gpointer(out))
+	return transform.Output{Data: C.GoBytes(out, C.int(outLen)), Width: int(w), Height: int(h)}, int(bands), nil
+}
+
+// targetSize computes the output size of spec applied to an upright w×h
+// image. Every side is at least one pixel.
 func targetSize(spec variant.Spec, w, h int) (int, int) {
 	switch {
 	case spec.Width == 0 && spec.Height == 0:
@@ -220,18 +251,26 @@ func targetSize(spec variant.Spec, w, h int) (int, int) {
 	return max(1, int(math.Round(float64(w)*scale))), max(1, int(math.Round(float64(h)*scale)))
 }
 
-// selfTestJPEG is an 8×8 grey baseline JPEG.
-var selfTestJPEG = []byte{
-	0xff, 0xd8, 0xff, 0xdb, 0x00, 0x43, 0x00, 0x08, 0x06, 0x06, 0x07, 0x06, 0x05, 0x08, 0x07, 0x07,
-	0x07, 0x09, 0x09, 0x08, 0x0a, 0x0c, 0x14, 0x0d, 0x0c, 0x0b, 0x0b, 0x0c, 0x19, 0x12, 0x13, 0x0f,
-	0x14, 0x1d, 0x1a, 0x1f, 0x1e, 0x1d, 0x1a, 0x1c, 0x1c, 0x20, 0x24, 0x2e, 0x27, 0x20, 0x22, 0x2c,
-	0x23, 0x1c, 0x1c, 0x28, 0x37, 0x29, 0x2c, 0x30, 0x31, 0x34, 0x34, 0x34, 0x1f, 0x27, 0x39, 0x3d,
-	0x38, 0x32, 0x3c, 0x2e, 0x33, 0x34, 0x32, 0xff, 0xc0, 0x00, 0x0b, 0x08, 0x00, 0x08, 0x00, 0x08,
-	0x01, 0x01, 0x11, 0x00, 0xff, 0xc4, 0x00, 0x14, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-	0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09, 0xff, 0xc4, 0x00, 0x14,
-	0x10, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-	0x00, 0x00, 0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00, 0x2a, 0x9f, 0xff, 0xd9,
+func cbool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
 }
+
+// selfTestJPEG is an 8×8 grey baseline JPEG, made by the standard library's
+// encoder so that libvips decodes it without a single warning.
+var selfTestJPEG = func() []byte {
+	var buf bytes.Buffer
+	img := image.NewGray(image.Rect(0, 0, 8, 8))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(16 * (i % 8))
+	}
+	if err := jpeg.Encode(&buf, img, nil); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}()
 
 // SelfTest decodes, resizes and encodes a tiny image: readiness uses it to
 // prove libvips works.
@@ -251,39 +290,73 @@ func (p *Processor) SelfTest() error {
 // compared on their central region, at full resolution.
 const scorePixels = 1_000_000
 
-// Prepare decodes, orients and resizes once into a lossless intermediate,
-// and keeps its luma for scoring.
+// Prepare decodes, orients and resizes once into 8-bit sRGB pixels (alpha
+// kept), and keeps their luma, as a viewer sees it, for scoring.
 func (p *Processor) Prepare(data []byte, op transform.Operation) (transform.Prepared, error) {
-	mid, err := p.process(data, op, true)
+	pl, err := p.plan(op.Spec, op.Source, C.IMGEDGE_RAW)
 	if err != nil {
 		return nil, err
 	}
-	ref, err := lumaPlane(mid.Data, scorePixels)
+	mid, bands, err := execute(data, &pl.opts)
 	if err != nil {
 		return nil, err
 	}
-	return &prepared{p: p, pixels: mid.Data, ref: ref, alpha: op.Source.Alpha}, nil
+	pr := &prepared{p: p, pixels: mid.Data, width: mid.Width, height: mid.Height, bands: bands}
+	if pr.ref, err = pr.luma(mid.Data, true); err != nil {
+		return nil, err
+	}
+	return pr, nil
 }
 
 type prepared struct {
-	p      *Processor
-	pixels []byte // uncompressed TIFF of the resized image
-	ref    quality.Plane
-	alpha  bool
+	p                    *Processor
+	pixels               []byte // 8-bit sRGB, alpha kept
+	width, height, bands int
+	ref                  quality.Plane
 }
 
 // Encode encodes the prepared pixels.
 func (pr *prepared) Encode(spec variant.Spec) (transform.Output, error) {
-	opts := pr.p.baseOptions(spec, transform.ImageInfo{Alpha: pr.alpha})
-	opts.OutputICC = "" // the intermediate is sRGB already
-	return encode(pr.pixels, opts)
+	pl, err := pr.p.plan(spec, transform.ImageInfo{Width: pr.width, Height: pr.height}, formatCode(spec.Format))
+	if err != nil {
+		return transform.Output{}, err
+	}
+	var out unsafe.Pointer
+	var outLen C.size_t
+	if C.imgedge_encode_raw(unsafe.Pointer(&pr.pixels[0]), C.size_t(len(pr.pixels)), C.int(pr.width), C.int(pr.height), C.int(pr.bands), &pl.opts, &out, &outLen) != 0 {
+		return transform.Output{}, fmt.Errorf("%w: encoding: %s", transform.ErrUnsupportedImage, vipsError())
+	}
+	defer C.g_free(C.gpointer(out))
+	return transform.Output{Data: C.GoBytes(out, C.int(outLen)), Width: pr.width, Height: pr.height}, nil
 }
 
-// Score compares an encoded image with the prepared pixels (MS-SSIM on luma).
+// Score compares an encoded image with the prepared pixels (MS-SSIM on
+// luma, alpha flattened onto white on both sides).
 func (pr *prepared) Score(encoded []byte) (float64, error) {
-	cand, err := lumaPlane(encoded, scorePixels)
+	cand, err := pr.luma(encoded, false)
 	if err != nil {
 		return 0, err
 	}
 	return quality.MSSSIM(pr.ref, cand)
+}
+
+// luma decodes the raw prepared pixels (raw) or an encoded image to 8-bit
+// luma; past scorePixels, only the central region of that many pixels (both
+// sides of a comparison crop alike, being the same size).
+func (pr *prepared) luma(data []byte, raw bool) (quality.Plane, error) {
+	if len(data) == 0 {
+		return quality.Plane{}, fmt.Errorf("%w: nothing to score", transform.ErrUnsupportedImage)
+	}
+	var w, h, bands C.int
+	if raw {
+		w, h, bands = C.int(pr.width), C.int(pr.height), C.int(pr.bands)
+	}
+	var out unsafe.Pointer
+	var outLen C.size_t
+	var ow, oh C.int
+	if C.imgedge_luma(unsafe.Pointer(&data[0]), C.size_t(len(data)), w, h, bands, C.int(scorePixels), &out, &outLen, &ow, &oh) != 0 {
+		return quality.Plane{}, fmt.Errorf("%w: decoding for scoring: %s", transform.ErrUnsupportedImage, vipsError())
+	}
+	defer C.g_free(C.gpointer(out))
+	return quality.Plane{Width: int(ow), Height: int(oh), Pix: C.GoBytes(out, C.int(outLen))}, nil
 }

@@ -46,7 +46,7 @@ func TestProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info != (transform.ImageInfo{Format: "jpeg", Width: 64, Height: 48, Orientation: 6}) {
+	if info != (transform.ImageInfo{Format: "jpeg", Width: 64, Height: 48, Bands: 3, SampleBytes: 1, Orientation: 6}) {
 		t.Errorf("Probe = %+v", info)
 	}
 	info, err = proc.Probe(testimages.PNG(30, 20))
@@ -64,7 +64,6 @@ func TestProbeRejects(t *testing.T) {
 	tests := map[string][]byte{
 		"empty":          {},
 		"text named jpg": []byte("this is not an image, just text\n"),
-		"truncated jpeg": jpg[:len(jpg)/2],
 		"jpeg header":    jpg[:20],
 		"svg":            []byte(`<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>`),
 	}

@@ -1,0 +1,339 @@
+#include <string.h>
+#include <math.h>
+#include <vips/vips.h>
+
+#include "pipeline.h"
+
+static void drop_log(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer data) {}
+
+void imgedge_init(void) {
+	// Warnings (such as "ignoring nclx profile") go straight to stderr and
+	// would break the JSON log stream; the failure policy below turns the
+	// ones that matter into errors.
+	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO, drop_log, NULL);
+	vips_cache_set_max(0);
+	vips_cache_set_max_mem(0);
+	vips_block_untrusted_set(TRUE);
+}
+
+int imgedge_probe(const void *buf, size_t len, imgedge_header *h) {
+	const char *loader = vips_foreign_find_load_buffer(buf, len);
+	VipsImage *img;
+	int orientation = 1;
+
+	if (!loader)
+		return -1;
+	img = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+	if (!img)
+		return -1;
+	h->width = vips_image_get_width(img);
+	h->height = vips_image_get_height(img);
+	h->bands = vips_image_get_bands(img);
+	h->sample_bytes = (int) vips_format_sizeof(vips_image_get_format(img));
+	if (vips_image_get_typeof(img, VIPS_META_ORIENTATION) &&
+		vips_image_get_int(img, VIPS_META_ORIENTATION, &orientation))
+		orientation = 1;
+	h->orientation = orientation;
+	h->alpha = vips_image_hasalpha(img);
+	g_strlcpy(h->loader, loader, sizeof(h->loader));
+	g_object_unref(img);
+	return 0;
+}
+
+// profile_is_srgb reports whether an image's embedded ICC profile is an
+// sRGB one (its description tag names sRGB): converting sRGB to sRGB costs
+// a third of a 720 px resize and changes nothing.
+static int profile_is_srgb(VipsImage *img) {
+	const void *data;
+	size_t len, i, j;
+	const unsigned char *p;
+	if (vips_image_get_blob(img, VIPS_META_ICC_NAME, &data, &len) || len < 132)
+		return 0;
+	p = data;
+	size_t count = ((size_t) p[128] << 24) | (p[129] << 16) | (p[130] << 8) | p[131];
+	for (i = 0; i < count && 132 + 12 * (i + 1) <= len; i++) {
+		const unsigned char *e = p + 132 + 12 * i;
+		if (memcmp(e, "desc", 4) != 0)
+			continue;
+		size_t off = ((size_t) e[4] << 24) | (e[5] << 16) | (e[6] << 8) | e[7];
+		size_t size = ((size_t) e[8] << 24) | (e[9] << 16) | (e[10] << 8) | e[11];
+		if (off >= len || size > len - off)
+			return 0;
+		for (j = 0; j + 4 <= size; j++) {
+			if (memcmp(p + off + j, "sRGB", 4) == 0)
+				return 1;
+			if (j + 8 <= size && memcmp(p + off + j, "\0s\0R\0G\0B", 8) == 0)
+				return 1;
+		}
+		return 0;
+	}
+	return 0;
+}
+
+// to_srgb converts to 8-bit sRGB, through the embedded profile if it is not
+// sRGB already. Alpha passes through.
+static int to_srgb(VipsImage *in, VipsImage **out) {
+	VipsImage *t = NULL;
+	int rc;
+	if (vips_image_get_typeof(in, VIPS_META_ICC_NAME) && !profile_is_srgb(in))
+		rc = vips_icc_transform(in, &t, "srgb", "embedded", TRUE, NULL);
+	else
+		rc = vips_colourspace(in, &t, VIPS_INTERPRETATION_sRGB, NULL);
+	if (rc)
+		return -1;
+	if (vips_image_get_format(t) == VIPS_FORMAT_UCHAR) {
+		*out = t;
+		return 0;
+	}
+	rc = vips_cast(t, out, VIPS_FORMAT_UCHAR, NULL);
+	g_object_unref(t);
+	return rc;
+}
+
+static int flatten_white(VipsImage *in, VipsImage **out) {
+	VipsArrayDouble *white = vips_image_get_bands(in) > 2
+		? vips_array_double_newv(3, 255.0, 255.0, 255.0)
+		: vips_array_double_newv(1, 255.0);
+	int rc = vips_flatten(in, out, "background", white, NULL);
+	vips_area_unref(VIPS_AREA(white));
+	return rc;
+}
+
+// exact_size crops (centred) or extends (by copying edge pixels) to exactly
+// width×height: resizing may round a side one pixel off.
+static int exact_size(VipsImage *in, VipsImage **out, int width, int height) {
+	int w = vips_image_get_width(in), h = vips_image_get_height(in);
+	VipsImage *t = NULL;
+	if (w > width || h > height) {
+		int cw = VIPS_MIN(w, width), ch = VIPS_MIN(h, height);
+		if (vips_extract_area(in, &t, (w - cw) / 2, (h - ch) / 2, cw, ch, NULL))
+			return -1;
+		in = t;
+		w = cw, h = ch;
+	}
+	if (w < width || h < height) {
+		int rc = vips_embed(in, out, 0, 0, width, height, "extend", VIPS_EXTEND_COPY, NULL);
+		if (t)
+			g_object_unref(t);
+		return rc;
+	}
+	if (t) {
+		*out = t;
+		return 0;
+	}
+	return vips_copy(in, out, NULL);
+}
+
+static int is_private(const char *name) {
+	return g_str_has_prefix(name, "exif-") || g_str_has_prefix(name, "xmp-") ||
+		g_str_has_prefix(name, "iptc-") || strcmp(name, VIPS_META_ICC_NAME) == 0 ||
+		strcmp(name, VIPS_META_ORIENTATION) == 0 || g_str_has_prefix(name, "heif-") ||
+		g_str_has_prefix(name, "png-comment-") || strcmp(name, "gif-comment") == 0;
+}
+
+static void *collect_private(VipsImage *img, const char *name, GValue *value, void *a) {
+	GSList **names = a;
+	if (is_private(name))
+		*names = g_slist_prepend(*names, g_strdup(name));
+	return NULL;
+}
+
+// strip_metadata drops EXIF (GPS included), XMP, IPTC, comments and the ICC
+// profile from a copy of in: every saver then has nothing to write, whatever
+// its own "strip" option does. The pixels are sRGB by now.
+static int strip_metadata(VipsImage *in, VipsImage **out) {
+	GSList *names = NULL, *p;
+	if (vips_copy(in, out, NULL))
+		return -1;
+	vips_image_map(*out, collect_private, &names);
+	for (p = names; p; p = p->next)
+		vips_image_remove(*out, p->data);
+	g_slist_free_full(names, g_free);
+	return 0;
+}
+
+static int save(VipsImage *img, const imgedge_opts *o, void **out, size_t *outlen) {
+	gboolean strip = !o->keep_metadata;
+	switch (o->format) {
+	case IMGEDGE_WEBP:
+		return vips_webpsave_buffer(img, out, outlen, "Q", o->quality, "strip", strip, NULL);
+	case IMGEDGE_AVIF:
+		return vips_heifsave_buffer(img, out, outlen, "Q", o->quality, "strip", strip,
+			"compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "effort", o->effort, NULL);
+	case IMGEDGE_PNG:
+		return vips_pngsave_buffer(img, out, outlen, "compression", 6, "strip", strip, NULL);
+	case IMGEDGE_RAW:
+		*out = vips_image_write_to_memory(img, outlen);
+		return *out ? 0 : -1;
+	default:
+		return vips_jpegsave_buffer(img, out, outlen, "Q", o->quality, "strip", strip,
+			"interlace", o->interlace, "optimize_coding", TRUE, NULL);
+	}
+}
+
+// finish converts a resized, upright image to what the output format needs
+// and encodes it.
+static int finish(VipsImage *base, VipsImage *img, const imgedge_opts *o, void **out, size_t *outlen, int *obands) {
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 3);
+	if (to_srgb(img, &t[0]))
+		return -1;
+	img = t[0];
+	if (o->flatten && vips_image_hasalpha(img)) {
+		if (flatten_white(img, &t[1]))
+			return -1;
+		img = t[1];
+	}
+	if (!o->keep_metadata) {
+		if (strip_metadata(img, &t[2]))
+			return -1;
+		img = t[2];
+	}
+	*obands = vips_image_get_bands(img);
+	return save(img, o, out, outlen);
+}
+
+static int load(const void *buf, size_t len, int shrink, VipsImage **out) {
+	// Fail on the decoder's first warning, for every loader (sharp's default
+	// too): libvips would otherwise only warn about truncated or corrupt
+	// data and fill the missing rows with grey or black, and a damaged
+	// original must never become a stored variant.
+	if (shrink > 1)
+		return vips_jpegload_buffer((void *) buf, len, out, "shrink", shrink,
+			"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
+	*out = vips_image_new_from_buffer(buf, len, "",
+		"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
+	return *out ? 0 : -1;
+}
+
+int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
+	void **out, size_t *outlen, int *ow, int *oh, int *obands) {
+	VipsImage *base = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 8);
+	VipsImage *img;
+	int orientation = 1, turned, tw, th, w, h, alpha, rc = -1;
+	double hscale, vscale;
+	VipsBandFormat format;
+
+	if (load(buf, len, o->shrink, &t[0]))
+		goto done;
+	img = t[0];
+	if (vips_image_get_typeof(img, VIPS_META_ORIENTATION) &&
+		vips_image_get_int(img, VIPS_META_ORIENTATION, &orientation))
+		orientation = 1;
+	if (orientation < 1 || orientation > 8)
+		orientation = 1;
+	turned = orientation >= 5;
+	// The box in stored orientation: resize first, orient the small result.
+	tw = turned ? o->height : o->width;
+	th = turned ? o->width : o->height;
+	w = vips_image_get_width(img);
+	h = vips_image_get_height(img);
+	hscale = (double) tw / w;
+	vscale = (double) th / h;
+	if (o->cover)
+		hscale = vscale = VIPS_MAX(hscale, vscale);
+
+	// Resampling colour and alpha separately darkens edges and lets hidden
+	// colour bleed into transparent areas: premultiply around the resample.
+	alpha = vips_image_hasalpha(img) && (hscale != 1.0 || vscale != 1.0);
+	format = vips_image_get_format(img);
+	if (alpha) {
+		if (vips_premultiply(img, &t[1], NULL))
+			goto done;
+		img = t[1];
+	}
+	if (vips_resize(img, &t[2], hscale, "vscale", vscale, NULL))
+		goto done;
+	img = t[2];
+	if (alpha) {
+		if (vips_unpremultiply(img, &t[3], NULL) || vips_cast(t[3], &t[4], format, NULL))
+			goto done;
+		img = t[4];
+	}
+	if (orientation > 1) {
+		// Rotation reads out of order: hold the (small) resized image.
+		if (!(t[5] = vips_image_copy_memory(img)) || vips_autorot(t[5], &t[6], NULL))
+			goto done;
+		img = t[6];
+	}
+	if (exact_size(img, &t[7], o->width, o->height))
+		goto done;
+	img = t[7];
+	*ow = vips_image_get_width(img);
+	*oh = vips_image_get_height(img);
+	rc = finish(base, img, o, out, outlen, obands);
+done:
+	g_object_unref(base);
+	vips_thread_shutdown();
+	return rc ? -1 : 0;
+}
+
+static VipsImage *from_raw(const void *pix, size_t len, int width, int height, int bands) {
+	VipsImage *img = vips_image_new_from_memory(pix, len, width, height, bands, VIPS_FORMAT_UCHAR);
+	if (img)
+		img->Type = bands >= 3 ? VIPS_INTERPRETATION_sRGB : VIPS_INTERPRETATION_B_W;
+	return img;
+}
+
+int imgedge_encode_raw(const void *pix, size_t len, int width, int height, int bands,
+	const imgedge_opts *o, void **out, size_t *outlen) {
+	VipsImage *base = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 1);
+	int obands, rc = -1;
+
+	if ((t[0] = from_raw(pix, len, width, height, bands)))
+		rc = finish(base, t[0], o, out, outlen, &obands);
+	g_object_unref(base);
+	vips_thread_shutdown();
+	return rc ? -1 : 0;
+}
+
+int imgedge_luma(const void *buf, size_t len, int width, int height, int bands,
+	int max_pixels, void **out, size_t *outlen, int *ow, int *oh) {
+	VipsImage *base = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 6);
+	VipsImage *img;
+	int rc = -1;
+	double pixels;
+
+	if (width > 0)
+		t[0] = from_raw(buf, len, width, height, bands);
+	else
+		t[0] = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_WARNING, NULL);
+	if (!t[0])
+		goto done;
+	img = t[0];
+	if (vips_image_hasalpha(img)) {
+		if (to_srgb(img, &t[1]) || flatten_white(t[1], &t[2]))
+			goto done;
+		img = t[2];
+	}
+	pixels = (double) vips_image_get_width(img) * vips_image_get_height(img);
+	if (pixels > max_pixels) {
+		int w = vips_image_get_width(img), h = vips_image_get_height(img);
+		double f = sqrt(max_pixels / pixels);
+		int cw = VIPS_MIN(w, VIPS_MAX(11, (int) (w * f))), ch = VIPS_MIN(h, VIPS_MAX(11, (int) (h * f)));
+		if (vips_extract_area(img, &t[3], (w - cw) / 2, (h - ch) / 2, cw, ch, NULL))
+			goto done;
+		img = t[3];
+	}
+	if (vips_colourspace(img, &t[4], VIPS_INTERPRETATION_B_W, NULL) ||
+		vips_cast(t[4], &t[5], VIPS_FORMAT_UCHAR, NULL))
+		goto done;
+	img = t[5];
+	if (vips_image_get_bands(img) > 1) {
+		VipsImage *y;
+		if (vips_extract_band(img, &y, 0, NULL))
+			goto done;
+		vips_object_local(base, y);
+		img = y;
+	}
+	*ow = vips_image_get_width(img);
+	*oh = vips_image_get_height(img);
+	*out = vips_image_write_to_memory(img, outlen);
+	rc = *out ? 0 : -1;
+done:
+	g_object_unref(base);
+	vips_thread_shutdown();
+	return rc;
+}

@@ -1,0 +1,61 @@
+// The libvips pipeline behind Processor: header probing, decoding with a
+// strict failure policy, resizing and encoding. Every function reports
+// failure by returning non-zero with libvips' error buffer set.
+#ifndef IMGEDGE_PIPELINE_H
+#define IMGEDGE_PIPELINE_H
+
+#include <stddef.h>
+
+// Output formats.
+enum {
+	IMGEDGE_JPEG = 0,
+	IMGEDGE_WEBP = 1,
+	IMGEDGE_AVIF = 2,
+	IMGEDGE_PNG = 3,
+	IMGEDGE_RAW = 4, // uncompressed 8-bit sRGB pixels, for further encodes
+};
+
+typedef struct {
+	int width, height;  // stored (not oriented) size
+	int bands;          // including alpha
+	int sample_bytes;   // bytes per band per pixel
+	int orientation;    // EXIF orientation, 1 when absent
+	int alpha;          // the last band is alpha
+	char loader[32];    // libvips loader, e.g. "jpegload_buffer"
+} imgedge_header;
+
+typedef struct {
+	int width, height;  // output size, upright
+	int cover;          // scale to cover the box, then crop its centre
+	int shrink;         // JPEG shrink-on-load factor: 1, 2, 4 or 8
+	int format;         // IMGEDGE_*
+	int quality, interlace, effort;
+	int flatten;        // composite alpha onto white (formats without alpha)
+	int keep_metadata;  // keep EXIF/XMP/IPTC (never on by default)
+} imgedge_opts;
+
+// imgedge_init applies process-wide settings: no operation cache, no
+// untrusted loaders, warnings dropped (failures still surface as errors).
+void imgedge_init(void);
+
+// imgedge_probe reads an image's header without decoding its pixels.
+int imgedge_probe(const void *buf, size_t len, imgedge_header *h);
+
+// imgedge_process decodes buf (failing on truncated or damaged data),
+// shrinks on load, resizes with premultiplied alpha, orients, converts to
+// sRGB, drops metadata and encodes as o says. On success *out is a g_malloc'd
+// buffer of *outlen bytes, and *ow, *oh, *obands describe the result.
+int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
+	void **out, size_t *outlen, int *ow, int *oh, int *obands);
+
+// imgedge_encode_raw encodes 8-bit sRGB pixels (as IMGEDGE_RAW produced them).
+int imgedge_encode_raw(const void *pix, size_t len, int width, int height, int bands,
+	const imgedge_opts *o, void **out, size_t *outlen);
+
+// imgedge_luma decodes an encoded image, or raw pixels when width > 0, to
+// 8-bit luma as a viewer sees it: alpha flattened onto white. Images over
+// max_pixels are scored on their central max_pixels at full resolution.
+int imgedge_luma(const void *buf, size_t len, int width, int height, int bands,
+	int max_pixels, void **out, size_t *outlen, int *ow, int *oh);
+
+#endif
