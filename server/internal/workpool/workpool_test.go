@@ -8,7 +8,7 @@ import (
 )
 
 func TestPoolFailsFastWhenQueueIsFull(t *testing.T) {
-	p := New(2, 1)
+	p := New(Limits{Workers: 2, Queue: 1})
 	ctx := context.Background()
 	r1, err := p.Acquire(ctx)
 	if err != nil {
@@ -47,7 +47,7 @@ func TestPoolFailsFastWhenQueueIsFull(t *testing.T) {
 }
 
 func TestPoolQueuedCallerGivesUpWithContext(t *testing.T) {
-	p := New(1, 1)
+	p := New(Limits{Workers: 1, Queue: 1})
 	release, err := p.Acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func TestPoolQueuedCallerGivesUpWithContext(t *testing.T) {
 }
 
 func TestAdmittedJobsHoldNoWorkerOutsideRun(t *testing.T) {
-	p := New(1, 1)
+	p := New(Limits{Workers: 1, Queue: 1})
 	a, err := p.Admit()
 	if err != nil {
 		t.Fatal(err)
@@ -99,5 +99,73 @@ func TestAdmittedJobsHoldNoWorkerOutsideRun(t *testing.T) {
 	}
 	if _, err := p.Admit(); err != nil {
 		t.Fatalf("admission after release: %v", err)
+	}
+}
+
+func TestBufferBudgetFailsFast(t *testing.T) {
+	p := New(Limits{Workers: 1, Queue: 4, BufferBytes: 100})
+	a, _ := p.Admit()
+	b, _ := p.Admit()
+	if err := a.HoldBuffer(60); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.HoldBuffer(30); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.HoldBuffer(20); !errors.Is(err, ErrFull) {
+		t.Fatalf("HoldBuffer past the budget = %v, want ErrFull", err)
+	}
+	if err := b.HoldBuffer(101); !errors.Is(err, ErrTooBig) {
+		t.Fatalf("HoldBuffer over the whole budget = %v, want ErrTooBig", err)
+	}
+	if buf, _ := p.Held(); buf != 90 {
+		t.Fatalf("Held buffers = %d, want 90", buf)
+	}
+	a.Release()
+	if err := b.HoldBuffer(70); err != nil {
+		t.Fatalf("after a release: %v", err)
+	}
+	b.Release()
+	b.Release() // a second release is a no-op
+	if buf, px := p.Held(); buf != 0 || px != 0 {
+		t.Fatalf("Held after release = %d, %d", buf, px)
+	}
+}
+
+func TestPixelBudgetWaitsInOrder(t *testing.T) {
+	p := New(Limits{Workers: 2, Queue: 2, PixelBytes: 100})
+	ctx := context.Background()
+	a, _ := p.Admit()
+	if err := a.HoldPixels(ctx, 80); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := p.Admit()
+	if err := b.HoldPixels(ctx, 101); !errors.Is(err, ErrTooBig) {
+		t.Fatalf("HoldPixels over the whole budget = %v, want ErrTooBig", err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- b.HoldPixels(ctx, 50) }()
+	for p.Waiting() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-got:
+		t.Fatalf("HoldPixels did not wait: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	a.Release()
+	if err := <-got; err != nil {
+		t.Fatalf("HoldPixels after a release = %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	c, _ := p.Admit()
+	if err := c.HoldPixels(short, 60); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("HoldPixels past its deadline = %v", err)
+	}
+	b.Release()
+	c.Release()
+	if _, px := p.Held(); px != 0 {
+		t.Fatalf("pixels held after release: %d", px)
 	}
 }
