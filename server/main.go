@@ -8,6 +8,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -206,7 +207,12 @@ type server struct {
 // then metrics, then authentication, then the call timeout), health and
 // reflection.
 func newServer(cfg config.Config, st transform.Store, proc transform.Processor, logger *slog.Logger, sec *security, extra ...grpc.ServerOption) (*server, error) {
-	pool := workpool.New(cfg.Workers, cfg.Queue)
+	pool := workpool.New(workpool.Limits{
+		Workers:     cfg.Workers,
+		Queue:       cfg.Queue,
+		BufferBytes: int64(cfg.MaxMemory) / 4,
+		PixelBytes:  int64(cfg.MaxMemory) - int64(cfg.MaxMemory)/4,
+	})
 	m := metrics.New(pool)
 	svc, err := newService(cfg, st, proc, pool, m)
 	if err != nil {
@@ -241,8 +247,7 @@ func newServer(cfg config.Config, st transform.Store, proc transform.Processor, 
 	}
 	gs := grpc.NewServer(append(opts, extra...)...)
 	imgedgev1.RegisterImageTransformServiceServer(gs, grpcapi.NewServer(svc, grpcapi.Options{
-		MaxStreamBytes: int64(cfg.MaxStreamBytes),
-		Logger:         logger,
+		Logger: logger,
 	}))
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(gs, healthSrv)
@@ -334,6 +339,7 @@ func newService(cfg config.Config, st transform.Store, proc transform.Processor,
 		AllowedBuckets: cfg.Buckets,
 		Limits: transform.Limits{
 			MaxSourceBytes:  int64(cfg.MaxSourceBytes),
+			MaxStreamBytes:  int64(cmp.Or(cfg.MaxStreamBytes, cfg.MaxSourceBytes)),
 			MaxSourcePixels: cfg.MaxSourcePixels,
 			MaxWidth:        cfg.MaxWidth,
 			MaxHeight:       cfg.MaxHeight,

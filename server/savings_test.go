@@ -38,7 +38,7 @@ func TestSavingsReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := newService(cfg, st, proc, workpool.New(1, 1), nil)
+	svc, err := newService(cfg, st, proc, workpool.New(workpool.Limits{Workers: 1, Queue: 1}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,7 @@ type Config struct {
 	MaxWidth        int           `yaml:"max_width"`
 	MaxHeight       int           `yaml:"max_height"`
 	MaxStreamBytes  Bytes         `yaml:"max_stream_bytes"`
+	MaxMemory       Bytes         `yaml:"max_memory"`
 	Workers         int           `yaml:"workers"`
 	Queue           int           `yaml:"queue"`
 	ProcessTimeout  time.Duration `yaml:"process_timeout"`
@@ -146,7 +147,7 @@ func Default() Config {
 		MaxSourcePixels: 50_000_000,
 		MaxWidth:        8192,
 		MaxHeight:       8192,
-		MaxStreamBytes:  64 << 20,
+		MaxMemory:       768 << 20,
 		Workers:         runtime.NumCPU(),
 		Queue:           4 * runtime.NumCPU(),
 		ProcessTimeout:  30 * time.Second,
@@ -204,7 +205,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxSourcePixels, "max-source-pixels", c.MaxSourcePixels, "largest original, in pixels")
 	fs.IntVar(&c.MaxWidth, "max-width", c.MaxWidth, "largest output width")
 	fs.IntVar(&c.MaxHeight, "max-height", c.MaxHeight, "largest output height")
-	fs.Var(&c.MaxStreamBytes, "max-stream-bytes", "largest Transform input stream, in bytes")
+	fs.Var(&c.MaxStreamBytes, "max-stream-bytes", "largest Transform input stream, in bytes, at most max-source-bytes (default: max-source-bytes)")
+	fs.Var(&c.MaxMemory, "max-memory", "memory for image work: a quarter for sources and uploads held at once (refused past it), the rest for decoded pixels (waited for)")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent image transforms (default: number of CPUs)")
 	fs.IntVar(&c.Queue, "queue", c.Queue, "calls that may wait for a worker before ResourceExhausted")
 	fs.DurationVar(&c.ProcessTimeout, "process-timeout", c.ProcessTimeout, "bound on one variant build (fetch, transform, store)")
@@ -343,8 +345,11 @@ func (c *Config) Validate() error {
 	if c.Queue < 0 {
 		errs = append(errs, fmt.Errorf("queue %d must not be negative", c.Queue))
 	}
-	if c.MaxStreamBytes <= 0 {
-		errs = append(errs, errors.New("max-stream-bytes must be positive"))
+	if c.MaxStreamBytes < 0 || c.MaxStreamBytes > c.MaxSourceBytes {
+		errs = append(errs, fmt.Errorf("max-stream-bytes %d must be between 0 (meaning max-source-bytes) and max-source-bytes %d", c.MaxStreamBytes, c.MaxSourceBytes))
+	}
+	if c.MaxSourceBytes > c.MaxMemory/4 {
+		errs = append(errs, fmt.Errorf("max-source-bytes %d must fit in the quarter of max-memory %d that holds sources", c.MaxSourceBytes, c.MaxMemory))
 	}
 	if _, ok := c.Presets[c.DefaultPreset]; !ok {
 		errs = append(errs, fmt.Errorf("default-preset %q is not a defined preset", c.DefaultPreset))

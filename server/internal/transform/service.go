@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -151,15 +152,13 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 
 	// Collapse identical concurrent builds into one. The build runs detached
 	// from this caller's cancellation so that one impatient caller cannot fail
-	// the others; it is bounded by ProcessTimeout instead.
+	// the others; each of its steps has its own clock instead (see build).
 	flight := bucket + "\x00" + cands[0].key + "\x00" + strconv.Itoa(len(cands))
 	if req.DryRun {
 		flight += "\x00dry-run"
 	}
 	ch := s.group.DoChan(flight, func() (any, error) {
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProcessTimeout)
-		defer cancel()
-		return s.build(bctx, bucket, key, cands, req.DryRun)
+		return s.build(context.WithoutCancel(ctx), bucket, key, cands, req.DryRun)
 	})
 	select {
 	case r := <-ch:
@@ -229,28 +228,41 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return EnsureResult{}, false, nil, fmt.Errorf("marker: %w", err)
 	}
-	return EnsureResult{}, false, stale, nil
+	return EnsureResult{OriginalSize: orig.Size}, false, stale, nil
 }
 
 // build fetches the original, transforms it and stores the variant (or the
 // marker saying the original is smaller). It runs once per key at a time. A
 // dry run stops before writing and reports what would have been stored.
+//
+// Each step has its own ProcessTimeout: fetching, waiting for memory and a
+// worker, the work itself (whose clock starts when a worker takes it), and
+// storing. Work that finished is stored, however long the queue was.
 func (s *Service) build(ctx context.Context, bucket, key string, cands []candidate, dryRun bool) (EnsureResult, error) {
+	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, s.cfg.ProcessTimeout) }
+	fetchCtx, cancel := step()
+	defer cancel()
 	// Another build may have finished between our lookup and now.
-	res, done, stale, err := s.lookup(ctx, bucket, key, cands)
+	res, done, stale, err := s.lookup(fetchCtx, bucket, key, cands)
 	if err != nil || done {
 		return res, err
 	}
-	// Admission bounds the sources in memory; a worker is held only for
-	// the CPU work, not while fetching or storing.
-	ticket, err := s.pool.Admit()
+	if res.OriginalSize > s.cfg.Limits.MaxSourceBytes {
+		return EnsureResult{}, fmt.Errorf("%w: %q is %d bytes, the limit is %d", ErrTooLarge, key, res.OriginalSize, s.cfg.Limits.MaxSourceBytes)
+	}
+	// Admission bounds the jobs and the memory they hold; a worker is held
+	// only for the CPU work, not while fetching or storing.
+	ticket, err := s.admit()
 	if err != nil {
-		return EnsureResult{}, fmt.Errorf("%w: %d workers busy and the queue is full", ErrOverloaded, s.pool.Workers())
+		return EnsureResult{}, err
 	}
 	defer ticket.Release()
+	if err := s.holdBuffer(ticket, res.OriginalSize); err != nil {
+		return EnsureResult{}, err
+	}
 
 	start := time.Now()
-	data, orig, err := s.store.Get(ctx, bucket, key, s.cfg.Limits.MaxSourceBytes)
+	data, orig, err := s.store.Get(fetchCtx, bucket, key, s.cfg.Limits.MaxSourceBytes)
 	s.obs.Stage("fetch", time.Since(start))
 	if err != nil {
 		if errors.Is(err, store.ErrTooLarge) {
@@ -258,28 +270,26 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 		}
 		return EnsureResult{}, fmt.Errorf("original: %w", err)
 	}
+	// The original may have been replaced by a larger one since the HEAD.
+	if err := s.holdBuffer(ticket, int64(len(data))-res.OriginalSize); err != nil {
+		return EnsureResult{}, err
+	}
 	specs := make([]variant.Spec, len(cands))
 	for i, c := range cands {
 		specs[i] = c.spec
 	}
-	stopWork, err := ticket.Run(ctx)
-	if err != nil {
-		return EnsureResult{}, err
-	}
-	out, chosen, err := s.process(ctx, data, specs)
-	stopWork()
+	out, chosen, err := s.work(ctx, ticket, data, specs)
 	data = nil // the source is no longer needed while storing
+	storeCtx, cancel := step()
+	defer cancel()
 	if errors.Is(err, errNotWorthIt) {
 		if dryRun {
 			return originalResult(orig, cands[0].key, cands[0].spec), nil
 		}
-		return s.keepOriginal(ctx, bucket, cands[0].key, orig, cands[0].spec, 0)
+		return s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, 0)
 	}
 	if err != nil {
 		return EnsureResult{}, fmt.Errorf("%s: %w", key, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return EnsureResult{}, err
 	}
 	c := cands[0]
 	for _, cand := range cands {
@@ -298,47 +308,89 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 	start = time.Now()
 	defer func() { s.obs.Stage("store", time.Since(start)) }()
 	if smaller {
-		return s.keepOriginal(ctx, bucket, cands[0].key, orig, cands[0].spec, len(out.Data))
+		return s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, len(out.Data))
 	}
-	return s.storeVariant(ctx, bucket, key, c.key, stale[c.key], orig, chosen, out, cands)
+	return s.storeVariant(storeCtx, variantWrite{
+		bucket: bucket, key: key, variantKey: c.key, staleETag: stale[c.key],
+		orig: orig, spec: chosen, out: out, cands: cands,
+	})
+}
+
+// work reads the header, checks it against the limits, waits for the
+// memory its decoding needs and for a worker, then transforms. Waiting and
+// working each get ProcessTimeout; the work's clock starts with the work.
+func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte, specs []variant.Spec) (Output, variant.Spec, error) {
+	info, err := s.probe(data)
+	if err != nil {
+		return Output{}, variant.Spec{}, err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
+	defer cancel()
+	need := s.proc.Footprint(Operation{Spec: specs[0], Source: info})
+	if err := ticket.HoldPixels(waitCtx, need); err != nil {
+		if errors.Is(err, workpool.ErrTooBig) {
+			return Output{}, variant.Spec{}, fmt.Errorf("%w: decoding %d×%d pixels needs about %d MiB, the memory budget is smaller: %w", ErrTooLarge, info.Width, info.Height, need>>20, err)
+		}
+		return Output{}, variant.Spec{}, overloaded(ctx, "memory", err)
+	}
+	defer ticket.DropPixels()
+	stopWork, err := ticket.Run(waitCtx)
+	if err != nil {
+		return Output{}, variant.Spec{}, overloaded(ctx, "a worker", err)
+	}
+	defer stopWork()
+	workCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
+	defer cancel()
+	return s.process(workCtx, data, info, specs)
+}
+
+// variantWrite is a variant to store, with what decides how.
+type variantWrite struct {
+	bucket, key string // the original
+	variantKey  string
+	staleETag   string // the stale variant to replace, if any
+	orig        store.ObjectInfo
+	spec        variant.Spec // resolved, with the quality chosen
+	out         Output
+	cands       []candidate // every format compared, for "best"
 }
 
 // storeVariant writes the variant with a condition, so that concurrent
 // writers (other replicas) cannot both win: create-if-absent for a new key,
 // replace-if-unchanged for a stale one.
-func (s *Service) storeVariant(ctx context.Context, bucket, key, vkey, staleETag string, orig store.ObjectInfo, spec variant.Spec, out Output, cands []candidate) (EnsureResult, error) {
+func (s *Service) storeVariant(ctx context.Context, w variantWrite) (EnsureResult, error) {
 	opts := store.PutOptions{
-		ContentType:  spec.Format.ContentType(),
+		ContentType:  w.spec.Format.ContentType(),
 		CacheControl: s.cfg.VariantCacheControl,
 		Metadata: map[string]string{
-			MetaSourceETag: orig.ETag,
-			MetaWidth:      strconv.Itoa(out.Width),
-			MetaHeight:     strconv.Itoa(out.Height),
-			MetaQuality:    strconv.Itoa(spec.Quality),
+			MetaSourceETag: w.orig.ETag,
+			MetaWidth:      strconv.Itoa(w.out.Width),
+			MetaHeight:     strconv.Itoa(w.out.Height),
+			MetaQuality:    strconv.Itoa(w.spec.Quality),
 		},
 	}
-	if b := bestOf(cands); b != "" {
+	if b := bestOf(w.cands); b != "" {
 		opts.Metadata[MetaBestOf] = b
 	}
-	if staleETag == "" {
+	if w.staleETag == "" {
 		opts.IfNoneMatch = true
 	} else {
-		opts.IfMatch = staleETag
+		opts.IfMatch = w.staleETag
 	}
-	info, err := s.store.Put(ctx, bucket, vkey, out.Data, opts)
+	info, err := s.store.Put(ctx, w.bucket, w.variantKey, w.out.Data, opts)
 	if errors.Is(err, store.ErrPreconditionFailed) {
 		// Another writer won the race; serve what it stored if it is fresh.
-		if res, done, _, lerr := s.lookup(ctx, bucket, key, cands); lerr == nil && done {
+		if res, done, _, lerr := s.lookup(ctx, w.bucket, w.key, w.cands); lerr == nil && done {
 			return res, nil
 		}
-		return EnsureResult{}, fmt.Errorf("%w: %s: %w", ErrConflict, vkey, err)
+		return EnsureResult{}, fmt.Errorf("%w: %s: %w", ErrConflict, w.variantKey, err)
 	}
 	if err != nil {
 		return EnsureResult{}, fmt.Errorf("storing variant: %w", err)
 	}
-	info.Size = int64(len(out.Data))
+	info.Size = int64(len(w.out.Data))
 	info.Metadata = opts.Metadata
-	return variantResult(Created, orig, info, vkey, spec), nil
+	return variantResult(Created, w.orig, info, w.variantKey, w.spec), nil
 }
 
 // keepOriginal remembers that the original is the better answer.
@@ -356,64 +408,140 @@ func (s *Service) keepOriginal(ctx context.Context, bucket, vkey string, orig st
 	return originalResult(orig, vkey, spec), nil
 }
 
-// Transform converts image bytes without touching storage.
-func (s *Service) Transform(ctx context.Context, data []byte, req Request) (Output, variant.Spec, error) {
+// Upload is an admitted Transform: its input is received chunk by chunk
+// against the memory budget, then transformed. Close it when done.
+type Upload struct {
+	s      *Service
+	req    Request
+	specs  []variant.Spec
+	ticket *workpool.Ticket
+	size   int64
+}
+
+// StartTransform validates req and admits a Transform before any of its
+// input is read, so that a full service refuses it at the first message.
+func (s *Service) StartTransform(req Request) (*Upload, error) {
 	spec, err := s.cfg.resolve(req)
 	if err != nil {
-		return Output{}, variant.Spec{}, err
-	}
-	if int64(len(data)) > s.cfg.Limits.MaxSourceBytes {
-		return Output{}, spec, fmt.Errorf("%w: input is %d bytes, the limit is %d", ErrTooLarge, len(data), s.cfg.Limits.MaxSourceBytes)
+		return nil, err
 	}
 	cands, err := s.candidates("input", spec, req.Accept)
 	if err != nil {
-		return Output{}, spec, err
+		return nil, err
 	}
 	specs := make([]variant.Spec, len(cands))
 	for i, c := range cands {
 		specs[i] = c.spec
 	}
-	release, err := s.acquire(ctx)
+	ticket, err := s.admit()
 	if err != nil {
-		return Output{}, spec, err
+		return nil, err
 	}
-	defer release()
-	out, chosen, err := s.process(ctx, data, specs)
+	return &Upload{s: s, req: req, specs: specs, ticket: ticket}, nil
+}
+
+// Receive accounts for n more input bytes about to be held in memory. It
+// fails with ErrTooLarge past the source limit, and with ErrOverloaded when
+// the service's buffer budget is spent.
+func (u *Upload) Receive(n int) error {
+	u.size += int64(n)
+	if limit := u.s.MaxStreamBytes(); u.size > limit {
+		return fmt.Errorf("%w: the input exceeds the stream limit of %d bytes", ErrTooLarge, limit)
+	}
+	return u.s.holdBuffer(u.ticket, int64(n))
+}
+
+// Transform converts the received bytes, which must be all of them.
+func (u *Upload) Transform(ctx context.Context, data []byte) (Output, variant.Spec, error) {
+	s, specs := u.s, u.specs
+	if int64(len(data)) != u.size {
+		return Output{}, specs[0], fmt.Errorf("transform: %d bytes received, %d accounted for", len(data), u.size)
+	}
+	out, chosen, err := s.work(ctx, u.ticket, data, specs)
 	if errors.Is(err, errNotWorthIt) {
 		// Transform always answers with an image: encode at the top quality.
 		one := specs[len(specs)-1]
 		one.AutoQuality, one.Quality = false, s.cfg.Auto.MaxQuality
-		out, chosen, err = s.process(ctx, data, []variant.Spec{one})
+		out, chosen, err = s.work(ctx, u.ticket, data, []variant.Spec{one})
 	}
-	return out, chosen, err
+	if err != nil {
+		return Output{}, specs[0], err
+	}
+	return out, chosen, nil
 }
 
-// MaxSourceBytes is the largest input Transform accepts.
-func (s *Service) MaxSourceBytes() int64 { return s.cfg.Limits.MaxSourceBytes }
+// Close gives the upload's place and memory back.
+func (u *Upload) Close() { u.ticket.Release() }
 
-func (s *Service) acquire(ctx context.Context) (func(), error) {
-	release, err := s.pool.Acquire(ctx)
-	if errors.Is(err, workpool.ErrFull) {
-		return nil, fmt.Errorf("%w: %d workers busy and the queue is full", ErrOverloaded, s.pool.Workers())
-	}
-	return release, err
-}
-
-// process checks the header against the limits, then encodes: one fixed
-// spec directly, or, with auto quality, each candidate format at the lowest
-// quality meeting its target, keeping the smallest. It returns the output
-// and the spec that produced it (with the quality chosen).
-func (s *Service) process(ctx context.Context, data []byte, specs []variant.Spec) (Output, variant.Spec, error) {
-	if len(data) == 0 {
-		return Output{}, variant.Spec{}, fmt.Errorf("%w: the image is empty (0 bytes)", ErrUnsupportedImage)
-	}
-	info, err := s.proc.Probe(data)
+// Transform converts image bytes without touching storage: StartTransform,
+// Receive and Transform in one call, for callers that hold the bytes.
+func (s *Service) Transform(ctx context.Context, data []byte, req Request) (Output, variant.Spec, error) {
+	up, err := s.StartTransform(req)
 	if err != nil {
 		return Output{}, variant.Spec{}, err
 	}
-	if info.Pixels() > s.cfg.Limits.MaxSourcePixels {
-		return Output{}, variant.Spec{}, fmt.Errorf("%w: %d×%d is %d pixels, the limit is %d", ErrTooLarge, info.Width, info.Height, info.Pixels(), s.cfg.Limits.MaxSourcePixels)
+	defer up.Close()
+	if err := up.Receive(len(data)); err != nil {
+		return Output{}, up.specs[0], err
 	}
+	return up.Transform(ctx, data)
+}
+
+// MaxStreamBytes is the largest input Transform accepts.
+func (s *Service) MaxStreamBytes() int64 {
+	return cmp.Or(min(s.cfg.Limits.MaxStreamBytes, s.cfg.Limits.MaxSourceBytes), s.cfg.Limits.MaxSourceBytes)
+}
+
+// overloaded explains a wait that ended: the caller's own cancellation, or
+// a wait longer than ProcessTimeout, which means the service is overloaded.
+func overloaded(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("%w: waited too long for %s (%v)", ErrOverloaded, what, err)
+}
+
+// admit takes a place for a job, failing fast when the service is full.
+func (s *Service) admit() (*workpool.Ticket, error) {
+	t, err := s.pool.Admit()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %d workers busy and the queue is full", ErrOverloaded, s.pool.Workers())
+	}
+	return t, nil
+}
+
+// holdBuffer reserves memory for n compressed bytes, failing fast.
+func (s *Service) holdBuffer(t *workpool.Ticket, n int64) error {
+	err := t.HoldBuffer(n)
+	switch {
+	case errors.Is(err, workpool.ErrTooBig):
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrOverloaded, err)
+	}
+	return nil
+}
+
+// probe reads the header and checks it against the limits.
+func (s *Service) probe(data []byte) (ImageInfo, error) {
+	if len(data) == 0 {
+		return ImageInfo{}, fmt.Errorf("%w: the image is empty (0 bytes)", ErrUnsupportedImage)
+	}
+	info, err := s.proc.Probe(data)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	if info.Pixels() > s.cfg.Limits.MaxSourcePixels {
+		return ImageInfo{}, fmt.Errorf("%w: %d×%d is %d pixels, the limit is %d", ErrTooLarge, info.Width, info.Height, info.Pixels(), s.cfg.Limits.MaxSourcePixels)
+	}
+	return info, nil
+}
+
+// process encodes: one fixed spec directly, or, with auto quality, each
+// candidate format at the lowest quality meeting its target, keeping the
+// smallest. It returns the output and the spec that produced it (with the
+// quality chosen).
+func (s *Service) process(ctx context.Context, data []byte, info ImageInfo, specs []variant.Spec) (Output, variant.Spec, error) {
 	if err := ctx.Err(); err != nil {
 		return Output{}, variant.Spec{}, err
 	}

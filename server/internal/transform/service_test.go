@@ -129,6 +129,9 @@ func (f *fakeProcessor) Process(data []byte, op Operation) (Output, error) {
 	return Output{Data: make([]byte, int(float64(len(data))*f.ratio)), Width: 720, Height: 540}, nil
 }
 
+// Footprint is a fixed amount per pixel.
+func (f *fakeProcessor) Footprint(op Operation) int64 { return op.Source.Pixels() * 3 }
+
 // Prepare returns a fake whose sizes grow with quality (and shrink for
 // newer formats) and whose score is 0.9 + q/1000.
 func (f *fakeProcessor) Prepare(data []byte, op Operation) (Prepared, error) {
@@ -169,7 +172,7 @@ func testConfig() Config {
 
 func newTestService(t *testing.T, st Store, p Processor, workers, queue int) *Service {
 	t.Helper()
-	s, err := New(testConfig(), st, p, workpool.New(workers, queue))
+	s, err := New(testConfig(), st, p, workpool.New(workpool.Limits{Workers: workers, Queue: queue}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,8 @@ type ImageInfo struct {
 	Format      string // "jpeg", "png", "webp", "avif", "heif", "gif"
 	Width       int    // as stored, before EXIF orientation
 	Height      int
+	Bands       int // channels, alpha included
+	SampleBytes int // bytes per channel per pixel: 1 for 8-bit, 2 for 16-bit
 	Orientation int // EXIF orientation 1–8; 0 or 1 means none
 	Alpha       bool
 }
@@ -65,6 +67,9 @@ type Processor interface {
 	// Prepare decodes, orients and resizes data once for the auto-quality
 	// search (op.Spec's format and quality are ignored).
 	Prepare(data []byte, op Operation) (Prepared, error)
+	// Footprint estimates the bytes of memory running op holds at most,
+	// from the header alone: admission reserves it before decoding.
+	Footprint(op Operation) int64
 }
 
 // Outcome says what EnsureVariant did.
@@ -106,7 +111,8 @@ func (nopObserver) Ensured(Outcome, int64, int64) {}
 
 // Limits bound the work one request may cause.
 type Limits struct {
-	MaxSourceBytes  int64 // largest original or input, in bytes
+	MaxSourceBytes  int64 // largest original, in bytes
+	MaxStreamBytes  int64 // largest Transform input, in bytes (0: MaxSourceBytes)
 	MaxSourcePixels int64 // largest original, in pixels, checked from the header
 	MaxWidth        int   // largest output width
 	MaxHeight       int   // largest output height
