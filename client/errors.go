@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -16,7 +17,8 @@ var (
 	ErrFailedPrecondition = errors.New("not allowed for this key") // FailedPrecondition
 	ErrPermissionDenied   = errors.New("permission denied")        // PermissionDenied
 	ErrUnauthenticated    = errors.New("unauthenticated")          // Unauthenticated
-	ErrOverloaded         = errors.New("overloaded or too large")  // ResourceExhausted
+	ErrOverloaded         = errors.New("overloaded, retry later")  // ResourceExhausted, reason OVERLOADED
+	ErrTooLarge           = errors.New("image too large")          // ResourceExhausted, reason SOURCE_TOO_LARGE
 	ErrUnavailable        = errors.New("service unavailable")      // Unavailable
 	ErrDeadline           = errors.New("deadline exceeded")        // DeadlineExceeded
 	ErrConflict           = errors.New("conflict, retry")          // Aborted
@@ -44,6 +46,22 @@ func (e *Error) Error() string {
 	return "imgedge: " + e.status.Code().String() + ": " + e.status.Message()
 }
 
+// ErrorInfo reasons the service sends with ResourceExhausted.
+const (
+	ReasonOverloaded     = "OVERLOADED"
+	ReasonSourceTooLarge = "SOURCE_TOO_LARGE"
+)
+
+// Reason is the ErrorInfo reason the service attached, if any.
+func (e *Error) Reason() string {
+	for _, d := range e.status.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
 // GRPCStatus makes status.FromError and status.Code see the original status.
 func (e *Error) GRPCStatus() *status.Status { return e.status }
 
@@ -51,9 +69,15 @@ func (e *Error) GRPCStatus() *status.Status { return e.status }
 func (e *Error) Code() codes.Code { return e.status.Code() }
 
 // Is matches the sentinel error for the status code, and the context errors
-// for DeadlineExceeded and Canceled.
+// for DeadlineExceeded and Canceled. ResourceExhausted is ErrTooLarge when
+// the service says the image is over a limit (no retry helps), and
+// ErrOverloaded otherwise.
 func (e *Error) Is(target error) bool {
 	switch e.status.Code() {
+	case codes.ResourceExhausted:
+		if e.Reason() == ReasonSourceTooLarge {
+			return target == ErrTooLarge
+		}
 	case codes.DeadlineExceeded:
 		if target == context.DeadlineExceeded {
 			return true

@@ -149,7 +149,7 @@ func TestClientErrorsIs(t *testing.T) {
 		{&imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "missing.jpg"}, client.ErrNotFound, codes.NotFound},
 		{&imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "ProcessedImages/x.jpg"}, client.ErrFailedPrecondition, codes.FailedPrecondition},
 		{&imgedgev1.EnsureVariantRequest{Bucket: "other-bucket", Key: "a.jpg"}, client.ErrPermissionDenied, codes.PermissionDenied},
-		{&imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "bomb.png"}, client.ErrOverloaded, codes.ResourceExhausted},
+		{&imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "bomb.png"}, client.ErrTooLarge, codes.ResourceExhausted},
 		{&imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "needs-auth.jpg"}, client.ErrUnauthenticated, codes.Unauthenticated},
 		{&imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "a.jpg", Width: proto.Uint32(0)}, client.ErrInvalid, codes.InvalidArgument},
 	}

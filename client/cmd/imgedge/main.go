@@ -30,6 +30,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/imgedge/imgedge/client"
 )
 
 // Exit codes.
@@ -124,6 +126,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &pe):
 		return exitPartial
+	case errors.Is(err, client.ErrTooLarge): // retrying never helps
+		return exitInvalid
 	}
 	switch status.Code(err) {
 	case codes.NotFound:

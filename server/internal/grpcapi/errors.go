@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"google.golang.org/grpc/codes"
@@ -35,6 +36,7 @@ var errorCodes = []struct {
 	{store.ErrTooLarge, codes.ResourceExhausted},
 	{transform.ErrOverloaded, codes.ResourceExhausted},
 	{store.ErrNotFound, codes.NotFound},
+	{store.ErrForbidden, codes.PermissionDenied},
 	{store.ErrBucketNotFound, codes.NotFound},
 	{transform.ErrConflict, codes.Aborted},
 	{store.ErrPreconditionFailed, codes.Aborted},
@@ -70,14 +72,34 @@ func toStatus(err error) error {
 		return status.Error(code, "internal error")
 	}
 	st := status.New(code, err.Error())
-	if errors.Is(err, transform.ErrOverloaded) {
+	var details []protoadapt.MessageV1
+	switch {
+	case errors.Is(err, transform.ErrOverloaded):
 		// Tell well-behaved clients when to come back.
-		if withHint, derr := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(RetryAfter)}); derr == nil {
-			st = withHint
+		details = append(details,
+			&errdetails.ErrorInfo{Reason: ReasonOverloaded, Domain: ErrorDomain},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(RetryAfter)})
+	case errors.Is(err, transform.ErrTooLarge), errors.Is(err, store.ErrTooLarge):
+		// The same request will never succeed: no retry hint.
+		details = append(details, &errdetails.ErrorInfo{Reason: ReasonSourceTooLarge, Domain: ErrorDomain})
+	}
+	if len(details) > 0 {
+		if withDetails, derr := st.WithDetails(details...); derr == nil {
+			st = withDetails
 		}
 	}
 	return st.Err()
 }
+
+// ErrorInfo reasons that tell the two kinds of ResourceExhausted apart.
+const (
+	ErrorDomain = "imgedge.v1"
+	// ReasonOverloaded: the service is full; retry after the RetryInfo delay.
+	ReasonOverloaded = "OVERLOADED"
+	// ReasonSourceTooLarge: this image is over a byte, pixel or memory
+	// limit; retrying the same request never helps.
+	ReasonSourceTooLarge = "SOURCE_TOO_LARGE"
+)
 
 // RetryAfter is the retry hint sent with overload rejections.
 var RetryAfter = time.Second

@@ -23,14 +23,12 @@ import (
 // Service is what the API needs from the domain.
 type Service interface {
 	EnsureVariant(ctx context.Context, bucket, key string, req transform.Request) (transform.EnsureResult, error)
-	Transform(ctx context.Context, data []byte, req transform.Request) (transform.Output, variant.Spec, error)
+	StartTransform(req transform.Request) (*transform.Upload, error)
 	Backfill(ctx context.Context, bucket, prefix string, req transform.Request, concurrency int, emit func(transform.BackfillItem) error) (transform.BackfillSummary, error)
 }
 
 // Options tune the API layer.
 type Options struct {
-	// MaxStreamBytes bounds the bytes a Transform stream may send in.
-	MaxStreamBytes int64
 	// ChunkSize is the size of the chunks Transform sends out.
 	ChunkSize int
 	Logger    *slog.Logger
@@ -104,12 +102,19 @@ func (s *Server) Transform(stream imgedgev1.ImageTransformService_TransformServe
 	if err != nil {
 		return s.fail(ctx, err)
 	}
-	data, err := s.receiveImage(stream)
+	// Admit the call before reading its input: a full service refuses it
+	// now, and the bytes it then receives count against the memory budget.
+	up, err := s.svc.StartTransform(req)
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	defer up.Close()
+	data, err := receiveImage(stream, up)
 	if err != nil {
 		return s.fail(ctx, err)
 	}
 	setLogAttrs(ctx, slog.Int("input_bytes", len(data)))
-	out, spec, err := s.svc.Transform(ctx, data, req)
+	out, spec, err := up.Transform(ctx, data)
 	if err != nil {
 		return s.fail(ctx, err)
 	}
@@ -172,8 +177,9 @@ func (s *Server) Backfill(in *imgedgev1.BackfillRequest, stream imgedgev1.ImageT
 	}}})
 }
 
-// receiveImage collects the chunks of a Transform stream, up to the limit.
-func (s *Server) receiveImage(stream imgedgev1.ImageTransformService_TransformServer) ([]byte, error) {
+// receiveImage collects the chunks of a Transform stream, accounting for
+// each before it is kept.
+func receiveImage(stream imgedgev1.ImageTransformService_TransformServer, up *transform.Upload) ([]byte, error) {
 	var buf bytes.Buffer
 	for {
 		msg, err := stream.Recv()
@@ -187,8 +193,8 @@ func (s *Server) receiveImage(stream imgedgev1.ImageTransformService_TransformSe
 		if !ok {
 			return nil, fmt.Errorf("%w: only the first message may carry options", transform.ErrInvalidArgument)
 		}
-		if int64(buf.Len()+len(chunk.Chunk)) > s.opts.MaxStreamBytes {
-			return nil, fmt.Errorf("%w: the input exceeds the stream limit of %d bytes", transform.ErrTooLarge, s.opts.MaxStreamBytes)
+		if err := up.Receive(len(chunk.Chunk)); err != nil {
+			return nil, err
 		}
 		buf.Write(chunk.Chunk)
 	}
