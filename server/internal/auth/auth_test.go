@@ -147,3 +147,23 @@ func TestTLSFilesReloadWithoutDroppingConnections(t *testing.T) {
 		c.Close()
 	}
 }
+
+func TestBearerToken(t *testing.T) {
+	tests := []struct {
+		header, token string
+		ok            bool
+	}{
+		{"Bearer abc", "abc", true},
+		{"bearer abc", "abc", true},
+		{"BEARER   abc ", "abc", true},
+		{"Basic abc", "", false},
+		{"Bearerabc", "", false},
+		{"", "", false},
+	}
+	for _, tt := range tests {
+		token, ok := bearerToken(tt.header)
+		if token != tt.token || ok != tt.ok {
+			t.Errorf("bearerToken(%q) = %q, %v; want %q, %v", tt.header, token, ok, tt.token, tt.ok)
+		}
+	}
+}

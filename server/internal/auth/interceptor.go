@@ -48,8 +48,8 @@ func (g *Guard) identify(ctx context.Context) (Identity, error) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		var presented string
 		for _, v := range md.Get("authorization") {
-			if t, ok := strings.CutPrefix(v, "Bearer "); ok {
-				presented = strings.TrimSpace(t)
+			if t, ok := bearerToken(v); ok {
+				presented = t
 			}
 		}
 		return g.Tokens.Check(presented)
@@ -146,4 +146,14 @@ func (s *guardedStream) RecvMsg(m any) error {
 		return s.guard.authorize(s.id, s.method, m)
 	}
 	return nil
+}
+
+// bearerToken reads "Bearer <token>"; the scheme name is case-insensitive
+// (RFC 7235, section 2.1) and may be followed by several spaces.
+func bearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
 }

@@ -16,6 +16,9 @@ var (
 	ErrNotFound = errors.New("object not found")
 	// ErrBucketNotFound: the bucket does not exist.
 	ErrBucketNotFound = errors.New("bucket not found")
+	// ErrForbidden: the object exists but this store may not serve it
+	// (for example, a link leading outside the store).
+	ErrForbidden = errors.New("object not readable")
 	// ErrPreconditionFailed: a conditional write lost (someone else wrote first).
 	ErrPreconditionFailed = errors.New("precondition failed")
 	// ErrTooLarge: the object is larger than the caller's limit; nothing was read.

@@ -90,9 +90,29 @@ func (s *Store) objectPath(bucket, key string) (string, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", fmt.Errorf("%w: %q", store.ErrBucketNotFound, bucket)
 		}
-		return "", fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		return "", classify(err, bucket)
 	}
 	return bucket + "/" + key, nil
+}
+
+// classify turns a file system error about key into a store error whose
+// message names the key and the cause, never the system call: a missing
+// file, a name too long, or a link leading out of the store are the
+// caller's problem; anything else is the store's.
+func classify(err error, key string) error {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("%w: %q", store.ErrNotFound, key)
+	case errors.Is(err, syscall.ENAMETOOLONG):
+		return fmt.Errorf("%w: %q has a path segment longer than this store allows", variant.ErrBadKey, key)
+	case errors.Is(err, syscall.ELOOP), errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w: %q cannot be read from this store", store.ErrForbidden, key)
+	case !errors.As(err, &errno):
+		// os.Root refuses, without an errno, a path that escapes it.
+		return fmt.Errorf("%w: %q leads outside the store", store.ErrForbidden, key)
+	}
+	return fmt.Errorf("%w: %q: %s", store.ErrUnavailable, key, errno.Error())
 }
 
 // sidecar is the JSON kept beside an object's data.
@@ -104,14 +124,20 @@ type sidecar struct {
 
 func sidecarPath(objPath string) string { return metaDir + "/" + objPath + ".json" }
 
-// etagOf derives a cheap ETag that changes whenever the file is replaced.
+// etagOf derives a cheap ETag that changes whenever the file is replaced
+// or rewritten: besides size and modification time, which a writer can set
+// back (cp -p, touch -d), it covers the inode and its change time, which
+// no writer can.
 func etagOf(fi fs.FileInfo) string {
 	var ino uint64
+	var ctime int64
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		ino = st.Ino
+		ctime = st.Ctim.Nano()
 	}
 	return `"` + strconv.FormatInt(fi.ModTime().UnixNano(), 16) + "-" +
-		strconv.FormatInt(fi.Size(), 16) + "-" + strconv.FormatUint(ino, 16) + `"`
+		strconv.FormatInt(fi.Size(), 16) + "-" + strconv.FormatUint(ino, 16) + "-" +
+		strconv.FormatInt(ctime, 16) + `"`
 }
 
 // Head returns an object's metadata without reading its data.
@@ -126,10 +152,7 @@ func (s *Store) Head(_ context.Context, bucket, key string) (store.ObjectInfo, e
 func (s *Store) stat(p, key string) (store.ObjectInfo, error) {
 	fi, err := s.root.Stat(p)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-			return store.ObjectInfo{}, fmt.Errorf("%w: %q", store.ErrNotFound, key)
-		}
-		return store.ObjectInfo{}, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		return store.ObjectInfo{}, classify(err, key)
 	}
 	if !fi.Mode().IsRegular() {
 		return store.ObjectInfo{}, fmt.Errorf("%w: %q is not a regular file", store.ErrNotFound, key)
@@ -161,10 +184,7 @@ func (s *Store) Get(_ context.Context, bucket, key string, limit int64) ([]byte,
 	}
 	f, err := s.root.Open(p)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-			return nil, store.ObjectInfo{}, fmt.Errorf("%w: %q", store.ErrNotFound, key)
-		}
-		return nil, store.ObjectInfo{}, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		return nil, store.ObjectInfo{}, classify(err, key)
 	}
 	defer f.Close()
 	info, err := s.stat(p, key)
@@ -188,24 +208,24 @@ func (s *Store) Put(_ context.Context, bucket, key string, data []byte, opts sto
 		return store.ObjectInfo{}, err
 	}
 	if err := s.root.MkdirAll(path.Dir(p), 0o755); err != nil {
-		return store.ObjectInfo{}, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		return store.ObjectInfo{}, classify(err, key)
 	}
 	tmp, err := s.writeTemp(data)
 	if err != nil {
 		return store.ObjectInfo{}, err
 	}
-	defer s.root.Remove(tmp) // a no-op once renamed; after a link, drops the extra name
-
-	fi, err := s.root.Stat(tmp)
+	err = s.place(tmp, p, key, opts)
+	s.root.Remove(tmp) // a no-op once renamed; after a link, drops the extra name
 	if err != nil {
-		return store.ObjectInfo{}, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
-	}
-	etag := etagOf(fi)
-
-	if err := s.place(tmp, p, key, opts); err != nil {
 		return store.ObjectInfo{}, err
 	}
-	if err := s.writeSidecar(p, sidecar{ETag: etag, ContentType: opts.ContentType, Metadata: opts.Metadata}); err != nil {
+	// The ETag covers the change time, which placing the file (and
+	// dropping its temporary name) moved on: read it from the final file.
+	fi, err := s.root.Stat(p)
+	if err != nil {
+		return store.ObjectInfo{}, classify(err, key)
+	}
+	if err := s.writeSidecar(p, sidecar{ETag: etagOf(fi), ContentType: opts.ContentType, Metadata: opts.Metadata}); err != nil {
 		return store.ObjectInfo{}, err
 	}
 	return s.stat(p, key)

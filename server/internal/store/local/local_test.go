@@ -5,8 +5,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/store"
 )
 
@@ -73,6 +76,34 @@ func TestOverwriteInvalidatesSidecarAndETag(t *testing.T) {
 	}
 }
 
+// TestRewriteInPlaceChangesETag: a rewrite that keeps size and
+// modification time (cp -p, touch -d) still changes the ETag, so the
+// variants made from the old content go stale.
+func TestRewriteInPlaceChangesETag(t *testing.T) {
+	s, dir := open(t)
+	ctx := context.Background()
+	file := filepath.Join(dir, "demo", "same.jpg")
+	if err := os.WriteFile(file, []byte("aaaa"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(file)
+	before, err := s.Head(ctx, "demo", "same.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // let the clock move past the first change time
+	if err := os.WriteFile(file, []byte("bbbb"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(file, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	after, err := s.Head(ctx, "demo", "same.jpg")
+	if err != nil || after.ETag == before.ETag {
+		t.Errorf("ETag %s before and %s after an in-place rewrite (%v)", before.ETag, after.ETag, err)
+	}
+}
+
 func TestConditionalPut(t *testing.T) {
 	s, _ := open(t)
 	ctx := context.Background()
@@ -110,11 +141,26 @@ func TestCannotEscapeRoot(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(dir, "demo", "link")); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Get(ctx, "demo", "link/secret.jpg", 100); err == nil {
-		t.Error("read through a symlink out of the root")
+	if err := os.Symlink(filepath.Join(outside, "secret.jpg"), filepath.Join(dir, "demo", "direct.jpg")); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := s.Put(ctx, "demo", "link/new.jpg", []byte("x"), store.PutOptions{}); err == nil {
-		t.Error("wrote through a symlink out of the root")
+	// Links out of the store are the caller's problem (PermissionDenied),
+	// not an outage, and the message names no system call.
+	for _, key := range []string{"link/secret.jpg", "direct.jpg"} {
+		_, _, err := s.Get(ctx, "demo", key, 100)
+		if !errors.Is(err, store.ErrForbidden) || strings.Contains(err.Error(), "at ") {
+			t.Errorf("Get(%q) through a link out of the root = %v, want ErrForbidden", key, err)
+		}
+		if _, err := s.Head(ctx, "demo", key); !errors.Is(err, store.ErrForbidden) {
+			t.Errorf("Head(%q) = %v, want ErrForbidden", key, err)
+		}
+	}
+	if _, err := s.Put(ctx, "demo", "link/new.jpg", []byte("x"), store.PutOptions{}); err == nil || errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("write through a symlink out of the root = %v, want a refusal", err)
+	}
+	long := strings.Repeat("x", 300) + ".jpg"
+	if _, err := s.Head(ctx, "demo", long); !errors.Is(err, variant.ErrBadKey) || strings.Contains(err.Error(), "stat") {
+		t.Errorf("Head(300-byte segment) = %v, want ErrBadKey", err)
 	}
 	for _, key := range []string{"../escape.jpg", "/etc/passwd", "a/../../b"} {
 		if _, err := s.Head(ctx, "demo", key); err == nil || errors.Is(err, store.ErrNotFound) {
