@@ -103,12 +103,14 @@ savings: deps ## the savings table: prototype q90 vs per-format defaults vs auto
 	IMGEDGE_SAVINGS=1 IMGEDGE_SAVINGS_OUT=$(CURDIR)/dist/savings-table.md go test ./server -run '^TestSavingsReport$$' -count=1 -v -timeout 30m
 	@echo "table written to dist/savings-table.md"
 
-fuzz: ## run each fuzz target for a while (FUZZTIME=30s)
+fuzz: ## run each fuzz target for a while (FUZZTIME=30s), then every shape × format × spec through libvips
 	go test ./client/variant -run '^$$' -fuzz FuzzParseKey -fuzztime $${FUZZTIME:-30s}
 	go test ./client/variant -run '^$$' -fuzz FuzzParseCanonical -fuzztime $${FUZZTIME:-30s}
 	go test ./client/variant -run '^$$' -fuzz FuzzParseAccept -fuzztime $${FUZZTIME:-30s}
 	go test ./edgeadapter -run '^$$' -fuzz FuzzURIAndQuery -fuzztime $${FUZZTIME:-30s}
 	go test ./server/internal/quality -run '^$$' -fuzz FuzzEstimateJPEGQuality -fuzztime $${FUZZTIME:-30s}
+	go test ./server/internal/imaging -run '^$$' -fuzz FuzzProcessShapes -fuzztime $${FUZZTIME:-30s}
+	IMGEDGE_SHAPE_SWEEP_FULL=1 go test ./server/internal/imaging -run '^TestExtremeShapes$$' -count=1 -timeout 60m
 
 clean: ## remove the local store, build outputs and tools
 	rm -rf $(DATA) $(BIN) dist

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -78,6 +79,11 @@ func realMain(ctx context.Context, args []string, logOut io.Writer) error {
 	}
 	level, _ := config.ParseLevel(cfg.LogLevel)
 	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		// Uploads and sources live on the Go heap: collect their garbage
+		// before the heap outgrows the memory budget, not at twice its size.
+		debug.SetMemoryLimit(int64(cfg.MaxMemory))
+	}
 
 	security, err := newSecurity(cfg)
 	if err != nil {

@@ -178,13 +178,14 @@ func (s *Server) Backfill(in *imgedgev1.BackfillRequest, stream imgedgev1.ImageT
 }
 
 // receiveImage collects the chunks of a Transform stream, accounting for
-// each before it is kept.
+// each before it is kept, and joins them once at the end (growing one
+// buffer as chunks arrive would leave twice the input behind as garbage).
 func receiveImage(stream imgedgev1.ImageTransformService_TransformServer, up *transform.Upload) ([]byte, error) {
-	var buf bytes.Buffer
+	var chunks [][]byte
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return buf.Bytes(), nil
+			return bytes.Join(chunks, nil), nil
 		}
 		if err != nil {
 			return nil, err
@@ -196,7 +197,7 @@ func receiveImage(stream imgedgev1.ImageTransformService_TransformServer, up *tr
 		if err := up.Receive(len(chunk.Chunk)); err != nil {
 			return nil, err
 		}
-		buf.Write(chunk.Chunk)
+		chunks = append(chunks, chunk.Chunk)
 	}
 }
 

@@ -92,6 +92,23 @@ func PNG(w, h int) []byte {
 	return buf.Bytes()
 }
 
+// OneBitPNG is a 1-bit paletted PNG of vertical stripes: a few KB on
+// disk, w×h pixels decoded.
+func OneBitPNG(w, h int) []byte {
+	img := image.NewPaletted(image.Rect(0, 0, w, h), color.Palette{color.Black, color.White})
+	for y := range h {
+		row := img.Pix[y*img.Stride : y*img.Stride+w]
+		for x := range row {
+			row[x] = uint8((x / 4) % 2)
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
 // WithOrientation inserts an EXIF APP1 segment carrying orientation o right
 // after the JPEG's SOI marker.
 func WithOrientation(jpg []byte, o uint16) []byte {

@@ -1,0 +1,126 @@
+package imaging
+
+import (
+	"bytes"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
+	"testing"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/testimages"
+)
+
+// hiddenColourPNG is w×h: opaque light grey on the left, a band whose alpha
+// falls from 255 to 0, then stripes of opaque grey and fully transparent
+// pixels whose hidden colour is black. Resampling without premultiplying
+// drags that black into every edge.
+func hiddenColourPNG(w, h int) *image.NRGBA {
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			c := color.NRGBA{200, 200, 200, 255}
+			switch {
+			case x >= w/2+w/8 && (x/6)%2 == 1:
+				c = color.NRGBA{0, 0, 0, 0}
+			case x >= w/2 && x < w/2+w/8:
+				c.A = uint8(255 - 255*(x-w/2)/(w/8))
+			}
+			img.SetNRGBA(x, y, c)
+		}
+	}
+	return img
+}
+
+// premultipliedHalf is the reference: a 2×2 box in premultiplied space,
+// unpremultiplied, then flattened onto white.
+func premultipliedHalf(src *image.NRGBA) *image.RGBA {
+	b := src.Bounds()
+	out := image.NewRGBA(image.Rect(0, 0, b.Dx()/2, b.Dy()/2))
+	for y := range out.Bounds().Dy() {
+		for x := range out.Bounds().Dx() {
+			var r, g, bl, a float64
+			for _, d := range [][2]int{{0, 0}, {1, 0}, {0, 1}, {1, 1}} {
+				c := src.NRGBAAt(2*x+d[0], 2*y+d[1])
+				al := float64(c.A) / 255
+				r += float64(c.R) * al
+				g += float64(c.G) * al
+				bl += float64(c.B) * al
+				a += al
+			}
+			r, g, bl, a = r/4, g/4, bl/4, a/4
+			flat := func(premul float64) uint8 { return uint8(math.Round(premul + 255*(1-a))) }
+			out.SetRGBA(x, y, color.RGBA{flat(r), flat(g), flat(bl), 255})
+		}
+	}
+	return out
+}
+
+// flattenOnWhite composites a decoded image onto white.
+func flattenOnWhite(img image.Image) *image.RGBA {
+	b := img.Bounds()
+	out := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
+	for y := range b.Dy() {
+		for x := range b.Dx() {
+			r, g, bl, a := img.At(b.Min.X+x, b.Min.Y+y).RGBA() // premultiplied, 16-bit
+			flat := func(c uint32) uint8 { return uint8(math.Round((float64(c) + float64(0xffff-a)) / 257)) }
+			out.SetRGBA(x, y, color.RGBA{flat(r), flat(g), flat(bl), 255})
+		}
+	}
+	return out
+}
+
+// maxAbsDiff is the largest difference on any channel.
+func maxAbsDiff(a, b image.Image) int {
+	worst := 0
+	for y := range a.Bounds().Dy() {
+		for x := range a.Bounds().Dx() {
+			ar, ag, ab, _ := a.At(x, y).RGBA()
+			br, bg, bb, _ := b.At(x, y).RGBA()
+			for _, d := range []int{int(ar>>8) - int(br>>8), int(ag>>8) - int(bg>>8), int(ab>>8) - int(bb>>8)} {
+				worst = max(worst, d, -d)
+			}
+		}
+	}
+	return worst
+}
+
+// TestResizeWithAlphaPremultiplies: halving an image with transparency
+// matches a premultiplied reference, both as PNG (alpha kept, compared as
+// seen on white) and as JPEG (flattened): no dark fringes, no hidden
+// colour bleeding through.
+func TestResizeWithAlphaPremultiplies(t *testing.T) {
+	src := hiddenColourPNG(960, 240)
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, src); err != nil {
+		t.Fatal(err)
+	}
+	want := premultipliedHalf(src)
+	for _, tt := range []struct {
+		format  variant.Format
+		meanTol float64
+		maxTol  int
+	}{
+		{variant.FormatPNG, 1.5, 8},
+		{variant.FormatJPEG, 2.5, 10},
+	} {
+		t.Run(tt.format.String(), func(t *testing.T) {
+			_, img := run(t, buf.Bytes(), variant.Spec{Width: 480, Format: tt.format, Quality: 90})
+			got := flattenOnWhite(img)
+			mean, worst := testimages.MeanAbsDiff(want, got), maxAbsDiff(want, got)
+			t.Logf("against the premultiplied reference: mean %.2f, max %d", mean, worst)
+			if mean > tt.meanTol || worst > tt.maxTol {
+				t.Errorf("mean error %.2f (tolerance %.1f), max %d (tolerance %d)", mean, tt.meanTol, worst, tt.maxTol)
+			}
+			// Every pixel is a blend of grey 200 and white: never darker.
+			for y := range got.Bounds().Dy() {
+				for x := range got.Bounds().Dx() {
+					if c := got.RGBAAt(x, y); c.R < 185 {
+						t.Fatalf("pixel (%d, %d) is %v: a dark fringe", x, y, c)
+					}
+				}
+			}
+		})
+	}
+}
