@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image"
+	"image/jpeg"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+	"github.com/imgedge/imgedge/server/internal/store"
+	"github.com/imgedge/imgedge/server/internal/store/local"
+	"github.com/imgedge/imgedge/server/internal/testimages"
+)
+
+func thinJPEG(w, h int) []byte {
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i * 7)
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 90}); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
+// TestThinImagesGetVariants: the shapes that once aborted the whole
+// process answer OK with a variant of at least one pixel a side, through
+// EnsureVariant and Transform alike.
+func TestThinImagesGetVariants(t *testing.T) {
+	st := newLocalStore(t)
+	h := startServer(t, st, nil)
+	tests := []struct {
+		name         string
+		w, h         int
+		req          *imgedgev1.EnsureVariantRequest
+		wantW, wantH uint32
+	}{
+		{"2400×3 at width 300", 2400, 3, &imgedgev1.EnsureVariantRequest{Width: proto.Uint32(300)}, 300, 1},
+		{"20000×1 at width 320", 20000, 1, &imgedgev1.EnsureVariantRequest{Width: proto.Uint32(320)}, 320, 1},
+		{"4000×6 with preset small", 4000, 6, &imgedgev1.EnsureVariantRequest{Preset: "small"}, 480, 1},
+		{"3×2400 at height 300", 3, 2400, &imgedgev1.EnsureVariantRequest{Height: proto.Uint32(300)}, 1, 300},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := thinJPEG(tt.w, tt.h)
+			key := strings.ReplaceAll(tt.name, " ", "_") + ".jpg"
+			putVia(t, st)(key, src)
+			tt.req.Bucket, tt.req.Key = bucket, key
+			resp := ensure(t, h, tt.req)
+			if resp.Outcome == imgedgev1.Outcome_OUTCOME_CREATED && (resp.Width != tt.wantW || resp.Height != tt.wantH) {
+				t.Errorf("EnsureVariant: %d×%d, want %d×%d", resp.Width, resp.Height, tt.wantW, tt.wantH)
+			}
+			out, res := transformVia(t, h, &imgedgev1.TransformOptions{Preset: tt.req.Preset, Width: tt.req.Width, Height: tt.req.Height}, src)
+			if res.GetWidth() != tt.wantW || res.GetHeight() != tt.wantH || len(out) == 0 {
+				t.Errorf("Transform: %d×%d (%d bytes), want %d×%d", res.GetWidth(), res.GetHeight(), len(out), tt.wantW, tt.wantH)
+			}
+		})
+	}
+}
+
+// transformVia streams src through Transform and returns the output.
+func transformVia(t *testing.T, h *harness, opts *imgedgev1.TransformOptions, src []byte) ([]byte, *imgedgev1.TransformResult) {
+	t.Helper()
+	stream, err := h.client.Transform(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Options{Options: opts}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Chunk{Chunk: src}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	var res *imgedgev1.TransformResult
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, res
+		}
+		if err != nil {
+			t.Fatalf("Transform: %v", err)
+		}
+		if r := msg.GetResult(); r != nil {
+			res = r
+		}
+		out = append(out, msg.GetChunk()...)
+	}
+}
+
+// TestDamagedOriginalsStoreNothing: truncated or broken originals answer
+// InvalidArgument, and nothing is written under the processed prefix.
+func TestDamagedOriginalsStoreNothing(t *testing.T) {
+	stores(t, func(t *testing.T, st objectStore, put func(string, []byte), _ func(string) []byte) {
+		h := startServer(t, st, nil)
+		jpg := testimages.JPEG(640, 480, 90)
+		png := testimages.PNG(640, 480)
+		damaged := map[string][]byte{
+			"cut.jpg":     jpg[:len(jpg)/2],
+			"cut-eoi.jpg": append(append([]byte{}, jpg[:len(jpg)/2]...), 0xFF, 0xD9),
+			"cut.png":     png[:len(png)/2],
+		}
+		for key, data := range damaged {
+			put(key, data)
+			_, err := h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Preset: "small", Accept: "image/webp"})
+			if status.Code(err) != codes.InvalidArgument {
+				t.Errorf("%s: %v, want InvalidArgument", key, err)
+			}
+		}
+		var stored []string
+		err := st.Walk(context.Background(), bucket, "ProcessedImages/", "", func(o store.ObjectInfo) error {
+			stored = append(stored, o.Key)
+			return nil
+		})
+		if err != nil || len(stored) > 0 {
+			t.Errorf("stored for damaged originals: %v (%v)", stored, err)
+		}
+	})
+}
+
+// TestLocalStoreRefusalsAreTheCallersProblem: a link out of the store and
+// an over-long name answer PermissionDenied and InvalidArgument, not
+// Unavailable (which a client would retry and count as an outage), with
+// messages that name no system call.
+func TestLocalStoreRefusalsAreTheCallersProblem(t *testing.T) {
+	dir := t.TempDir()
+	st, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.CreateBucket(bucket)
+	h := startServer(t, st, nil)
+	outside := filepath.Join(t.TempDir(), "secret.jpg")
+	os.WriteFile(outside, testimages.JPEG(64, 64, 90), 0o644)
+	if err := os.Symlink(outside, filepath.Join(dir, bucket, "link.jpg")); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]codes.Code{
+		"link.jpg":                        codes.PermissionDenied,
+		strings.Repeat("a", 300) + ".jpg": codes.InvalidArgument,
+	} {
+		_, err := h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key})
+		msg := status.Convert(err).Message()
+		if status.Code(err) != want || strings.Contains(msg, "stat") || strings.Contains(msg, "openat") {
+			t.Errorf("%.20s…: %v, want %v without internals", key, err, want)
+		}
+	}
+}
