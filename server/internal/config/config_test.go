@@ -104,3 +104,24 @@ func TestEnvName(t *testing.T) {
 		t.Errorf("EnvName = %s", got)
 	}
 }
+
+func TestByteLimitsNest(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // "" for valid
+	}{
+		{[]string{"--max-stream-bytes", "10MiB"}, ""},
+		{[]string{"--max-stream-bytes", "60MiB"}, "max-stream-bytes"},
+		{[]string{"--max-source-bytes", "300MiB"}, "max-source-bytes"},
+		{[]string{"--max-source-bytes", "300MiB", "--max-memory", "2GiB"}, ""},
+	}
+	for _, tt := range tests {
+		_, err := Load(tt.args, env(nil))
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%v: %v", tt.args, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%v: %v, want an error about %s", tt.args, err, tt.want)
+		}
+	}
+}
