@@ -19,6 +19,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/imgedge/imgedge/client"
 	"github.com/imgedge/imgedge/client/variant"
@@ -82,12 +83,19 @@ func New(cfg Config, logger *slog.Logger) (*Adapter, error) {
 	return a, nil
 }
 
-// serviceHealthy tells the breaker which errors say nothing about the
-// service's health: a bad or missing image is the request's fault.
+// serviceHealthy tells the breaker whether an answer says the service is
+// unwell. Only those count: no answer in time, unreachable, Unavailable,
+// Internal or Unknown, a refused token, and overload as the service reports
+// it. Answers about the request itself (too large, not found, invalid, not
+// allowed, a lost write race, PENDING) never do: otherwise any viewer could
+// open the breaker for everyone by asking for a bad image five times.
 func serviceHealthy(err error) bool {
 	switch status.Code(err) {
-	case codes.OK, codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.PermissionDenied:
+	case codes.OK, codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.PermissionDenied,
+		codes.OutOfRange, codes.AlreadyExists, codes.Aborted, codes.Canceled:
 		return true
+	case codes.ResourceExhausted:
+		return errors.Is(err, client.ErrTooLarge)
 	}
 	return false
 }
@@ -184,6 +192,7 @@ func (a *Adapter) decide(ctx context.Context, req *cloudfront.Request) Decision 
 		return keep(PassThrough, err.Error())
 	}
 	ereq.Bucket, ereq.Key = bucket, key
+	ereq.MaxWait = durationpb.New(cfg.MaxWait())
 	ereq.Accept = normaliseAccept(req.Headers.Get("accept"))
 	if class := req.Headers.Get(HeaderFormatClass); class != "" {
 		// The viewer-request function already reduced Accept to its class.
@@ -207,6 +216,10 @@ func (a *Adapter) decide(ctx context.Context, req *cloudfront.Request) Decision 
 	}
 	switch resp.GetOutcome() {
 	case imgedgev1.Outcome_OUTCOME_CREATED, imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED:
+	case imgedgev1.Outcome_OUTCOME_PENDING:
+		// The variant is on its way; CloudFront caches this fallback only
+		// for the short default TTL, so a later request gets the variant.
+		return Decision{Action: Fallback, Reason: "pending: the variant is being built", Bucket: bucket, Key: key, URI: req.URI}
 	default:
 		return Decision{Action: Fallback, Reason: "outcome " + resp.GetOutcome().String(), Bucket: bucket, Key: key, URI: req.URI}
 	}

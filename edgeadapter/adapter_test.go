@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/edgeadapter/cloudfront"
@@ -137,7 +138,7 @@ func TestFixtures(t *testing.T) {
 				if len(svc.calls) != 0 {
 					t.Errorf("a pass-through called the service: %v", svc.calls)
 				}
-			} else if len(svc.calls) != 1 || !proto.Equal(svc.calls[0], tt.call) {
+			} else if tt.call.MaxWait = durationpb.New(time.Second); len(svc.calls) != 1 || !proto.Equal(svc.calls[0], tt.call) {
 				t.Errorf("service asked %v, want %v", svc.calls, tt.call)
 			}
 			assertOnlyURIChanged(t, in, out, tt.uri)

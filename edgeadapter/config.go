@@ -23,8 +23,13 @@ type Config struct {
 	Service Service `json:"service"`
 	// DeadlineMS bounds the EnsureVariant call, well inside the event's budget.
 	DeadlineMS int `json:"deadline_ms"`
+	// MaxWaitMS is how long the service may spend building a missing
+	// variant before it answers PENDING (the build goes on): the viewer
+	// gets the original at once instead of waiting out the deadline.
+	MaxWaitMS int `json:"max_wait_ms"`
 	// LauncherDeadlineMS bounds a whole event in the Node.js launcher; past
-	// it the launcher answers with the unchanged request.
+	// it the launcher answers with the unchanged request. It must leave
+	// LauncherMarginMS over DeadlineMS for starting the adapter and dialling.
 	LauncherDeadlineMS int `json:"launcher_deadline_ms"`
 	// Extensions (lower case, with the dot) of the requests handled.
 	Extensions []string `json:"extensions"`
@@ -79,6 +84,7 @@ type BreakerConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		DeadlineMS:         2500,
+		MaxWaitMS:          1000,
 		LauncherDeadlineMS: 3000,
 		Extensions:         []string{".jpg", ".jpeg", ".png", ".webp"},
 		PathPrefixes:       []string{"/"},
@@ -119,8 +125,13 @@ func (c Config) Validate() error {
 	if c.DeadlineMS <= 0 || c.DeadlineMS > 25_000 {
 		errs = append(errs, fmt.Errorf("deadline_ms %d must be in 1–25000 (origin-request events get 30 s)", c.DeadlineMS))
 	}
-	if c.LauncherDeadlineMS <= c.DeadlineMS || c.LauncherDeadlineMS > 29_000 {
-		errs = append(errs, fmt.Errorf("launcher_deadline_ms %d must exceed deadline_ms %d and stay under 29000", c.LauncherDeadlineMS, c.DeadlineMS))
+	if c.LauncherDeadlineMS < c.DeadlineMS+LauncherMarginMS || c.LauncherDeadlineMS > 29_000 {
+		errs = append(errs, fmt.Errorf("launcher_deadline_ms %d must exceed deadline_ms %d by at least %d (starting the adapter and dialling take 200–320 ms on a cold start) and stay under 29000",
+			c.LauncherDeadlineMS, c.DeadlineMS, LauncherMarginMS))
+	}
+	if c.MaxWaitMS < 1 || c.MaxWaitMS > c.DeadlineMS-AnswerMarginMS {
+		errs = append(errs, fmt.Errorf("max_wait_ms %d must be in 1–%d: deadline_ms %d less %d ms for the service's answer to arrive",
+			c.MaxWaitMS, c.DeadlineMS-AnswerMarginMS, c.DeadlineMS, AnswerMarginMS))
 	}
 	if err := variant.ValidatePrefix(c.ProcessedPrefix); err != nil {
 		errs = append(errs, err)
@@ -142,8 +153,21 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Margins the configuration must leave.
+const (
+	// LauncherMarginMS: the launcher's deadline over the call's, for a cold
+	// adapter's start and dial (measured at 200–320 ms).
+	LauncherMarginMS = 500
+	// AnswerMarginMS: the call's deadline over max_wait, for the PENDING
+	// answer to come back.
+	AnswerMarginMS = 250
+)
+
 // Deadline is the EnsureVariant deadline.
 func (c Config) Deadline() time.Duration { return time.Duration(c.DeadlineMS) * time.Millisecond }
+
+// MaxWait is how long the service may build before answering PENDING.
+func (c Config) MaxWait() time.Duration { return time.Duration(c.MaxWaitMS) * time.Millisecond }
 
 // Header names on an S3 origin that override the packaged configuration
 // for one distribution. They are set by the distribution's owner, never by
@@ -165,8 +189,9 @@ func (c Config) withOrigin(h cloudfront.Headers) (Config, string) {
 		c.Service.Token = v
 	}
 	if v := h.Get(HeaderDeadline); v != "" {
-		if ms, err := strconv.Atoi(v); err == nil && ms > 0 && ms < c.LauncherDeadlineMS {
+		if ms, err := strconv.Atoi(v); err == nil && ms > AnswerMarginMS && ms <= c.LauncherDeadlineMS-LauncherMarginMS {
 			c.DeadlineMS = ms
+			c.MaxWaitMS = min(c.MaxWaitMS, ms-AnswerMarginMS)
 		}
 	}
 	if v := h.Get(HeaderPreset); v != "" {

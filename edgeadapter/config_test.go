@@ -24,6 +24,9 @@ func TestConfigRejects(t *testing.T) {
 		"no address":           `{}`,
 		"deadline too long":    `{"service":{"address":"a:1"},"deadline_ms":29000,"launcher_deadline_ms":29500}`,
 		"launcher too short":   `{"service":{"address":"a:1"},"deadline_ms":2000,"launcher_deadline_ms":1000}`,
+		"no launcher margin":   `{"service":{"address":"a:1"},"deadline_ms":2900,"launcher_deadline_ms":3000}`,
+		"max wait past budget": `{"service":{"address":"a:1"},"deadline_ms":2500,"max_wait_ms":2400}`,
+		"no max wait":          `{"service":{"address":"a:1"},"max_wait_ms":0}`,
 		"unsorted breakpoints": `{"service":{"address":"a:1"},"breakpoints":[640,320]}`,
 		"bad format":           `{"service":{"address":"a:1"},"formats":["bmp"]}`,
 	} {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -26,9 +27,11 @@ import (
 // grpcFake is a real gRPC server over loopback with a scripted answer.
 type grpcFake struct {
 	imgedgev1.UnimplementedImageTransformServiceServer
-	code  atomic.Uint32 // codes.Code to answer with
-	token string
-	calls atomic.Int64
+	code    atomic.Uint32 // codes.Code to answer with
+	reason  string        // ErrorInfo reason sent with the code
+	outcome imgedgev1.Outcome
+	token   string
+	calls   atomic.Int64
 }
 
 func (g *grpcFake) EnsureVariant(ctx context.Context, req *imgedgev1.EnsureVariantRequest) (*imgedgev1.EnsureVariantResponse, error) {
@@ -40,7 +43,14 @@ func (g *grpcFake) EnsureVariant(ctx context.Context, req *imgedgev1.EnsureVaria
 		}
 	}
 	if c := codes.Code(g.code.Load()); c != codes.OK {
-		return nil, status.Error(c, "scripted failure")
+		st := status.New(c, "scripted failure")
+		if g.reason != "" {
+			st, _ = st.WithDetails(&errdetails.ErrorInfo{Reason: g.reason, Domain: "imgedge.v1"})
+		}
+		return nil, st.Err()
+	}
+	if g.outcome == imgedgev1.Outcome_OUTCOME_PENDING {
+		return &imgedgev1.EnsureVariantResponse{Outcome: g.outcome, Key: req.Key, VariantKey: "ProcessedImages/full_q80/" + req.Key + ".jpg"}, nil
 	}
 	return &imgedgev1.EnsureVariantResponse{Outcome: imgedgev1.Outcome_OUTCOME_CREATED, Key: "ProcessedImages/full_q80/" + req.Key + ".jpg"}, nil
 }
@@ -84,6 +94,7 @@ func realAdapter(t *testing.T, svc Service, deadline time.Duration) *Adapter {
 	cfg := testConfig()
 	cfg.Service = svc
 	cfg.DeadlineMS = int(deadline / time.Millisecond)
+	cfg.MaxWaitMS = cfg.DeadlineMS - AnswerMarginMS
 	a, err := New(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +175,59 @@ func TestEachErrorCodeFallsBack(t *testing.T) {
 		if err != nil || d.Action != Fallback || !bytes.Equal(out, in) {
 			t.Errorf("%v: %s (%s)", code, d.Action, d.Reason)
 		}
+	}
+}
+
+// TestBreakerCountsOnlyTheServicesHealth: answers about one request never
+// open the breaker, however many viewers send them; answers that say the
+// service is unwell do.
+func TestBreakerCountsOnlyTheServicesHealth(t *testing.T) {
+	event := fixture(t, "s3_plain.json")
+	tests := []struct {
+		name   string
+		code   codes.Code
+		reason string
+		opens  bool
+	}{
+		{"InvalidArgument", codes.InvalidArgument, "", false},
+		{"NotFound", codes.NotFound, "", false},
+		{"FailedPrecondition", codes.FailedPrecondition, "", false},
+		{"PermissionDenied", codes.PermissionDenied, "", false},
+		{"Aborted", codes.Aborted, "", false},
+		{"ResourceExhausted SOURCE_TOO_LARGE", codes.ResourceExhausted, "SOURCE_TOO_LARGE", false},
+		{"PENDING", codes.OK, "", false},
+		{"ResourceExhausted OVERLOADED", codes.ResourceExhausted, "OVERLOADED", true},
+		{"ResourceExhausted without a reason", codes.ResourceExhausted, "", true},
+		{"Unavailable", codes.Unavailable, "", true},
+		{"Internal", codes.Internal, "", true},
+		{"Unknown", codes.Unknown, "", true},
+		{"DeadlineExceeded", codes.DeadlineExceeded, "", true},
+		{"Unauthenticated", codes.Unauthenticated, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := &grpcFake{reason: tt.reason}
+			fake.code.Store(uint32(tt.code))
+			if tt.name == "PENDING" {
+				fake.outcome = imgedgev1.Outcome_OUTCOME_PENDING
+			}
+			cfg := testConfig()
+			cfg.Service = Service{Address: serveFake(t, fake), Insecure: true}
+			cfg.Breaker = BreakerConfig{Failures: 3, OpenMS: 60_000}
+			a, err := New(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 6 {
+				if _, d, _ := a.HandleEvent(context.Background(), event); d.Action != Fallback {
+					t.Fatalf("%s: %s (%s), want a fallback", tt.name, d.Action, d.Reason)
+				}
+			}
+			_, d, _ := a.HandleEvent(context.Background(), event)
+			if opened := d.Reason == "circuit breaker open"; opened != tt.opens {
+				t.Errorf("after 7 answers %s: breaker open %v, want %v (%s)", tt.name, opened, tt.opens, d.Reason)
+			}
+		})
 	}
 }
 

@@ -17,6 +17,7 @@ package imgedgev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -171,6 +172,11 @@ const (
 	// The variant would not be smaller than the original by the configured
 	// margin, so `key` is the original's key: serve the original unchanged.
 	Outcome_OUTCOME_ORIGINAL_IS_SMALLER Outcome = 3
+	// The variant is being built and will be stored, but not within the
+	// request's max_wait: serve the original for now (briefly: a later call
+	// will find the variant). `key` is the original's key, `variant_key` the
+	// variant's.
+	Outcome_OUTCOME_PENDING Outcome = 4
 )
 
 // Enum value maps for Outcome.
@@ -180,12 +186,14 @@ var (
 		1: "OUTCOME_CREATED",
 		2: "OUTCOME_ALREADY_EXISTED",
 		3: "OUTCOME_ORIGINAL_IS_SMALLER",
+		4: "OUTCOME_PENDING",
 	}
 	Outcome_value = map[string]int32{
 		"OUTCOME_UNSPECIFIED":         0,
 		"OUTCOME_CREATED":             1,
 		"OUTCOME_ALREADY_EXISTED":     2,
 		"OUTCOME_ORIGINAL_IS_SMALLER": 3,
+		"OUTCOME_PENDING":             4,
 	}
 )
 
@@ -251,7 +259,12 @@ type EnsureVariantRequest struct {
 	// Search the lowest encoder quality whose perceptual score (MS-SSIM on
 	// luma against the resized source) meets the server's target for the
 	// format. The quality chosen is reported in the response.
-	AutoQuality   bool `protobuf:"varint,11,opt,name=auto_quality,json=autoQuality,proto3" json:"auto_quality,omitempty"`
+	AutoQuality bool `protobuf:"varint,11,opt,name=auto_quality,json=autoQuality,proto3" json:"auto_quality,omitempty"`
+	// How long the caller will wait for a variant that must be built. Past it,
+	// the call answers OUTCOME_PENDING at once and the build goes on to store
+	// the variant. Absent or zero: wait for the build, up to the call's
+	// deadline. A stored variant answers at once either way.
+	MaxWait       *durationpb.Duration `protobuf:"bytes,12,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -361,6 +374,13 @@ func (x *EnsureVariantRequest) GetAutoQuality() bool {
 		return x.AutoQuality
 	}
 	return false
+}
+
+func (x *EnsureVariantRequest) GetMaxWait() *durationpb.Duration {
+	if x != nil {
+		return x.MaxWait
+	}
+	return nil
 }
 
 // EnsureVariantResponse says what to serve.
@@ -1358,7 +1378,7 @@ var File_imgedge_v1_imgedge_proto protoreflect.FileDescriptor
 const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\n" +
 	"\x18imgedge/v1/imgedge.proto\x12\n" +
-	"imgedge.v1\"\xfc\x02\n" +
+	"imgedge.v1\x1a\x1egoogle/protobuf/duration.proto\"\xb2\x03\n" +
 	"\x14EnsureVariantRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
@@ -1371,7 +1391,8 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\vprogressive\x18\t \x01(\bR\vprogressive\x12\x16\n" +
 	"\x06accept\x18\n" +
 	" \x01(\tR\x06accept\x12!\n" +
-	"\fauto_quality\x18\v \x01(\bR\vautoQualityB\b\n" +
+	"\fauto_quality\x18\v \x01(\bR\vautoQuality\x124\n" +
+	"\bmax_wait\x18\f \x01(\v2\x19.google.protobuf.DurationR\amaxWaitB\b\n" +
 	"\x06_widthB\t\n" +
 	"\a_heightB\n" +
 	"\n" +
@@ -1478,12 +1499,13 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\vFORMAT_AVIF\x10\x04\x12\x0e\n" +
 	"\n" +
 	"FORMAT_PNG\x10\x05\x12\x0f\n" +
-	"\vFORMAT_BEST\x10\x06*u\n" +
+	"\vFORMAT_BEST\x10\x06*\x8a\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_CREATED\x10\x01\x12\x1b\n" +
 	"\x17OUTCOME_ALREADY_EXISTED\x10\x02\x12\x1f\n" +
-	"\x1bOUTCOME_ORIGINAL_IS_SMALLER\x10\x032\x84\x02\n" +
+	"\x1bOUTCOME_ORIGINAL_IS_SMALLER\x10\x03\x12\x13\n" +
+	"\x0fOUTCOME_PENDING\x10\x042\x84\x02\n" +
 	"\x15ImageTransformService\x12T\n" +
 	"\rEnsureVariant\x12 .imgedge.v1.EnsureVariantRequest\x1a!.imgedge.v1.EnsureVariantResponse\x12L\n" +
 	"\tTransform\x12\x1c.imgedge.v1.TransformRequest\x1a\x1d.imgedge.v1.TransformResponse(\x010\x01\x12G\n" +
@@ -1517,33 +1539,35 @@ var file_imgedge_v1_imgedge_proto_goTypes = []any{
 	(*BackfillProgress)(nil),      // 10: imgedge.v1.BackfillProgress
 	(*BackfillSummary)(nil),       // 11: imgedge.v1.BackfillSummary
 	(*BackfillResponse)(nil),      // 12: imgedge.v1.BackfillResponse
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
 }
 var file_imgedge_v1_imgedge_proto_depIdxs = []int32{
 	0,  // 0: imgedge.v1.EnsureVariantRequest.fit:type_name -> imgedge.v1.Fit
 	1,  // 1: imgedge.v1.EnsureVariantRequest.format:type_name -> imgedge.v1.Format
-	2,  // 2: imgedge.v1.EnsureVariantResponse.outcome:type_name -> imgedge.v1.Outcome
-	1,  // 3: imgedge.v1.EnsureVariantResponse.format:type_name -> imgedge.v1.Format
-	0,  // 4: imgedge.v1.TransformOptions.fit:type_name -> imgedge.v1.Fit
-	1,  // 5: imgedge.v1.TransformOptions.format:type_name -> imgedge.v1.Format
-	5,  // 6: imgedge.v1.TransformRequest.options:type_name -> imgedge.v1.TransformOptions
-	1,  // 7: imgedge.v1.TransformResult.format:type_name -> imgedge.v1.Format
-	7,  // 8: imgedge.v1.TransformResponse.result:type_name -> imgedge.v1.TransformResult
-	0,  // 9: imgedge.v1.BackfillRequest.fit:type_name -> imgedge.v1.Fit
-	1,  // 10: imgedge.v1.BackfillRequest.format:type_name -> imgedge.v1.Format
-	2,  // 11: imgedge.v1.BackfillProgress.outcome:type_name -> imgedge.v1.Outcome
-	10, // 12: imgedge.v1.BackfillResponse.progress:type_name -> imgedge.v1.BackfillProgress
-	11, // 13: imgedge.v1.BackfillResponse.summary:type_name -> imgedge.v1.BackfillSummary
-	3,  // 14: imgedge.v1.ImageTransformService.EnsureVariant:input_type -> imgedge.v1.EnsureVariantRequest
-	6,  // 15: imgedge.v1.ImageTransformService.Transform:input_type -> imgedge.v1.TransformRequest
-	9,  // 16: imgedge.v1.ImageTransformService.Backfill:input_type -> imgedge.v1.BackfillRequest
-	4,  // 17: imgedge.v1.ImageTransformService.EnsureVariant:output_type -> imgedge.v1.EnsureVariantResponse
-	8,  // 18: imgedge.v1.ImageTransformService.Transform:output_type -> imgedge.v1.TransformResponse
-	12, // 19: imgedge.v1.ImageTransformService.Backfill:output_type -> imgedge.v1.BackfillResponse
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	13, // 2: imgedge.v1.EnsureVariantRequest.max_wait:type_name -> google.protobuf.Duration
+	2,  // 3: imgedge.v1.EnsureVariantResponse.outcome:type_name -> imgedge.v1.Outcome
+	1,  // 4: imgedge.v1.EnsureVariantResponse.format:type_name -> imgedge.v1.Format
+	0,  // 5: imgedge.v1.TransformOptions.fit:type_name -> imgedge.v1.Fit
+	1,  // 6: imgedge.v1.TransformOptions.format:type_name -> imgedge.v1.Format
+	5,  // 7: imgedge.v1.TransformRequest.options:type_name -> imgedge.v1.TransformOptions
+	1,  // 8: imgedge.v1.TransformResult.format:type_name -> imgedge.v1.Format
+	7,  // 9: imgedge.v1.TransformResponse.result:type_name -> imgedge.v1.TransformResult
+	0,  // 10: imgedge.v1.BackfillRequest.fit:type_name -> imgedge.v1.Fit
+	1,  // 11: imgedge.v1.BackfillRequest.format:type_name -> imgedge.v1.Format
+	2,  // 12: imgedge.v1.BackfillProgress.outcome:type_name -> imgedge.v1.Outcome
+	10, // 13: imgedge.v1.BackfillResponse.progress:type_name -> imgedge.v1.BackfillProgress
+	11, // 14: imgedge.v1.BackfillResponse.summary:type_name -> imgedge.v1.BackfillSummary
+	3,  // 15: imgedge.v1.ImageTransformService.EnsureVariant:input_type -> imgedge.v1.EnsureVariantRequest
+	6,  // 16: imgedge.v1.ImageTransformService.Transform:input_type -> imgedge.v1.TransformRequest
+	9,  // 17: imgedge.v1.ImageTransformService.Backfill:input_type -> imgedge.v1.BackfillRequest
+	4,  // 18: imgedge.v1.ImageTransformService.EnsureVariant:output_type -> imgedge.v1.EnsureVariantResponse
+	8,  // 19: imgedge.v1.ImageTransformService.Transform:output_type -> imgedge.v1.TransformResponse
+	12, // 20: imgedge.v1.ImageTransformService.Backfill:output_type -> imgedge.v1.BackfillResponse
+	18, // [18:21] is the sub-list for method output_type
+	15, // [15:18] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_imgedge_v1_imgedge_proto_init() }

@@ -61,6 +61,12 @@ func (s *Server) EnsureVariant(ctx context.Context, in *imgedgev1.EnsureVariantR
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
+	if in.MaxWait != nil {
+		if err := in.MaxWait.CheckValid(); err != nil || in.MaxWait.AsDuration() < 0 {
+			return nil, s.fail(ctx, fmt.Errorf("%w: max_wait %v is not a duration of zero or more", transform.ErrInvalidArgument, in.MaxWait))
+		}
+		req.MaxWait = in.MaxWait.AsDuration()
+	}
 	setLogAttrs(ctx, slog.String("bucket", in.GetBucket()), slog.String("key", in.GetKey()))
 	res, err := s.svc.EnsureVariant(ctx, in.GetBucket(), in.GetKey(), req)
 	if err != nil {
@@ -78,7 +84,7 @@ func (s *Server) EnsureVariant(ctx context.Context, in *imgedgev1.EnsureVariantR
 		VariantKey:   res.VariantKey,
 		Format:       imgedgev1.Format(res.Spec.Format),
 	}
-	if res.Outcome != transform.OriginalIsSmaller {
+	if res.Outcome == transform.Created || res.Outcome == transform.AlreadyExisted {
 		resp.Width, resp.Height, resp.Quality = uint32(res.Width), uint32(res.Height), uint32(res.Spec.Quality)
 	}
 	return resp, nil
@@ -267,6 +273,8 @@ func outcomeToProto(o transform.Outcome) imgedgev1.Outcome {
 		return imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED
 	case transform.OriginalIsSmaller:
 		return imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER
+	case transform.Pending:
+		return imgedgev1.Outcome_OUTCOME_PENDING
 	}
 	return imgedgev1.Outcome_OUTCOME_UNSPECIFIED
 }

@@ -112,3 +112,34 @@ func TestDecodedSizeIsAdmitted(t *testing.T) {
 		t.Errorf("Transform = %v, want ErrTooLarge", err)
 	}
 }
+
+// TestMaxWaitAnswersPending: a caller that will not wait for a cold build
+// hears Pending at its MaxWait, the build goes on and stores the variant,
+// and the next call finds it.
+func TestMaxWaitAnswersPending(t *testing.T) {
+	st := newMemStore()
+	proc := &fakeProcessor{ratio: 0.5, delay: 200 * time.Millisecond}
+	svc := newTestService(t, st, proc, 1, 1)
+	st.set("a.jpg", make([]byte, 1000))
+	start := time.Now()
+	res, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", Request{MaxWait: 30 * time.Millisecond})
+	waited := time.Since(start)
+	if err != nil || res.Outcome != Pending || res.Key != "a.jpg" || res.VariantKey != "ProcessedImages/full_q90/a.jpg.jpg" {
+		t.Fatalf("cold call with a 30 ms budget: %+v, %v", res, err)
+	}
+	if waited > 150*time.Millisecond {
+		t.Errorf("answered Pending after %v, want about 30 ms", waited)
+	}
+	// A patient caller joins the same build instead of starting another.
+	res, err = svc.EnsureVariant(context.Background(), "bkt", "a.jpg", Request{})
+	if err != nil || res.Outcome != Created {
+		t.Fatalf("patient call: %+v, %v", res, err)
+	}
+	res, err = svc.EnsureVariant(context.Background(), "bkt", "a.jpg", Request{MaxWait: time.Millisecond})
+	if err != nil || res.Outcome != AlreadyExisted {
+		t.Fatalf("after the build: %+v, %v", res, err)
+	}
+	if n := proc.runs.Load(); n != 1 {
+		t.Errorf("%d transforms, want 1", n)
+	}
+}

@@ -160,7 +160,17 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 	ch := s.group.DoChan(flight, func() (any, error) {
 		return s.build(context.WithoutCancel(ctx), bucket, key, cands, req.DryRun)
 	})
+	var patience <-chan time.Time
+	if req.MaxWait > 0 && !req.DryRun {
+		timer := time.NewTimer(req.MaxWait)
+		defer timer.Stop()
+		patience = timer.C
+	}
 	select {
+	case <-patience:
+		pending := EnsureResult{Outcome: Pending, Key: key, OriginalSize: res.OriginalSize, VariantKey: cands[0].key, Spec: cands[0].spec}
+		s.obs.Ensured(Pending, res.OriginalSize, res.OriginalSize)
+		return pending, nil
 	case r := <-ch:
 		if r.Err != nil {
 			return EnsureResult{}, r.Err

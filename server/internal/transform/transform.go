@@ -80,6 +80,9 @@ const (
 	Created Outcome = iota + 1
 	AlreadyExisted
 	OriginalIsSmaller
+	// Pending: the build outlasted the caller's MaxWait; it goes on and
+	// stores the variant, and the original is served meanwhile.
+	Pending
 )
 
 func (o Outcome) String() string {
@@ -90,6 +93,8 @@ func (o Outcome) String() string {
 		return "already_existed"
 	case OriginalIsSmaller:
 		return "original_is_smaller"
+	case Pending:
+		return "pending"
 	}
 	return "unknown"
 }
@@ -152,6 +157,9 @@ type Request struct {
 	Accept   string
 	// DryRun computes the outcome and sizes without writing anything.
 	DryRun bool
+	// MaxWait, when positive, bounds how long EnsureVariant waits for a
+	// build before it answers Pending (the build goes on).
+	MaxWait time.Duration
 }
 
 // resolve turns a request into a validated, resolved spec.
