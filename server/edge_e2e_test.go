@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/imaging"
 	"github.com/imgedge/imgedge/server/internal/s3test"
+	"github.com/imgedge/imgedge/server/internal/store/local"
 	s3store "github.com/imgedge/imgedge/server/internal/store/s3"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 )
@@ -47,6 +50,7 @@ func TestEdgeEndToEnd(t *testing.T) {
 	edgeCfg := edgeadapter.DefaultConfig()
 	edgeCfg.Service = edgeadapter.Service{Address: addr, Insecure: true}
 	edgeCfg.DeadlineMS, edgeCfg.LauncherDeadlineMS = 20_000, 25_000
+	edgeCfg.MaxWaitMS = 19_000 // this test wants every build awaited
 	adapter, err := edgeadapter.New(edgeCfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +104,77 @@ func TestEdgeEndToEnd(t *testing.T) {
 	}
 
 	t.Run("launcher", func(t *testing.T) { runLauncherAgainst(t, addr) })
+}
+
+// TestEdgeColdMissAnswersPending: a cold miss for a variant that takes
+// longer than the edge's max_wait (full-size AVIF of an 8 MP photo) falls
+// back to the original when max_wait runs out instead of at the deadline,
+// and a later request, once the build has stored the variant, rewrites.
+func TestEdgeColdMissAnswersPending(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds 8 MP AVIFs")
+	}
+	dir := t.TempDir()
+	st, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.CreateBucket(bucket)
+	origin, err := httpedge.OpenOrigin(context.Background(), "file:"+dir, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	original := testimages.JPEG(3264, 2448, 92) // 8 MP
+	putVia(t, st)("photos/big.jpg", original)
+	putVia(t, st)("photos/big-patient.jpg", original)
+	srv, err := newServer(config.Default(), st, imaging.New(imaging.Config{AVIFSpeed: 8}), slog.New(slog.NewJSONHandler(io.Discard, nil)), &security{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveOn(t, srv.grpc)
+	edgeFor := func(maxWaitMS int) *httptest.Server {
+		cfg := edgeadapter.DefaultConfig()
+		cfg.Service = edgeadapter.Service{Address: addr, Insecure: true}
+		cfg.DeadlineMS, cfg.LauncherDeadlineMS, cfg.MaxWaitMS = 20_000, 25_000, maxWaitMS
+		adapter, err := edgeadapter.New(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		edge := httptest.NewServer(&httpedge.Handler{Adapter: adapter, Bucket: bucket, Origin: origin})
+		t.Cleanup(edge.Close)
+		return edge
+	}
+	get := func(edge *httptest.Server, path string) (action string, took time.Duration, body []byte) {
+		req, _ := http.NewRequest(http.MethodGet, edge.URL+path, nil)
+		req.Header.Set("Accept", "image/avif,image/webp,*/*")
+		start := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ = io.ReadAll(resp.Body)
+		return resp.Header.Get("X-Imgedge-Action"), time.Since(start), body
+	}
+
+	// Before: an edge that waits for the whole build.
+	action, patient, _ := get(edgeFor(19_000), "/photos/big-patient.jpg")
+	if action != "rewrite" {
+		t.Fatalf("patient edge: %s", action)
+	}
+	// After: a budget shorter than the build (the synthetic photo encodes
+	// faster than a real one, so the budget here is shorter than the
+	// default 1000 ms).
+	edge := edgeFor(50)
+	action, took, body := get(edge, "/photos/big.jpg")
+	if action != "fallback" || !bytes.Equal(body, original) {
+		t.Fatalf("cold miss: %s, %d bytes; want a fallback to the %d-byte original", action, len(body), len(original))
+	}
+	t.Logf("cold full-size AVIF miss of an 8 MP photo: %v waiting for the build, %v with max_wait 50 ms", patient.Round(time.Millisecond), took.Round(time.Millisecond))
+	waitFor(t, func() bool {
+		action, _, _ := get(edge, "/photos/big.jpg")
+		return action == "rewrite"
+	})
 }
 
 // runLauncherAgainst runs the Node.js launcher's tests, including the one
