@@ -59,12 +59,15 @@ lint:
 	go vet ./...
 	cd proto && buf lint
 
-generate: $(BIN)/buf ## regenerate the protobuf Go code
+GENERATED := proto deploy/cloudformation
+
+generate: $(BIN)/buf ## regenerate the protobuf Go code and the viewer-request function (from the edge's allow-lists)
 	cd proto && buf generate
+	go run ./edgeadapter/cmd/imgedge-gen-viewer --js deploy/cloudformation/viewer-request.js --template deploy/cloudformation/template.yaml
 
 checkgenerate: generate ## fail if the checked-in generated code is stale
-	@git diff --exit-code -- proto || { echo "generated code is stale: run make generate and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "untracked generated files"; exit 1; }
+	@git diff --exit-code -- $(GENERATED) || { echo "generated code is stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || { git status --porcelain -- $(GENERATED); echo "untracked generated files"; exit 1; }
 
 light: ## the client and the edge adapter build without cgo
 	CGO_ENABLED=0 go build ./client/... ./proto/... ./edgeadapter/...

@@ -62,21 +62,21 @@ func (c Config) variantFromQuery(rawQuery string) (*imgedgev1.EnsureVariantReque
 		req.Preset = v
 	}
 	for _, dim := range []struct {
-		names []string
-		dst   **uint32
-	}{{[]string{"w", "width"}, &req.Width}, {[]string{"h", "height"}, &req.Height}} {
-		v := first(q, dim.names...)
+		name string
+		dst  **uint32
+	}{{"w", &req.Width}, {"h", &req.Height}} {
+		v := first(q, dim.name)
 		if v == "" {
 			continue
 		}
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("%w: %s=%q is not a positive number", errSkip, dim.names[0], v)
+			return nil, fmt.Errorf("%w: %s=%q is not a positive number", errSkip, dim.name, v)
 		}
 		snapped := uint32(c.snap(n))
 		*dim.dst = &snapped
 	}
-	if v := first(q, "q", "quality"); v == "auto" {
+	if v := first(q, "q"); v == "auto" {
 		req.AutoQuality = true
 	} else if v != "" {
 		n, err := strconv.Atoi(v)
@@ -86,7 +86,7 @@ func (c Config) variantFromQuery(rawQuery string) (*imgedgev1.EnsureVariantReque
 		bounded := uint32(c.boundQuality(n))
 		req.Quality = &bounded
 	}
-	if v := first(q, "format", "f"); v != "" {
+	if v := first(q, "format"); v != "" {
 		if !slices.Contains(c.Formats, strings.ToLower(v)) {
 			return nil, fmt.Errorf("%w: format %q is not allowed", errSkip, v)
 		}
@@ -107,10 +107,34 @@ func (c Config) variantFromQuery(rawQuery string) (*imgedgev1.EnsureVariantReque
 	return req, nil
 }
 
-func first(q url.Values, names ...string) string {
-	for _, n := range names {
-		if v := q.Get(n); v != "" {
-			return v
+// queryAliases are the query parameters the adapter reads: each canonical
+// name first, then its aliases. The viewer-request function is generated
+// from the same table (QueryParams).
+var queryAliases = [][]string{{"w", "width"}, {"h", "height"}, {"q", "quality"}, {"preset"}, {"format", "f"}, {"fit"}}
+
+// QueryParams maps every query parameter name the adapter reads to its
+// canonical name.
+var QueryParams = func() map[string]string {
+	m := map[string]string{}
+	for _, names := range queryAliases {
+		for _, n := range names {
+			m[n] = names[0]
+		}
+	}
+	return m
+}()
+
+// first returns the value of the canonical parameter name or, failing
+// that, of its first alias present.
+func first(q url.Values, canonical string) string {
+	for _, names := range queryAliases {
+		if names[0] != canonical {
+			continue
+		}
+		for _, n := range names {
+			if v := q.Get(n); v != "" {
+				return v
+			}
 		}
 	}
 	return ""
