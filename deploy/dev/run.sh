@@ -28,7 +28,7 @@ wait_port() {
 s3() { curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"; }
 
 echo "building"
-(cd "$root" && go build -o "$work/imgedge-server" ./server && go build -o "$work/imgedge-edge" ./edgeadapter/cmd/imgedge-edge && go build -o "$work/imgedge" ./client/cmd/imgedge)
+(cd "$root" && go build -o "$work/imgedge-server" ./server && go build -o "$work/imgedge-edge-sim" ./edgeadapter/cmd/imgedge-edge-sim && go build -o "$work/imgedge" ./client/cmd/imgedge)
 
 "$root/.bin/versitygw" --port "$S3" posix "$work/s3" >"$work/versitygw.log" 2>&1 & pids+=($!)
 wait_port "$S3"
@@ -42,7 +42,7 @@ done
 wait_port "$GRPC"
 
 printf '{"service": {"address": "%s", "insecure": true}, "formats": ["auto", "jpeg", "webp", "avif", "best"]}\n' "$GRPC" >"$work/edge.json"
-"$work/imgedge-edge" --config "$work/edge.json" --http "$EDGE" --bucket demo \
+"$work/imgedge-edge-sim" --config "$work/edge.json" --listen "$EDGE" --bucket demo \
 	--origin s3 --s3-endpoint "http://$S3" 2>"$work/edge.log" & pids+=($!)
 wait_port "$EDGE"
 

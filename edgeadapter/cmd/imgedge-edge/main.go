@@ -1,20 +1,12 @@
-// Command imgedge-edge runs the edge adapter.
-//
-// Launcher mode (the default), as the Node.js launcher runs it on
-// Lambda@Edge: one CloudFront event (JSON) per line on stdin, one result per
-// line on stdout, in order. A result is the request to forward: the event's
-// request with only its uri changed, or unchanged. Decisions are logged as
-// JSON on stderr.
+// Command imgedge-edge runs the edge adapter as the Node.js launcher runs it
+// on Lambda@Edge: one CloudFront event (JSON) per line on stdin, one result
+// per line on stdout, in order. A result is the request to forward: the
+// event's request with only its uri changed, or unchanged. Decisions are
+// logged as JSON on stderr. It links no AWS SDK (the local edge simulation
+// is imgedge-edge-sim), so the Lambda package stays small and starts fast.
 //
 //	imgedge-edge --config config.json
-//
-// HTTP mode simulates the edge locally: a GET for /photos/a.jpg runs the
-// adapter on a synthetic origin-request event, then does what CloudFront
-// would do next — fetches the forwarded URI from the S3 origin — and returns
-// those bytes. The forwarded URI is in the X-Imgedge-Uri response header.
-//
-//	imgedge-edge --config config.json --http 127.0.0.1:8080 --bucket demo \
-//	    --origin s3 --s3-endpoint http://127.0.0.1:7070
+//	imgedge-edge --config config.json --check   # validate and exit
 package main
 
 import (
@@ -26,14 +18,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/imgedge/imgedge/edgeadapter"
-	"github.com/imgedge/imgedge/edgeadapter/httpedge"
 )
 
 func main() {
@@ -50,13 +40,10 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "config.json", "adapter configuration `file` (JSON)")
 	check := fs.Bool("check", false, "validate the configuration and exit")
-	httpAddr := fs.String("http", "", "serve the HTTP edge simulation on this `address` instead of the launcher protocol")
-	var origin originFlags
-	fs.StringVar(&origin.bucket, "bucket", "", "HTTP mode: the bucket behind the simulated S3 origin")
-	fs.StringVar(&origin.store, "origin", "s3", "HTTP mode: where to fetch forwarded URIs: s3 or file:DIR")
-	fs.StringVar(&origin.endpoint, "s3-endpoint", "", "HTTP mode: S3-compatible endpoint URL")
-	fs.StringVar(&origin.region, "s3-region", "us-east-1", "HTTP mode: S3 region")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	cfg, err := edgeadapter.LoadConfig(*configFile)
@@ -71,9 +58,6 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	adapter, err := edgeadapter.New(cfg, logger)
 	if err != nil {
 		return err
-	}
-	if *httpAddr != "" {
-		return serveHTTP(ctx, *httpAddr, adapter, origin, logger)
 	}
 	return serveLines(ctx, adapter, cfg, stdin, stdout, logger)
 }
@@ -125,36 +109,4 @@ func serveLines(ctx context.Context, a *edgeadapter.Adapter, cfg edgeadapter.Con
 			return fmt.Errorf("writing a result: %w", err)
 		}
 	}
-}
-
-// serveHTTP runs the local edge simulation until ctx ends.
-func serveHTTP(ctx context.Context, addr string, a *edgeadapter.Adapter, o originFlags, logger *slog.Logger) error {
-	if o.bucket == "" {
-		return errors.New("--bucket is required in HTTP mode")
-	}
-	origin, err := httpedge.OpenOrigin(ctx, o.store, o.endpoint, o.region)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{
-		Addr:              addr,
-		Handler:           &httpedge.Handler{Adapter: a, Bucket: o.bucket, Origin: origin, Log: logger},
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	logger.Info("edge simulation listening", slog.String("addr", addr), slog.String("bucket", o.bucket))
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(shutdown)
-}
-
-// originFlags configure where HTTP mode fetches forwarded URIs from.
-type originFlags struct {
-	bucket, store, endpoint, region string
 }
