@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/imgedge/imgedge/client"
+	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 )
 
 // healthMain probes a running server's health service, for container health
@@ -20,6 +21,7 @@ func healthMain(ctx context.Context, args []string, lookup func(string) (string,
 	caFile := fs.String("ca-file", "", "verify the server against this CA (default: system roots)")
 	serverName := fs.String("server-name", "", "name expected in the server's certificate")
 	timeout := fs.Duration("timeout", 3*time.Second, "deadline of the probe")
+	ready := fs.Bool("ready", false, "probe readiness (the store answers, libvips works) instead of liveness")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,7 +42,11 @@ func healthMain(ctx context.Context, args []string, lookup func(string) (string,
 		return err
 	}
 	defer c.Close()
-	if err := c.Health(ctx, ""); err != nil {
+	service := ""
+	if *ready {
+		service = imgedgev1.ImageTransformService_ServiceDesc.ServiceName
+	}
+	if err := c.Health(ctx, service); err != nil {
 		return fmt.Errorf("health: %w", err)
 	}
 	fmt.Fprintln(os.Stdout, "SERVING")

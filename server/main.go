@@ -267,8 +267,11 @@ type selfTester interface{ SelfTest() error }
 // pinger proves the store answers.
 type pinger interface{ Ping(context.Context) error }
 
-// watchReadiness sets health to SERVING while the store answers and libvips
-// works, NOT_SERVING otherwise, re-checking every interval until ctx ends.
+// watchReadiness sets the service's health (readiness, the name
+// imgedge.v1.ImageTransformService) to SERVING while the store answers and
+// libvips works, NOT_SERVING otherwise, re-checking every interval until ctx
+// ends. The server's overall health ("", liveness) stays SERVING until
+// shutdown: a store outage makes replicas unready, never restarts them.
 func (s *server) watchReadiness(ctx context.Context, st any, proc any, interval time.Duration, logger *slog.Logger) {
 	serving := healthpb.HealthCheckResponse_UNKNOWN
 	for {
@@ -292,7 +295,6 @@ func (s *server) watchReadiness(ctx context.Context, st any, proc any, interval 
 			return
 		}
 		if next != serving {
-			s.health.SetServingStatus("", next)
 			s.health.SetServingStatus(imgedgev1.ImageTransformService_ServiceDesc.ServiceName, next)
 			serving = next
 		}
@@ -321,7 +323,10 @@ func openStore(ctx context.Context, cfg config.Config) (serviceStore, error) {
 	}
 	// S3-compatible servers behind a custom endpoint (often an IP address)
 	// need path-style addressing: it is on whenever an endpoint is given.
-	return s3store.New(ctx, s3store.Config{Region: cfg.S3Region, Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle || cfg.S3Endpoint != ""})
+	return s3store.New(ctx, s3store.Config{
+		Region: cfg.S3Region, Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle || cfg.S3Endpoint != "",
+		ReadinessBuckets: cfg.Buckets,
+	})
 }
 
 func newService(cfg config.Config, st transform.Store, proc transform.Processor, pool *workpool.Pool, obs transform.Observer) (*transform.Service, error) {

@@ -29,11 +29,16 @@ type Config struct {
 	Region    string // AWS region; empty: from the SDK's default chain
 	Endpoint  string // custom endpoint URL for S3-compatible servers; empty: AWS
 	PathStyle bool   // path-style addressing (bucket in the path), for S3-compatible servers
+	// ReadinessBuckets are HEADed by Ping: the buckets the service is
+	// allowed to serve. Empty: Ping checks nothing on S3 (any bucket may be
+	// asked for, so none is worth an outage on its own).
+	ReadinessBuckets []string
 }
 
 // Store is an S3-backed object store.
 type Store struct {
-	client *s3.Client
+	client       *s3.Client
+	readyBuckets []string
 }
 
 // New builds a store from the SDK's default configuration chain.
@@ -55,11 +60,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		o.UsePathStyle = cfg.PathStyle
 	})
-	return &Store{client: client}, nil
+	return &Store{client: client, readyBuckets: cfg.ReadinessBuckets}, nil
 }
 
-// NewFromClient wraps an existing client.
-func NewFromClient(c *s3.Client) *Store { return &Store{client: c} }
+// NewFromClient wraps an existing client; Ping HEADs readinessBuckets.
+func NewFromClient(c *s3.Client, readinessBuckets ...string) *Store {
+	return &Store{client: c, readyBuckets: readinessBuckets}
+}
 
 func validate(bucket, key string) error {
 	if err := store.ValidateBucket(bucket); err != nil {
@@ -68,11 +75,15 @@ func validate(bucket, key string) error {
 	return variant.ValidateKey(key)
 }
 
-// Ping checks that S3 answers and the credentials work, with a cheap call.
+// Ping checks that the buckets the service serves answer a HEAD with the
+// service's credentials: the one permission readiness needs is one the
+// service needs anyway (s3:ListBucket on the bucket), never
+// s3:ListAllMyBuckets.
 func (s *Store) Ping(ctx context.Context) error {
-	_, err := s.client.ListBuckets(ctx, &s3.ListBucketsInput{MaxBuckets: aws.Int32(1)})
-	if err != nil {
-		return mapError(err, "", "")
+	for _, b := range s.readyBuckets {
+		if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(b)}); err != nil {
+			return mapError(err, b, "")
+		}
 	}
 	return nil
 }
