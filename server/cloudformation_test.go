@@ -12,10 +12,10 @@ import (
 
 // cfnTemplate is what the reference check reads of a CloudFormation template.
 type cfnTemplate struct {
-	Parameters map[string]yaml.Node `yaml:"Parameters"`
-	Conditions map[string]yaml.Node `yaml:"Conditions"`
+	Parameters map[string]yaml.Node   `yaml:"Parameters"`
+	Conditions map[string]yaml.Node   `yaml:"Conditions"`
 	Resources  map[string]cfnResource `yaml:"Resources"`
-	Outputs map[string]yaml.Node `yaml:"Outputs"`
+	Outputs    map[string]yaml.Node   `yaml:"Outputs"`
 }
 
 // cfnResource keeps a resource's whole node and its condition.
