@@ -26,6 +26,8 @@ type Config struct {
 	// MaxWaitMS is how long the service may spend building a missing
 	// variant before it answers PENDING (the build goes on): the viewer
 	// gets the original at once instead of waiting out the deadline.
+	// 0: 40 % of DeadlineMS (1000 for the default 2500), at most
+	// DeadlineMS - AnswerMarginMS.
 	MaxWaitMS int `json:"max_wait_ms"`
 	// LauncherDeadlineMS bounds a whole event in the Node.js launcher; past
 	// it the launcher answers with the unchanged request. It must leave
@@ -84,7 +86,6 @@ type BreakerConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		DeadlineMS:         2500,
-		MaxWaitMS:          1000,
 		LauncherDeadlineMS: 3000,
 		Extensions:         []string{".jpg", ".jpeg", ".png", ".webp"},
 		PathPrefixes:       []string{"/"},
@@ -122,15 +123,15 @@ func (c Config) Validate() error {
 	if c.Service.Address == "" {
 		errs = append(errs, errors.New("service.address is empty"))
 	}
-	if c.DeadlineMS <= 0 || c.DeadlineMS > 25_000 {
-		errs = append(errs, fmt.Errorf("deadline_ms %d must be in 1–25000 (origin-request events get 30 s)", c.DeadlineMS))
+	if c.DeadlineMS <= AnswerMarginMS || c.DeadlineMS > 25_000 {
+		errs = append(errs, fmt.Errorf("deadline_ms %d must be in %d–25000 (origin-request events get 30 s)", c.DeadlineMS, AnswerMarginMS+1))
 	}
 	if c.LauncherDeadlineMS < c.DeadlineMS+LauncherMarginMS || c.LauncherDeadlineMS > 29_000 {
 		errs = append(errs, fmt.Errorf("launcher_deadline_ms %d must exceed deadline_ms %d by at least %d (starting the adapter and dialling take 200–320 ms on a cold start) and stay under 29000",
 			c.LauncherDeadlineMS, c.DeadlineMS, LauncherMarginMS))
 	}
-	if c.MaxWaitMS < 1 || c.MaxWaitMS > c.DeadlineMS-AnswerMarginMS {
-		errs = append(errs, fmt.Errorf("max_wait_ms %d must be in 1–%d: deadline_ms %d less %d ms for the service's answer to arrive",
+	if c.MaxWaitMS < 0 || c.MaxWaitMS > c.DeadlineMS-AnswerMarginMS {
+		errs = append(errs, fmt.Errorf("max_wait_ms %d must be in 0 (the default) to %d: deadline_ms %d less %d ms for the service's answer to arrive",
 			c.MaxWaitMS, c.DeadlineMS-AnswerMarginMS, c.DeadlineMS, AnswerMarginMS))
 	}
 	if err := variant.ValidatePrefix(c.ProcessedPrefix); err != nil {
@@ -167,7 +168,13 @@ const (
 func (c Config) Deadline() time.Duration { return time.Duration(c.DeadlineMS) * time.Millisecond }
 
 // MaxWait is how long the service may build before answering PENDING.
-func (c Config) MaxWait() time.Duration { return time.Duration(c.MaxWaitMS) * time.Millisecond }
+func (c Config) MaxWait() time.Duration {
+	ms := c.MaxWaitMS
+	if ms == 0 {
+		ms = min(c.DeadlineMS*2/5, c.DeadlineMS-AnswerMarginMS)
+	}
+	return time.Duration(ms) * time.Millisecond
+}
 
 // Header names on an S3 origin that override the packaged configuration
 // for one distribution. They are set by the distribution's owner, never by
@@ -191,7 +198,9 @@ func (c Config) withOrigin(h cloudfront.Headers) (Config, string) {
 	if v := h.Get(HeaderDeadline); v != "" {
 		if ms, err := strconv.Atoi(v); err == nil && ms > AnswerMarginMS && ms <= c.LauncherDeadlineMS-LauncherMarginMS {
 			c.DeadlineMS = ms
-			c.MaxWaitMS = min(c.MaxWaitMS, ms-AnswerMarginMS)
+			if c.MaxWaitMS > ms-AnswerMarginMS {
+				c.MaxWaitMS = 0 // derived from the new deadline
+			}
 		}
 	}
 	if v := h.Get(HeaderPreset); v != "" {

@@ -12,8 +12,15 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Deadline().Milliseconds() != 2500 || cfg.Service.Address == "" {
+	if cfg.Deadline().Milliseconds() != 2500 || cfg.MaxWait().Milliseconds() != 1000 || cfg.Service.Address == "" {
 		t.Errorf("example config: %+v", cfg)
+	}
+	for deadline, want := range map[int]int64{2500: 1000, 5000: 2000, 300: 50} {
+		c := DefaultConfig()
+		c.DeadlineMS = deadline
+		if got := c.MaxWait().Milliseconds(); got != want {
+			t.Errorf("default max wait for a %d ms deadline: %d ms, want %d", deadline, got, want)
+		}
 	}
 }
 
@@ -26,7 +33,7 @@ func TestConfigRejects(t *testing.T) {
 		"launcher too short":   `{"service":{"address":"a:1"},"deadline_ms":2000,"launcher_deadline_ms":1000}`,
 		"no launcher margin":   `{"service":{"address":"a:1"},"deadline_ms":2900,"launcher_deadline_ms":3000}`,
 		"max wait past budget": `{"service":{"address":"a:1"},"deadline_ms":2500,"max_wait_ms":2400}`,
-		"no max wait":          `{"service":{"address":"a:1"},"max_wait_ms":0}`,
+		"negative max wait":    `{"service":{"address":"a:1"},"max_wait_ms":-1}`,
 		"unsorted breakpoints": `{"service":{"address":"a:1"},"breakpoints":[640,320]}`,
 		"bad format":           `{"service":{"address":"a:1"},"formats":["bmp"]}`,
 	} {
