@@ -15,32 +15,40 @@ GRPCURL_VERSION   := v1.9.4
 
 DATA ?= ./data
 
-.PHONY: help setup deps tools run dev test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test bench savings fuzz clean
+.PHONY: help setup deps tools grpcurl run dev test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test bench savings fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 setup: deps tools ## install everything the build and tests need
 
-deps: ## install libvips-dev, pkg-config, gcc, node and zip with apt when missing
-	@if pkg-config --exists vips 2>/dev/null && command -v gcc node zip curl >/dev/null; then \
+deps: ## install libvips-dev, pkg-config, gcc, node, npm and zip with apt when missing
+	@if pkg-config --exists vips 2>/dev/null && command -v gcc node npm zip curl >/dev/null; then \
 		echo "libvips $$(pkg-config --modversion vips), node $$(node --version) already installed"; \
 	else \
 		echo "installing libvips-dev, nodejs and zip with apt"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			libvips-dev pkg-config gcc libc6-dev zip curl $$(command -v node >/dev/null || echo nodejs) >/dev/null; \
+			libvips-dev pkg-config gcc libc6-dev zip curl $$(command -v node >/dev/null || echo nodejs) \
+			$$(command -v npm >/dev/null || echo npm) >/dev/null; \
 	fi
 
-tools: $(BIN)/versitygw $(BIN)/buf $(BIN)/grpcurl ## install the pinned Go tools into .bin
+tools: deps $(BIN)/versitygw $(BIN)/buf $(BIN)/grpcurl ## install the pinned tools into .bin
+
+grpcurl: $(BIN)/grpcurl ## install grpcurl for the README's tour (compiled once, ~10 min on a fresh machine)
 
 $(BIN)/versitygw:
 	GOBIN=$(BIN) go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+# buf is published on npm with its prebuilt binaries: seconds, not a
+# 19-minute compile. versitygw and grpcurl have no prebuilt package in the
+# registries this project uses, so they are compiled once and kept in .bin.
 $(BIN)/buf:
-	GOBIN=$(BIN) go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	@mkdir -p $(BIN)/npm
+	npm install --silent --no-audit --no-fund --prefix $(BIN)/npm @bufbuild/buf@$(patsubst v%,%,$(BUF_VERSION))
+	ln -sf npm/node_modules/.bin/buf $(BIN)/buf
 $(BIN)/grpcurl:
 	GOBIN=$(BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
-run: deps $(BIN)/grpcurl ## serve on the embedded local store (./data), seeded with the sample images
+run: deps ## serve on the embedded local store (./data), seeded with the sample images (needs no tools)
 	@mkdir -p $(DATA)/demo/photos
 	@cp -n deploy/dev/samples/photos/* $(DATA)/demo/photos/ 2>/dev/null || true
 	go run ./server --store file:$(DATA)
@@ -115,5 +123,5 @@ fuzz: ## run each fuzz target for a while (FUZZTIME=30s), then every shape × fo
 	go test ./server/internal/imaging -run '^$$' -fuzz FuzzProcessShapes -fuzztime $${FUZZTIME:-30s}
 	IMGEDGE_SHAPE_SWEEP_FULL=1 go test ./server/internal/imaging -run '^TestExtremeShapes$$' -count=1 -timeout 60m
 
-clean: ## remove the local store, build outputs and tools
-	rm -rf $(DATA) $(BIN) dist
+clean: ## remove build outputs and tools (never ./data, which holds your originals)
+	rm -rf $(BIN) dist

@@ -43,7 +43,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return "imgedge: " + e.status.Code().String() + ": " + e.status.Message()
+	return e.status.Code().String() + ": " + e.status.Message()
 }
 
 // ErrorInfo reasons the service sends with ResourceExhausted.

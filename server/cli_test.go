@@ -69,6 +69,15 @@ func TestCLI(t *testing.T) {
 		if info, err := h.proc.Probe(data); err != nil || info.Format != "webp" || info.Width != 600 {
 			t.Fatalf("output: %+v, %v", info, err)
 		}
+		// The usual file mode, not CreateTemp's 0600; and a format chosen
+		// without a quality gets that format's default (WebP 75), not the
+		// default preset's JPEG 90.
+		if fi, err := os.Stat(out); err != nil || fi.Mode().Perm()&0o044 != 0o044 {
+			t.Errorf("output mode %v, want group and others to read it", fi.Mode())
+		}
+		if !strings.Contains(r.stderr, "quality 75") {
+			t.Errorf("--format webp: %s, want quality 75", r.stderr)
+		}
 		// A failure leaves no output file behind.
 		bad := filepath.Join(dir, "bad.jpg")
 		os.WriteFile(bad, []byte("text"), 0o644)
@@ -87,7 +96,7 @@ func TestCLI(t *testing.T) {
 			Outcome      string `json:"outcome"`
 			Key          string `json:"key"`
 			Size         string `json:"size"`
-			OriginalSize string `json:"original_size"`
+			OriginalSize string `json:"originalSize"`
 		}
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &resp) != nil || resp.Outcome != "OUTCOME_CREATED" || resp.Key != "ProcessedImages/w480_q75/photos/a.jpg.webp" {
 			t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
@@ -96,7 +105,7 @@ func TestCLI(t *testing.T) {
 		if r.code != 0 || !strings.HasPrefix(r.stdout, "existing\tProcessedImages/w480_q75/photos/a.jpg.webp") {
 			t.Errorf("text output: %q", r.stdout)
 		}
-		if r := runCLI(t, bin, env, "ensure", bucket, "photos/b.jpg", "--width", "300", "--format", "webp", "--auto-quality"); r.code != 0 || !strings.Contains(r.stdout, "ProcessedImages/w300_qauto/photos/b.jpg.webp") {
+		if r := runCLI(t, bin, env, "ensure", bucket, "photos/b.jpg", "--width", "300", "--format", "webp", "--auto-quality"); r.code != 0 || !strings.Contains(r.stdout, "ProcessedImages/w300_qauto/photos/b.jpg.webp") || !strings.Contains(r.stdout, "quality ") {
 			t.Errorf("--auto-quality: exit %d: %s %s", r.code, r.stdout, r.stderr)
 		}
 		for _, c := range []struct {
@@ -110,8 +119,12 @@ func TestCLI(t *testing.T) {
 			{[]string{"frobnicate"}, 2},
 			{[]string{"ensure", bucket, "photos/a.jpg", "--addr", "127.0.0.1:1", "--timeout", "2s"}, 7},
 		} {
-			if r := runCLI(t, bin, env, c.args...); r.code != c.code {
+			r := runCLI(t, bin, env, c.args...)
+			if r.code != c.code {
 				t.Errorf("%q: exit %d, want %d: %s", c.args, r.code, c.code, r.stderr)
+			}
+			if first, _, _ := strings.Cut(r.stderr, "\n"); strings.Count(first, "imgedge") > 1 {
+				t.Errorf("%q: the message repeats itself: %s", c.args, r.stderr)
 			}
 		}
 	})
@@ -134,7 +147,7 @@ func TestCLI(t *testing.T) {
 		}
 		// Not a terminal: plain lines and the final table.
 		r = runCLI(t, bin, env, "backfill", bucket, "photos/", "--preset", "thumbnail", "--dry-run")
-		for _, want := range []string{"existing\tphotos/a.jpg", "error\tphotos/broken.jpg\tInvalidArgument", "dry run", "saving"} {
+		for _, want := range []string{"existing\tphotos/a.jpg", "error\tphotos/broken.jpg\tInvalidArgument", "dry run", "saving", "would create"} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("plain output lacks %q:\n%s", want, r.stdout)
 			}

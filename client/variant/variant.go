@@ -160,8 +160,10 @@ func (s Spec) Override(o Spec) Spec {
 	if o.Fit != FitUnspecified {
 		s.Fit = o.Fit
 	}
-	if o.Format != FormatUnspecified {
-		s.Format = o.Format
+	if o.Format != FormatUnspecified && o.Format != s.Format {
+		// A quality belongs to its format: another format chosen without a
+		// quality takes that format's default, not the preset's number.
+		s.Format, s.Quality = o.Format, 0
 	}
 	if o.Quality != 0 {
 		s.Quality = o.Quality

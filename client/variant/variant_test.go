@@ -248,3 +248,24 @@ func TestAutoQualityAndBest(t *testing.T) {
 		t.Error("qauto PNG key accepted")
 	}
 }
+
+func TestOverride(t *testing.T) {
+	preset := Spec{Format: FormatJPEG, Quality: 90, Width: 480}
+	tests := []struct {
+		name string
+		o    Spec
+		want Spec
+	}{
+		{"nothing", Spec{}, preset},
+		{"width", Spec{Width: 320}, Spec{Format: FormatJPEG, Quality: 90, Width: 320}},
+		{"another format takes its default quality", Spec{Format: FormatWebP}, Spec{Format: FormatWebP, Width: 480}},
+		{"another format with a quality", Spec{Format: FormatWebP, Quality: 60}, Spec{Format: FormatWebP, Quality: 60, Width: 480}},
+		{"the same format keeps the quality", Spec{Format: FormatJPEG}, preset},
+		{"a quality alone", Spec{Quality: 70}, Spec{Format: FormatJPEG, Quality: 70, Width: 480}},
+	}
+	for _, tt := range tests {
+		if got := preset.Override(tt.o); got != tt.want {
+			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/schollz/progressbar/v3"
@@ -42,7 +44,7 @@ func runTransform(ctx context.Context, e env, args []string) error {
 	var tmp *os.File
 	if out != "-" {
 		// Write beside OUT and rename, so a failure leaves no half-written file.
-		if tmp, err = os.CreateTemp(dirOf(out), ".imgedge-*"); err != nil {
+		if tmp, err = os.CreateTemp(filepath.Dir(out), ".imgedge-*"); err != nil {
 			return err
 		}
 		defer os.Remove(tmp.Name())
@@ -60,21 +62,31 @@ func runTransform(ctx context.Context, e env, args []string) error {
 		if err := tmp.Close(); err != nil {
 			return err
 		}
+		// CreateTemp makes 0600 files; an output file gets the usual mode.
+		if err := os.Chmod(tmp.Name(), 0o666&^currentUmask()); err != nil {
+			return err
+		}
 		if err := os.Rename(tmp.Name(), out); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(e.stderr, "%s: %s %d×%d, %d bytes\n", out, res.GetContentType(), res.GetWidth(), res.GetHeight(), res.GetSize())
+	fmt.Fprintf(e.stderr, "%s: %s %d×%d, %d bytes%s\n", out, res.GetContentType(), res.GetWidth(), res.GetHeight(), res.GetSize(), qualityNote(res.GetQuality()))
 	return nil
 }
 
-func dirOf(path string) string {
-	for i := len(path) - 1; i >= 0; i-- {
-		if path[i] == '/' {
-			return path[:i+1]
-		}
+// currentUmask reads the process's umask (setting it back at once).
+func currentUmask() os.FileMode {
+	mask := syscall.Umask(0)
+	syscall.Umask(mask)
+	return os.FileMode(mask)
+}
+
+// qualityNote names the encoder quality used, chosen or searched.
+func qualityNote(q uint32) string {
+	if q == 0 {
+		return ""
 	}
-	return "."
+	return fmt.Sprintf(", quality %d", q)
 }
 
 func runEnsure(ctx context.Context, e env, args []string) error {
@@ -96,8 +108,8 @@ func runEnsure(ctx context.Context, e env, args []string) error {
 	if *asJSON {
 		return printJSON(e.stdout, resp)
 	}
-	fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%d bytes (original %d, %s)\n", outcomeName(resp.GetOutcome()), resp.GetKey(),
-		resp.GetContentType(), resp.GetSize(), resp.GetOriginalSize(), savingOf(resp.GetOriginalSize(), resp.GetSize()))
+	fmt.Fprintf(e.stdout, "%s\t%s\t%s%s\t%d bytes (original %d, %s)\n", outcomeName(resp.GetOutcome(), false), resp.GetKey(),
+		resp.GetContentType(), qualityNote(resp.GetQuality()), resp.GetSize(), resp.GetOriginalSize(), savingOf(resp.GetOriginalSize(), resp.GetSize()))
 	return nil
 }
 
@@ -122,20 +134,30 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 
 	var bar *progressbar.ProgressBar
 	if f, ok := e.stderr.(*os.File); ok && !*asJSON && term.IsTerminal(int(f.Fd())) {
-		bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(f), progressbar.OptionSetDescription("backfill"),
-			progressbar.OptionShowCount(), progressbar.OptionSpinnerType(14), progressbar.OptionClearOnFinish())
+		bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(f), progressbar.OptionSetDescription("backfill"),
+			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("objects"),
+			progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
 	}
+	// The service streams a running count of the originals to process, so
+	// the bar has a total (and a rate and ETA) as soon as the listing runs
+	// ahead; counts kept here give a partial summary if the run is cut short.
+	var seen imgedgev1.BackfillSummary
+	seen.DryRun = *dryRun
 	progress := func(p *imgedgev1.BackfillProgress) {
+		addToSummary(&seen, p)
 		switch {
 		case *asJSON:
 			_ = printJSON(e.stdout, &imgedgev1.BackfillResponse{Event: &imgedgev1.BackfillResponse_Progress{Progress: p}})
 		case bar != nil:
+			if p.GetTotal() > bar.GetMax64() {
+				bar.ChangeMax64(p.GetTotal())
+			}
 			_ = bar.Add(1)
 			if p.GetError() != "" {
 				bar.Describe("last error: " + p.GetKey())
 			}
 		default:
-			printProgress(e.stdout, p)
+			printProgress(e.stdout, p, *dryRun)
 		}
 	}
 	req := v.backfillRequest(pos[0], prefix)
@@ -145,6 +167,10 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 		_ = bar.Finish()
 	}
 	if err != nil {
+		if ctx.Err() != nil && !*asJSON {
+			fmt.Fprintln(e.stdout, "interrupted: the originals below were done, builds in flight finish on the service")
+			printSummary(e.stdout, &seen)
+		}
 		return err
 	}
 	if *asJSON {
@@ -160,7 +186,30 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
-func printProgress(w io.Writer, p *imgedgev1.BackfillProgress) {
+// addToSummary counts one progress event into a running summary.
+func addToSummary(s *imgedgev1.BackfillSummary, p *imgedgev1.BackfillProgress) {
+	s.Objects++
+	if p.GetError() != "" {
+		s.Errors++
+		return
+	}
+	s.OriginalBytes += p.GetOriginalSize()
+	switch p.GetOutcome() {
+	case imgedgev1.Outcome_OUTCOME_CREATED:
+		s.Created++
+		s.ServedBytes += p.GetVariantSize()
+		s.VariantBytes += p.GetVariantSize()
+	case imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED:
+		s.AlreadyExisted++
+		s.ServedBytes += p.GetVariantSize()
+		s.VariantBytes += p.GetVariantSize()
+	default:
+		s.OriginalIsSmaller++
+		s.ServedBytes += p.GetOriginalSize()
+	}
+}
+
+func printProgress(w io.Writer, p *imgedgev1.BackfillProgress, dryRun bool) {
 	if p.GetError() != "" {
 		fmt.Fprintf(w, "error\t%s\t%s: %s\n", p.GetKey(), p.GetErrorCode(), p.GetError())
 		return
@@ -169,17 +218,17 @@ func printProgress(w io.Writer, p *imgedgev1.BackfillProgress) {
 	if p.GetOutcome() == imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER {
 		served = p.GetOriginalSize()
 	}
-	fmt.Fprintf(w, "%s\t%s\t%d → %d bytes\n", outcomeName(p.GetOutcome()), p.GetKey(), p.GetOriginalSize(), served)
+	fmt.Fprintf(w, "%s\t%s\t%d → %d bytes\n", outcomeName(p.GetOutcome(), dryRun), p.GetKey(), p.GetOriginalSize(), served)
 }
 
 func printSummary(w io.Writer, s *imgedgev1.BackfillSummary) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	title := "backfill"
+	title, created := "backfill", "created"
 	if s.GetDryRun() {
-		title = "backfill (dry run: nothing written)"
+		title, created = "backfill (dry run: nothing written)", "would create"
 	}
 	fmt.Fprintln(w, title)
-	fmt.Fprintf(tw, "objects\tcreated\texisting\tkept original\tskipped\terrors\tbytes before\tbytes after\tsaving\t\n")
+	fmt.Fprintf(tw, "objects\t%s\texisting\tkept original\tskipped\terrors\tbytes before\tbytes after\tsaving\t\n", created)
 	fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.GetObjects(), s.GetCreated(), s.GetAlreadyExisted(),
 		s.GetOriginalIsSmaller(), s.GetSkipped(), s.GetErrors(), s.GetOriginalBytes(), s.GetServedBytes(),
 		savingOf(s.GetOriginalBytes(), s.GetServedBytes()))
@@ -193,14 +242,23 @@ func savingOf(before, after int64) string {
 	return fmt.Sprintf("%.1f%%", 100*(1-float64(after)/float64(before)))
 }
 
-func outcomeName(o imgedgev1.Outcome) string {
+// outcomeName labels an outcome; a dry run says what it would do.
+func outcomeName(o imgedgev1.Outcome, dryRun bool) string {
 	switch o {
 	case imgedgev1.Outcome_OUTCOME_CREATED:
+		if dryRun {
+			return "would-create"
+		}
 		return "created"
 	case imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED:
 		return "existing"
 	case imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER:
+		if dryRun {
+			return "would-keep-original"
+		}
 		return "kept-original"
+	case imgedgev1.Outcome_OUTCOME_PENDING:
+		return "pending"
 	}
 	return "unknown"
 }
@@ -223,7 +281,8 @@ func runHealth(ctx context.Context, e env, args []string) error {
 }
 
 func printJSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	// protojson's own field names (camelCase), as grpcurl prints them.
+	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(m)
 	if err != nil {
 		return err
 	}

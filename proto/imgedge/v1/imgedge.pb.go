@@ -1075,7 +1075,13 @@ type BackfillProgress struct {
 	// gRPC code name of the failure, empty on success.
 	ErrorCode string `protobuf:"bytes,6,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
 	// Failure message, empty on success.
-	Error         string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	// Originals under the prefix counted so far by a listing that runs ahead
+	// of the work: the total this backfill is heading for, final once
+	// total_final is set.
+	Total int64 `protobuf:"varint,8,opt,name=total,proto3" json:"total,omitempty"`
+	// The listing has finished: total is the number of originals to process.
+	TotalFinal    bool `protobuf:"varint,9,opt,name=total_final,json=totalFinal,proto3" json:"total_final,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1157,6 +1163,20 @@ func (x *BackfillProgress) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *BackfillProgress) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *BackfillProgress) GetTotalFinal() bool {
+	if x != nil {
+		return x.TotalFinal
+	}
+	return false
 }
 
 // BackfillSummary closes a backfill.
@@ -1458,7 +1478,7 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x06_widthB\t\n" +
 	"\a_heightB\n" +
 	"\n" +
-	"\b_quality\"\xf1\x01\n" +
+	"\b_quality\"\xa8\x02\n" +
 	"\x10BackfillProgress\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x13.imgedge.v1.OutcomeR\aoutcome\x12#\n" +
@@ -1468,7 +1488,10 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"variantKey\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x06 \x01(\tR\terrorCode\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05error\"\xd8\x02\n" +
+	"\x05error\x18\a \x01(\tR\x05error\x12\x14\n" +
+	"\x05total\x18\b \x01(\x03R\x05total\x12\x1f\n" +
+	"\vtotal_final\x18\t \x01(\bR\n" +
+	"totalFinal\"\xd8\x02\n" +
 	"\x0fBackfillSummary\x12\x18\n" +
 	"\aobjects\x18\x01 \x01(\x03R\aobjects\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\x03R\acreated\x12'\n" +

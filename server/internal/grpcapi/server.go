@@ -158,7 +158,8 @@ func (s *Server) Backfill(in *imgedgev1.BackfillRequest, stream imgedgev1.ImageT
 	req.DryRun = in.GetDryRun()
 	setLogAttrs(ctx, slog.String("bucket", in.GetBucket()), slog.String("prefix", in.GetPrefix()), slog.Bool("dry_run", req.DryRun))
 	sum, err := s.svc.Backfill(ctx, in.GetBucket(), in.GetPrefix(), req, int(in.GetConcurrency()), func(it transform.BackfillItem) error {
-		p := &imgedgev1.BackfillProgress{Key: it.Key, OriginalSize: it.OriginalSize, VariantKey: it.Result.VariantKey}
+		p := &imgedgev1.BackfillProgress{Key: it.Key, OriginalSize: it.OriginalSize, VariantKey: it.Result.VariantKey,
+			Total: it.Total, TotalFinal: it.TotalFinal}
 		if it.Err != nil {
 			p.ErrorCode = Code(it.Err).String()
 			p.Error = status.Convert(toStatus(it.Err)).Message()

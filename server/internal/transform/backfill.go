@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -24,6 +25,10 @@ type BackfillItem struct {
 	OriginalSize int64
 	Result       EnsureResult // valid when Err is nil
 	Err          error
+	// Total is the number of originals a listing running ahead of the work
+	// has counted so far; TotalFinal says that listing has finished.
+	Total      int64
+	TotalFinal bool
 }
 
 // BackfillSummary totals a backfill.
@@ -68,17 +73,36 @@ func (s *Service) Backfill(ctx context.Context, bucket, prefix string, req Reque
 	}
 	concurrency = min(max(concurrency, 1), s.pool.Workers())
 
+	// The work walks the listing at its own pace; a second walk only counts,
+	// so progress can show how far along a large bucket is. It costs one
+	// LIST request per thousand objects.
+	var total atomic.Int64
+	var totalFinal atomic.Bool
+	countCtx, stopCounting := context.WithCancel(ctx)
+	defer stopCounting()
+	go func() {
+		err := s.store.Walk(countCtx, bucket, prefix, s.cfg.Prefix, func(o store.ObjectInfo) error {
+			if isOriginal(o.Key) {
+				total.Add(1)
+			}
+			return nil
+		})
+		totalFinal.Store(err == nil)
+	}()
+
 	var mu sync.Mutex
 	report := func(it BackfillItem) error {
 		mu.Lock()
 		defer mu.Unlock()
 		sum.add(it)
+		it.TotalFinal = totalFinal.Load()
+		it.Total = max(total.Load(), sum.Objects-sum.Skipped)
 		return emit(it)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(concurrency)
 	walkErr := s.store.Walk(gctx, bucket, prefix, s.cfg.Prefix, func(o store.ObjectInfo) error {
-		if !slices.Contains(backfillExtensions, strings.ToLower(path.Ext(o.Key))) {
+		if !isOriginal(o.Key) {
 			mu.Lock()
 			sum.Objects++
 			sum.Skipped++
@@ -102,6 +126,10 @@ func (s *Service) Backfill(ctx context.Context, bucket, prefix string, req Reque
 		return sum, ctx.Err()
 	}
 	return sum, err
+}
+
+func isOriginal(key string) bool {
+	return slices.Contains(backfillExtensions, strings.ToLower(path.Ext(key)))
 }
 
 // ensureWithRetry retries EnsureVariant while the pool is full: a backfill
