@@ -277,12 +277,23 @@ func Usage(w io.Writer) {
 	cfg := Default()
 	fs := flag.NewFlagSet("imgedge-server", flag.ContinueOnError)
 	cfg.flags(fs)
-	fmt.Fprintf(w, "Usage: imgedge-server [flags]\n\nEvery flag has an environment twin, shown in brackets; flags win.\n\n")
+	fmt.Fprint(w, `Usage: imgedge-server [flags]            serve
+       imgedge-server --print-config [flags]  print the effective configuration (YAML, secrets redacted) and exit
+       imgedge-server health [--addr A] [--tls] [--ca-file F] [--server-name N] [--timeout D] [--ready]
+                                              probe a running server: exit 0 when SERVING
+
+Every flag has an environment twin, shown in brackets; flags win.
+
+`)
 	fs.VisitAll(func(f *flag.Flag) {
 		name, usage := flag.UnquoteUsage(f)
 		fmt.Fprintf(w, "  --%s %s\t[%s]\n    \t%s", f.Name, name, EnvName(f.Name), usage)
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
-			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		def := f.DefValue
+		if b, ok := f.Value.(*Bytes); ok {
+			def = b.human()
+		}
+		if def != "" && def != "false" && def != "0" && !strings.Contains(usage, "(default") {
+			fmt.Fprintf(w, " (default %s)", def)
 		}
 		fmt.Fprintln(w)
 	})
@@ -429,6 +440,19 @@ func splitList(s string) []string {
 type Bytes int64
 
 func (b *Bytes) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+// human writes a byte count with the largest suffix that divides it.
+func (b *Bytes) human() string {
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n := int64(*b); n != 0 && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.suffix
+		}
+	}
+	return b.String()
+}
 
 // Set parses a byte count.
 func (b *Bytes) Set(s string) error {

@@ -125,3 +125,19 @@ func TestByteLimitsNest(t *testing.T) {
 		}
 	}
 }
+
+func TestUsageListsEverythingOnce(t *testing.T) {
+	var buf strings.Builder
+	Usage(&buf)
+	out := buf.String()
+	for _, want := range []string{"imgedge-server health", "--print-config", "--ready", "(default 768MiB)", "[IMGEDGE_WORKERS]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("usage lacks %q", want)
+		}
+	}
+	for line := range strings.Lines(out) {
+		if strings.Count(line, "(default") > 1 {
+			t.Errorf("a default twice: %q", line)
+		}
+	}
+}
