@@ -70,7 +70,7 @@ lint:
 GENERATED := proto deploy/cloudformation
 
 generate: $(BIN)/buf ## regenerate the protobuf Go code and the viewer-request function (from the edge's allow-lists)
-	cd proto && buf generate
+	cd proto && buf generate && buf build -o imgedge/v1/imgedge.binpb
 	go run ./edgeadapter/cmd/imgedge-gen-viewer --js deploy/cloudformation/viewer-request.js --template deploy/cloudformation/template.yaml
 
 checkgenerate: generate ## fail if the checked-in generated code is stale

@@ -28,7 +28,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/reflection"
 
 	"github.com/imgedge/imgedge/client/variant"
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
@@ -257,7 +256,9 @@ func newServer(cfg config.Config, st transform.Store, proc transform.Processor, 
 	}))
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(gs, healthSrv)
-	reflection.Register(gs)
+	if err := grpcapi.RegisterReflection(gs); err != nil {
+		return nil, err
+	}
 	return &server{grpc: gs, health: healthSrv, metrics: m}, nil
 }
 

@@ -65,6 +65,10 @@ func TestGrpcurlWalkthrough(t *testing.T) {
 	if out := run(addr, "describe", "imgedge.v1.ImageTransformService"); !strings.Contains(out, "rpc EnsureVariant") || !strings.Contains(out, "rpc Transform") {
 		t.Errorf("describe:\n%s", out)
 	}
+	// describe prints the proto's documentation, field by field.
+	if out := run(addr, "describe", "imgedge.v1.EnsureVariantRequest"); !strings.Contains(out, "// Name of a configured preset") || !strings.Contains(out, "// How long the caller will wait") {
+		t.Errorf("describe shows no comments:\n%s", out)
+	}
 	var resp struct {
 		Outcome      string `json:"outcome"`
 		Key          string `json:"key"`
