@@ -154,6 +154,24 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Deployable reports what would make a valid configuration fail in
+// front of real traffic: the example file's placeholders left in, or a
+// plaintext service off loopback.
+func (c Config) Deployable() error {
+	var errs []error
+	host, _, _ := strings.Cut(strings.TrimPrefix(c.Service.Address, "dns:///"), ":")
+	if host == "example.com" || strings.HasSuffix(host, ".example.com") || strings.HasSuffix(host, ".example") {
+		errs = append(errs, fmt.Errorf("service.address %q is the example's placeholder: set your service's address", c.Service.Address))
+	}
+	if strings.HasPrefix(c.Service.Token, "REPLACE-") {
+		errs = append(errs, errors.New("service.token is the example's placeholder: set a token the service accepts"))
+	}
+	if c.Service.Insecure && host != "localhost" && !strings.HasPrefix(host, "127.") && host != "[::1]" {
+		errs = append(errs, fmt.Errorf("service.insecure sends the token in plaintext to %s: Lambda@Edge reaches the service over the internet", host))
+	}
+	return errors.Join(errs...)
+}
+
 // Margins the configuration must leave.
 const (
 	// LauncherMarginMS: the launcher's deadline over the call's, for a cold

@@ -61,3 +61,24 @@ func TestBucketFor(t *testing.T) {
 		}
 	}
 }
+
+func TestDeployableRefusesPlaceholders(t *testing.T) {
+	example, err := LoadConfig(filepath.Join("lambda", "config.example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = example.Deployable()
+	if err == nil || !strings.Contains(err.Error(), "service.address") || !strings.Contains(err.Error(), "service.token") {
+		t.Errorf("the example config: %v, want both placeholders refused", err)
+	}
+	real := example
+	real.Service.Address, real.Service.Token = "images-api.acme.net:443", "s3cr3t"
+	if err := real.Deployable(); err != nil {
+		t.Errorf("a filled-in config: %v", err)
+	}
+	plain := real
+	plain.Service.Insecure = true
+	if err := plain.Deployable(); err == nil {
+		t.Error("plaintext to a public address was accepted")
+	}
+}

@@ -39,7 +39,7 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	fs := flag.NewFlagSet("imgedge-edge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "config.json", "adapter configuration `file` (JSON)")
-	check := fs.Bool("check", false, "validate the configuration and exit")
+	check := fs.Bool("check", false, "validate the configuration for deployment (no placeholders left) and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -51,6 +51,9 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return err
 	}
 	if *check {
+		if err := cfg.Deployable(); err != nil {
+			return fmt.Errorf("%s: %w", *configFile, err)
+		}
 		fmt.Fprintf(stderr, "%s: ok\n", *configFile)
 		return nil
 	}
