@@ -63,6 +63,7 @@ test: setup check ## run every check and the whole test suite
 check: lint checkgenerate light ## static checks: formatting, vet, buf lint, generated code, pure-Go build
 
 lint:
+	@command -v cfn-lint >/dev/null || echo "note: cfn-lint is not installed (pip install cfn-lint); the CloudFormation templates get the structural checks only"
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	cd proto && buf lint

@@ -152,23 +152,20 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 }
 
-// TestCloudFormationTemplate lints the template with cfn-lint, which the
-// project's machines have; elsewhere the test says so and skips.
+// TestCloudFormationTemplate lints the templates with cfn-lint where it is
+// installed (a Python package, not in Debian: make check says when it is
+// missing). Without it, TestCloudFormationReferencesResolve and the
+// viewerrequest package still check the structure, the references and the
+// inline function.
 func TestCloudFormationTemplate(t *testing.T) {
 	lint, err := exec.LookPath("cfn-lint")
 	if err != nil {
-		t.Skip("cfn-lint is not installed: pip install cfn-lint to validate deploy/cloudformation offline")
+		t.Skip("cfn-lint is not installed: pip install cfn-lint to lint deploy/cloudformation")
 	}
-	out, err := exec.Command(lint, filepath.Join("..", "deploy", "cloudformation", "template.yaml")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("cfn-lint: %v\n%s", err, out)
-	}
-	// The function code inlined in the template is the tested file.
-	tmpl, _ := os.ReadFile(filepath.Join("..", "deploy", "cloudformation", "template.yaml"))
-	fn, _ := os.ReadFile(filepath.Join("..", "deploy", "cloudformation", "viewer-request.js"))
-	for line := range strings.Lines(string(fn)) {
-		if l := strings.TrimSpace(line); l != "" && !strings.Contains(string(tmpl), l) {
-			t.Fatalf("the template's FunctionCode differs from viewer-request.js at %q", l)
+	for _, name := range []string{"template.yaml", "bucket-policy.yaml"} {
+		out, err := exec.Command(lint, filepath.Join("..", "deploy", "cloudformation", name)).CombinedOutput()
+		if err != nil {
+			t.Errorf("cfn-lint %s: %v\n%s", name, err, out)
 		}
 	}
 }
