@@ -107,12 +107,16 @@ edge-test: edge-binary ## the Node.js launcher's tests against the real adapter 
 	cd deploy/cloudformation && node --test
 
 bench: setup ## the benchmark report: every service path against in-process libvips (BENCHMARKS.md)
+	@mkdir -p dist
 	IMGEDGE_BENCH=1 IMGEDGE_BENCH_OUT=$(CURDIR)/dist/bench-table.md MALLOC_ARENA_MAX=2 \
 		go test ./server -run '^TestBenchmarkReport$$' -count=1 -v -timeout 40m
 	@echo "table written to dist/bench-table.md"
 
-savings: deps ## the savings table: prototype q90 vs per-format defaults vs auto-quality (samples + corpus)
-	IMGEDGE_SAVINGS=1 IMGEDGE_SAVINGS_OUT=$(CURDIR)/dist/savings-table.md go test ./server -run '^TestSavingsReport$$' -count=1 -v -timeout 30m
+CORPUS ?=
+
+savings: deps ## the savings table on the shipped samples (CORPUS=dir adds that directory's JPEGs)
+	@mkdir -p dist
+	IMGEDGE_SAVINGS=1 IMGEDGE_CORPUS=$(abspath $(CORPUS)) IMGEDGE_SAVINGS_OUT=$(CURDIR)/dist/savings-table.md go test ./server -run '^TestSavingsReport$$' -count=1 -v -timeout 30m
 	@echo "table written to dist/savings-table.md"
 
 fuzz: ## run each fuzz target for a while (FUZZTIME=30s), then every shape × format × spec through libvips

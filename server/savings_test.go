@@ -22,14 +22,18 @@ import (
 // quality 90, fixed per-format defaults, and perceptual auto-quality, all at
 // the original's size, and prints bytes, saving, score (MS-SSIM on luma
 // against the original) and encode time. `make savings` runs it on the
-// shipped samples and, when present, the corpus.
+// shipped samples, plus the JPEGs of IMGEDGE_CORPUS (make savings
+// CORPUS=dir) when set.
 func TestSavingsReport(t *testing.T) {
 	if os.Getenv("IMGEDGE_SAVINGS") == "" {
 		t.Skip("set IMGEDGE_SAVINGS=1 (make savings)")
 	}
 	files, _ := filepath.Glob(filepath.Join("..", "deploy", "dev", "samples", "photos", "*.jpg"))
-	corpus, _ := filepath.Glob(filepath.Join("..", "..", "shared", "corpus", "*.jpg"))
-	if os.Getenv("IMGEDGE_SAVINGS_SAMPLES_ONLY") == "" {
+	if dir := os.Getenv("IMGEDGE_CORPUS"); dir != "" {
+		corpus, _ := filepath.Glob(filepath.Join(dir, "*.jpg"))
+		if len(corpus) == 0 {
+			t.Fatalf("IMGEDGE_CORPUS=%s holds no .jpg files", dir)
+		}
 		files = append(files, corpus...)
 	}
 	cfg := config.Default()
