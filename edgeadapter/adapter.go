@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -101,7 +104,10 @@ func serviceHealthy(err error) bool {
 }
 
 func dialService(s Service) (Ensurer, error) {
-	opts := []client.Option{client.WithDefaultDeadline(10 * time.Second)}
+	// The viewer's W3C traceparent, if any, goes on to the service in the
+	// gRPC metadata, so one trace spans edge → service → S3.
+	opts := []client.Option{client.WithDefaultDeadline(10 * time.Second), client.WithDialOptions(
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithPropagators(propagation.TraceContext{}))))}
 	switch {
 	case s.Insecure:
 		opts = append(opts, client.WithInsecure())
@@ -203,6 +209,7 @@ func (a *Adapter) decide(ctx context.Context, req *cloudfront.Request) Decision 
 	if err != nil {
 		return keep(Fallback, "dialling the service: "+err.Error())
 	}
+	ctx = propagation.TraceContext{}.Extract(ctx, headerCarrier(req.Headers))
 	callCtx, cancel := context.WithTimeout(ctx, cfg.Deadline())
 	defer cancel()
 	resp, err := a.breaker.Execute(func() (*imgedgev1.EnsureVariantResponse, error) {
@@ -227,6 +234,19 @@ func (a *Adapter) decide(ctx context.Context, req *cloudfront.Request) Decision 
 		return Decision{Action: Fallback, Reason: fmt.Sprintf("the service named an unexpected key %q", resp.GetKey()), Bucket: bucket, Key: key, URI: req.URI}
 	}
 	return Decision{Action: Rewrite, Reason: resp.GetOutcome().String(), Bucket: bucket, Key: resp.GetKey(), URI: URIFromKey(resp.GetKey())}
+}
+
+// headerCarrier reads W3C trace context from CloudFront's headers.
+type headerCarrier cloudfront.Headers
+
+func (h headerCarrier) Get(key string) string { return cloudfront.Headers(h).Get(key) }
+func (h headerCarrier) Set(string, string)    {}
+func (h headerCarrier) Keys() []string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 // LogDecision writes one structured line for a decision; fallbacks at warn level.

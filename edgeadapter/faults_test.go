@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,15 +28,19 @@ import (
 // grpcFake is a real gRPC server over loopback with a scripted answer.
 type grpcFake struct {
 	imgedgev1.UnimplementedImageTransformServiceServer
-	code    atomic.Uint32 // codes.Code to answer with
-	reason  string        // ErrorInfo reason sent with the code
-	outcome imgedgev1.Outcome
-	token   string
-	calls   atomic.Int64
+	code        atomic.Uint32 // codes.Code to answer with
+	traceparent atomic.Value  // the last call's traceparent metadata
+	reason      string        // ErrorInfo reason sent with the code
+	outcome     imgedgev1.Outcome
+	token       string
+	calls       atomic.Int64
 }
 
 func (g *grpcFake) EnsureVariant(ctx context.Context, req *imgedgev1.EnsureVariantRequest) (*imgedgev1.EnsureVariantResponse, error) {
 	g.calls.Add(1)
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get("traceparent")) > 0 {
+		g.traceparent.Store(md.Get("traceparent")[0])
+	}
 	if g.token != "" {
 		md, _ := metadata.FromIncomingContext(ctx)
 		if v := md.Get("authorization"); len(v) == 0 || v[0] != "Bearer "+g.token {
@@ -228,6 +233,23 @@ func TestBreakerCountsOnlyTheServicesHealth(t *testing.T) {
 				t.Errorf("after 7 answers %s: breaker open %v, want %v (%s)", tt.name, opened, tt.opens, d.Reason)
 			}
 		})
+	}
+}
+
+// TestTraceparentReachesTheService: a viewer request's W3C traceparent
+// continues through the gRPC call, in the same trace.
+func TestTraceparentReachesTheService(t *testing.T) {
+	fake := &grpcFake{}
+	a := realAdapter(t, Service{Address: serveFake(t, fake), Insecure: true}, 2*time.Second)
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	event := bytes.Replace(fixture(t, "s3_plain.json"), []byte(`"headers": {`),
+		[]byte(`"headers": {"traceparent": [{"key": "traceparent", "value": "00-`+trace+`-00f067aa0ba902b7-01"}],`), 1)
+	if _, d, err := a.HandleEvent(context.Background(), event); err != nil || d.Action != Rewrite {
+		t.Fatalf("%v: %s (%s)", err, d.Action, d.Reason)
+	}
+	got, _ := fake.traceparent.Load().(string)
+	if !strings.Contains(got, trace) {
+		t.Errorf("the service saw traceparent %q, want trace %s", got, trace)
 	}
 }
 

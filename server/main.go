@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -38,6 +39,7 @@ import (
 	"github.com/imgedge/imgedge/server/internal/metrics"
 	"github.com/imgedge/imgedge/server/internal/store/local"
 	s3store "github.com/imgedge/imgedge/server/internal/store/s3"
+	"github.com/imgedge/imgedge/server/internal/tracing"
 	"github.com/imgedge/imgedge/server/internal/transform"
 	"github.com/imgedge/imgedge/server/internal/workpool"
 )
@@ -83,6 +85,18 @@ func realMain(ctx context.Context, args []string, logOut io.Writer) error {
 		// before the heap outgrows the memory budget, not at twice its size.
 		debug.SetMemoryLimit(int64(cfg.MaxMemory))
 	}
+
+	stopTracing, err := tracing.Setup(ctx, os.LookupEnv, "imgedge-server")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		flush, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(flush); err != nil {
+			logger.Warn("flushing traces", slog.String("error", err.Error()))
+		}
+	}()
 
 	security, err := newSecurity(cfg)
 	if err != nil {
@@ -230,7 +244,9 @@ func newServer(cfg config.Config, st transform.Store, proc transform.Processor, 
 			grpcapi.AddLogAttrs(ctx, slog.String("caller", name))
 		},
 	}
-	opts := grpcapi.Interceptors(logger)
+	// Tracing continues the caller's W3C trace context (the edge's) from
+	// the gRPC metadata; spans go nowhere unless OTEL_* configures them.
+	opts := append([]grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler())}, grpcapi.Interceptors(logger)...)
 	opts = append(opts, m.ServerOptions()...)
 	if guard.Enabled() {
 		opts = append(opts, guard.ServerOptions()...)

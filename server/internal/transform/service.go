@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -189,8 +191,8 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 // final answer; if not, stale maps candidate keys to the ETags of stale
 // variants there.
 func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candidate) (res EnsureResult, done bool, stale map[string]string, err error) {
-	start := time.Now()
-	defer func() { s.obs.Stage("head", time.Since(start)) }()
+	ctx, end := s.stage(ctx, "head")
+	defer func() { end(err) }()
 
 	type headResult struct {
 		info store.ObjectInfo
@@ -271,9 +273,9 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 		return EnsureResult{}, err
 	}
 
-	start := time.Now()
-	data, orig, err := s.store.Get(fetchCtx, bucket, key, s.cfg.Limits.MaxSourceBytes)
-	s.obs.Stage("fetch", time.Since(start))
+	getCtx, end := s.stage(fetchCtx, "fetch")
+	data, orig, err := s.store.Get(getCtx, bucket, key, s.cfg.Limits.MaxSourceBytes)
+	end(err)
 	if err != nil {
 		if errors.Is(err, store.ErrTooLarge) {
 			return EnsureResult{}, fmt.Errorf("%w: %w", ErrTooLarge, err)
@@ -315,15 +317,17 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 		info := store.ObjectInfo{Size: int64(len(out.Data)), Metadata: map[string]string{MetaWidth: strconv.Itoa(out.Width), MetaHeight: strconv.Itoa(out.Height), MetaQuality: strconv.Itoa(chosen.Quality)}}
 		return variantResult(Created, orig, info, c.key, chosen), nil
 	}
-	start = time.Now()
-	defer func() { s.obs.Stage("store", time.Since(start)) }()
+	storeCtx, end = s.stage(storeCtx, "store")
 	if smaller {
-		return s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, len(out.Data))
+		res, err = s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, len(out.Data))
+	} else {
+		res, err = s.storeVariant(storeCtx, variantWrite{
+			bucket: bucket, key: key, variantKey: c.key, staleETag: stale[c.key],
+			orig: orig, spec: chosen, out: out, cands: cands,
+		})
 	}
-	return s.storeVariant(storeCtx, variantWrite{
-		bucket: bucket, key: key, variantKey: c.key, staleETag: stale[c.key],
-		orig: orig, spec: chosen, out: out, cands: cands,
-	})
+	end(err)
+	return res, err
 }
 
 // work reads the header, checks it against the limits, waits for the
@@ -551,17 +555,35 @@ func (s *Service) probe(data []byte) (ImageInfo, error) {
 // candidate format at the lowest quality meeting its target, keeping the
 // smallest. It returns the output and the spec that produced it (with the
 // quality chosen).
-func (s *Service) process(ctx context.Context, data []byte, info ImageInfo, specs []variant.Spec) (Output, variant.Spec, error) {
+func (s *Service) process(ctx context.Context, data []byte, info ImageInfo, specs []variant.Spec) (out Output, chosen variant.Spec, err error) {
 	if err := ctx.Err(); err != nil {
 		return Output{}, variant.Spec{}, err
 	}
-	start := time.Now()
-	defer func() { s.obs.Stage("process", time.Since(start)) }()
+	ctx, end := s.stage(ctx, "process")
+	defer func() { end(err) }()
 	if !specs[0].AutoQuality {
 		out, err := s.proc.Process(data, Operation{Spec: specs[0], Source: info})
 		return out, specs[0], err
 	}
 	return s.autoQuality(ctx, data, info, specs)
+}
+
+// tracer names the domain's spans.
+var tracer = otel.Tracer("github.com/imgedge/imgedge/server/internal/transform")
+
+// stage starts one step of the work: a trace span (head, fetch, process,
+// store) and a timing for the Observer. Call end with the step's error.
+func (s *Service) stage(ctx context.Context, name string) (context.Context, func(error)) {
+	start := time.Now()
+	ctx, span := tracer.Start(ctx, name)
+	return ctx, func(err error) {
+		s.obs.Stage(name, time.Since(start))
+		if err != nil && !errors.Is(err, errNotWorthIt) {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 }
 
 func variantResult(o Outcome, orig, v store.ObjectInfo, vkey string, spec variant.Spec) EnsureResult {
