@@ -22,7 +22,6 @@ import (
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/imaging"
 	"github.com/imgedge/imgedge/server/internal/s3test"
-	"github.com/imgedge/imgedge/server/internal/store/local"
 	s3store "github.com/imgedge/imgedge/server/internal/store/s3"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 )
@@ -114,12 +113,7 @@ func TestEdgeColdMissAnswersPending(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds 8 MP AVIFs")
 	}
-	dir := t.TempDir()
-	st, err := local.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.CreateBucket(bucket)
+	st, dir := newLocalStoreDir(t)
 	origin, err := httpedge.OpenOrigin(context.Background(), "file:"+dir, "", "")
 	if err != nil {
 		t.Fatal(err)

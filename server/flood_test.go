@@ -15,7 +15,6 @@ import (
 
 	"github.com/imgedge/imgedge/client"
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
-	"github.com/imgedge/imgedge/server/internal/store/local"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 )
 
@@ -113,12 +112,7 @@ func TestDecodedSizeFloodStaysBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow")
 	}
-	dir := t.TempDir()
-	st, err := local.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.CreateBucket(bucket)
+	st, dir := newLocalStoreDir(t)
 	png := testimages.OneBitPNG(7000, 7000)
 	const calls = 16
 	for i := range calls {

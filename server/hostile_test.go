@@ -18,7 +18,6 @@ import (
 
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 	"github.com/imgedge/imgedge/server/internal/store"
-	"github.com/imgedge/imgedge/server/internal/store/local"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 )
 
@@ -137,12 +136,7 @@ func TestDamagedOriginalsStoreNothing(t *testing.T) {
 // Unavailable (which a client would retry and count as an outage), with
 // messages that name no system call.
 func TestLocalStoreRefusalsAreTheCallersProblem(t *testing.T) {
-	dir := t.TempDir()
-	st, err := local.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.CreateBucket(bucket)
+	st, dir := newLocalStoreDir(t)
 	h := startServer(t, st, nil)
 	outside := filepath.Join(t.TempDir(), "secret.jpg")
 	os.WriteFile(outside, testimages.JPEG(64, 64, 90), 0o644)

@@ -26,7 +26,6 @@ import (
 	"github.com/imgedge/imgedge/client"
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 	"github.com/imgedge/imgedge/server/internal/config"
-	"github.com/imgedge/imgedge/server/internal/store/local"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 )
 
@@ -239,12 +238,7 @@ func startProcessEnv(t *testing.T, env []string, args ...string) *process {
 }
 
 func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
-	dir := t.TempDir()
-	st, err := local.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.CreateBucket(bucket)
+	st, dir := newLocalStoreDir(t)
 	const inflight = 4
 	for i := range inflight {
 		putVia(t, st)(fmt.Sprintf("big/%d.jpg", i), bigJPEG())
@@ -319,12 +313,7 @@ func TestMemoryStaysBoundedUnderOverload(t *testing.T) {
 		t.Skip("slow")
 	}
 	const bound = 1 << 30 // documented in the README
-	dir := t.TempDir()
-	st, err := local.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.CreateBucket(bucket)
+	st, dir := newLocalStoreDir(t)
 	twelveMP := testimages.JPEG(4000, 3000, 92)
 	const workers, rounds = 2, 3
 	for i := range 4 * workers * rounds {

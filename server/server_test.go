@@ -127,14 +127,23 @@ func stores(t *testing.T, f func(t *testing.T, st objectStore, put func(key stri
 // newLocalStore opens a local store in a temporary directory, with the test bucket.
 func newLocalStore(t *testing.T) *local.Store {
 	t.Helper()
-	st, err := local.Open(t.TempDir())
+	st, _ := newLocalStoreDir(t)
+	return st
+}
+
+// newLocalStoreDir is newLocalStore, also returning the store's directory
+// (for a server process or an origin reading the same files).
+func newLocalStoreDir(t *testing.T) (*local.Store, string) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := local.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := st.CreateBucket(bucket); err != nil {
 		t.Fatal(err)
 	}
-	return st
+	return st, dir
 }
 
 func putVia(t *testing.T, st objectStore) func(string, []byte) {
