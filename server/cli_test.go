@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,4 +165,37 @@ func TestCLI(t *testing.T) {
 			t.Errorf("health of a dead server: exit %d", r.code)
 		}
 	})
+}
+
+// TestCLIBackfillInterrupted: Ctrl-C stops a backfill and still prints what
+// was done so far.
+func TestCLIBackfillInterrupted(t *testing.T) {
+	bin := buildCLI(t)
+	st := newLocalStore(t)
+	photo := testimages.JPEG(1200, 900, 95)
+	for i := range 20 {
+		putVia(t, st)(fmt.Sprintf("many/%02d.jpg", i), photo)
+	}
+	h := startServer(t, st, nil)
+	cmd := exec.Command(bin, "backfill", bucket, "many/", "--concurrency", "1", "--format", "avif")
+	cmd.Env = append(os.Environ(), "IMGEDGE_ADDR="+h.addr, "IMGEDGE_INSECURE=true")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(stdout)
+	first, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	rest, _ := io.ReadAll(r)
+	cmd.Wait()
+	out := first + string(rest)
+	if !strings.Contains(out, "interrupted") || !strings.Contains(out, "bytes before") {
+		t.Errorf("no partial summary after Ctrl-C:\n%s", out)
+	}
 }
