@@ -148,6 +148,16 @@ func TestCLI(t *testing.T) {
 		if len(lines) != 4 || json.Unmarshal([]byte(lines[3]), &last) != nil || last.Summary.Objects != "3" || last.Summary.Created != "2" || last.Summary.Errors != "1" {
 			t.Fatalf("json output:\n%s", r.stdout)
 		}
+		// Progress carries the total the listing counted (camelCase, as
+		// grpcurl prints it).
+		var progress struct {
+			Progress struct {
+				Total string `json:"total"`
+			} `json:"progress"`
+		}
+		if json.Unmarshal([]byte(lines[2]), &progress) != nil || progress.Progress.Total != "3" {
+			t.Errorf("last progress event %s, want total 3", lines[2])
+		}
 		// Not a terminal: plain lines and the final table.
 		r = runCLI(t, bin, env, "backfill", bucket, "photos/", "--preset", "thumbnail", "--dry-run")
 		for _, want := range []string{"existing\tphotos/a.jpg", "error\tphotos/broken.jpg\tInvalidArgument", "dry run", "saving", "would create"} {
