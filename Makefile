@@ -22,13 +22,13 @@ help: ## list the targets
 
 setup: deps tools ## install everything the build and tests need
 
-deps: ## install libvips-dev, pkg-config, gcc, node, npm and zip with apt when missing
-	@if pkg-config --exists vips 2>/dev/null && command -v gcc node npm zip curl >/dev/null; then \
+deps: ## install libvips-dev (and its tools), pkg-config, gcc, node, npm and zip with apt when missing
+	@if pkg-config --exists vips 2>/dev/null && command -v gcc node npm zip curl vips >/dev/null; then \
 		echo "libvips $$(pkg-config --modversion vips), node $$(node --version) already installed"; \
 	else \
 		echo "installing libvips-dev, nodejs and zip with apt"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			libvips-dev pkg-config gcc libc6-dev zip curl $$(command -v node >/dev/null || echo nodejs) \
+			libvips-dev libvips-tools pkg-config gcc libc6-dev zip curl $$(command -v node >/dev/null || echo nodejs) \
 			$$(command -v npm >/dev/null || echo npm) >/dev/null; \
 	fi
 

@@ -1,0 +1,122 @@
+package quality
+
+import (
+	"bufio"
+	"image"
+	"image/color"
+	_ "image/png"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// referenceDir holds the reference scores for the shared corpus and the
+// script that rebuilds their encodes (../shared/quality-reference).
+var referenceDir = filepath.Join("..", "..", "..", "..", "shared", "quality-reference")
+
+// TestSSIMULACRA2MatchesTheReference rebuilds the reference encodes of the
+// shared corpus with Debian's libvips tools (as the scores were made) and
+// checks every pair whose bytes match the reference's: this implementation
+// must agree with the reference tool within ±2.
+func TestSSIMULACRA2MatchesTheReference(t *testing.T) {
+	if testing.Short() {
+		t.Skip("rebuilds 96 encodes")
+	}
+	scores, err := os.Open(filepath.Join(referenceDir, "scores.tsv"))
+	if err != nil {
+		t.Skipf("no reference scores (%v): they live in the project's shared folder", err)
+	}
+	defer scores.Close()
+	if _, err := exec.LookPath("vips"); err != nil {
+		t.Fatal("vips (libvips-tools) is missing: make deps installs it")
+	}
+	out := t.TempDir()
+	script := exec.Command("bash", filepath.Join(referenceDir, "make-encodes.sh"), filepath.Join(referenceDir, "..", "corpus"), out)
+	if msg, err := script.CombinedOutput(); err != nil {
+		t.Fatalf("make-encodes.sh: %v\n%s", err, msg)
+	}
+	refs := map[string]*SSIMULACRA2Reference{}
+	sc := bufio.NewScanner(scores)
+	sc.Scan() // header
+	var compared, worstDelta float64
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		name, format, q, size := f[0], f[1], f[2], f[3]
+		want, _ := strconv.ParseFloat(f[4], 64)
+		ext := map[string]string{"jpeg": "jpg", "webp": "webp", "avif": "avif"}[format]
+		encoded := filepath.Join(out, name, format+"-q"+q+"."+ext)
+		if fi, err := os.Stat(encoded); err != nil || strconv.FormatInt(fi.Size(), 10) != size {
+			t.Logf("%s %s q%s: bytes differ from the reference's, not compared", name, format, q)
+			continue
+		}
+		ref, ok := refs[name]
+		if !ok {
+			if ref, err = NewSSIMULACRA2Reference(decodePNG(t, filepath.Join(out, name, "ref.png"))); err != nil {
+				t.Fatal(err)
+			}
+			refs[name] = ref
+		}
+		got, err := ref.Score(decodePNG(t, encoded+".png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		delta := math.Abs(got - want)
+		worstDelta = max(worstDelta, delta)
+		compared++
+		if delta > 2 {
+			t.Errorf("%s %s q%s: %.2f, reference %.2f", name, format, q, got, want)
+		}
+	}
+	if compared < 80 {
+		t.Errorf("only %.0f pairs compared", compared)
+	}
+	t.Logf("%.0f pairs within ±%.2f of the reference SSIMULACRA2", compared, worstDelta)
+}
+
+func decodePNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img
+}
+
+func TestSSIMULACRA2Properties(t *testing.T) {
+	a := image.NewNRGBA(image.Rect(0, 0, 64, 48))
+	for i := range a.Pix {
+		a.Pix[i] = uint8(i*7 + i/256)
+	}
+	for i := 3; i < len(a.Pix); i += 4 {
+		a.Pix[i] = 255
+	}
+	if s, err := SSIMULACRA2(a, a); err != nil || s != 100 {
+		t.Errorf("identical images: %v, %v; want 100", s, err)
+	}
+	b := image.NewNRGBA(a.Rect)
+	copy(b.Pix, a.Pix)
+	for i := 0; i < len(b.Pix); i += 4 {
+		b.Pix[i] = uint8(min(255, int(b.Pix[i])+40))
+	}
+	s, err := SSIMULACRA2(a, b)
+	if err != nil || s >= 100 || s < -200 {
+		t.Errorf("a distorted copy scores %v, %v", s, err)
+	}
+	if _, err := SSIMULACRA2(a, image.NewNRGBA(image.Rect(0, 0, 10, 10))); err == nil {
+		t.Error("different sizes accepted")
+	}
+	tiny := image.NewGray(image.Rect(0, 0, 4, 4))
+	tiny.SetGray(0, 0, color.Gray{1})
+	if _, err := SSIMULACRA2(tiny, tiny); err == nil {
+		t.Error("a 4×4 image accepted")
+	}
+}
