@@ -8,6 +8,15 @@ BIN := $(CURDIR)/.bin
 export PATH := $(BIN):$(PATH)
 export IMGEDGE_VERSITYGW := $(BIN)/versitygw
 
+# libvips: the build sharp ships on the npm registry (libvips 8.18.7 with
+# mozjpeg, libwebp, libheif + aom, cgif and highway, one self-contained
+# shared library) with its headers. Every cgo build here finds it through
+# PKG_CONFIG_PATH; the binaries find it through their rpath.
+SHARP_LIBVIPS_VERSION := 1.3.4
+VIPS_DIR := $(BIN)/libvips
+VIPS_NPM := $(VIPS_DIR)/npm/node_modules/@img
+export PKG_CONFIG_PATH := $(VIPS_DIR)/pkgconfig
+
 # Pinned tools, installed into .bin by `make tools`.
 VERSITYGW_VERSION := v1.8.0
 BUF_VERSION       := v1.75.0
@@ -15,22 +24,40 @@ GRPCURL_VERSION   := v1.9.4
 
 DATA ?= ./data
 
-.PHONY: help setup deps tools grpcurl run dev test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test bench savings fuzz clean
+.PHONY: help setup deps apt-deps tools grpcurl run dev test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test bench savings fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 setup: deps tools ## install everything the build and tests need
 
-deps: ## install libvips-dev (and its tools), pkg-config, gcc, node, npm and zip with apt when missing
-	@if pkg-config --exists vips 2>/dev/null && command -v gcc node npm zip curl vips >/dev/null; then \
-		echo "libvips $$(pkg-config --modversion vips), node $$(node --version) already installed"; \
+deps: $(VIPS_DIR)/pkgconfig/vips.pc ## install libvips (sharp's build) and, with apt when missing, pkg-config, gcc, node, npm, zip and the libvips tools
+
+apt-deps:
+	@if command -v pkg-config gcc g++ node npm zip curl vips >/dev/null; then \
+		echo "pkg-config, gcc, node $$(node --version), npm, zip, curl and the libvips tools already installed"; \
 	else \
-		echo "installing libvips-dev, nodejs and zip with apt"; \
+		echo "installing pkg-config, gcc, nodejs, npm, zip and libvips-tools with apt"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			libvips-dev libvips-tools pkg-config gcc libc6-dev zip curl $$(command -v node >/dev/null || echo nodejs) \
+			pkg-config gcc g++ libc6-dev zip curl libvips-tools $$(command -v node >/dev/null || echo nodejs) \
 			$$(command -v npm >/dev/null || echo npm) >/dev/null; \
 	fi
+
+# The reference-score test rebuilds its encodes with Debian's libvips tools
+# (as the reference scores were made); the service links sharp's libvips.
+$(VIPS_DIR)/pkgconfig/vips.pc: | apt-deps
+	@mkdir -p $(VIPS_DIR)/npm $(VIPS_DIR)/pkgconfig $(VIPS_DIR)/compat/vips
+	npm install --silent --no-audit --no-fund --prefix $(VIPS_DIR)/npm \
+		@img/sharp-libvips-linux-x64@$(SHARP_LIBVIPS_VERSION) @img/sharp-libvips-dev@$(SHARP_LIBVIPS_VERSION)
+	printf '%s\n' '/* sharp'"'"'s libvips has no vips7 layer; bimg includes this header for one name. */' \
+		'#define im__print_all vips_object_print_all' > $(VIPS_DIR)/compat/vips/vips7compat.h
+	lib=$(VIPS_NPM)/sharp-libvips-linux-x64/lib; inc=$(VIPS_NPM)/sharp-libvips-dev/include; \
+	so=$$(cd $$lib && ls libvips-cpp.so.*); ver=$${so#libvips-cpp.so.}; \
+	printf '%s\n' "Name: vips" "Description: libvips as sharp ships it" "Version: $$ver" \
+		"Libs: -L$$lib -l:$$so -Wl,-rpath,$$lib" \
+		"Cflags: -DIMGEDGE_VIPS_NO_MAGICK -I$(VIPS_DIR)/compat -I$$inc -I$$inc/glib-2.0 -I$$lib/glib-2.0/include" > $@.tmp
+	mv $@.tmp $@
+	@echo "libvips $$(pkg-config --modversion vips) from @img/sharp-libvips-linux-x64@$(SHARP_LIBVIPS_VERSION)"
 
 tools: deps $(BIN)/versitygw $(BIN)/buf $(BIN)/grpcurl ## install the pinned tools into .bin
 
@@ -41,7 +68,7 @@ $(BIN)/versitygw:
 # buf is published on npm with its prebuilt binaries: seconds, not a
 # 19-minute compile. versitygw and grpcurl have no prebuilt package in the
 # registries this project uses, so they are compiled once and kept in .bin.
-$(BIN)/buf:
+$(BIN)/buf: | apt-deps
 	@mkdir -p $(BIN)/npm
 	npm install --silent --no-audit --no-fund --prefix $(BIN)/npm @bufbuild/buf@$(patsubst v%,%,$(BUF_VERSION))
 	ln -sf npm/node_modules/.bin/buf $(BIN)/buf
