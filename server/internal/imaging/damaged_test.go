@@ -1,6 +1,7 @@
 package imaging
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
@@ -47,4 +48,31 @@ func encodeTo(t *testing.T, data []byte, f variant.Format) []byte {
 	t.Helper()
 	out, _ := run(t, data, variant.Spec{Format: f})
 	return out.Data
+}
+
+// TestNoMetadataLeaves: whatever the output format, no EXIF (GPS lives in
+// it), XMP or ICC profile from the source survives.
+func TestNoMetadataLeaves(t *testing.T) {
+	src := testimages.WithOrientation(testimages.JPEG(320, 240, 90), 1)
+	xmp := append([]byte{0xFF, 0xE1, 0x00, 0x00}, []byte("http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta>secret place</x:xmpmeta>")...)
+	xmp[2], xmp[3] = byte((len(xmp)-2)>>8), byte(len(xmp)-2)
+	src = append(append(append([]byte{}, src[:2]...), xmp...), src[2:]...)
+	if info, err := proc.Probe(src); err != nil || !bytes.Contains(src, []byte("Exif\x00\x00")) || !bytes.Contains(src, []byte("secret place")) {
+		t.Fatalf("the source lacks its metadata: %+v, %v", info, err)
+	}
+	keeper := New(Config{AVIFSpeed: 8, KeepMetadata: true})
+	kept, err := keeper.Process(src, transform.Operation{Spec: resolved(variant.Spec{Width: 200, Format: variant.FormatJPEG}), Source: transform.ImageInfo{Format: "jpeg", Width: 320, Height: 240, Bands: 3, SampleBytes: 1, Orientation: 1}})
+	if err != nil || !bytes.Contains(kept.Data, []byte("Exif\x00\x00")) {
+		t.Fatalf("--keep-metadata dropped the EXIF too (%v): this test would not see a leak", err)
+	}
+	for _, f := range []variant.Format{variant.FormatJPEG, variant.FormatWebP, variant.FormatAVIF, variant.FormatPNG} {
+		t.Run(f.String(), func(t *testing.T) {
+			out, _ := run(t, src, variant.Spec{Width: 200, Format: f})
+			for _, marker := range []string{"Exif\x00\x00", "EXIF", "ns.adobe.com/xap", "secret place", "eXIf", "iCCP", "ICC_PROFILE"} {
+				if bytes.Contains(out.Data, []byte(marker)) {
+					t.Errorf("the %s output carries %q", f, marker)
+				}
+			}
+		})
+	}
 }

@@ -6,7 +6,9 @@
 // (bimg's shrinks both axes alike and libvips aborts the process when a thin
 // image shrinks to nothing), resampling with premultiplied alpha, EXIF
 // orientation applied after the shrink rather than before it, metadata
-// removed for every encoder, and the AVIF speed always set.
+// removed for every encoder, and the AVIF speed always set. It builds
+// against the libvips the Makefile installs (sharp's 8.18 build, with
+// mozjpeg) or any other libvips pkg-config finds.
 package imaging
 
 /*
@@ -40,6 +42,16 @@ type Config struct {
 	// KeepMetadata keeps EXIF/XMP/IPTC in outputs. By default it is
 	// removed (after converting to sRGB, so colours stay right).
 	KeepMetadata bool
+	// JPEG tunes mozjpeg; the zero value is libjpeg's plain encoder.
+	JPEG JPEGTuning
+}
+
+// JPEGTuning are mozjpeg's encoder settings (libvips built with mozjpeg;
+// another libjpeg ignores them).
+type JPEGTuning struct {
+	Trellis    bool // trellis quantisation
+	Deringing  bool // overshoot deringing on hard edges
+	QuantTable int  // quantisation table 0–8 (3: ImageMagick's, mozjpeg's own default)
 }
 
 // Processor implements transform.Processor on libvips.
@@ -144,6 +156,9 @@ func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.in
 		interlace:     cbool(spec.Progressive),
 		effort:        C.int(9 - p.cfg.AVIFSpeed),
 		keep_metadata: cbool(p.cfg.KeepMetadata),
+		trellis:       cbool(p.cfg.JPEG.Trellis),
+		deringing:     cbool(p.cfg.JPEG.Deringing),
+		quant_table:   C.int(p.cfg.JPEG.QuantTable),
 		flatten:       cbool(format == C.IMGEDGE_JPEG),
 	}
 	if spec.Fit == variant.FitCover {

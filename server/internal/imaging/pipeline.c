@@ -166,8 +166,12 @@ static int save(VipsImage *img, const imgedge_opts *o, void **out, size_t *outle
 		*out = vips_image_write_to_memory(img, outlen);
 		return *out ? 0 : -1;
 	default:
+		// trellis_quant, overshoot_deringing, optimize_scans and quant_table
+		// need libvips built with mozjpeg (the one the Makefile installs).
 		return vips_jpegsave_buffer(img, out, outlen, "Q", o->quality, "strip", strip,
-			"interlace", o->interlace, "optimize_coding", TRUE, NULL);
+			"interlace", o->interlace, "optimize_coding", TRUE,
+			"trellis_quant", o->trellis, "overshoot_deringing", o->deringing,
+			"optimize_scans", o->interlace, "quant_table", o->quant_table, NULL);
 	}
 }
 

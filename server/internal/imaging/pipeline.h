@@ -30,6 +30,7 @@ typedef struct {
 	int shrink;         // JPEG shrink-on-load factor: 1, 2, 4 or 8
 	int format;         // IMGEDGE_*
 	int quality, interlace, effort;
+	int trellis, deringing, quant_table; // mozjpeg's encoder settings
 	int flatten;        // composite alpha onto white (formats without alpha)
 	int keep_metadata;  // keep EXIF/XMP/IPTC (never on by default)
 } imgedge_opts;
