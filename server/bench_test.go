@@ -195,7 +195,7 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	cfg.Workers, cfg.Queue, cfg.MinSaving = runtime.NumCPU(), 16*runtime.NumCPU(), 0
 	cfg.MaxSourcePixels = 30_000_000
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	env := &benchEnv{proc: imaging.New(imaging.Config{AVIFSpeed: cfg.AVIFSpeed})}
+	env := &benchEnv{proc: newProcessor(cfg)}
 	start := func(st transform.Store) *client.Client {
 		srv, err := newServer(cfg, st, env.proc, logger, &security{})
 		if err != nil {
@@ -409,7 +409,7 @@ func hotOp(ctx context.Context, c *client.Client, bc benchCase, ci int) func(int
 // The go test -bench entry points, for quick comparisons with benchstat.
 
 func BenchmarkInProcessJPEG720(b *testing.B) {
-	proc := imaging.New(imaging.Config{AVIFSpeed: 8})
+	proc := newProcessor(config.Default())
 	bc := benchCases()[0]
 	src := bc.source()
 	info, _ := proc.Probe(src)
@@ -426,7 +426,7 @@ func BenchmarkTransformGRPCJPEG720(b *testing.B) {
 		b.Fatal(err)
 	}
 	cfg := config.Default()
-	srv, err := newServer(cfg, st, imaging.New(imaging.Config{AVIFSpeed: 8}), slog.New(slog.NewJSONHandler(io.Discard, nil)), &security{})
+	srv, err := newServer(cfg, st, newProcessor(config.Default()), slog.New(slog.NewJSONHandler(io.Discard, nil)), &security{})
 	if err != nil {
 		b.Fatal(err)
 	}

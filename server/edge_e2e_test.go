@@ -20,7 +20,6 @@ import (
 	"github.com/imgedge/imgedge/edgeadapter"
 	"github.com/imgedge/imgedge/edgeadapter/httpedge"
 	"github.com/imgedge/imgedge/server/internal/config"
-	"github.com/imgedge/imgedge/server/internal/imaging"
 	"github.com/imgedge/imgedge/server/internal/s3test"
 	s3store "github.com/imgedge/imgedge/server/internal/store/s3"
 	"github.com/imgedge/imgedge/server/internal/testimages"
@@ -38,7 +37,7 @@ func TestEdgeEndToEnd(t *testing.T) {
 	putVia(t, st)("photos/cat.jpg", original)
 
 	h := &harness{store: &countingStore{objectStore: st}}
-	h.proc = &countingProcessor{Processor: imaging.New(imaging.Config{AVIFSpeed: 8})}
+	h.proc = &countingProcessor{Processor: newProcessor(config.Default())}
 	cfg := config.Default()
 	srv, err := newServer(cfg, h.store, h.proc, slog.New(slog.NewJSONHandler(io.Discard, nil)), &security{})
 	if err != nil {
@@ -121,7 +120,7 @@ func TestEdgeColdMissAnswersPending(t *testing.T) {
 	original := testimages.JPEG(3264, 2448, 92) // 8 MP
 	putVia(t, st)("photos/big.jpg", original)
 	putVia(t, st)("photos/big-patient.jpg", original)
-	srv, err := newServer(config.Default(), st, imaging.New(imaging.Config{AVIFSpeed: 8}), slog.New(slog.NewJSONHandler(io.Discard, nil)), &security{})
+	srv, err := newServer(config.Default(), st, newProcessor(config.Default()), slog.New(slog.NewJSONHandler(io.Discard, nil)), &security{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,7 +106,7 @@ func realMain(ctx context.Context, args []string, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	proc := imaging.New(imaging.Config{AVIFSpeed: cfg.AVIFSpeed, KeepMetadata: cfg.KeepMetadata})
+	proc := newProcessor(cfg)
 	srv, err := newServer(cfg, st, proc, logger, security)
 	if err != nil {
 		return err
@@ -344,6 +344,15 @@ func openStore(ctx context.Context, cfg config.Config) (serviceStore, error) {
 		Region: cfg.S3Region, Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle || cfg.S3Endpoint != "",
 		ReadinessBuckets: cfg.Buckets,
 	})
+}
+
+// newProcessor is the libvips processor cfg describes.
+func newProcessor(cfg config.Config) *imaging.Processor {
+	ic := imaging.Config{AVIFSpeed: cfg.AVIFSpeed, KeepMetadata: cfg.KeepMetadata}
+	if cfg.MozJPEG {
+		ic.JPEG = imaging.MozJPEG
+	}
+	return imaging.New(ic)
 }
 
 func newService(cfg config.Config, st transform.Store, proc transform.Processor, pool *workpool.Pool, obs transform.Observer) (*transform.Service, error) {

@@ -15,7 +15,6 @@ import (
 
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 	"github.com/imgedge/imgedge/server/internal/config"
-	"github.com/imgedge/imgedge/server/internal/imaging"
 	"github.com/imgedge/imgedge/server/internal/s3test"
 	s3store "github.com/imgedge/imgedge/server/internal/store/s3"
 )
@@ -39,7 +38,7 @@ func TestReadinessHeadsTheServedBuckets(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := s3store.NewFromClient(s3srv.Client(), tt.buckets...)
-			proc := imaging.New(imaging.Config{AVIFSpeed: 8})
+			proc := newProcessor(config.Default())
 			logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 			srv, err := newServer(config.Default(), st, proc, logger, &security{})
 			if err != nil {

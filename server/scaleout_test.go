@@ -20,7 +20,7 @@ import (
 	"github.com/imgedge/imgedge/client"
 	"github.com/imgedge/imgedge/client/variant"
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
-	"github.com/imgedge/imgedge/server/internal/imaging"
+	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/s3test"
 	"github.com/imgedge/imgedge/server/internal/store"
 	s3store "github.com/imgedge/imgedge/server/internal/store/s3"
@@ -124,7 +124,7 @@ func TestScaleOut(t *testing.T) {
 
 	// Every variant is whole and byte-identical to what libvips makes here:
 	// whichever replica wrote it, no key holds a different content.
-	h := imaging.New(imaging.Config{AVIFSpeed: 8})
+	h := newProcessor(config.Default())
 	variants := 0
 	err := st.Walk(context.Background(), bucket, "ProcessedImages/", "", func(o store.ObjectInfo) error {
 		if strings.HasSuffix(o.Key, ".keep-original") {

@@ -27,7 +27,6 @@ import (
 
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 	"github.com/imgedge/imgedge/server/internal/config"
-	"github.com/imgedge/imgedge/server/internal/imaging"
 	"github.com/imgedge/imgedge/server/internal/s3test"
 	"github.com/imgedge/imgedge/server/internal/store"
 	"github.com/imgedge/imgedge/server/internal/store/local"
@@ -91,7 +90,7 @@ func startServer(t *testing.T, st objectStore, mutate func(*config.Config), extr
 	}
 	h := &harness{
 		store: &countingStore{objectStore: st},
-		proc:  &countingProcessor{Processor: imaging.New(imaging.Config{AVIFSpeed: cfg.AVIFSpeed})},
+		proc:  &countingProcessor{Processor: newProcessor(cfg)},
 	}
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	srv, err := newServer(cfg, h.store, h.proc, logger, &security{}, extra...)

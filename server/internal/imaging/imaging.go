@@ -46,6 +46,13 @@ type Config struct {
 	JPEG JPEGTuning
 }
 
+// MozJPEG is what the service uses by default, as sharp's mozjpeg preset
+// does: trellis quantisation, overshoot deringing and quant table 3. On the
+// corpus (≤ 1024 px, q40–90) it needs 8.0 % fewer bytes than mozjpeg's
+// library with libvips' defaults at the same SSIMULACRA2 (trellis and
+// deringing alone: 2.1 %, the table alone: 5.0 %).
+var MozJPEG = JPEGTuning{Trellis: true, Deringing: true, QuantTable: 3}
+
 // JPEGTuning are mozjpeg's encoder settings (libvips built with mozjpeg;
 // another libjpeg ignores them).
 type JPEGTuning struct {
@@ -301,12 +308,18 @@ func (p *Processor) SelfTest() error {
 	return nil
 }
 
-// scorePixels bounds the pixels SSIM is computed on: larger images are
-// compared on their central region, at full resolution.
-const scorePixels = 1_000_000
+// Scoring looks at tiles of scoreTile×scoreTile pixels (the smallest size
+// SSIMULACRA2 sees at all six scales), at most scoreTiles of them spread
+// over the image, so its cost is bounded whatever the image's size while
+// every region has a say; the worst tile decides.
+const (
+	scoreTile  = 256
+	scoreTiles = 8
+)
 
 // Prepare decodes, orients and resizes once into 8-bit sRGB pixels (alpha
-// kept), and keeps their luma, as a viewer sees it, for scoring.
+// kept), and prepares SSIMULACRA2 references of what a viewer sees (alpha
+// flattened onto white) for scoring.
 func (p *Processor) Prepare(data []byte, op transform.Operation) (transform.Prepared, error) {
 	pl, err := p.plan(op.Spec, op.Source, C.IMGEDGE_RAW)
 	if err != nil {
@@ -317,17 +330,55 @@ func (p *Processor) Prepare(data []byte, op transform.Operation) (transform.Prep
 		return nil, err
 	}
 	pr := &prepared{p: p, pixels: mid.Data, width: mid.Width, height: mid.Height, bands: bands}
-	if pr.ref, err = pr.luma(mid.Data, true); err != nil {
+	if pr.width < 8 || pr.height < 8 {
+		return pr, nil // too small to score: Score says so
+	}
+	viewed, err := pr.viewed(mid.Data, true)
+	if err != nil {
 		return nil, err
 	}
+	for _, r := range scoreTilesOf(pr.width, pr.height) {
+		ref, err := quality.NewSSIMULACRA2Reference(viewed.SubImage(r))
+		if err != nil {
+			return nil, err
+		}
+		pr.tiles = append(pr.tiles, scoredTile{r, ref})
+	}
 	return pr, nil
+}
+
+// scoreTilesOf places the tiles scored for a w×h image: the whole image
+// when it is small, otherwise up to scoreTiles tiles, one centred in each
+// cell of a grid over the image.
+func scoreTilesOf(w, h int) []image.Rectangle {
+	if w*h <= scoreTiles*scoreTile*scoreTile || w < scoreTile || h < scoreTile {
+		return []image.Rectangle{image.Rect(0, 0, w, h)}
+	}
+	cols := max(1, min(scoreTiles, int(math.Round(math.Sqrt(float64(scoreTiles)*float64(w)/float64(h))))))
+	rows := max(1, min(scoreTiles/cols, h/scoreTile))
+	cols = min(cols, w/scoreTile)
+	var tiles []image.Rectangle
+	for r := range rows {
+		for c := range cols {
+			cx, cy := (2*c+1)*w/(2*cols), (2*r+1)*h/(2*rows)
+			x0, y0 := min(max(0, cx-scoreTile/2), w-scoreTile), min(max(0, cy-scoreTile/2), h-scoreTile)
+			tiles = append(tiles, image.Rect(x0, y0, x0+scoreTile, y0+scoreTile))
+		}
+	}
+	return tiles
 }
 
 type prepared struct {
 	p                    *Processor
 	pixels               []byte // 8-bit sRGB, alpha kept
 	width, height, bands int
-	ref                  quality.Plane
+	tiles                []scoredTile
+}
+
+// scoredTile is one region of the reference, ready for scoring.
+type scoredTile struct {
+	rect image.Rectangle
+	ref  *quality.SSIMULACRA2Reference
 }
 
 // Encode encodes the prepared pixels.
@@ -345,22 +396,32 @@ func (pr *prepared) Encode(spec variant.Spec) (transform.Output, error) {
 	return transform.Output{Data: C.GoBytes(out, C.int(outLen)), Width: pr.width, Height: pr.height}, nil
 }
 
-// Score compares an encoded image with the prepared pixels (MS-SSIM on
-// luma, alpha flattened onto white on both sides).
+// Score is the SSIMULACRA2 score of an encoded image against the prepared
+// pixels, both as a viewer sees them: the worst of the scored tiles.
 func (pr *prepared) Score(encoded []byte) (float64, error) {
-	cand, err := pr.luma(encoded, false)
+	if len(pr.tiles) == 0 {
+		return 0, fmt.Errorf("%w: %d×%d", transform.ErrCannotScore, pr.width, pr.height)
+	}
+	cand, err := pr.viewed(encoded, false)
 	if err != nil {
 		return 0, err
 	}
-	return quality.MSSSIM(pr.ref, cand)
+	worst := math.Inf(1)
+	for _, t := range pr.tiles {
+		s, err := t.ref.Score(cand.SubImage(t.rect))
+		if err != nil {
+			return 0, err
+		}
+		worst = min(worst, s)
+	}
+	return worst, nil
 }
 
-// luma decodes the raw prepared pixels (raw) or an encoded image to 8-bit
-// luma; past scorePixels, only the central region of that many pixels (both
-// sides of a comparison crop alike, being the same size).
-func (pr *prepared) luma(data []byte, raw bool) (quality.Plane, error) {
+// viewed decodes the raw prepared pixels (raw) or an encoded image to what a
+// viewer sees: 8-bit sRGB, alpha flattened onto white.
+func (pr *prepared) viewed(data []byte, raw bool) (*image.NRGBA, error) {
 	if len(data) == 0 {
-		return quality.Plane{}, fmt.Errorf("%w: nothing to score", transform.ErrUnsupportedImage)
+		return nil, fmt.Errorf("%w: nothing to score", transform.ErrUnsupportedImage)
 	}
 	var w, h, bands C.int
 	if raw {
@@ -369,9 +430,17 @@ func (pr *prepared) luma(data []byte, raw bool) (quality.Plane, error) {
 	var out unsafe.Pointer
 	var outLen C.size_t
 	var ow, oh C.int
-	if C.imgedge_luma(unsafe.Pointer(&data[0]), C.size_t(len(data)), w, h, bands, C.int(scorePixels), &out, &outLen, &ow, &oh) != 0 {
-		return quality.Plane{}, fmt.Errorf("%w: decoding for scoring: %s", transform.ErrUnsupportedImage, vipsError())
+	if C.imgedge_viewed(unsafe.Pointer(&data[0]), C.size_t(len(data)), w, h, bands, &out, &outLen, &ow, &oh) != 0 {
+		return nil, fmt.Errorf("%w: decoding for scoring: %s", transform.ErrUnsupportedImage, vipsError())
 	}
 	defer C.g_free(C.gpointer(out))
-	return quality.Plane{Width: int(ow), Height: int(oh), Pix: C.GoBytes(out, C.int(outLen))}, nil
+	if int(ow) != pr.width || int(oh) != pr.height {
+		return nil, fmt.Errorf("imaging: the encoded image is %d×%d, the prepared one %d×%d", ow, oh, pr.width, pr.height)
+	}
+	rgb := unsafe.Slice((*byte)(out), int(outLen))
+	img := image.NewNRGBA(image.Rect(0, 0, int(ow), int(oh)))
+	for i, j := 0, 0; j+2 < len(rgb); i, j = i+4, j+3 {
+		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = rgb[j], rgb[j+1], rgb[j+2], 255
+	}
+	return img, nil
 }

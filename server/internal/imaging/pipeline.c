@@ -292,45 +292,30 @@ int imgedge_encode_raw(const void *pix, size_t len, int width, int height, int b
 	return rc ? -1 : 0;
 }
 
-int imgedge_luma(const void *buf, size_t len, int width, int height, int bands,
-	int max_pixels, void **out, size_t *outlen, int *ow, int *oh) {
+int imgedge_viewed(const void *buf, size_t len, int width, int height, int bands,
+	void **out, size_t *outlen, int *ow, int *oh) {
 	VipsImage *base = vips_image_new();
-	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 6);
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 4);
 	VipsImage *img;
 	int rc = -1;
-	double pixels;
 
 	if (width > 0)
 		t[0] = from_raw(buf, len, width, height, bands);
 	else
 		t[0] = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_WARNING, NULL);
-	if (!t[0])
+	if (!t[0] || to_srgb(t[0], &t[1]))
 		goto done;
-	img = t[0];
+	img = t[1];
 	if (vips_image_hasalpha(img)) {
-		if (to_srgb(img, &t[1]) || flatten_white(t[1], &t[2]))
+		if (flatten_white(img, &t[2]))
 			goto done;
 		img = t[2];
 	}
-	pixels = (double) vips_image_get_width(img) * vips_image_get_height(img);
-	if (pixels > max_pixels) {
-		int w = vips_image_get_width(img), h = vips_image_get_height(img);
-		double f = sqrt(max_pixels / pixels);
-		int cw = VIPS_MIN(w, VIPS_MAX(11, (int) (w * f))), ch = VIPS_MIN(h, VIPS_MAX(11, (int) (h * f)));
-		if (vips_extract_area(img, &t[3], (w - cw) / 2, (h - ch) / 2, cw, ch, NULL))
+	if (vips_image_get_bands(img) != 3) {
+		// to_srgb gives 3 bands (plus alpha, flattened away); be sure.
+		if (vips_extract_band(img, &t[3], 0, "n", 3, NULL))
 			goto done;
 		img = t[3];
-	}
-	if (vips_colourspace(img, &t[4], VIPS_INTERPRETATION_B_W, NULL) ||
-		vips_cast(t[4], &t[5], VIPS_FORMAT_UCHAR, NULL))
-		goto done;
-	img = t[5];
-	if (vips_image_get_bands(img) > 1) {
-		VipsImage *y;
-		if (vips_extract_band(img, &y, 0, NULL))
-			goto done;
-		vips_object_local(base, y);
-		img = y;
 	}
 	*ow = vips_image_get_width(img);
 	*oh = vips_image_get_height(img);

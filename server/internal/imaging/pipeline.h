@@ -53,10 +53,9 @@ int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
 int imgedge_encode_raw(const void *pix, size_t len, int width, int height, int bands,
 	const imgedge_opts *o, void **out, size_t *outlen);
 
-// imgedge_luma decodes an encoded image, or raw pixels when width > 0, to
-// 8-bit luma as a viewer sees it: alpha flattened onto white. Images over
-// max_pixels are scored on their central max_pixels at full resolution.
-int imgedge_luma(const void *buf, size_t len, int width, int height, int bands,
-	int max_pixels, void **out, size_t *outlen, int *ow, int *oh);
+// imgedge_viewed decodes an encoded image, or raw pixels when width > 0,
+// to what a viewer sees: 8-bit sRGB, 3 bands, alpha flattened onto white.
+int imgedge_viewed(const void *buf, size_t len, int width, int height, int bands,
+	void **out, size_t *outlen, int *ow, int *oh);
 
 #endif

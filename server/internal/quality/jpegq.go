@@ -1,3 +1,7 @@
+// Package quality measures how an encoded image looks next to its source:
+// SSIMULACRA 2.1, the perceptual metric that auto-quality searches on, and
+// a JPEG's encoder quality estimated from its quantisation tables. Pure Go:
+// pixels come from the imaging package, which decodes with libvips.
 package quality
 
 import "encoding/binary"

@@ -14,14 +14,16 @@ import (
 type Prepared interface {
 	// Encode encodes the prepared pixels with spec's format and quality.
 	Encode(spec variant.Spec) (Output, error)
-	// Score is the perceptual similarity (MS-SSIM on luma, 1 = identical)
-	// of an encoded image to the prepared pixels.
+	// Score is the perceptual similarity (SSIMULACRA2, 100 = identical) of
+	// an encoded image to the prepared pixels, as a viewer sees both. It
+	// fails with ErrCannotScore for an image too small to score.
 	Score(encoded []byte) (float64, error)
 }
 
 // AutoQuality tunes the perceptual quality search.
 type AutoQuality struct {
-	// Targets are the scores (MS-SSIM on luma) each format must reach.
+	// Targets are the SSIMULACRA2 scores each format must reach: 90 is
+	// visually lossless, 80 very high quality, 70 high, 50 medium.
 	Targets map[variant.Format]float64
 	// MinQuality and MaxQuality bound the search.
 	MinQuality, MaxQuality int
@@ -34,7 +36,7 @@ type AutoQuality struct {
 
 // DefaultAutoQuality is what an unset AutoQuality becomes.
 var DefaultAutoQuality = AutoQuality{
-	Targets:           map[variant.Format]float64{variant.FormatJPEG: 0.99, variant.FormatWebP: 0.99, variant.FormatAVIF: 0.99},
+	Targets:           map[variant.Format]float64{variant.FormatJPEG: 70, variant.FormatWebP: 70, variant.FormatAVIF: 70},
 	MinQuality:        40,
 	MaxQuality:        95,
 	Steps:             6,
@@ -104,6 +106,12 @@ func (s *Service) search(prep Prepared, spec variant.Spec) (Output, variant.Spec
 			return Output{}, spec, err
 		}
 		score, err := prep.Score(enc.Data)
+		if errors.Is(err, ErrCannotScore) {
+			// Too small to judge: the format's default quality.
+			try.Quality = s.cfg.Defaults.Quality[spec.Format]
+			enc, err := prep.Encode(try)
+			return enc, try, err
+		}
 		if err != nil {
 			return Output{}, spec, err
 		}

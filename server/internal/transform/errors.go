@@ -19,6 +19,9 @@ var (
 	ErrBucketNotAllowed = errors.New("bucket not allowed")
 	// ErrOverloaded: every worker is busy and the wait queue is full.
 	ErrOverloaded = errors.New("overloaded")
+	// ErrCannotScore: the image is too small for the perceptual metric, so
+	// auto-quality falls back to the format's default quality.
+	ErrCannotScore = errors.New("too small to score")
 	// ErrConflict: a concurrent writer stored something unexpected; retrying helps.
 	ErrConflict = errors.New("concurrent write conflict")
 )

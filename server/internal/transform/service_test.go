@@ -133,7 +133,7 @@ func (f *fakeProcessor) Process(data []byte, op Operation) (Output, error) {
 func (f *fakeProcessor) Footprint(op Operation) int64 { return op.Source.Pixels() * 3 }
 
 // Prepare returns a fake whose sizes grow with quality (and shrink for
-// newer formats) and whose score is 0.9 + q/1000.
+// newer formats) and whose score is q - 20 (the default target 70 needs q90).
 func (f *fakeProcessor) Prepare(data []byte, op Operation) (Prepared, error) {
 	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs}, nil
 }
@@ -155,7 +155,7 @@ func (p fakePrepared) Encode(spec variant.Spec) (Output, error) {
 }
 
 func (p fakePrepared) Score(encoded []byte) (float64, error) {
-	return 0.9 + float64(encoded[len(encoded)-1])/1000, nil
+	return float64(encoded[len(encoded)-1]) - 20, nil
 }
 
 func testConfig() Config {
