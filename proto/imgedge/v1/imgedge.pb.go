@@ -256,9 +256,9 @@ type EnsureVariantRequest struct {
 	// The viewer's Accept header, used when the format is FORMAT_AUTO,
 	// for example "image/avif,image/webp,*/*".
 	Accept string `protobuf:"bytes,10,opt,name=accept,proto3" json:"accept,omitempty"`
-	// Search the lowest encoder quality whose perceptual score (MS-SSIM on
-	// luma against the resized source) meets the server's target for the
-	// format. The quality chosen is reported in the response.
+	// Search the lowest encoder quality whose perceptual score (SSIMULACRA2
+	// against the resized source, as a viewer sees both) meets the server's
+	// target for the format. The quality chosen is reported in the response.
 	AutoQuality bool `protobuf:"varint,11,opt,name=auto_quality,json=autoQuality,proto3" json:"auto_quality,omitempty"`
 	// How long the caller will wait for a variant that must be built. Past it,
 	// the call answers OUTCOME_PENDING at once and the build goes on to store
