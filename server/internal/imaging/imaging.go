@@ -333,12 +333,13 @@ func (p *Processor) Prepare(data []byte, op transform.Operation) (transform.Prep
 	if pr.width < 8 || pr.height < 8 {
 		return pr, nil // too small to score: Score says so
 	}
-	viewed, err := pr.viewed(mid.Data, true)
+	rects := scoreTilesOf(pr.width, pr.height)
+	tiles, err := pr.viewed(mid.Data, true, rects)
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range scoreTilesOf(pr.width, pr.height) {
-		ref, err := quality.NewSSIMULACRA2Reference(viewed.SubImage(r))
+	for i, r := range rects {
+		ref, err := quality.NewSSIMULACRA2Reference(tiles[i])
 		if err != nil {
 			return nil, err
 		}
@@ -402,13 +403,17 @@ func (pr *prepared) Score(encoded []byte) (float64, error) {
 	if len(pr.tiles) == 0 {
 		return 0, fmt.Errorf("%w: %d×%d", transform.ErrCannotScore, pr.width, pr.height)
 	}
-	cand, err := pr.viewed(encoded, false)
+	rects := make([]image.Rectangle, len(pr.tiles))
+	for i, t := range pr.tiles {
+		rects[i] = t.rect
+	}
+	cands, err := pr.viewed(encoded, false, rects)
 	if err != nil {
 		return 0, err
 	}
 	worst := math.Inf(1)
-	for _, t := range pr.tiles {
-		s, err := t.ref.Score(cand.SubImage(t.rect))
+	for i, t := range pr.tiles {
+		s, err := t.ref.Score(cands[i])
 		if err != nil {
 			return 0, err
 		}
@@ -418,8 +423,9 @@ func (pr *prepared) Score(encoded []byte) (float64, error) {
 }
 
 // viewed decodes the raw prepared pixels (raw) or an encoded image to what a
-// viewer sees: 8-bit sRGB, alpha flattened onto white.
-func (pr *prepared) viewed(data []byte, raw bool) (*image.NRGBA, error) {
+// viewer sees — 8-bit sRGB, alpha flattened onto white — and copies out the
+// given regions only, so scoring a large image never holds it twice.
+func (pr *prepared) viewed(data []byte, raw bool, rects []image.Rectangle) ([]*image.NRGBA, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("%w: nothing to score", transform.ErrUnsupportedImage)
 	}
@@ -434,13 +440,21 @@ func (pr *prepared) viewed(data []byte, raw bool) (*image.NRGBA, error) {
 		return nil, fmt.Errorf("%w: decoding for scoring: %s", transform.ErrUnsupportedImage, vipsError())
 	}
 	defer C.g_free(C.gpointer(out))
-	if int(ow) != pr.width || int(oh) != pr.height {
+	if int(ow) != pr.width || int(oh) != pr.height || int(outLen) != 3*pr.width*pr.height {
 		return nil, fmt.Errorf("imaging: the encoded image is %d×%d, the prepared one %d×%d", ow, oh, pr.width, pr.height)
 	}
 	rgb := unsafe.Slice((*byte)(out), int(outLen))
-	img := image.NewNRGBA(image.Rect(0, 0, int(ow), int(oh)))
-	for i, j := 0, 0; j+2 < len(rgb); i, j = i+4, j+3 {
-		img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = rgb[j], rgb[j+1], rgb[j+2], 255
+	tiles := make([]*image.NRGBA, len(rects))
+	for i, r := range rects {
+		img := image.NewNRGBA(image.Rect(0, 0, r.Dx(), r.Dy()))
+		for y := range r.Dy() {
+			src := rgb[3*((r.Min.Y+y)*pr.width+r.Min.X):]
+			dst := img.Pix[y*img.Stride:]
+			for x := range r.Dx() {
+				dst[4*x], dst[4*x+1], dst[4*x+2], dst[4*x+3] = src[3*x], src[3*x+1], src[3*x+2], 255
+			}
+		}
+		tiles[i] = img
 	}
-	return img, nil
+	return tiles, nil
 }

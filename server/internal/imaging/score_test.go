@@ -1,0 +1,82 @@
+package imaging
+
+import (
+	"errors"
+	"image"
+	"testing"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/testimages"
+	"github.com/imgedge/imgedge/server/internal/transform"
+)
+
+func TestScoreTilesCoverTheImage(t *testing.T) {
+	tests := []struct {
+		w, h, tiles int
+	}{
+		{640, 480, 1},     // small: the whole image
+		{300, 20000, 8},   // thin: a column of tiles
+		{200, 20000, 1},   // thinner than a tile: the whole image
+		{1920, 1080, 8},   // a grid of tiles
+		{4032, 3024, 8},   //
+		{20000, 200, 1},   // too thin for a tile's height
+		{8000, 300, 8},    // one row of tiles
+		{256 * 3, 256, 1}, // under the tiled area
+	}
+	for _, tt := range tests {
+		rects := scoreTilesOf(tt.w, tt.h)
+		if len(rects) > scoreTiles || (tt.tiles == 1) != (len(rects) == 1) {
+			t.Errorf("%d×%d: %d tiles, want %d", tt.w, tt.h, len(rects), tt.tiles)
+		}
+		bounds := image.Rect(0, 0, tt.w, tt.h)
+		for _, r := range rects {
+			if !r.In(bounds) || r.Empty() {
+				t.Errorf("%d×%d: tile %v outside the image", tt.w, tt.h, r)
+			}
+		}
+	}
+}
+
+// TestScoreTracksQuality: a higher quality scores higher, and a
+// transparent PNG is scored as a viewer sees it (flattened onto white), so
+// a good encode reaches the default target instead of never getting there.
+func TestScoreTracksQuality(t *testing.T) {
+	for name, src := range map[string][]byte{
+		"photo": testimages.JPEG(1600, 1200, 95),
+		"alpha": testimages.PNG(800, 600),
+	} {
+		info, err := proc.Probe(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prep, err := proc.Prepare(src, transform.Operation{Spec: variant.Spec{Width: 800}, Source: info})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var scores []float64
+		for _, q := range []int{20, 60, 95} {
+			out, err := prep.Encode(variant.Spec{Width: 800, Format: variant.FormatJPEG, Quality: q})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := prep.Score(out.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scores = append(scores, s)
+		}
+		if !(scores[0] < scores[1] && scores[1] < scores[2]) || scores[2] < 70 {
+			t.Errorf("%s: scores at q20, q60, q95: %.1f; want rising, q95 over 70", name, scores)
+		}
+	}
+	tiny := testimages.JPEG(6, 4, 90)
+	info, _ := proc.Probe(tiny)
+	prep, err := proc.Prepare(tiny, transform.Operation{Spec: variant.Spec{}, Source: info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := prep.Encode(variant.Spec{Format: variant.FormatJPEG, Quality: 80})
+	if _, err := prep.Score(out.Data); !errors.Is(err, transform.ErrCannotScore) {
+		t.Errorf("a 6×4 image: %v, want ErrCannotScore", err)
+	}
+}
