@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
-	"github.com/imgedge/imgedge/server/internal/store"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 )
 
@@ -120,13 +119,8 @@ func TestDamagedOriginalsStoreNothing(t *testing.T) {
 				t.Errorf("%s: %v, want InvalidArgument", key, err)
 			}
 		}
-		var stored []string
-		err := st.Walk(context.Background(), bucket, "ProcessedImages/", "", func(o store.ObjectInfo) error {
-			stored = append(stored, o.Key)
-			return nil
-		})
-		if err != nil || len(stored) > 0 {
-			t.Errorf("stored for damaged originals: %v (%v)", stored, err)
+		if stored := processedKeys(t, st); len(stored) > 0 {
+			t.Errorf("stored for damaged originals: %v", stored)
 		}
 	})
 }

@@ -424,13 +424,8 @@ func TestBadInputs(t *testing.T) {
 			})
 		}
 		// Nothing was written under the processed prefix.
-		var written []string
-		err := st.Walk(context.Background(), bucket, "ProcessedImages/", "", func(o store.ObjectInfo) error {
-			written = append(written, o.Key)
-			return nil
-		})
-		if err != nil || len(written) > 0 {
-			t.Errorf("objects left after bad inputs: %q (%v)", written, err)
+		if written := processedKeys(t, st); len(written) > 0 {
+			t.Errorf("objects left after bad inputs: %q", written)
 		}
 		// A good request still works.
 		if resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "good.jpg", Preset: "small"}); resp.Outcome == imgedgev1.Outcome_OUTCOME_UNSPECIFIED {
@@ -519,4 +514,18 @@ func TestS3ConditionalWrites(t *testing.T) {
 	if _, _, err := st.Get(ctx, bucket, "k", 2); !errors.Is(err, store.ErrTooLarge) {
 		t.Errorf("Get over the limit = %v, want ErrTooLarge", err)
 	}
+}
+
+// processedKeys lists what is stored under the processed prefix.
+func processedKeys(t *testing.T, st objectStore) []string {
+	t.Helper()
+	var keys []string
+	err := st.Walk(context.Background(), bucket, "ProcessedImages/", "", func(o store.ObjectInfo) error {
+		keys = append(keys, o.Key)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("listing the processed prefix: %v", err)
+	}
+	return keys
 }
