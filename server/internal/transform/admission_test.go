@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/workpool"
 )
 
@@ -141,5 +142,22 @@ func TestMaxWaitAnswersPending(t *testing.T) {
 	}
 	if n := proc.runs.Load(); n != 1 {
 		t.Errorf("%d transforms, want 1", n)
+	}
+}
+
+// TestAutoQualitySearchInterpolates: on a score that rises evenly with the
+// quality, the search finds the lowest passing quality in fewer encodes
+// than a bisection of the range (6).
+func TestAutoQualitySearchInterpolates(t *testing.T) {
+	st := newMemStore()
+	proc := &fakeProcessor{ratio: 0.5}
+	svc := newTestService(t, st, proc, 1, 1)
+	st.set("a.png", make([]byte, 10000))
+	res, err := svc.EnsureVariant(context.Background(), "bkt", "a.png", Request{Override: variant.Spec{Width: 720, Format: variant.FormatJPEG, AutoQuality: true}})
+	if err != nil || res.Spec.Quality != 90 {
+		t.Fatalf("auto: %+v, %v; want quality 90 (the fake scores q-20 against a target of 70)", res, err)
+	}
+	if n := proc.runs.Load(); n > 4 {
+		t.Errorf("%d encodes, want at most 4", n)
 	}
 }
