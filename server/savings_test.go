@@ -45,11 +45,7 @@ func TestSavingsReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type column struct {
-		name string
-		spec variant.Spec
-	}
-	columns := []column{
+	columns := []savingsColumn{
 		{"prototype JPEG q90", variant.Spec{Format: variant.FormatJPEG, Quality: 90}},
 		{"default JPEG q80", variant.Spec{Format: variant.FormatJPEG, Quality: 80}},
 		{"default WebP q75", variant.Spec{Format: variant.FormatWebP, Quality: 75}},
@@ -75,6 +71,8 @@ func TestSavingsReport(t *testing.T) {
 	}
 	fmt.Fprintln(&b)
 	sort.Strings(files)
+	var srcs [][]byte
+	var refs []transform.Prepared
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		if err != nil {
@@ -88,6 +86,7 @@ func TestSavingsReport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		srcs, refs = append(srcs, src), append(refs, ref)
 		fmt.Fprintf(&b, "| %s | %d B |", filepath.Base(f), len(src))
 		for i, c := range columns {
 			start := time.Now()
@@ -132,10 +131,87 @@ func TestSavingsReport(t *testing.T) {
 		fmt.Fprintf(&b, " %.1f / %.1f, %.1f s |", sum/float64(len(tot.scores)), worst, tot.cpu.Seconds())
 	}
 	fmt.Fprintln(&b)
+	writeFixedMatch(t, &b, svc, srcs, refs, columns[3:], func(i int) (int64, float64, float64) {
+		i += 3
+		mean, worst := meanWorst(totals[i].scores)
+		return totals[i].after, mean, worst
+	})
 	fmt.Println(b.String())
 	if out := os.Getenv("IMGEDGE_SAVINGS_OUT"); out != "" {
 		if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// savingsColumn is one way of encoding every image.
+type savingsColumn struct {
+	name string
+	spec variant.Spec
+}
+
+// fixedStats are a fixed quality's totals over the images.
+type fixedStats struct {
+	q           int
+	bytes       int64
+	mean, worst float64
+}
+
+func meanWorst(scores []float64) (mean, worst float64) {
+	worst = scores[0]
+	for _, s := range scores {
+		mean += s
+		worst = min(worst, s)
+	}
+	return mean / float64(len(scores)), worst
+}
+
+// writeFixedMatch compares each auto-quality column with the best single
+// fixed quality of its format: the lowest that reaches auto's mean score,
+// and the lowest that reaches auto's worst score (on the same images).
+func writeFixedMatch(t *testing.T, b *strings.Builder, svc *transform.Service, srcs [][]byte, refs []transform.Prepared,
+	autos []savingsColumn, auto func(i int) (bytes int64, mean, worst float64)) {
+	fixedAt := func(f variant.Format, q int) fixedStats {
+		st := fixedStats{q: q}
+		var scores []float64
+		for i, src := range srcs {
+			out, _, err := svc.Transform(context.Background(), src, transform.Request{Override: variant.Spec{Format: f, Quality: q}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			score, err := refs[i].Score(out.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.bytes += int64(min(len(out.Data), len(src)))
+			scores = append(scores, score)
+		}
+		st.mean, st.worst = meanWorst(scores)
+		return st
+	}
+	// The lowest quality whose pick reaches target: scores rise with quality.
+	match := func(f variant.Format, target float64, pick func(fixedStats) float64) fixedStats {
+		lo, hi := 30, 95
+		best := fixedAt(f, hi)
+		for lo <= hi {
+			q := (lo + hi) / 2
+			if st := fixedAt(f, q); pick(st) >= target {
+				best, hi = st, q-1
+			} else {
+				lo = q + 1
+			}
+		}
+		return best
+	}
+	fmt.Fprint(b, "\nAuto-quality against the best single fixed quality of its format on the same images (bytes in total, SSIMULACRA2 mean / worst):\n\n")
+	fmt.Fprint(b, "| | auto | fixed q matched to auto's mean | fixed q matched to auto's worst |\n|---|---:|---:|---:|\n")
+	for i, c := range autos {
+		bytes, mean, worst := auto(i)
+		byMean := match(c.spec.Format, mean, func(s fixedStats) float64 { return s.mean })
+		byWorst := match(c.spec.Format, worst, func(s fixedStats) float64 { return s.worst })
+		cell := func(s fixedStats) string {
+			return fmt.Sprintf("q%d: %d B, %.1f / %.1f (auto %+.1f%% bytes)", s.q, s.bytes, s.mean, s.worst, 100*(float64(bytes)/float64(s.bytes)-1))
+		}
+		fmt.Fprintf(b, "| %s | %d B, %.1f / %.1f | %s | %s |\n", c.name, bytes, mean, worst, cell(byMean), cell(byWorst))
 	}
 }
