@@ -104,6 +104,9 @@ func TestCLI(t *testing.T) {
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &resp) != nil || resp.Outcome != "OUTCOME_CREATED" || resp.Key != "ProcessedImages/w480_q75/photos/a.jpg.webp" {
 			t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
 		}
+		if r := runCLI(t, bin, env, "ensure", bucket, "photos/a.jpg", "--width", "777", "--format", "avif", "--max-wait", "1ms"); r.code != 0 || !strings.HasPrefix(r.stdout, "pending\tphotos/a.jpg") {
+			t.Errorf("--max-wait 1ms on a cold build: exit %d: %q %s", r.code, r.stdout, r.stderr)
+		}
 		r = runCLI(t, bin, env, "ensure", bucket, "photos/a.jpg", "--preset", "small", "--accept", "image/webp")
 		if r.code != 0 || !strings.HasPrefix(r.stdout, "existing\tProcessedImages/w480_q75/photos/a.jpg.webp") {
 			t.Errorf("text output: %q", r.stdout)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 )
@@ -96,12 +97,17 @@ func runEnsure(ctx context.Context, e env, args []string) error {
 	conn.register(fs)
 	v.register(fs)
 	asJSON := fs.Bool("json", false, "print the response as JSON")
+	maxWait := fs.Duration("max-wait", 0, "answer pending instead of waiting longer for a build, which goes on (0: wait for it)")
 	pos, c, err := start(fs, args, e, &conn, 2, 2, "want BUCKET and KEY")
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	resp, err := c.EnsureVariant(ctx, v.ensureRequest(pos[0], pos[1]))
+	req := v.ensureRequest(pos[0], pos[1])
+	if *maxWait > 0 {
+		req.MaxWait = durationpb.New(*maxWait)
+	}
+	resp, err := c.EnsureVariant(ctx, req)
 	if err != nil {
 		return err
 	}
