@@ -120,3 +120,15 @@ func TestSSIMULACRA2Properties(t *testing.T) {
 		t.Error("a 4×4 image accepted")
 	}
 }
+
+func TestCbrt32(t *testing.T) {
+	for _, x := range []float32{1e-6, 0.0037930732, 0.01, 0.2, 0.5, 1, 1.7, 3} {
+		want := math.Cbrt(float64(x))
+		if got := float64(cbrt32(x)); math.Abs(got-want) > 1e-6*want {
+			t.Errorf("cbrt32(%v) = %v, want %v", x, got, want)
+		}
+	}
+	if cbrt32(0) != 0 {
+		t.Error("cbrt32(0) != 0")
+	}
+}
