@@ -289,18 +289,12 @@ type pinger interface{ Ping(context.Context) error }
 // libvips works, NOT_SERVING otherwise, re-checking every interval until ctx
 // ends. The server's overall health ("", liveness) stays SERVING until
 // shutdown: a store outage makes replicas unready, never restarts them.
-func (s *server) watchReadiness(ctx context.Context, st any, proc any, interval time.Duration, logger *slog.Logger) {
+func (s *server) watchReadiness(ctx context.Context, st pinger, proc selfTester, interval time.Duration, logger *slog.Logger) {
 	serving := healthpb.HealthCheckResponse_UNKNOWN
 	for {
-		var errs []error
-		if p, ok := st.(pinger); ok {
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			errs = append(errs, p.Ping(pctx))
-			cancel()
-		}
-		if t, ok := proc.(selfTester); ok {
-			errs = append(errs, t.SelfTest())
-		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		errs := []error{st.Ping(pctx), proc.SelfTest()}
+		cancel()
 		next := healthpb.HealthCheckResponse_SERVING
 		if err := errors.Join(errs...); err != nil {
 			next = healthpb.HealthCheckResponse_NOT_SERVING
