@@ -16,6 +16,9 @@ SHARP_LIBVIPS_VERSION := 1.3.4
 VIPS_DIR := $(BIN)/libvips
 VIPS_NPM := $(VIPS_DIR)/npm/node_modules/@img
 export PKG_CONFIG_PATH := $(VIPS_DIR)/pkgconfig
+# Part of every cgo build's cache key: objects compiled against another
+# libvips's headers are never reused.
+export CGO_CFLAGS := -O2 -g -DIMGEDGE_SHARP_LIBVIPS=$(subst .,_,$(SHARP_LIBVIPS_VERSION))
 
 # Pinned tools, installed into .bin by `make tools`.
 VERSITYGW_VERSION := v1.8.0
@@ -24,7 +27,7 @@ GRPCURL_VERSION   := v1.9.4
 
 DATA ?= ./data
 
-.PHONY: help setup deps apt-deps tools grpcurl run dev test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test bench savings fuzz clean
+.PHONY: help setup deps apt-deps tools grpcurl run dev test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test bench bench-peers savings fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -138,6 +141,15 @@ bench: setup ## the benchmark report: every service path against in-process libv
 	IMGEDGE_BENCH=1 IMGEDGE_BENCH_OUT=$(CURDIR)/dist/bench-table.md MALLOC_ARENA_MAX=2 \
 		go test ./server -run '^TestBenchmarkReport$$' -count=1 -v -timeout 40m
 	@echo "table written to dist/bench-table.md"
+
+SHARP_VERSION := 0.35.5
+
+bench-peers: deps ## the engine against sharp (npm, pinned) on the benchmark's jobs, same run, interleaved
+	@mkdir -p dist $(BIN)/sharp
+	@test -d $(BIN)/sharp/node_modules/sharp || npm install --silent --no-audit --no-fund --prefix $(BIN)/sharp sharp@$(SHARP_VERSION)
+	IMGEDGE_SHARP=$(BIN)/sharp IMGEDGE_BENCH_OUT=$(CURDIR)/dist/peer-bench.md MALLOC_ARENA_MAX=2 \
+		go test ./server -run '^TestPeerBenchmark$$' -count=1 -v -timeout 20m
+	@echo "table written to dist/peer-bench.md"
 
 CORPUS ?=
 

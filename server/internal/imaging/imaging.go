@@ -76,8 +76,10 @@ func New(cfg Config) *Processor {
 	return &Processor{cfg: cfg}
 }
 
-// Version is the libvips version, for example "8.14.1".
-func Version() string { return bimg.VipsVersion }
+// Version is the version of the libvips the process runs, for example
+// "8.18.7" (asked at run time: a header's constant says what was compiled
+// against, which a cached build may not match).
+func Version() string { return C.GoString(C.vips_version_string()) }
 
 // supported are the input formats this service decodes.
 var supported = map[bimg.ImageType]string{
