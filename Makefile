@@ -64,7 +64,7 @@ $(VIPS_DIR)/pkgconfig/vips.pc: | apt-deps
 
 tools: deps $(BIN)/versitygw $(BIN)/buf $(BIN)/grpcurl ## install the pinned tools into .bin
 
-grpcurl: $(BIN)/grpcurl ## install grpcurl for the README's tour (compiled once, ~10 min on a fresh machine)
+grpcurl: $(BIN)/grpcurl ## install grpcurl for the README's tour (compiled once from source: a few minutes)
 
 $(BIN)/versitygw:
 	GOBIN=$(BIN) go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
