@@ -27,9 +27,9 @@ func newServiceWith(t *testing.T, cfg Config, st Store, p Processor, l workpool.
 // finished work away helps nobody).
 func TestProcessTimeoutStartsWithTheWork(t *testing.T) {
 	cfg := testConfig()
-	cfg.ProcessTimeout = 100 * time.Millisecond
+	cfg.ProcessTimeout = 300 * time.Millisecond
 	st := newMemStore()
-	proc := &fakeProcessor{ratio: 0.5, delay: 70 * time.Millisecond}
+	proc := &fakeProcessor{ratio: 0.5, delay: 200 * time.Millisecond}
 	svc := newServiceWith(t, cfg, st, proc, workpool.Limits{Workers: 1, Queue: 2})
 	st.set("a.jpg", make([]byte, 1000))
 	st.set("b.jpg", make([]byte, 1000))
@@ -48,11 +48,11 @@ func TestProcessTimeoutStartsWithTheWork(t *testing.T) {
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			t.Errorf("build %d (queued, then 70 ms of work, 100 ms timeout): %v", i, err)
+			t.Errorf("build %d (queued, then 200 ms of work, 300 ms timeout): %v", i, err)
 		}
 	}
 
-	proc.delay = 150 * time.Millisecond
+	proc.delay = 450 * time.Millisecond
 	st.set("c.jpg", make([]byte, 1000))
 	if res, err := svc.EnsureVariant(context.Background(), "bkt", "c.jpg", Request{}); err != nil || res.Outcome != Created {
 		t.Errorf("work longer than the timeout: %+v, %v; want it stored", res, err)
