@@ -13,7 +13,6 @@ package imaging
 
 /*
 #cgo pkg-config: vips
-#cgo LDFLAGS: -lm
 #include <stdlib.h>
 #include <vips/vips.h>
 #include "pipeline.h"

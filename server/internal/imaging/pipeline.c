@@ -1,5 +1,4 @@
 #include <string.h>
-#include <math.h>
 #include <vips/vips.h>
 
 #include "pipeline.h"
