@@ -100,6 +100,20 @@ func realAdapter(t *testing.T, svc Service, deadline time.Duration) *Adapter {
 	cfg.Service = svc
 	cfg.DeadlineMS = int(deadline / time.Millisecond)
 	cfg.MaxWaitMS = cfg.DeadlineMS - AnswerMarginMS
+	return newAdapter(t, cfg)
+}
+
+// breakerAdapter dials fake for real, with a breaker of the given settings.
+func breakerAdapter(t *testing.T, fake *grpcFake, breaker BreakerConfig) *Adapter {
+	t.Helper()
+	cfg := testConfig()
+	cfg.Service = Service{Address: serveFake(t, fake), Insecure: true}
+	cfg.Breaker = breaker
+	return newAdapter(t, cfg)
+}
+
+func newAdapter(t *testing.T, cfg Config) *Adapter {
+	t.Helper()
 	a, err := New(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -216,13 +230,7 @@ func TestBreakerCountsOnlyTheServicesHealth(t *testing.T) {
 			if tt.name == "PENDING" {
 				fake.outcome = imgedgev1.Outcome_OUTCOME_PENDING
 			}
-			cfg := testConfig()
-			cfg.Service = Service{Address: serveFake(t, fake), Insecure: true}
-			cfg.Breaker = BreakerConfig{Failures: 3, OpenMS: 60_000}
-			a, err := New(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			a := breakerAdapter(t, fake, BreakerConfig{Failures: 3, OpenMS: 60_000})
 			for range 6 {
 				if _, d, _ := a.HandleEvent(context.Background(), event); d.Action != Fallback {
 					t.Fatalf("%s: %s (%s), want a fallback", tt.name, d.Action, d.Reason)
@@ -256,13 +264,7 @@ func TestTraceparentReachesTheService(t *testing.T) {
 func TestBreakerStopsCallingADeadService(t *testing.T) {
 	fake := &grpcFake{}
 	fake.code.Store(uint32(codes.Unavailable))
-	cfg := testConfig()
-	cfg.Service = Service{Address: serveFake(t, fake), Insecure: true}
-	cfg.Breaker = BreakerConfig{Failures: 4, OpenMS: 200}
-	a, err := New(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := breakerAdapter(t, fake, BreakerConfig{Failures: 4, OpenMS: 200})
 	event := fixture(t, "s3_plain.json")
 	for range 20 {
 		a.HandleEvent(context.Background(), event)
