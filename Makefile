@@ -24,10 +24,11 @@ export CGO_CFLAGS := -O2 -g -DIMGEDGE_SHARP_LIBVIPS=$(subst .,_,$(SHARP_LIBVIPS_
 VERSITYGW_VERSION := v1.8.0
 BUF_VERSION       := v1.75.0
 GRPCURL_VERSION   := v1.9.4
+GOLANGCI_LINT_VERSION := v2.15.0
 
 DATA ?= ./data
 
-.PHONY: help setup deps apt-deps tools grpcurl run dev test check lint checkgenerate generate light unit-race edge-binary edge-zip edge-test bench bench-peers savings fuzz clean
+.PHONY: help setup deps apt-deps tools grpcurl run dev test check lint checkgenerate generate proto-baseline light unit-race edge-binary edge-zip edge-test bench bench-peers savings fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -62,7 +63,7 @@ $(VIPS_DIR)/pkgconfig/vips.pc: | apt-deps
 	mv $@.tmp $@
 	@echo "libvips $$(pkg-config --modversion vips) from @img/sharp-libvips-linux-x64@$(SHARP_LIBVIPS_VERSION)"
 
-tools: deps $(BIN)/versitygw $(BIN)/buf $(BIN)/grpcurl ## install the pinned tools into .bin
+tools: deps $(BIN)/versitygw $(BIN)/buf $(BIN)/grpcurl $(BIN)/golangci-lint ## install the pinned tools into .bin
 
 grpcurl: $(BIN)/grpcurl ## install grpcurl for the README's tour (compiled once from source: a few minutes)
 
@@ -77,6 +78,8 @@ $(BIN)/buf: | apt-deps
 	ln -sf npm/node_modules/.bin/buf $(BIN)/buf
 $(BIN)/grpcurl:
 	GOBIN=$(BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+$(BIN)/golangci-lint: $(BIN)/golangci-lint $(BIN)/buf
+	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 run: deps ## serve on the embedded local store (./data), seeded with the sample images (needs no tools)
 	@mkdir -p $(DATA)/demo/photos
@@ -88,6 +91,7 @@ dev: setup ## local stack: versitygw + server + edge HTTP simulation, seeded; Ct
 
 test: setup check ## run every check and the whole test suite
 	go test -count=1 ./...
+	cd deploy && go test -count=1 ./...
 	$(MAKE) --no-print-directory unit-race edge-test
 
 check: lint checkgenerate light ## static checks: formatting, vet, buf lint, generated code, pure-Go build
@@ -95,14 +99,21 @@ check: lint checkgenerate light ## static checks: formatting, vet, buf lint, gen
 lint:
 	@command -v cfn-lint >/dev/null || echo "note: cfn-lint is not installed (pip install cfn-lint); the CloudFormation templates get the structural checks only"
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	go vet ./...
-	cd proto && buf lint
+	go vet ./... && go vet -tags report ./server/e2e
+	golangci-lint run ./... && golangci-lint run --build-tags report ./server/e2e
+	cd deploy && go vet ./... && golangci-lint run ./...
+	cd proto && buf format -d --exit-code && buf lint
+	@# The API's compatibility: against the last released image (proto-baseline).
+	cd proto && buf breaking --against baseline/imgedge-v1.binpb
 
 GENERATED := proto deploy/cloudformation
 
 generate: $(BIN)/buf ## regenerate the protobuf Go code and the viewer-request function (from the edge's allow-lists)
 	cd proto && buf generate && buf build -o imgedge/v1/imgedge.binpb
 	go run ./edgeadapter/cmd/imgedge-gen-viewer --js deploy/cloudformation/viewer-request.js --template deploy/cloudformation/template.yaml
+
+proto-baseline: $(BIN)/buf ## at a release: freeze the API that buf breaking compares against
+	cd proto && buf build -o baseline/imgedge-v1.binpb
 
 checkgenerate: generate ## fail if the checked-in generated code is stale
 	@git diff --exit-code -- $(GENERATED) || { echo "generated code is stale: run make generate and commit"; exit 1; }
@@ -139,7 +150,7 @@ edge-test: edge-binary ## the Node.js launcher's tests against the real adapter 
 bench: setup ## the benchmark report: every service path against in-process libvips (BENCHMARKS.md)
 	@mkdir -p dist
 	IMGEDGE_BENCH=1 IMGEDGE_BENCH_OUT=$(CURDIR)/dist/bench-table.md MALLOC_ARENA_MAX=2 \
-		go test ./server -run '^TestBenchmarkReport$$' -count=1 -v -timeout 40m
+		go test -tags report ./server/e2e -run '^TestBenchmarkReport$$' -count=1 -v -timeout 40m
 	@echo "table written to dist/bench-table.md"
 
 SHARP_VERSION := 0.35.5
@@ -148,14 +159,14 @@ bench-peers: deps ## the engine against sharp (npm, pinned) on the benchmark's j
 	@mkdir -p dist $(BIN)/sharp
 	@test -d $(BIN)/sharp/node_modules/sharp || npm install --silent --no-audit --no-fund --prefix $(BIN)/sharp sharp@$(SHARP_VERSION)
 	IMGEDGE_SHARP=$(BIN)/sharp IMGEDGE_BENCH_OUT=$(CURDIR)/dist/peer-bench.md MALLOC_ARENA_MAX=2 \
-		go test ./server -run '^TestPeerBenchmark$$' -count=1 -v -timeout 20m
+		go test -tags report ./server/e2e -run '^TestPeerBenchmark$$' -count=1 -v -timeout 20m
 	@echo "table written to dist/peer-bench.md"
 
 CORPUS ?=
 
 savings: deps ## the savings table on the shipped samples (CORPUS=dir adds that directory's JPEGs)
 	@mkdir -p dist
-	IMGEDGE_SAVINGS=1 IMGEDGE_CORPUS=$(abspath $(CORPUS)) IMGEDGE_SAVINGS_OUT=$(CURDIR)/dist/savings-table.md go test ./server -run '^TestSavingsReport$$' -count=1 -v -timeout 30m
+	IMGEDGE_SAVINGS=1 IMGEDGE_CORPUS=$(abspath $(CORPUS)) IMGEDGE_SAVINGS_OUT=$(CURDIR)/dist/savings-table.md go test -tags report ./server/e2e -run '^TestSavingsReport$$' -count=1 -v -timeout 30m
 	@echo "table written to dist/savings-table.md"
 
 fuzz: ## run each fuzz target for a while (FUZZTIME=30s), then every shape × format × spec through libvips

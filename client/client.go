@@ -198,14 +198,14 @@ func (c *Client) EnsureVariant(ctx context.Context, req *imgedgev1.EnsureVariant
 // Transform streams the image read from r through the service and writes
 // the result to w, chunk by chunk in both directions. It returns the
 // result's description once all of it has been written.
-func (c *Client) Transform(ctx context.Context, opts *imgedgev1.TransformOptions, r io.Reader, w io.Writer) (*imgedgev1.TransformResult, error) {
+func (c *Client) Transform(ctx context.Context, spec *imgedgev1.VariantSpec, r io.Reader, w io.Writer) (*imgedgev1.TransformResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.rpc.Transform(ctx)
 	if err != nil {
 		return nil, wrap(err)
 	}
-	if err := stream.Send(&imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Options{Options: opts}}); err != nil {
+	if err := stream.Send(&imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Variant{Variant: spec}}); err != nil {
 		return nil, c.streamErr(stream, err)
 	}
 	buf := make([]byte, c.chunk)

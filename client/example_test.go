@@ -78,7 +78,8 @@ func ExampleClient_EnsureVariant() {
 	defer c.Close()
 
 	resp, err := c.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{
-		Bucket: "media", Key: "photos/cat.jpg", Preset: "small", Accept: "image/webp,*/*",
+		Bucket: "media", Key: "photos/cat.jpg",
+		Variant: &imgedgev1.VariantSpec{Preset: "small", Viewer: &imgedgev1.VariantSpec_Accept{Accept: "image/webp,*/*"}},
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -116,7 +117,7 @@ func ExampleClient_Transform() {
 	defer c.Close()
 
 	var out strings.Builder
-	res, err := c.Transform(context.Background(), &imgedgev1.TransformOptions{Format: imgedgev1.Format_FORMAT_WEBP},
+	res, err := c.Transform(context.Background(), &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_WEBP},
 		strings.NewReader("pretend image bytes"), &out)
 	if err != nil {
 		log.Fatal(err)

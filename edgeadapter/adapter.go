@@ -106,22 +106,12 @@ func serviceHealthy(err error) bool {
 func dialService(s Service) (Ensurer, error) {
 	// The viewer's W3C traceparent, if any, goes on to the service in the
 	// gRPC metadata, so one trace spans edge → service → S3.
-	opts := []client.Option{client.WithDefaultDeadline(10 * time.Second), client.WithDialOptions(
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithPropagators(propagation.TraceContext{}))))}
-	switch {
-	case s.Insecure:
-		opts = append(opts, client.WithInsecure())
-	case s.CAFile != "":
-		opts = append(opts, client.WithCAFile(s.CAFile))
-	default:
-		opts = append(opts, client.WithSystemTLS())
+	opts, err := client.Transport{Insecure: s.Insecure, CAFile: s.CAFile, ServerName: s.ServerName, Token: s.Token}.Options()
+	if err != nil {
+		return nil, err
 	}
-	if s.ServerName != "" && !s.Insecure {
-		opts = append(opts, client.WithServerName(s.ServerName))
-	}
-	if s.Token != "" {
-		opts = append(opts, client.WithToken(s.Token))
-	}
+	opts = append(opts, client.WithDefaultDeadline(10*time.Second), client.WithDialOptions(
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithPropagators(propagation.TraceContext{})))))
 	return client.New(s.Address, opts...)
 }
 
@@ -154,7 +144,7 @@ func (a *Adapter) HandleEvent(ctx context.Context, event []byte) ([]byte, Decisi
 	}
 	out, err := req.WithURI(d.URI)
 	if err != nil {
-		return req.Raw, Decision{Action: Fallback, Reason: err.Error(), URI: req.URI}, nil
+		return req.Raw, Decision{Action: Fallback, Reason: err.Error(), URI: req.URI}, nil //nolint:nilerr // the error is the fallback's reason
 	}
 	return out, d, nil
 }
@@ -193,17 +183,12 @@ func (a *Adapter) decide(ctx context.Context, req *cloudfront.Request) Decision 
 	if err := cfg.handles(req.URI, key); err != nil {
 		return keep(PassThrough, err.Error())
 	}
-	ereq, err := cfg.variantFromQuery(req.QueryString)
+	wanted, err := cfg.variantFromQuery(req.QueryString)
 	if err != nil {
 		return keep(PassThrough, err.Error())
 	}
-	ereq.Bucket, ereq.Key = bucket, key
-	ereq.MaxWait = durationpb.New(cfg.MaxWait())
-	ereq.Accept = normaliseAccept(req.Headers.Get("accept"))
-	if class := req.Headers.Get(HeaderFormatClass); class != "" {
-		// The viewer-request function already reduced Accept to its class.
-		ereq.Accept = acceptForClass(class)
-	}
+	wanted.Viewer = viewerClass(req.Headers)
+	ereq := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Variant: wanted.Proto(), MaxWait: durationpb.New(cfg.MaxWait())}
 
 	c, err := a.client(cfg.Service)
 	if err != nil {

@@ -43,8 +43,11 @@ func (f *fakeService) EnsureVariant(_ context.Context, req *imgedgev1.EnsureVari
 	if f.outcome == imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER {
 		return &imgedgev1.EnsureVariantResponse{Outcome: f.outcome, Key: req.Key}, nil
 	}
-	spec := variant.Spec{Width: int(req.GetWidth()), Height: int(req.GetHeight()), Quality: int(req.GetQuality()), Format: variant.Format(req.GetFormat())}
-	spec = spec.Resolve(req.GetAccept(), variant.Defaults{Negotiation: variant.Negotiation{AVIF: true, WebP: true}})
+	wanted, err := variant.FromProto(req.GetVariant())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	spec := wanted.Override.Resolve(wanted.Viewer, variant.Defaults{Negotiation: variant.Negotiation{AVIF: true, WebP: true}})[0]
 	return &imgedgev1.EnsureVariantResponse{Outcome: imgedgev1.Outcome_OUTCOME_CREATED, Key: variant.Key(variant.DefaultPrefix, req.Key, spec)}, nil
 }
 
@@ -85,6 +88,11 @@ func requestBytes(t *testing.T, event []byte) []byte {
 	return ev.Records[0].CF.Request.Raw
 }
 
+// call is the EnsureVariant request the adapter must send.
+func call(bucket, key string, want variant.Request) *imgedgev1.EnsureVariantRequest {
+	return &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Variant: want.Proto(), MaxWait: durationpb.New(time.Second)}
+}
+
 func TestFixtures(t *testing.T) {
 	tests := []struct {
 		fixture string
@@ -93,25 +101,25 @@ func TestFixtures(t *testing.T) {
 		call    *imgedgev1.EnsureVariantRequest // what the service must be asked (nil: no call)
 	}{
 		{"s3_plain.json", Rewrite, "/ProcessedImages/full_q80/photos/cat.jpg.jpg",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Preset: "optimized", Format: imgedgev1.Format_FORMAT_AUTO}},
+			call("demo", "photos/cat.jpg", variant.Request{Preset: "optimized", Override: variant.Spec{Format: variant.FormatAuto}, Viewer: variant.ClassJPEG})},
 		{"s3_accept_avif.json", Rewrite, "/ProcessedImages/full_q80/photos/cat.jpg.avif",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Preset: "optimized", Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/avif,image/webp"}},
+			call("demo", "photos/cat.jpg", variant.Request{Preset: "optimized", Override: variant.Spec{Format: variant.FormatAuto}, Viewer: variant.ClassAVIF})},
 		{"s3_accept_webp.json", Rewrite, "/ProcessedImages/full_q80/photos/cat.jpg.webp",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Preset: "optimized", Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/webp"}},
+			call("demo", "photos/cat.jpg", variant.Request{Preset: "optimized", Override: variant.Spec{Format: variant.FormatAuto}, Viewer: variant.ClassWebP})},
 		{"s3_query_width.json", Rewrite, "/ProcessedImages/w640_q75/photos/cat.jpg.webp",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Preset: "optimized", Width: proto.Uint32(640), Quality: proto.Uint32(75), Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/webp"}},
+			call("demo", "photos/cat.jpg", variant.Request{Preset: "optimized", Override: variant.Spec{Width: 640, Quality: 75, Format: variant.FormatAuto}, Viewer: variant.ClassWebP})},
 		{"s3_query_preset.json", Rewrite, "/ProcessedImages/full_q80/photos/cat.jpg.avif",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Preset: "thumbnail", Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/avif,image/webp"}},
+			call("demo", "photos/cat.jpg", variant.Request{Preset: "thumbnail", Override: variant.Spec{Format: variant.FormatAuto}, Viewer: variant.ClassAVIF})},
 		{"s3_korean_space.json", Rewrite, "/ProcessedImages/full_q80/photos/%EA%B3%A0%EC%96%91%EC%9D%B4%20%EC%82%AC%EC%A7%84.jpg.jpg",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/고양이 사진.jpg", Preset: "optimized", Format: imgedgev1.Format_FORMAT_AUTO}},
+			call("demo", "photos/고양이 사진.jpg", variant.Request{Preset: "optimized", Override: variant.Spec{Format: variant.FormatAuto}, Viewer: variant.ClassJPEG})},
 		{"s3_plus.json", Rewrite, "/ProcessedImages/full_q80/photos/a+b.jpg.jpg",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/a+b.jpg", Preset: "optimized", Format: imgedgev1.Format_FORMAT_AUTO}},
+			call("demo", "photos/a+b.jpg", variant.Request{Preset: "optimized", Override: variant.Spec{Format: variant.FormatAuto}, Viewer: variant.ClassJPEG})},
 		{"s3_origin_headers.json", Rewrite, "/ProcessedImages/full_q80/photos/cat.jpg.jpg",
-			&imgedgev1.EnsureVariantRequest{Bucket: "media-originals", Key: "photos/cat.jpg", Preset: "small", Format: imgedgev1.Format_FORMAT_AUTO}},
+			call("media-originals", "photos/cat.jpg", variant.Request{Preset: "small", Override: variant.Spec{Format: variant.FormatAuto}, Viewer: variant.ClassJPEG})},
 		{"custom_origin_image.json", Rewrite, "/ProcessedImages/w320_q80/images/dog.png.jpg",
-			&imgedgev1.EnsureVariantRequest{Bucket: "example-web", Key: "images/dog.png", Preset: "optimized", Width: proto.Uint32(320), Format: imgedgev1.Format_FORMAT_AUTO}},
+			call("example-web", "images/dog.png", variant.Request{Preset: "optimized", Override: variant.Spec{Width: 320, Format: variant.FormatAuto}, Viewer: variant.ClassJPEG})},
 		{"s3_format_class_header.json", Rewrite, "/ProcessedImages/w768_q80/photos/cat.jpg.avif",
-			&imgedgev1.EnsureVariantRequest{Bucket: "demo", Key: "photos/cat.jpg", Preset: "optimized", Width: proto.Uint32(768), Format: imgedgev1.Format_FORMAT_AUTO, Accept: "image/avif,image/webp"}},
+			call("demo", "photos/cat.jpg", variant.Request{Preset: "optimized", Override: variant.Spec{Width: 768, Format: variant.FormatAuto}, Viewer: variant.ClassAVIF})},
 		{"custom_origin_root.json", PassThrough, "", nil},
 		{"s3_not_image.json", PassThrough, "", nil},
 		{"s3_processed.json", PassThrough, "", nil},
@@ -138,7 +146,7 @@ func TestFixtures(t *testing.T) {
 				if len(svc.calls) != 0 {
 					t.Errorf("a pass-through called the service: %v", svc.calls)
 				}
-			} else if tt.call.MaxWait = durationpb.New(time.Second); len(svc.calls) != 1 || !proto.Equal(svc.calls[0], tt.call) {
+			} else if len(svc.calls) != 1 || !proto.Equal(svc.calls[0], tt.call) {
 				t.Errorf("service asked %v, want %v", svc.calls, tt.call)
 			}
 			assertOnlyURIChanged(t, in, out, tt.uri)
@@ -267,7 +275,7 @@ func TestKeyURIRoundTrip(t *testing.T) {
 
 func TestQueryBounds(t *testing.T) {
 	cfg := testConfig()
-	for q, want := range map[string][2]uint32{
+	for q, want := range map[string][2]int{
 		"w=1":        {160, 0},
 		"w=500":      {640, 0},
 		"w=99999":    {2560, 0},
@@ -280,11 +288,11 @@ func TestQueryBounds(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
-		if q == "q=auto" && !req.GetAutoQuality() {
+		if q == "q=auto" && !req.Override.AutoQuality {
 			t.Errorf("q=auto did not ask for auto quality")
 		}
-		if req.GetWidth() != want[0] || req.GetQuality() != want[1] {
-			t.Errorf("%s: width %d quality %d, want %v", q, req.GetWidth(), req.GetQuality(), want)
+		if req.Override.Width != want[0] || req.Override.Quality != want[1] {
+			t.Errorf("%s: width %d quality %d, want %v", q, req.Override.Width, req.Override.Quality, want)
 		}
 	}
 }
@@ -307,10 +315,10 @@ func FuzzURIAndQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if w := req.GetWidth(); w != 0 && !contains(cfg.Breakpoints, int(w)) {
+		if w := req.Override.Width; w != 0 && !contains(cfg.Breakpoints, w) {
 			t.Fatalf("query %q gave width %d, not a breakpoint", query, w)
 		}
-		if q := req.GetQuality(); q != 0 && (int(q) < cfg.Quality.Min || int(q) > cfg.Quality.Max || int(q)%cfg.Quality.Step != 0) {
+		if q := req.Override.Quality; q != 0 && (q < cfg.Quality.Min || q > cfg.Quality.Max || q%cfg.Quality.Step != 0) {
 			t.Fatalf("query %q gave quality %d outside the bounds", query, q)
 		}
 		if req.Preset != cfg.DefaultPreset && !contains(cfg.Presets, req.Preset) {

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/imgedge/imgedge/client/variant"
-	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+	"github.com/imgedge/imgedge/edgeadapter/cloudfront"
 )
 
 // errSkip marks requests the adapter leaves alone without calling the
@@ -27,10 +27,10 @@ func KeyFromURI(uri string) (string, error) {
 	}
 	key, err := url.PathUnescape(uri[1:])
 	if err != nil {
-		return "", fmt.Errorf("%w: uri %q: %v", errSkip, uri, err)
+		return "", fmt.Errorf("%w: uri %q: %w", errSkip, uri, err)
 	}
 	if err := variant.ValidateKey(key); err != nil {
-		return "", fmt.Errorf("%w: %v", errSkip, err)
+		return "", fmt.Errorf("%w: %w", errSkip, err)
 	}
 	return key, nil
 }
@@ -47,63 +47,58 @@ func URIFromKey(key string) string {
 // variantFromQuery builds the requested variant from the query string,
 // bounded by the allow-list: a viewer cannot make the service create
 // unbounded variants. Anything outside the list is errSkip.
-func (c Config) variantFromQuery(rawQuery string) (*imgedgev1.EnsureVariantRequest, error) {
+func (c Config) variantFromQuery(rawQuery string) (variant.Request, error) {
+	var none variant.Request
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return nil, fmt.Errorf("%w: query %q: %v", errSkip, rawQuery, err)
+		return none, fmt.Errorf("%w: query %q: %w", errSkip, rawQuery, err)
 	}
-	req := &imgedgev1.EnsureVariantRequest{Preset: c.DefaultPreset}
+	req := variant.Request{Preset: c.DefaultPreset}
 	format := c.DefaultFormat
 
 	if v := first(q, "preset"); v != "" {
 		if !slices.Contains(c.Presets, v) {
-			return nil, fmt.Errorf("%w: preset %q is not allowed", errSkip, v)
+			return none, fmt.Errorf("%w: preset %q is not allowed", errSkip, v)
 		}
 		req.Preset = v
 	}
 	for _, dim := range []struct {
 		name string
-		dst  **uint32
-	}{{"w", &req.Width}, {"h", &req.Height}} {
+		dst  *int
+	}{{"w", &req.Override.Width}, {"h", &req.Override.Height}} {
 		v := first(q, dim.name)
 		if v == "" {
 			continue
 		}
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("%w: %s=%q is not a positive number", errSkip, dim.name, v)
+			return none, fmt.Errorf("%w: %s=%q is not a positive number", errSkip, dim.name, v)
 		}
-		snapped := uint32(c.snap(n))
-		*dim.dst = &snapped
+		*dim.dst = c.snap(n)
 	}
 	if v := first(q, "q"); v == "auto" {
-		req.AutoQuality = true
+		req.Override.AutoQuality = true
 	} else if v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("%w: q=%q is not a positive number", errSkip, v)
+			return none, fmt.Errorf("%w: q=%q is not a positive number", errSkip, v)
 		}
-		bounded := uint32(c.boundQuality(n))
-		req.Quality = &bounded
+		req.Override.Quality = c.boundQuality(n)
 	}
 	if v := first(q, "format"); v != "" {
 		if !slices.Contains(c.Formats, strings.ToLower(v)) {
-			return nil, fmt.Errorf("%w: format %q is not allowed", errSkip, v)
+			return none, fmt.Errorf("%w: format %q is not allowed", errSkip, v)
 		}
 		format = v
 	}
 	if v := first(q, "fit"); v != "" {
-		f, err := variant.ParseFit(v)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", errSkip, err)
+		if req.Override.Fit, err = variant.ParseFit(v); err != nil {
+			return none, fmt.Errorf("%w: %w", errSkip, err)
 		}
-		req.Fit = imgedgev1.Fit(f)
 	}
-	f, err := variant.ParseFormat(format)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errSkip, err)
+	if req.Override.Format, err = variant.ParseFormat(format); err != nil {
+		return none, fmt.Errorf("%w: %w", errSkip, err)
 	}
-	req.Format = imgedgev1.Format(f)
 	return req, nil
 }
 
@@ -178,19 +173,12 @@ func (c Config) handles(uri, key string) error {
 // key, so the raw Accept header need not be.
 const HeaderFormatClass = "x-imgedge-format"
 
-// normaliseAccept reduces an Accept header to its format class, so the
-// service negotiates from exactly what the cache key distinguishes.
-func normaliseAccept(accept string) string {
-	return acceptForClass(variant.ParseAccept(accept).Class())
-}
-
-// acceptForClass is the minimal Accept header of a format class.
-func acceptForClass(class string) string {
-	switch class {
-	case "avif":
-		return "image/avif,image/webp"
-	case "webp":
-		return "image/webp"
+// viewerClass is the viewer's format class: the one the viewer-request
+// function put in HeaderFormatClass (the cache key's), or else the Accept
+// header's.
+func viewerClass(h cloudfront.Headers) variant.Class {
+	if c, ok := variant.ParseClass(h.Get(HeaderFormatClass)); ok {
+		return c
 	}
-	return ""
+	return variant.ParseAccept(h.Get("accept"))
 }

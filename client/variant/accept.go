@@ -5,6 +5,54 @@ import (
 	"strings"
 )
 
+// Class is what a viewer decodes, reduced to what changes a negotiated
+// format. It is the edge's cache-key dimension and travels on the wire as
+// imgedge.v1.FormatClass, whose values it shares.
+type Class uint8
+
+// Classes. The zero value says nothing about the viewer: JPEG only.
+const (
+	ClassUnspecified Class = iota
+	ClassJPEG              // neither AVIF nor WebP
+	ClassWebP              // WebP, not AVIF
+	ClassAVIF              // AVIF (and WebP: every browser that decodes AVIF decodes WebP)
+)
+
+var classNames = [...]string{"", "jpeg", "webp", "avif"}
+
+// String returns the class's name ("jpeg", "webp", "avif"), used in cache
+// keys and the x-imgedge-format header; "" when unspecified.
+func (c Class) String() string {
+	if int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return "class(" + strconv.Itoa(int(c)) + ")"
+}
+
+// ParseClass parses a class name as String writes it.
+func ParseClass(s string) (Class, bool) {
+	for i, name := range classNames {
+		if i > 0 && strings.EqualFold(s, name) {
+			return Class(i), true
+		}
+	}
+	return ClassUnspecified, false
+}
+
+// Valid reports whether c is one of the classes above.
+func (c Class) Valid() bool { return c <= ClassAVIF }
+
+// accepts reports whether a viewer of class c decodes f.
+func (c Class) accepts(f Format) bool {
+	switch f {
+	case FormatAVIF:
+		return c == ClassAVIF
+	case FormatWebP:
+		return c == ClassAVIF || c == ClassWebP
+	}
+	return true
+}
+
 // Negotiation decides which concrete format "auto" becomes for a viewer.
 type Negotiation struct {
 	AVIF     bool   // offer AVIF to viewers that accept image/avif
@@ -13,29 +61,19 @@ type Negotiation struct {
 }
 
 // Choose returns AVIF, then WebP, when enabled and accepted, else the fallback.
-func (n Negotiation) Choose(accept string) Format {
-	a := ParseAccept(accept)
-	switch {
-	case n.AVIF && a.AVIF:
-		return FormatAVIF
-	case n.WebP && a.WebP:
-		return FormatWebP
-	case n.Fallback.Concrete():
-		return n.Fallback
-	default:
-		return FormatJPEG
-	}
+func (n Negotiation) Choose(c Class) Format {
+	return n.Candidates(c)[0]
 }
 
-// Candidates lists the formats "best" compares for a viewer: AVIF and WebP
-// when enabled and accepted, and always the fallback.
-func (n Negotiation) Candidates(accept string) []Format {
-	a := ParseAccept(accept)
+// Candidates lists the formats "best" compares for a viewer, in order of
+// preference: AVIF and WebP when enabled and accepted, and always the
+// fallback.
+func (n Negotiation) Candidates(c Class) []Format {
 	var out []Format
-	if n.AVIF && a.AVIF {
+	if n.AVIF && c.accepts(FormatAVIF) {
 		out = append(out, FormatAVIF)
 	}
-	if n.WebP && a.WebP {
+	if n.WebP && c.accepts(FormatWebP) {
 		out = append(out, FormatWebP)
 	}
 	fallback := n.Fallback
@@ -45,30 +83,12 @@ func (n Negotiation) Candidates(accept string) []Format {
 	return append(out, fallback)
 }
 
-// Accepted is what an Accept header says about the modern image formats.
-type Accepted struct {
-	AVIF bool
-	WebP bool
-}
-
-// Class is a short, stable name for the format class, usable in cache keys:
-// "avif" (AVIF and WebP), "webp", or "jpeg".
-func (a Accepted) Class() string {
-	switch {
-	case a.AVIF:
-		return "avif"
-	case a.WebP:
-		return "webp"
-	default:
-		return "jpeg"
-	}
-}
-
-// ParseAccept reads an HTTP Accept header. A format counts only when it is
+// ParseAccept reduces an HTTP Accept header to the viewer's class. It is the
+// one place a raw Accept header is read. A format counts only when it is
 // named explicitly with a non-zero q value: browsers that can decode AVIF or
 // WebP say so, and wildcards promise nothing.
-func ParseAccept(header string) Accepted {
-	var a Accepted
+func ParseAccept(header string) Class {
+	var avif, webp bool
 	for part := range strings.SplitSeq(header, ",") {
 		mediaRange, params, _ := strings.Cut(part, ";")
 		mediaRange = strings.ToLower(strings.TrimSpace(mediaRange))
@@ -79,12 +99,18 @@ func ParseAccept(header string) Accepted {
 			continue
 		}
 		if mediaRange == "image/avif" {
-			a.AVIF = true
+			avif = true
 		} else {
-			a.WebP = true
+			webp = true
 		}
 	}
-	return a
+	switch {
+	case avif:
+		return ClassAVIF
+	case webp:
+		return ClassWebP
+	}
+	return ClassJPEG
 }
 
 // acceptable reports whether the media-range parameters leave q above zero.

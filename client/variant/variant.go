@@ -224,20 +224,36 @@ type Defaults struct {
 	Negotiation Negotiation
 }
 
-// Resolve returns the concrete spec that will be encoded: the format
-// negotiated from accept when auto, the quality defaulted, and fields that do
-// not apply normalised away, so that equal outputs get equal canonical strings.
-func (s Spec) Resolve(accept string, d Defaults) Spec {
+// Resolve returns the concrete specs that can answer s for a viewer of
+// class c: one, or for FormatBest one per format it compares, in order of
+// preference. Each has its format negotiated, its quality defaulted, and
+// fields that do not apply normalised away, so that equal outputs get equal
+// canonical strings. A request is resolved once, here.
+func (s Spec) Resolve(c Class, d Defaults) []Spec {
 	if s.Format == FormatBest {
 		s.AutoQuality = true // "best" compares formats at the quality target
-	} else if !s.Format.Concrete() {
-		s.Format = d.Negotiation.Choose(accept)
+		formats := d.Negotiation.Candidates(c)
+		out := make([]Spec, len(formats))
+		for i, f := range formats {
+			out[i] = s.withFormat(f, d)
+		}
+		return out
 	}
-	if s.AutoQuality && s.Format != FormatPNG {
+	f := s.Format
+	if !f.Concrete() {
+		f = d.Negotiation.Choose(c)
+	}
+	return []Spec{s.withFormat(f, d)}
+}
+
+// withFormat resolves s for the concrete format f.
+func (s Spec) withFormat(f Format, d Defaults) Spec {
+	s.Format = f
+	if s.AutoQuality && f != FormatPNG {
 		s.Quality = 0
-	} else if s.Format.Lossy() {
+	} else if f.Lossy() {
 		if s.Quality == 0 {
-			s.Quality = d.Quality[s.Format]
+			s.Quality = d.Quality[f]
 		}
 		if s.Quality == 0 {
 			s.Quality = 80
@@ -245,7 +261,7 @@ func (s Spec) Resolve(accept string, d Defaults) Spec {
 	} else {
 		s.Quality = 0
 	}
-	if s.Format != FormatJPEG {
+	if f != FormatJPEG {
 		s.Progressive = false
 	}
 	if s.Width == 0 || s.Height == 0 || s.Fit == FitUnspecified {

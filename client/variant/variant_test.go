@@ -33,7 +33,7 @@ func TestResolveAndCanonical(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := tt.spec.Resolve(tt.accept, defaults)
+			r := tt.spec.Resolve(ParseAccept(tt.accept), defaults)[0]
 			if got := r.Canonical(); got != tt.canonical {
 				t.Errorf("Canonical() = %q, want %q", got, tt.canonical)
 			}
@@ -54,11 +54,11 @@ func TestResolveAndCanonical(t *testing.T) {
 
 func TestNegotiationDisabledFormats(t *testing.T) {
 	n := Negotiation{AVIF: false, WebP: true}
-	if got := n.Choose("image/avif,image/webp"); got != FormatWebP {
+	if got := n.Choose(ClassAVIF); got != FormatWebP {
 		t.Errorf("Choose with AVIF off = %v, want webp", got)
 	}
 	n = Negotiation{Fallback: FormatPNG}
-	if got := n.Choose("image/avif,image/webp"); got != FormatPNG {
+	if got := n.Choose(ClassAVIF); got != FormatPNG {
 		t.Errorf("Choose with both off = %v, want the png fallback", got)
 	}
 }
@@ -119,9 +119,9 @@ func TestValidateKey(t *testing.T) {
 
 func TestKeyRoundTrip(t *testing.T) {
 	specs := []Spec{
-		Spec{Format: FormatJPEG, Quality: 90}.Resolve("", defaults),
-		Spec{Width: 320, Height: 320, Fit: FitCover, Format: FormatAuto}.Resolve("image/avif", defaults),
-		Spec{Width: 64, Format: FormatPNG}.Resolve("", defaults),
+		Spec{Format: FormatJPEG, Quality: 90}.Resolve(ClassJPEG, defaults)[0],
+		Spec{Width: 320, Height: 320, Fit: FitCover, Format: FormatAuto}.Resolve(ClassAVIF, defaults)[0],
+		Spec{Width: 64, Format: FormatPNG}.Resolve(ClassJPEG, defaults)[0],
 	}
 	for _, s := range specs {
 		for _, source := range []string{"cat.jpg", "photos/2024/사진.jpeg", "a.jpg.webp"} {
@@ -214,18 +214,21 @@ func FuzzParseAccept(f *testing.F) {
 	f.Add("image/avif,image/webp,image/apng,*/*;q=0.8")
 	f.Add("image/webp;q=0")
 	f.Fuzz(func(t *testing.T, header string) {
-		a := ParseAccept(header)
-		if a.AVIF && !strings.Contains(strings.ToLower(header), "image/avif") {
+		c := ParseAccept(header)
+		if c == ClassAVIF && !strings.Contains(strings.ToLower(header), "image/avif") {
 			t.Fatalf("ParseAccept(%q) claims AVIF", header)
 		}
-		if a.WebP && !strings.Contains(strings.ToLower(header), "image/webp") {
+		if c == ClassWebP && !strings.Contains(strings.ToLower(header), "image/webp") {
 			t.Fatalf("ParseAccept(%q) claims WebP", header)
+		}
+		if c != ClassJPEG && c != ClassWebP && c != ClassAVIF {
+			t.Fatalf("ParseAccept(%q) = %v", header, c)
 		}
 	})
 }
 
 func TestAutoQualityAndBest(t *testing.T) {
-	auto := Spec{Width: 720, Format: FormatWebP, AutoQuality: true, Quality: 70}.Resolve("", defaults)
+	auto := Spec{Width: 720, Format: FormatWebP, AutoQuality: true, Quality: 70}.Resolve(ClassJPEG, defaults)[0]
 	if auto.Canonical() != "w720_qauto" || auto.Quality != 0 {
 		t.Errorf("auto: %+v %q", auto, auto.Canonical())
 	}
@@ -233,15 +236,20 @@ func TestAutoQualityAndBest(t *testing.T) {
 	if src, back, err := ParseKey(DefaultPrefix, key); err != nil || src != "a.jpg" || back != auto {
 		t.Errorf("ParseKey(%q) = %q %+v %v", key, src, back, err)
 	}
-	best := Spec{Width: 720, Format: FormatBest}.Resolve("image/avif", defaults)
-	if best.Format != FormatBest || !best.AutoQuality {
-		t.Errorf("best: %+v", best)
+	best := Spec{Width: 720, Format: FormatBest}.Resolve(ClassAVIF, defaults)
+	if len(best) != 3 || best[0].Format != FormatAVIF || best[1].Format != FormatWebP || best[2].Format != FormatJPEG {
+		t.Fatalf("best for an AVIF viewer: %+v", best)
+	}
+	for _, s := range best {
+		if !s.AutoQuality || s.Quality != 0 || s.Canonical() != "w720_qauto" {
+			t.Errorf("best candidate %+v %q: want auto-quality", s, s.Canonical())
+		}
 	}
 	n := Negotiation{AVIF: true, WebP: true}
-	if got := n.Candidates("image/avif,image/webp"); len(got) != 3 || got[0] != FormatAVIF || got[2] != FormatJPEG {
+	if got := n.Candidates(ClassAVIF); len(got) != 3 || got[0] != FormatAVIF || got[2] != FormatJPEG {
 		t.Errorf("candidates: %v", got)
 	}
-	if got := n.Candidates("*/*"); len(got) != 1 || got[0] != FormatJPEG {
+	if got := n.Candidates(ParseAccept("*/*")); len(got) != 1 || got[0] != FormatJPEG {
 		t.Errorf("candidates for */*: %v", got)
 	}
 	if _, _, err := ParseKey(DefaultPrefix, "ProcessedImages/w1_qauto/a.png.png"); err == nil {

@@ -58,7 +58,7 @@ Try:
   curl -s -o /dev/null -D - -H 'Accept: image/avif,image/webp' http://$EDGE/photos/saw.jpg
   curl -s -o /dev/null -D - 'http://$EDGE/photos/scooter.jpg?w=500&q=auto'
   .bin/grpcurl -plaintext $GRPC list
-  .bin/grpcurl -plaintext -d '{"bucket":"demo","key":"photos/saw.jpg","preset":"small","accept":"image/webp"}' \\
+  .bin/grpcurl -plaintext -d '{"bucket":"demo","key":"photos/saw.jpg","variant":{"preset":"small","accept":"image/webp"}}' \\
       $GRPC imgedge.v1.ImageTransformService/EnsureVariant
   $work/imgedge backfill --insecure --addr $GRPC demo photos/ --preset thumbnail
 

@@ -30,7 +30,7 @@ import (
 	"github.com/imgedge/imgedge/edgeadapter/cloudfront"
 )
 
-// ErrNoSuchKey: the origin has no object at the key.
+// ErrNoSuchKey means the origin has no object at the key.
 var ErrNoSuchKey = errors.New("no such key")
 
 // Origin is the simulated CloudFront origin.
@@ -83,7 +83,7 @@ type fileOrigin struct{ root *os.Root }
 
 func (f fileOrigin) Get(_ context.Context, bucket, key string) (io.ReadCloser, string, int64, error) {
 	if err := variant.ValidateKey(key); err != nil {
-		return nil, "", 0, fmt.Errorf("%w: %v", ErrNoSuchKey, err)
+		return nil, "", 0, fmt.Errorf("%w: %w", ErrNoSuchKey, err)
 	}
 	file, err := f.root.Open(filepath.Join(bucket, filepath.FromSlash(key)))
 	if err != nil {

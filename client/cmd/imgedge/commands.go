@@ -41,18 +41,18 @@ func runTransform(ctx context.Context, e env, args []string) error {
 		defer f.Close()
 		r = f
 	}
-	var w io.Writer = e.stdout
+	w := e.stdout
 	var tmp *os.File
 	if out != "-" {
 		// Write beside OUT and rename, so a failure leaves no half-written file.
 		if tmp, err = os.CreateTemp(filepath.Dir(out), ".imgedge-*"); err != nil {
 			return err
 		}
-		defer os.Remove(tmp.Name())
+		defer func() { _ = os.Remove(tmp.Name()) }() // fails harmlessly once renamed
 		w = tmp
 	}
 	bw := bufio.NewWriterSize(w, 256<<10)
-	res, err := c.Transform(ctx, v.transformOptions(), r, bw)
+	res, err := c.Transform(ctx, &v.spec, r, bw)
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func runEnsure(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	req := v.ensureRequest(pos[0], pos[1])
+	req := &imgedgev1.EnsureVariantRequest{Bucket: pos[0], Key: pos[1], Variant: &v.spec}
 	if *maxWait > 0 {
 		req.MaxWait = durationpb.New(*maxWait)
 	}
@@ -166,7 +166,7 @@ func runBackfill(ctx context.Context, e env, args []string) error {
 			printProgress(e.stdout, p, *dryRun)
 		}
 	}
-	req := v.backfillRequest(pos[0], prefix)
+	req := &imgedgev1.BackfillRequest{Bucket: pos[0], Prefix: prefix, Variant: &v.spec}
 	req.DryRun, req.Concurrency = *dryRun, uint32(*concurrency)
 	sum, err := c.Backfill(ctx, req, progress)
 	if bar != nil {
@@ -238,7 +238,7 @@ func printSummary(w io.Writer, s *imgedgev1.BackfillSummary) {
 	fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.GetObjects(), s.GetCreated(), s.GetAlreadyExisted(),
 		s.GetOriginalIsSmaller(), s.GetSkipped(), s.GetErrors(), s.GetOriginalBytes(), s.GetServedBytes(),
 		savingOf(s.GetOriginalBytes(), s.GetServedBytes()))
-	tw.Flush()
+	_ = tw.Flush() // a summary on the terminal: nothing to do if it fails
 }
 
 func savingOf(before, after int64) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"strconv"
@@ -48,7 +49,7 @@ func parse(fs *flag.FlagSet, args []string, e env) ([]string, error) {
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if err == flag.ErrHelp {
+			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
 			return nil, usageError{err}
@@ -79,74 +80,46 @@ func start(fs *flag.FlagSet, args []string, e env, conn *connFlags, min, max int
 }
 
 func (c *connFlags) dial() (*client.Client, error) {
-	opts := []client.Option{client.WithDefaultDeadline(c.timeout)}
-	if c.insecure {
-		if c.caFile != "" || c.cert != "" {
-			return nil, usageErr("--insecure cannot be combined with --ca-file or --cert")
-		}
-		opts = append(opts, client.WithInsecure())
-	} else {
-		opts = append(opts, client.WithSystemTLS())
-		if c.caFile != "" {
-			opts = append(opts, client.WithCAFile(c.caFile))
-		}
-		if c.cert != "" || c.key != "" {
-			opts = append(opts, client.WithClientCertificate(c.cert, c.key))
-		}
-		if c.serverName != "" {
-			opts = append(opts, client.WithServerName(c.serverName))
-		}
+	if c.insecure && (c.caFile != "" || c.cert != "" || c.key != "") {
+		return nil, usageErr("--insecure cannot be combined with --ca-file, --cert or --key")
 	}
-	if c.token != "" {
-		opts = append(opts, client.WithToken(c.token))
+	opts, err := client.Transport{Insecure: c.insecure, CAFile: c.caFile, CertFile: c.cert, KeyFile: c.key,
+		ServerName: c.serverName, Token: c.token}.Options()
+	if err != nil {
+		return nil, err
 	}
-	return client.New(c.addr, opts...)
+	return client.New(c.addr, append(opts, client.WithDefaultDeadline(c.timeout))...)
 }
 
-// variantFlags describe a variant: a preset and overrides.
+// variantFlags fill the VariantSpec that EnsureVariant, Transform and
+// Backfill all carry. Values go to the service as given (an explicit
+// --width 0 included), so its validation and messages are the only ones.
 type variantFlags struct {
-	preset, accept        string
-	width, height, qualty *uint32
-	fit                   imgedgev1.Fit
-	format                imgedgev1.Format
-	progressive, auto     bool
-}
-
-// The three requests that carry a variant, from the same flags.
-
-func (v *variantFlags) transformOptions() *imgedgev1.TransformOptions {
-	return &imgedgev1.TransformOptions{Preset: v.preset, Width: v.width, Height: v.height, Quality: v.qualty,
-		Fit: v.fit, Format: v.format, Progressive: v.progressive, Accept: v.accept, AutoQuality: v.auto}
-}
-
-func (v *variantFlags) ensureRequest(bucket, key string) *imgedgev1.EnsureVariantRequest {
-	return &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Preset: v.preset, Width: v.width, Height: v.height,
-		Quality: v.qualty, Fit: v.fit, Format: v.format, Progressive: v.progressive, Accept: v.accept, AutoQuality: v.auto}
-}
-
-func (v *variantFlags) backfillRequest(bucket, prefix string) *imgedgev1.BackfillRequest {
-	return &imgedgev1.BackfillRequest{Bucket: bucket, Prefix: prefix, Preset: v.preset, Width: v.width, Height: v.height,
-		Quality: v.qualty, Fit: v.fit, Format: v.format, Progressive: v.progressive, Accept: v.accept, AutoQuality: v.auto}
+	spec imgedgev1.VariantSpec
 }
 
 func (v *variantFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&v.preset, "preset", "", "preset name (default: the service's default preset)")
-	fs.StringVar(&v.accept, "accept", "", `Accept header for --format auto, for example "image/avif,image/webp"`)
-	fs.Func("width", "output width in pixels", uintFlag(&v.width))
-	fs.Func("height", "output height in pixels", uintFlag(&v.height))
-	fs.Func("quality", "encoder quality 1-100", uintFlag(&v.qualty))
-	fs.Func("fit", "inside, cover or fill", func(s string) error {
-		f, err := variant.ParseFit(s)
-		v.fit = imgedgev1.Fit(f)
+	s := &v.spec
+	fs.StringVar(&s.Preset, "preset", "", "preset name (default: the service's default preset)")
+	fs.Func("accept", `Accept header for --format auto or best, for example "image/avif,image/webp"`, func(h string) error {
+		s.Viewer = &imgedgev1.VariantSpec_Accept{Accept: h}
+		return nil
+	})
+	fs.Func("width", "output width in pixels", uintFlag(&s.Width))
+	fs.Func("height", "output height in pixels", uintFlag(&s.Height))
+	fs.Func("quality", "encoder quality 1-100", uintFlag(&s.Quality))
+	fs.Func("fit", "inside, cover or fill", func(name string) error {
+		f, err := variant.ParseFit(name)
+		s.Fit = imgedgev1.Fit(f)
 		return err
 	})
-	fs.Func("format", "auto, jpeg, webp, avif, png or best", func(s string) error {
-		f, err := variant.ParseFormat(s)
-		v.format = imgedgev1.Format(f)
+	fs.Func("format", "auto, jpeg, webp, avif, png or best", func(name string) error {
+		f, err := variant.ParseFormat(name)
+		s.Format = imgedgev1.Format(f)
 		return err
 	})
-	fs.BoolVar(&v.progressive, "progressive", false, "progressive JPEG")
-	fs.BoolVar(&v.auto, "auto-quality", false, "search the lowest quality meeting the service's perceptual target")
+	fs.BoolVar(&s.Progressive, "progressive", false, "progressive JPEG")
+	fs.BoolVar(&s.AutoQuality, "auto-quality", false, "search the lowest quality meeting the service's perceptual target")
 }
 
 func uintFlag(dst **uint32) func(string) error {

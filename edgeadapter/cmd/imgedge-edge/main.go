@@ -106,8 +106,8 @@ func serveLines(ctx context.Context, a *edgeadapter.Adapter, cfg edgeadapter.Con
 		} else {
 			edgeadapter.LogDecision(logger, d)
 		}
-		w.Write(result)
-		w.WriteByte('\n')
+		_, _ = w.Write(result) // a bufio.Writer keeps its first error for Flush
+		_ = w.WriteByte('\n')
 		if err := w.Flush(); err != nil {
 			return fmt.Errorf("writing a result: %w", err)
 		}

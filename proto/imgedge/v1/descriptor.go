@@ -1,3 +1,5 @@
+// Package imgedgev1 is the generated Go code of the imgedge.v1 API, with
+// its descriptors embedded for server reflection (descriptor.go).
 package imgedgev1
 
 import (

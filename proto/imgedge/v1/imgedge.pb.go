@@ -224,10 +224,234 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_imgedge_v1_imgedge_proto_rawDescGZIP(), []int{2}
 }
 
+// FormatClass is what a viewer can decode, reduced to what changes the
+// answer to FORMAT_AUTO and FORMAT_BEST. The edge sends the class it already
+// keys its cache on; other callers may send the raw Accept header instead.
+type FormatClass int32
+
+const (
+	// No class given: the Accept header decides (no header: JPEG only).
+	FormatClass_FORMAT_CLASS_UNSPECIFIED FormatClass = 0
+	// The viewer accepts neither AVIF nor WebP.
+	FormatClass_FORMAT_CLASS_JPEG FormatClass = 1
+	// The viewer accepts WebP but not AVIF.
+	FormatClass_FORMAT_CLASS_WEBP FormatClass = 2
+	// The viewer accepts AVIF (and, every browser that does, WebP).
+	FormatClass_FORMAT_CLASS_AVIF FormatClass = 3
+)
+
+// Enum value maps for FormatClass.
+var (
+	FormatClass_name = map[int32]string{
+		0: "FORMAT_CLASS_UNSPECIFIED",
+		1: "FORMAT_CLASS_JPEG",
+		2: "FORMAT_CLASS_WEBP",
+		3: "FORMAT_CLASS_AVIF",
+	}
+	FormatClass_value = map[string]int32{
+		"FORMAT_CLASS_UNSPECIFIED": 0,
+		"FORMAT_CLASS_JPEG":        1,
+		"FORMAT_CLASS_WEBP":        2,
+		"FORMAT_CLASS_AVIF":        3,
+	}
+)
+
+func (x FormatClass) Enum() *FormatClass {
+	p := new(FormatClass)
+	*p = x
+	return p
+}
+
+func (x FormatClass) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FormatClass) Descriptor() protoreflect.EnumDescriptor {
+	return file_imgedge_v1_imgedge_proto_enumTypes[3].Descriptor()
+}
+
+func (FormatClass) Type() protoreflect.EnumType {
+	return &file_imgedge_v1_imgedge_proto_enumTypes[3]
+}
+
+func (x FormatClass) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FormatClass.Descriptor instead.
+func (FormatClass) EnumDescriptor() ([]byte, []int) {
+	return file_imgedge_v1_imgedge_proto_rawDescGZIP(), []int{3}
+}
+
+// VariantSpec is the variant wanted: a named preset, optionally overridden
+// by explicit fields. With no preset and no fields, the server's default
+// preset applies (same size, JPEG quality 90, unless configured otherwise).
+// EnsureVariant, Transform and Backfill all take one.
+type VariantSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of a configured preset, for example "thumbnail". Empty: the default preset.
+	Preset string `protobuf:"bytes,1,opt,name=preset,proto3" json:"preset,omitempty"`
+	// Output width in pixels, 1 to the server's limit. Absent: the preset's
+	// width (a preset without one derives it from the height and the aspect
+	// ratio, or keeps the original's). An explicit 0 is refused.
+	Width *uint32 `protobuf:"varint,2,opt,name=width,proto3,oneof" json:"width,omitempty"`
+	// Output height in pixels, 1 to the server's limit. Absent: the preset's height.
+	Height *uint32 `protobuf:"varint,3,opt,name=height,proto3,oneof" json:"height,omitempty"`
+	// How the image fits width×height; unspecified keeps the preset's fit.
+	Fit Fit `protobuf:"varint,4,opt,name=fit,proto3,enum=imgedge.v1.Fit" json:"fit,omitempty"`
+	// Output format; unspecified keeps the preset's format.
+	Format Format `protobuf:"varint,5,opt,name=format,proto3,enum=imgedge.v1.Format" json:"format,omitempty"`
+	// Encoder quality 1–100. Absent: the preset's quality, or the format's
+	// configured default.
+	Quality *uint32 `protobuf:"varint,6,opt,name=quality,proto3,oneof" json:"quality,omitempty"`
+	// Progressive (interlaced) JPEG. Ignored for other formats.
+	Progressive bool `protobuf:"varint,7,opt,name=progressive,proto3" json:"progressive,omitempty"`
+	// Search the lowest encoder quality whose perceptual score (SSIMULACRA2
+	// against the resized source, as a viewer sees both) meets the server's
+	// target for the format. The quality chosen is reported in the response.
+	AutoQuality bool `protobuf:"varint,8,opt,name=auto_quality,json=autoQuality,proto3" json:"auto_quality,omitempty"`
+	// What the viewer decodes, used when the format is FORMAT_AUTO or
+	// FORMAT_BEST. Neither set: JPEG.
+	//
+	// Types that are valid to be assigned to Viewer:
+	//
+	//	*VariantSpec_Accept
+	//	*VariantSpec_FormatClass
+	Viewer        isVariantSpec_Viewer `protobuf_oneof:"viewer"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VariantSpec) Reset() {
+	*x = VariantSpec{}
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VariantSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VariantSpec) ProtoMessage() {}
+
+func (x *VariantSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VariantSpec.ProtoReflect.Descriptor instead.
+func (*VariantSpec) Descriptor() ([]byte, []int) {
+	return file_imgedge_v1_imgedge_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *VariantSpec) GetPreset() string {
+	if x != nil {
+		return x.Preset
+	}
+	return ""
+}
+
+func (x *VariantSpec) GetWidth() uint32 {
+	if x != nil && x.Width != nil {
+		return *x.Width
+	}
+	return 0
+}
+
+func (x *VariantSpec) GetHeight() uint32 {
+	if x != nil && x.Height != nil {
+		return *x.Height
+	}
+	return 0
+}
+
+func (x *VariantSpec) GetFit() Fit {
+	if x != nil {
+		return x.Fit
+	}
+	return Fit_FIT_UNSPECIFIED
+}
+
+func (x *VariantSpec) GetFormat() Format {
+	if x != nil {
+		return x.Format
+	}
+	return Format_FORMAT_UNSPECIFIED
+}
+
+func (x *VariantSpec) GetQuality() uint32 {
+	if x != nil && x.Quality != nil {
+		return *x.Quality
+	}
+	return 0
+}
+
+func (x *VariantSpec) GetProgressive() bool {
+	if x != nil {
+		return x.Progressive
+	}
+	return false
+}
+
+func (x *VariantSpec) GetAutoQuality() bool {
+	if x != nil {
+		return x.AutoQuality
+	}
+	return false
+}
+
+func (x *VariantSpec) GetViewer() isVariantSpec_Viewer {
+	if x != nil {
+		return x.Viewer
+	}
+	return nil
+}
+
+func (x *VariantSpec) GetAccept() string {
+	if x != nil {
+		if x, ok := x.Viewer.(*VariantSpec_Accept); ok {
+			return x.Accept
+		}
+	}
+	return ""
+}
+
+func (x *VariantSpec) GetFormatClass() FormatClass {
+	if x != nil {
+		if x, ok := x.Viewer.(*VariantSpec_FormatClass); ok {
+			return x.FormatClass
+		}
+	}
+	return FormatClass_FORMAT_CLASS_UNSPECIFIED
+}
+
+type isVariantSpec_Viewer interface {
+	isVariantSpec_Viewer()
+}
+
+type VariantSpec_Accept struct {
+	// The viewer's Accept header, for example "image/avif,image/webp,*/*".
+	Accept string `protobuf:"bytes,9,opt,name=accept,proto3,oneof"`
+}
+
+type VariantSpec_FormatClass struct {
+	// The viewer's format class, as the edge computed it.
+	FormatClass FormatClass `protobuf:"varint,10,opt,name=format_class,json=formatClass,proto3,enum=imgedge.v1.FormatClass,oneof"`
+}
+
+func (*VariantSpec_Accept) isVariantSpec_Viewer() {}
+
+func (*VariantSpec_FormatClass) isVariantSpec_Viewer() {}
+
 // EnsureVariantRequest names a stored original and the variant wanted of it.
-// The variant is a named preset, optionally overridden by explicit fields; with
-// no preset and no fields, the server's default preset applies (same size,
-// JPEG quality 90, unless configured otherwise).
 type EnsureVariantRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Bucket holding the original. With the local store this is a directory
@@ -236,42 +460,20 @@ type EnsureVariantRequest struct {
 	// Key of the original, for example "photos/cat.jpg". Keys under the
 	// processed prefix (default "ProcessedImages/") are refused.
 	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	// Name of a configured preset, for example "thumbnail". Empty: the default preset.
-	Preset string `protobuf:"bytes,3,opt,name=preset,proto3" json:"preset,omitempty"`
-	// Output width in pixels, 1 to the server's limit. Absent: the preset's
-	// width (a preset without one derives it from the height and the aspect
-	// ratio, or keeps the original's). An explicit 0 is refused.
-	Width *uint32 `protobuf:"varint,4,opt,name=width,proto3,oneof" json:"width,omitempty"`
-	// Output height in pixels, 1 to the server's limit. Absent: the preset's height.
-	Height *uint32 `protobuf:"varint,5,opt,name=height,proto3,oneof" json:"height,omitempty"`
-	// How the image fits width×height; unspecified keeps the preset's fit.
-	Fit Fit `protobuf:"varint,6,opt,name=fit,proto3,enum=imgedge.v1.Fit" json:"fit,omitempty"`
-	// Output format; unspecified keeps the preset's format.
-	Format Format `protobuf:"varint,7,opt,name=format,proto3,enum=imgedge.v1.Format" json:"format,omitempty"`
-	// Encoder quality 1–100. Absent: the preset's quality, or the format's
-	// configured default.
-	Quality *uint32 `protobuf:"varint,8,opt,name=quality,proto3,oneof" json:"quality,omitempty"`
-	// Progressive (interlaced) JPEG. Ignored for other formats.
-	Progressive bool `protobuf:"varint,9,opt,name=progressive,proto3" json:"progressive,omitempty"`
-	// The viewer's Accept header, used when the format is FORMAT_AUTO,
-	// for example "image/avif,image/webp,*/*".
-	Accept string `protobuf:"bytes,10,opt,name=accept,proto3" json:"accept,omitempty"`
-	// Search the lowest encoder quality whose perceptual score (SSIMULACRA2
-	// against the resized source, as a viewer sees both) meets the server's
-	// target for the format. The quality chosen is reported in the response.
-	AutoQuality bool `protobuf:"varint,11,opt,name=auto_quality,json=autoQuality,proto3" json:"auto_quality,omitempty"`
+	// The variant wanted. Absent: the default preset.
+	Variant *VariantSpec `protobuf:"bytes,3,opt,name=variant,proto3" json:"variant,omitempty"`
 	// How long the caller will wait for a variant that must be built. Past it,
 	// the call answers OUTCOME_PENDING at once and the build goes on to store
 	// the variant. Absent or zero: wait for the build, up to the call's
 	// deadline. A stored variant answers at once either way.
-	MaxWait       *durationpb.Duration `protobuf:"bytes,12,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
+	MaxWait       *durationpb.Duration `protobuf:"bytes,4,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EnsureVariantRequest) Reset() {
 	*x = EnsureVariantRequest{}
-	mi := &file_imgedge_v1_imgedge_proto_msgTypes[0]
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -283,7 +485,7 @@ func (x *EnsureVariantRequest) String() string {
 func (*EnsureVariantRequest) ProtoMessage() {}
 
 func (x *EnsureVariantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imgedge_v1_imgedge_proto_msgTypes[0]
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -296,7 +498,7 @@ func (x *EnsureVariantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureVariantRequest.ProtoReflect.Descriptor instead.
 func (*EnsureVariantRequest) Descriptor() ([]byte, []int) {
-	return file_imgedge_v1_imgedge_proto_rawDescGZIP(), []int{0}
+	return file_imgedge_v1_imgedge_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *EnsureVariantRequest) GetBucket() string {
@@ -313,67 +515,11 @@ func (x *EnsureVariantRequest) GetKey() string {
 	return ""
 }
 
-func (x *EnsureVariantRequest) GetPreset() string {
+func (x *EnsureVariantRequest) GetVariant() *VariantSpec {
 	if x != nil {
-		return x.Preset
+		return x.Variant
 	}
-	return ""
-}
-
-func (x *EnsureVariantRequest) GetWidth() uint32 {
-	if x != nil && x.Width != nil {
-		return *x.Width
-	}
-	return 0
-}
-
-func (x *EnsureVariantRequest) GetHeight() uint32 {
-	if x != nil && x.Height != nil {
-		return *x.Height
-	}
-	return 0
-}
-
-func (x *EnsureVariantRequest) GetFit() Fit {
-	if x != nil {
-		return x.Fit
-	}
-	return Fit_FIT_UNSPECIFIED
-}
-
-func (x *EnsureVariantRequest) GetFormat() Format {
-	if x != nil {
-		return x.Format
-	}
-	return Format_FORMAT_UNSPECIFIED
-}
-
-func (x *EnsureVariantRequest) GetQuality() uint32 {
-	if x != nil && x.Quality != nil {
-		return *x.Quality
-	}
-	return 0
-}
-
-func (x *EnsureVariantRequest) GetProgressive() bool {
-	if x != nil {
-		return x.Progressive
-	}
-	return false
-}
-
-func (x *EnsureVariantRequest) GetAccept() string {
-	if x != nil {
-		return x.Accept
-	}
-	return ""
-}
-
-func (x *EnsureVariantRequest) GetAutoQuality() bool {
-	if x != nil {
-		return x.AutoQuality
-	}
-	return false
+	return nil
 }
 
 func (x *EnsureVariantRequest) GetMaxWait() *durationpb.Duration {
@@ -416,7 +562,7 @@ type EnsureVariantResponse struct {
 
 func (x *EnsureVariantResponse) Reset() {
 	*x = EnsureVariantResponse{}
-	mi := &file_imgedge_v1_imgedge_proto_msgTypes[1]
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +574,7 @@ func (x *EnsureVariantResponse) String() string {
 func (*EnsureVariantResponse) ProtoMessage() {}
 
 func (x *EnsureVariantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imgedge_v1_imgedge_proto_msgTypes[1]
+	mi := &file_imgedge_v1_imgedge_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +587,7 @@ func (x *EnsureVariantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureVariantResponse.ProtoReflect.Descriptor instead.
 func (*EnsureVariantResponse) Descriptor() ([]byte, []int) {
-	return file_imgedge_v1_imgedge_proto_rawDescGZIP(), []int{1}
+	return file_imgedge_v1_imgedge_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *EnsureVariantResponse) GetOutcome() Outcome {
@@ -521,132 +667,14 @@ func (x *EnsureVariantResponse) GetQuality() uint32 {
 	return 0
 }
 
-// TransformOptions opens a Transform stream: the variant wanted.
-type TransformOptions struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Name of a configured preset. Empty: the default preset.
-	Preset string `protobuf:"bytes,1,opt,name=preset,proto3" json:"preset,omitempty"`
-	// Output width in pixels, 1 to the server's limit. Absent: the preset's width.
-	Width *uint32 `protobuf:"varint,2,opt,name=width,proto3,oneof" json:"width,omitempty"`
-	// Output height in pixels, 1 to the server's limit. Absent: the preset's height.
-	Height *uint32 `protobuf:"varint,3,opt,name=height,proto3,oneof" json:"height,omitempty"`
-	// How the image fits width×height.
-	Fit Fit `protobuf:"varint,4,opt,name=fit,proto3,enum=imgedge.v1.Fit" json:"fit,omitempty"`
-	// Output format.
-	Format Format `protobuf:"varint,5,opt,name=format,proto3,enum=imgedge.v1.Format" json:"format,omitempty"`
-	// Encoder quality 1–100. Absent: the preset's or the format's default.
-	Quality *uint32 `protobuf:"varint,6,opt,name=quality,proto3,oneof" json:"quality,omitempty"`
-	// Progressive (interlaced) JPEG.
-	Progressive bool `protobuf:"varint,7,opt,name=progressive,proto3" json:"progressive,omitempty"`
-	// Accept header used when the format is FORMAT_AUTO.
-	Accept string `protobuf:"bytes,8,opt,name=accept,proto3" json:"accept,omitempty"`
-	// Perceptual auto-quality, as in EnsureVariantRequest.
-	AutoQuality   bool `protobuf:"varint,9,opt,name=auto_quality,json=autoQuality,proto3" json:"auto_quality,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *TransformOptions) Reset() {
-	*x = TransformOptions{}
-	mi := &file_imgedge_v1_imgedge_proto_msgTypes[2]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *TransformOptions) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*TransformOptions) ProtoMessage() {}
-
-func (x *TransformOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_imgedge_v1_imgedge_proto_msgTypes[2]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use TransformOptions.ProtoReflect.Descriptor instead.
-func (*TransformOptions) Descriptor() ([]byte, []int) {
-	return file_imgedge_v1_imgedge_proto_rawDescGZIP(), []int{2}
-}
-
-func (x *TransformOptions) GetPreset() string {
-	if x != nil {
-		return x.Preset
-	}
-	return ""
-}
-
-func (x *TransformOptions) GetWidth() uint32 {
-	if x != nil && x.Width != nil {
-		return *x.Width
-	}
-	return 0
-}
-
-func (x *TransformOptions) GetHeight() uint32 {
-	if x != nil && x.Height != nil {
-		return *x.Height
-	}
-	return 0
-}
-
-func (x *TransformOptions) GetFit() Fit {
-	if x != nil {
-		return x.Fit
-	}
-	return Fit_FIT_UNSPECIFIED
-}
-
-func (x *TransformOptions) GetFormat() Format {
-	if x != nil {
-		return x.Format
-	}
-	return Format_FORMAT_UNSPECIFIED
-}
-
-func (x *TransformOptions) GetQuality() uint32 {
-	if x != nil && x.Quality != nil {
-		return *x.Quality
-	}
-	return 0
-}
-
-func (x *TransformOptions) GetProgressive() bool {
-	if x != nil {
-		return x.Progressive
-	}
-	return false
-}
-
-func (x *TransformOptions) GetAccept() string {
-	if x != nil {
-		return x.Accept
-	}
-	return ""
-}
-
-func (x *TransformOptions) GetAutoQuality() bool {
-	if x != nil {
-		return x.AutoQuality
-	}
-	return false
-}
-
 // TransformRequest is one message of the client's Transform stream.
 type TransformRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The first message carries options; every later one carries a chunk.
+	// The first message carries the variant; every later one carries a chunk.
 	//
 	// Types that are valid to be assigned to Part:
 	//
-	//	*TransformRequest_Options
+	//	*TransformRequest_Variant
 	//	*TransformRequest_Chunk
 	Part          isTransformRequest_Part `protobuf_oneof:"part"`
 	unknownFields protoimpl.UnknownFields
@@ -690,10 +718,10 @@ func (x *TransformRequest) GetPart() isTransformRequest_Part {
 	return nil
 }
 
-func (x *TransformRequest) GetOptions() *TransformOptions {
+func (x *TransformRequest) GetVariant() *VariantSpec {
 	if x != nil {
-		if x, ok := x.Part.(*TransformRequest_Options); ok {
-			return x.Options
+		if x, ok := x.Part.(*TransformRequest_Variant); ok {
+			return x.Variant
 		}
 	}
 	return nil
@@ -712,9 +740,9 @@ type isTransformRequest_Part interface {
 	isTransformRequest_Part()
 }
 
-type TransformRequest_Options struct {
+type TransformRequest_Variant struct {
 	// The variant wanted. Must be the first message, and only the first.
-	Options *TransformOptions `protobuf:"bytes,1,opt,name=options,proto3,oneof"`
+	Variant *VariantSpec `protobuf:"bytes,1,opt,name=variant,proto3,oneof"`
 }
 
 type TransformRequest_Chunk struct {
@@ -722,7 +750,7 @@ type TransformRequest_Chunk struct {
 	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
 }
 
-func (*TransformRequest_Options) isTransformRequest_Part() {}
+func (*TransformRequest_Variant) isTransformRequest_Part() {}
 
 func (*TransformRequest_Chunk) isTransformRequest_Part() {}
 
@@ -912,28 +940,12 @@ type BackfillRequest struct {
 	// Only keys starting with this prefix, for example "photos/". Keys under
 	// the processed prefix are always skipped.
 	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
-	// Variant: a preset, optionally overridden, as in EnsureVariantRequest.
-	Preset string `protobuf:"bytes,3,opt,name=preset,proto3" json:"preset,omitempty"`
-	// Output width override.
-	Width *uint32 `protobuf:"varint,4,opt,name=width,proto3,oneof" json:"width,omitempty"`
-	// Output height override.
-	Height *uint32 `protobuf:"varint,5,opt,name=height,proto3,oneof" json:"height,omitempty"`
-	// Fit override.
-	Fit Fit `protobuf:"varint,6,opt,name=fit,proto3,enum=imgedge.v1.Fit" json:"fit,omitempty"`
-	// Format override.
-	Format Format `protobuf:"varint,7,opt,name=format,proto3,enum=imgedge.v1.Format" json:"format,omitempty"`
-	// Quality override.
-	Quality *uint32 `protobuf:"varint,8,opt,name=quality,proto3,oneof" json:"quality,omitempty"`
-	// Progressive JPEG.
-	Progressive bool `protobuf:"varint,9,opt,name=progressive,proto3" json:"progressive,omitempty"`
-	// Accept header used to resolve FORMAT_AUTO, for example "image/webp".
-	Accept string `protobuf:"bytes,10,opt,name=accept,proto3" json:"accept,omitempty"`
+	// The variant to ensure for each original. Absent: the default preset.
+	Variant *VariantSpec `protobuf:"bytes,3,opt,name=variant,proto3" json:"variant,omitempty"`
 	// Compute outcomes and sizes without writing anything.
-	DryRun bool `protobuf:"varint,11,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	DryRun bool `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// Objects processed at once; 0 means the server's default. Capped by the server.
-	Concurrency uint32 `protobuf:"varint,12,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
-	// Perceptual auto-quality, as in EnsureVariantRequest.
-	AutoQuality   bool `protobuf:"varint,13,opt,name=auto_quality,json=autoQuality,proto3" json:"auto_quality,omitempty"`
+	Concurrency   uint32 `protobuf:"varint,5,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -982,60 +994,11 @@ func (x *BackfillRequest) GetPrefix() string {
 	return ""
 }
 
-func (x *BackfillRequest) GetPreset() string {
+func (x *BackfillRequest) GetVariant() *VariantSpec {
 	if x != nil {
-		return x.Preset
+		return x.Variant
 	}
-	return ""
-}
-
-func (x *BackfillRequest) GetWidth() uint32 {
-	if x != nil && x.Width != nil {
-		return *x.Width
-	}
-	return 0
-}
-
-func (x *BackfillRequest) GetHeight() uint32 {
-	if x != nil && x.Height != nil {
-		return *x.Height
-	}
-	return 0
-}
-
-func (x *BackfillRequest) GetFit() Fit {
-	if x != nil {
-		return x.Fit
-	}
-	return Fit_FIT_UNSPECIFIED
-}
-
-func (x *BackfillRequest) GetFormat() Format {
-	if x != nil {
-		return x.Format
-	}
-	return Format_FORMAT_UNSPECIFIED
-}
-
-func (x *BackfillRequest) GetQuality() uint32 {
-	if x != nil && x.Quality != nil {
-		return *x.Quality
-	}
-	return 0
-}
-
-func (x *BackfillRequest) GetProgressive() bool {
-	if x != nil {
-		return x.Progressive
-	}
-	return false
-}
-
-func (x *BackfillRequest) GetAccept() string {
-	if x != nil {
-		return x.Accept
-	}
-	return ""
+	return nil
 }
 
 func (x *BackfillRequest) GetDryRun() bool {
@@ -1050,13 +1013,6 @@ func (x *BackfillRequest) GetConcurrency() uint32 {
 		return x.Concurrency
 	}
 	return 0
-}
-
-func (x *BackfillRequest) GetAutoQuality() bool {
-	if x != nil {
-		return x.AutoQuality
-	}
-	return false
 }
 
 // BackfillProgress reports one object.
@@ -1398,25 +1354,29 @@ var File_imgedge_v1_imgedge_proto protoreflect.FileDescriptor
 const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\n" +
 	"\x18imgedge/v1/imgedge.proto\x12\n" +
-	"imgedge.v1\x1a\x1egoogle/protobuf/duration.proto\"\xb2\x03\n" +
-	"\x14EnsureVariantRequest\x12\x16\n" +
-	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
-	"\x06preset\x18\x03 \x01(\tR\x06preset\x12\x19\n" +
-	"\x05width\x18\x04 \x01(\rH\x00R\x05width\x88\x01\x01\x12\x1b\n" +
-	"\x06height\x18\x05 \x01(\rH\x01R\x06height\x88\x01\x01\x12!\n" +
-	"\x03fit\x18\x06 \x01(\x0e2\x0f.imgedge.v1.FitR\x03fit\x12*\n" +
-	"\x06format\x18\a \x01(\x0e2\x12.imgedge.v1.FormatR\x06format\x12\x1d\n" +
-	"\aquality\x18\b \x01(\rH\x02R\aquality\x88\x01\x01\x12 \n" +
-	"\vprogressive\x18\t \x01(\bR\vprogressive\x12\x16\n" +
-	"\x06accept\x18\n" +
-	" \x01(\tR\x06accept\x12!\n" +
-	"\fauto_quality\x18\v \x01(\bR\vautoQuality\x124\n" +
-	"\bmax_wait\x18\f \x01(\v2\x19.google.protobuf.DurationR\amaxWaitB\b\n" +
+	"imgedge.v1\x1a\x1egoogle/protobuf/duration.proto\"\x93\x03\n" +
+	"\vVariantSpec\x12\x16\n" +
+	"\x06preset\x18\x01 \x01(\tR\x06preset\x12\x19\n" +
+	"\x05width\x18\x02 \x01(\rH\x01R\x05width\x88\x01\x01\x12\x1b\n" +
+	"\x06height\x18\x03 \x01(\rH\x02R\x06height\x88\x01\x01\x12!\n" +
+	"\x03fit\x18\x04 \x01(\x0e2\x0f.imgedge.v1.FitR\x03fit\x12*\n" +
+	"\x06format\x18\x05 \x01(\x0e2\x12.imgedge.v1.FormatR\x06format\x12\x1d\n" +
+	"\aquality\x18\x06 \x01(\rH\x03R\aquality\x88\x01\x01\x12 \n" +
+	"\vprogressive\x18\a \x01(\bR\vprogressive\x12!\n" +
+	"\fauto_quality\x18\b \x01(\bR\vautoQuality\x12\x18\n" +
+	"\x06accept\x18\t \x01(\tH\x00R\x06accept\x12<\n" +
+	"\fformat_class\x18\n" +
+	" \x01(\x0e2\x17.imgedge.v1.FormatClassH\x00R\vformatClassB\b\n" +
+	"\x06viewerB\b\n" +
 	"\x06_widthB\t\n" +
 	"\a_heightB\n" +
 	"\n" +
-	"\b_quality\"\xdd\x02\n" +
+	"\b_quality\"\xa9\x01\n" +
+	"\x14EnsureVariantRequest\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x121\n" +
+	"\avariant\x18\x03 \x01(\v2\x17.imgedge.v1.VariantSpecR\avariant\x124\n" +
+	"\bmax_wait\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\"\xdd\x02\n" +
 	"\x15EnsureVariantResponse\x12-\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x13.imgedge.v1.OutcomeR\aoutcome\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12!\n" +
@@ -1430,23 +1390,9 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x05width\x18\t \x01(\rR\x05width\x12\x16\n" +
 	"\x06height\x18\n" +
 	" \x01(\rR\x06height\x12\x18\n" +
-	"\aquality\x18\v \x01(\rR\aquality\"\xce\x02\n" +
-	"\x10TransformOptions\x12\x16\n" +
-	"\x06preset\x18\x01 \x01(\tR\x06preset\x12\x19\n" +
-	"\x05width\x18\x02 \x01(\rH\x00R\x05width\x88\x01\x01\x12\x1b\n" +
-	"\x06height\x18\x03 \x01(\rH\x01R\x06height\x88\x01\x01\x12!\n" +
-	"\x03fit\x18\x04 \x01(\x0e2\x0f.imgedge.v1.FitR\x03fit\x12*\n" +
-	"\x06format\x18\x05 \x01(\x0e2\x12.imgedge.v1.FormatR\x06format\x12\x1d\n" +
-	"\aquality\x18\x06 \x01(\rH\x02R\aquality\x88\x01\x01\x12 \n" +
-	"\vprogressive\x18\a \x01(\bR\vprogressive\x12\x16\n" +
-	"\x06accept\x18\b \x01(\tR\x06accept\x12!\n" +
-	"\fauto_quality\x18\t \x01(\bR\vautoQualityB\b\n" +
-	"\x06_widthB\t\n" +
-	"\a_heightB\n" +
-	"\n" +
-	"\b_quality\"l\n" +
-	"\x10TransformRequest\x128\n" +
-	"\aoptions\x18\x01 \x01(\v2\x1c.imgedge.v1.TransformOptionsH\x00R\aoptions\x12\x16\n" +
+	"\aquality\x18\v \x01(\rR\aquality\"g\n" +
+	"\x10TransformRequest\x123\n" +
+	"\avariant\x18\x01 \x01(\v2\x17.imgedge.v1.VariantSpecH\x00R\avariant\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
 	"\x04part\"\xbc\x01\n" +
 	"\x0fTransformResult\x12!\n" +
@@ -1459,26 +1405,13 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x11TransformResponse\x125\n" +
 	"\x06result\x18\x01 \x01(\v2\x1b.imgedge.v1.TransformResultH\x00R\x06result\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
-	"\x04part\"\xb8\x03\n" +
+	"\x04part\"\xaf\x01\n" +
 	"\x0fBackfillRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x16\n" +
-	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
-	"\x06preset\x18\x03 \x01(\tR\x06preset\x12\x19\n" +
-	"\x05width\x18\x04 \x01(\rH\x00R\x05width\x88\x01\x01\x12\x1b\n" +
-	"\x06height\x18\x05 \x01(\rH\x01R\x06height\x88\x01\x01\x12!\n" +
-	"\x03fit\x18\x06 \x01(\x0e2\x0f.imgedge.v1.FitR\x03fit\x12*\n" +
-	"\x06format\x18\a \x01(\x0e2\x12.imgedge.v1.FormatR\x06format\x12\x1d\n" +
-	"\aquality\x18\b \x01(\rH\x02R\aquality\x88\x01\x01\x12 \n" +
-	"\vprogressive\x18\t \x01(\bR\vprogressive\x12\x16\n" +
-	"\x06accept\x18\n" +
-	" \x01(\tR\x06accept\x12\x17\n" +
-	"\adry_run\x18\v \x01(\bR\x06dryRun\x12 \n" +
-	"\vconcurrency\x18\f \x01(\rR\vconcurrency\x12!\n" +
-	"\fauto_quality\x18\r \x01(\bR\vautoQualityB\b\n" +
-	"\x06_widthB\t\n" +
-	"\a_heightB\n" +
-	"\n" +
-	"\b_quality\"\xa8\x02\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x121\n" +
+	"\avariant\x18\x03 \x01(\v2\x17.imgedge.v1.VariantSpecR\avariant\x12\x17\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\x12 \n" +
+	"\vconcurrency\x18\x05 \x01(\rR\vconcurrency\"\xa8\x02\n" +
 	"\x10BackfillProgress\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x13.imgedge.v1.OutcomeR\aoutcome\x12#\n" +
@@ -1528,7 +1461,12 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x0fOUTCOME_CREATED\x10\x01\x12\x1b\n" +
 	"\x17OUTCOME_ALREADY_EXISTED\x10\x02\x12\x1f\n" +
 	"\x1bOUTCOME_ORIGINAL_IS_SMALLER\x10\x03\x12\x13\n" +
-	"\x0fOUTCOME_PENDING\x10\x042\x84\x02\n" +
+	"\x0fOUTCOME_PENDING\x10\x04*p\n" +
+	"\vFormatClass\x12\x1c\n" +
+	"\x18FORMAT_CLASS_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11FORMAT_CLASS_JPEG\x10\x01\x12\x15\n" +
+	"\x11FORMAT_CLASS_WEBP\x10\x02\x12\x15\n" +
+	"\x11FORMAT_CLASS_AVIF\x10\x032\x84\x02\n" +
 	"\x15ImageTransformService\x12T\n" +
 	"\rEnsureVariant\x12 .imgedge.v1.EnsureVariantRequest\x1a!.imgedge.v1.EnsureVariantResponse\x12L\n" +
 	"\tTransform\x12\x1c.imgedge.v1.TransformRequest\x1a\x1d.imgedge.v1.TransformResponse(\x010\x01\x12G\n" +
@@ -1546,51 +1484,51 @@ func file_imgedge_v1_imgedge_proto_rawDescGZIP() []byte {
 	return file_imgedge_v1_imgedge_proto_rawDescData
 }
 
-var file_imgedge_v1_imgedge_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_imgedge_v1_imgedge_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_imgedge_v1_imgedge_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_imgedge_v1_imgedge_proto_goTypes = []any{
 	(Fit)(0),                      // 0: imgedge.v1.Fit
 	(Format)(0),                   // 1: imgedge.v1.Format
 	(Outcome)(0),                  // 2: imgedge.v1.Outcome
-	(*EnsureVariantRequest)(nil),  // 3: imgedge.v1.EnsureVariantRequest
-	(*EnsureVariantResponse)(nil), // 4: imgedge.v1.EnsureVariantResponse
-	(*TransformOptions)(nil),      // 5: imgedge.v1.TransformOptions
-	(*TransformRequest)(nil),      // 6: imgedge.v1.TransformRequest
-	(*TransformResult)(nil),       // 7: imgedge.v1.TransformResult
-	(*TransformResponse)(nil),     // 8: imgedge.v1.TransformResponse
-	(*BackfillRequest)(nil),       // 9: imgedge.v1.BackfillRequest
-	(*BackfillProgress)(nil),      // 10: imgedge.v1.BackfillProgress
-	(*BackfillSummary)(nil),       // 11: imgedge.v1.BackfillSummary
-	(*BackfillResponse)(nil),      // 12: imgedge.v1.BackfillResponse
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(FormatClass)(0),              // 3: imgedge.v1.FormatClass
+	(*VariantSpec)(nil),           // 4: imgedge.v1.VariantSpec
+	(*EnsureVariantRequest)(nil),  // 5: imgedge.v1.EnsureVariantRequest
+	(*EnsureVariantResponse)(nil), // 6: imgedge.v1.EnsureVariantResponse
+	(*TransformRequest)(nil),      // 7: imgedge.v1.TransformRequest
+	(*TransformResult)(nil),       // 8: imgedge.v1.TransformResult
+	(*TransformResponse)(nil),     // 9: imgedge.v1.TransformResponse
+	(*BackfillRequest)(nil),       // 10: imgedge.v1.BackfillRequest
+	(*BackfillProgress)(nil),      // 11: imgedge.v1.BackfillProgress
+	(*BackfillSummary)(nil),       // 12: imgedge.v1.BackfillSummary
+	(*BackfillResponse)(nil),      // 13: imgedge.v1.BackfillResponse
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
 }
 var file_imgedge_v1_imgedge_proto_depIdxs = []int32{
-	0,  // 0: imgedge.v1.EnsureVariantRequest.fit:type_name -> imgedge.v1.Fit
-	1,  // 1: imgedge.v1.EnsureVariantRequest.format:type_name -> imgedge.v1.Format
-	13, // 2: imgedge.v1.EnsureVariantRequest.max_wait:type_name -> google.protobuf.Duration
-	2,  // 3: imgedge.v1.EnsureVariantResponse.outcome:type_name -> imgedge.v1.Outcome
-	1,  // 4: imgedge.v1.EnsureVariantResponse.format:type_name -> imgedge.v1.Format
-	0,  // 5: imgedge.v1.TransformOptions.fit:type_name -> imgedge.v1.Fit
-	1,  // 6: imgedge.v1.TransformOptions.format:type_name -> imgedge.v1.Format
-	5,  // 7: imgedge.v1.TransformRequest.options:type_name -> imgedge.v1.TransformOptions
+	0,  // 0: imgedge.v1.VariantSpec.fit:type_name -> imgedge.v1.Fit
+	1,  // 1: imgedge.v1.VariantSpec.format:type_name -> imgedge.v1.Format
+	3,  // 2: imgedge.v1.VariantSpec.format_class:type_name -> imgedge.v1.FormatClass
+	4,  // 3: imgedge.v1.EnsureVariantRequest.variant:type_name -> imgedge.v1.VariantSpec
+	14, // 4: imgedge.v1.EnsureVariantRequest.max_wait:type_name -> google.protobuf.Duration
+	2,  // 5: imgedge.v1.EnsureVariantResponse.outcome:type_name -> imgedge.v1.Outcome
+	1,  // 6: imgedge.v1.EnsureVariantResponse.format:type_name -> imgedge.v1.Format
+	4,  // 7: imgedge.v1.TransformRequest.variant:type_name -> imgedge.v1.VariantSpec
 	1,  // 8: imgedge.v1.TransformResult.format:type_name -> imgedge.v1.Format
-	7,  // 9: imgedge.v1.TransformResponse.result:type_name -> imgedge.v1.TransformResult
-	0,  // 10: imgedge.v1.BackfillRequest.fit:type_name -> imgedge.v1.Fit
-	1,  // 11: imgedge.v1.BackfillRequest.format:type_name -> imgedge.v1.Format
-	2,  // 12: imgedge.v1.BackfillProgress.outcome:type_name -> imgedge.v1.Outcome
-	10, // 13: imgedge.v1.BackfillResponse.progress:type_name -> imgedge.v1.BackfillProgress
-	11, // 14: imgedge.v1.BackfillResponse.summary:type_name -> imgedge.v1.BackfillSummary
-	3,  // 15: imgedge.v1.ImageTransformService.EnsureVariant:input_type -> imgedge.v1.EnsureVariantRequest
-	6,  // 16: imgedge.v1.ImageTransformService.Transform:input_type -> imgedge.v1.TransformRequest
-	9,  // 17: imgedge.v1.ImageTransformService.Backfill:input_type -> imgedge.v1.BackfillRequest
-	4,  // 18: imgedge.v1.ImageTransformService.EnsureVariant:output_type -> imgedge.v1.EnsureVariantResponse
-	8,  // 19: imgedge.v1.ImageTransformService.Transform:output_type -> imgedge.v1.TransformResponse
-	12, // 20: imgedge.v1.ImageTransformService.Backfill:output_type -> imgedge.v1.BackfillResponse
-	18, // [18:21] is the sub-list for method output_type
-	15, // [15:18] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	8,  // 9: imgedge.v1.TransformResponse.result:type_name -> imgedge.v1.TransformResult
+	4,  // 10: imgedge.v1.BackfillRequest.variant:type_name -> imgedge.v1.VariantSpec
+	2,  // 11: imgedge.v1.BackfillProgress.outcome:type_name -> imgedge.v1.Outcome
+	11, // 12: imgedge.v1.BackfillResponse.progress:type_name -> imgedge.v1.BackfillProgress
+	12, // 13: imgedge.v1.BackfillResponse.summary:type_name -> imgedge.v1.BackfillSummary
+	5,  // 14: imgedge.v1.ImageTransformService.EnsureVariant:input_type -> imgedge.v1.EnsureVariantRequest
+	7,  // 15: imgedge.v1.ImageTransformService.Transform:input_type -> imgedge.v1.TransformRequest
+	10, // 16: imgedge.v1.ImageTransformService.Backfill:input_type -> imgedge.v1.BackfillRequest
+	6,  // 17: imgedge.v1.ImageTransformService.EnsureVariant:output_type -> imgedge.v1.EnsureVariantResponse
+	9,  // 18: imgedge.v1.ImageTransformService.Transform:output_type -> imgedge.v1.TransformResponse
+	13, // 19: imgedge.v1.ImageTransformService.Backfill:output_type -> imgedge.v1.BackfillResponse
+	17, // [17:20] is the sub-list for method output_type
+	14, // [14:17] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_imgedge_v1_imgedge_proto_init() }
@@ -1598,17 +1536,18 @@ func file_imgedge_v1_imgedge_proto_init() {
 	if File_imgedge_v1_imgedge_proto != nil {
 		return
 	}
-	file_imgedge_v1_imgedge_proto_msgTypes[0].OneofWrappers = []any{}
-	file_imgedge_v1_imgedge_proto_msgTypes[2].OneofWrappers = []any{}
+	file_imgedge_v1_imgedge_proto_msgTypes[0].OneofWrappers = []any{
+		(*VariantSpec_Accept)(nil),
+		(*VariantSpec_FormatClass)(nil),
+	}
 	file_imgedge_v1_imgedge_proto_msgTypes[3].OneofWrappers = []any{
-		(*TransformRequest_Options)(nil),
+		(*TransformRequest_Variant)(nil),
 		(*TransformRequest_Chunk)(nil),
 	}
 	file_imgedge_v1_imgedge_proto_msgTypes[5].OneofWrappers = []any{
 		(*TransformResponse_Result)(nil),
 		(*TransformResponse_Chunk)(nil),
 	}
-	file_imgedge_v1_imgedge_proto_msgTypes[6].OneofWrappers = []any{}
 	file_imgedge_v1_imgedge_proto_msgTypes[9].OneofWrappers = []any{
 		(*BackfillResponse_Progress)(nil),
 		(*BackfillResponse_Summary)(nil),
@@ -1618,7 +1557,7 @@ func file_imgedge_v1_imgedge_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imgedge_v1_imgedge_proto_rawDesc), len(file_imgedge_v1_imgedge_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -44,7 +44,7 @@ type ImageTransformServiceClient interface {
 	// fresh variant is never recomputed: the hot path costs two HEAD requests.
 	EnsureVariant(ctx context.Context, in *EnsureVariantRequest, opts ...grpc.CallOption) (*EnsureVariantResponse, error)
 	// Transform converts image bytes without touching storage. The client sends
-	// one TransformRequest carrying `options`, then the image in `chunk`
+	// one TransformRequest carrying `variant`, then the image in `chunk`
 	// messages, then closes its side. The server answers one TransformResponse
 	// carrying `result`, then the output in `chunk` messages. Chunking lets
 	// images far larger than gRPC's 4 MiB message limit travel, up to the
@@ -120,7 +120,7 @@ type ImageTransformServiceServer interface {
 	// fresh variant is never recomputed: the hot path costs two HEAD requests.
 	EnsureVariant(context.Context, *EnsureVariantRequest) (*EnsureVariantResponse, error)
 	// Transform converts image bytes without touching storage. The client sends
-	// one TransformRequest carrying `options`, then the image in `chunk`
+	// one TransformRequest carrying `variant`, then the image in `chunk`
 	// messages, then closes its side. The server answers one TransformResponse
 	// carrying `result`, then the output in `chunk` messages. Chunking lets
 	// images far larger than gRPC's 4 MiB message limit travel, up to the

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imgedge/imgedge/client/testpki"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/imgedge/imgedge/server/internal/testpki"
 )
 
 func TestTokens(t *testing.T) {
@@ -165,5 +167,31 @@ func TestBearerToken(t *testing.T) {
 		if token != tt.token || ok != tt.ok {
 			t.Errorf("bearerToken(%q) = %q, %v; want %q, %v", tt.header, token, ok, tt.token, tt.ok)
 		}
+	}
+}
+
+// TestShippedSecretTokensLoad: the tokens.yaml the Kubernetes Secret ships
+// loads strictly.
+func TestShippedSecretTokensLoad(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", "kubernetes", "secret.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secret struct {
+		StringData map[string]string `yaml:"stringData"`
+	}
+	if err := yaml.Unmarshal(raw, &secret); err != nil || secret.StringData["tokens.yaml"] == "" {
+		t.Fatalf("secret.yaml: no tokens.yaml (%v)", err)
+	}
+	file := filepath.Join(t.TempDir(), "tokens.yaml")
+	if err := os.WriteFile(file, []byte(secret.StringData["tokens.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := NewTokens(nil, file)
+	if err != nil {
+		t.Fatalf("the Secret's tokens.yaml: %v", err)
+	}
+	if tokens.Len() == 0 {
+		t.Error("the Secret's tokens.yaml holds no token")
 	}
 }

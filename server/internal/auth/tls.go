@@ -94,13 +94,16 @@ func (f *TLSFiles) Config() *tls.Config {
 	}
 }
 
-// Reloader is something Watch can reload.
+// Reloader is file-backed material Watch keeps current.
 type Reloader interface {
+	// Changed reports whether the files changed since the last load.
+	Changed() bool
+	// Reload loads the files again, keeping the previous material on error.
 	Reload() error
 }
 
-// Watch reloads every r when a signal arrives on hup or, for those that
-// can tell, when their files change (checked every interval). It returns
+// Watch reloads every r when a signal arrives on hup or when its files
+// change (checked every interval). It returns
 // when ctx ends. report receives each reload's error (nil on success).
 func Watch(ctx context.Context, hup <-chan os.Signal, interval time.Duration, report func(name string, err error), rs map[string]Reloader) {
 	tick := time.NewTicker(interval)
@@ -115,7 +118,7 @@ func Watch(ctx context.Context, hup <-chan os.Signal, interval time.Duration, re
 			}
 		case <-tick.C:
 			for name, r := range rs {
-				if c, ok := r.(interface{ Changed() bool }); ok && c.Changed() {
+				if r.Changed() {
 					report(name, r.Reload())
 				}
 			}

@@ -67,10 +67,10 @@ type Identity struct {
 	operations []string
 }
 
-// ErrUnauthenticated: no credential, or not a valid one.
+// ErrUnauthenticated means no credential, or not a valid one.
 var ErrUnauthenticated = errors.New("unauthenticated")
 
-// ErrPermissionDenied: a valid credential, outside its scope.
+// ErrPermissionDenied means a valid credential, outside its scope.
 var ErrPermissionDenied = errors.New("permission denied")
 
 // Allow checks an operation on a bucket and key (or key prefix) against the

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -139,5 +141,31 @@ func TestUsageListsEverythingOnce(t *testing.T) {
 		if strings.Count(line, "(default") > 1 {
 			t.Errorf("a default twice: %q", line)
 		}
+	}
+}
+
+// TestShippedConfigMapLoads: the imgedge.yaml the Kubernetes manifests ship
+// loads strictly and configures a server for a cluster.
+func TestShippedConfigMapLoads(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", "kubernetes", "configmap.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `yaml:"data"`
+	}
+	if err := yaml.Unmarshal(raw, &cm); err != nil || cm.Data["imgedge.yaml"] == "" {
+		t.Fatalf("configmap.yaml: no imgedge.yaml (%v)", err)
+	}
+	file := filepath.Join(t.TempDir(), "imgedge.yaml")
+	if err := os.WriteFile(file, []byte(cm.Data["imgedge.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load([]string{"--config", file}, env(nil))
+	if err != nil {
+		t.Fatalf("the ConfigMap's imgedge.yaml: %v", err)
+	}
+	if cfg.MaxConnectionAge <= 0 || cfg.Loopback() || cfg.TokensFile == "" {
+		t.Errorf("config: max_connection_age %v, loopback %v, tokens file %q", cfg.MaxConnectionAge, cfg.Loopback(), cfg.TokensFile)
 	}
 }

@@ -33,7 +33,6 @@ var errorCodes = []struct {
 	{transform.ErrKeyNotAllowed, codes.FailedPrecondition},
 	{transform.ErrBucketNotAllowed, codes.PermissionDenied},
 	{transform.ErrTooLarge, codes.ResourceExhausted},
-	{store.ErrTooLarge, codes.ResourceExhausted},
 	{transform.ErrOverloaded, codes.ResourceExhausted},
 	{store.ErrNotFound, codes.NotFound},
 	{store.ErrForbidden, codes.PermissionDenied},
@@ -79,7 +78,7 @@ func toStatus(err error) error {
 		details = append(details,
 			&errdetails.ErrorInfo{Reason: ReasonOverloaded, Domain: ErrorDomain},
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(RetryAfter)})
-	case errors.Is(err, transform.ErrTooLarge), errors.Is(err, store.ErrTooLarge):
+	case errors.Is(err, transform.ErrTooLarge):
 		// The same request will never succeed: no retry hint.
 		details = append(details, &errdetails.ErrorInfo{Reason: ReasonSourceTooLarge, Domain: ErrorDomain})
 	}

@@ -10,10 +10,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/imgedge/imgedge/client/variant"
-	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 	"github.com/imgedge/imgedge/server/internal/store"
 	"github.com/imgedge/imgedge/server/internal/transform"
 )
@@ -85,37 +83,6 @@ func TestResourceExhaustedSaysWhy(t *testing.T) {
 		}
 		if reason != tt.reason || hint != tt.retryHint {
 			t.Errorf("%v: reason %q, retry hint %v; want %q, %v", tt.err, reason, hint, tt.reason, tt.retryHint)
-		}
-	}
-}
-
-func TestToRequest(t *testing.T) {
-	req, err := toRequest(variantFields{preset: "small", width: proto.Uint32(300), fit: imgedgev1.Fit_FIT_COVER, format: imgedgev1.Format_FORMAT_AVIF, accept: "image/avif"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := transform.Request{Preset: "small", Override: variant.Spec{Width: 300, Fit: variant.FitCover, Format: variant.FormatAVIF}, Accept: "image/avif"}
-	if req != want {
-		t.Errorf("toRequest = %+v, want %+v", req, want)
-	}
-	_, err = toRequest(variantFields{width: proto.Uint32(0), height: proto.Uint32(0), quality: proto.Uint32(101), fit: 9, format: 42})
-	for _, part := range []string{"width 0", "height 0", "quality 101", "unknown fit 9", "unknown format 42"} {
-		if err == nil || !strings.Contains(err.Error(), part) || !errors.Is(err, transform.ErrInvalidArgument) {
-			t.Errorf("toRequest error %v, want it to mention %q", err, part)
-		}
-	}
-}
-
-func TestEnumsLineUpWithVariant(t *testing.T) {
-	for f := variant.FormatUnspecified; f <= variant.FormatPNG; f++ {
-		name := imgedgev1.Format(f).String()
-		if f.Concrete() && !strings.HasSuffix(name, strings.ToUpper(f.String())) {
-			t.Errorf("variant.Format %v is proto %s", f, name)
-		}
-	}
-	for f := variant.FitUnspecified; f <= variant.FitFill; f++ {
-		if name := imgedgev1.Fit(f).String(); f != variant.FitUnspecified && !strings.HasSuffix(name, strings.ToUpper(f.String())) {
-			t.Errorf("variant.Fit %v is proto %s", f, name)
 		}
 	}
 }

@@ -54,13 +54,11 @@ func NewServer(svc Service, opts Options) *Server {
 
 // EnsureVariant implements the RPC of the same name.
 func (s *Server) EnsureVariant(ctx context.Context, in *imgedgev1.EnsureVariantRequest) (*imgedgev1.EnsureVariantResponse, error) {
-	req, err := toRequest(variantFields{
-		preset: in.GetPreset(), width: in.Width, height: in.Height, quality: in.Quality,
-		fit: in.GetFit(), format: in.GetFormat(), progressive: in.GetProgressive(), accept: in.GetAccept(), autoQuality: in.GetAutoQuality(),
-	})
+	v, err := variant.FromProto(in.GetVariant())
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
+	req := transform.Request{Variant: v}
 	if in.MaxWait != nil {
 		if err := in.MaxWait.CheckValid(); err != nil || in.MaxWait.AsDuration() < 0 {
 			return nil, s.fail(ctx, fmt.Errorf("%w: max_wait %v is not a duration of zero or more", transform.ErrInvalidArgument, in.MaxWait))
@@ -97,17 +95,15 @@ func (s *Server) Transform(stream imgedgev1.ImageTransformService_TransformServe
 	if err != nil {
 		return s.fail(ctx, fmt.Errorf("%w: reading the options message: %w", transform.ErrInvalidArgument, err))
 	}
-	o := first.GetOptions()
-	if o == nil {
-		return s.fail(ctx, fmt.Errorf("%w: the first message must carry options", transform.ErrInvalidArgument))
+	wanted, ok := first.GetPart().(*imgedgev1.TransformRequest_Variant)
+	if !ok {
+		return s.fail(ctx, fmt.Errorf("%w: the first message must carry the variant", transform.ErrInvalidArgument))
 	}
-	req, err := toRequest(variantFields{
-		preset: o.GetPreset(), width: o.Width, height: o.Height, quality: o.Quality,
-		fit: o.GetFit(), format: o.GetFormat(), progressive: o.GetProgressive(), accept: o.GetAccept(), autoQuality: o.GetAutoQuality(),
-	})
+	v, err := variant.FromProto(wanted.Variant)
 	if err != nil {
 		return s.fail(ctx, err)
 	}
+	req := transform.Request{Variant: v}
 	// Admit the call before reading its input: a full service refuses it
 	// now, and the bytes it then receives count against the memory budget.
 	up, err := s.svc.StartTransform(req)
@@ -148,14 +144,11 @@ func (s *Server) Transform(stream imgedgev1.ImageTransformService_TransformServe
 // Backfill implements the server-streaming RPC of the same name.
 func (s *Server) Backfill(in *imgedgev1.BackfillRequest, stream imgedgev1.ImageTransformService_BackfillServer) error {
 	ctx := stream.Context()
-	req, err := toRequest(variantFields{
-		preset: in.GetPreset(), width: in.Width, height: in.Height, quality: in.Quality,
-		fit: in.GetFit(), format: in.GetFormat(), progressive: in.GetProgressive(), accept: in.GetAccept(), autoQuality: in.GetAutoQuality(),
-	})
+	v, err := variant.FromProto(in.GetVariant())
 	if err != nil {
 		return s.fail(ctx, err)
 	}
-	req.DryRun = in.GetDryRun()
+	req := transform.Request{Variant: v, DryRun: in.GetDryRun()}
 	setLogAttrs(ctx, slog.String("bucket", in.GetBucket()), slog.String("prefix", in.GetPrefix()), slog.Bool("dry_run", req.DryRun))
 	sum, err := s.svc.Backfill(ctx, in.GetBucket(), in.GetPrefix(), req, int(in.GetConcurrency()), func(it transform.BackfillItem) error {
 		p := &imgedgev1.BackfillProgress{Key: it.Key, OriginalSize: it.OriginalSize, VariantKey: it.Result.VariantKey,
@@ -199,7 +192,7 @@ func receiveImage(stream imgedgev1.ImageTransformService_TransformServer, up *tr
 		}
 		chunk, ok := msg.GetPart().(*imgedgev1.TransformRequest_Chunk)
 		if !ok {
-			return nil, fmt.Errorf("%w: only the first message may carry options", transform.ErrInvalidArgument)
+			return nil, fmt.Errorf("%w: only the first message may carry the variant", transform.ErrInvalidArgument)
 		}
 		if err := up.Receive(len(chunk.Chunk)); err != nil {
 			return nil, err
@@ -216,54 +209,6 @@ func (s *Server) fail(ctx context.Context, err error) error {
 		s.opts.Logger.ErrorContext(ctx, "internal error", slog.String("error", err.Error()))
 	}
 	return st
-}
-
-// variantFields are the variant fields shared by EnsureVariantRequest and
-// TransformOptions.
-type variantFields struct {
-	preset                 string
-	width, height, quality *uint32
-	fit                    imgedgev1.Fit
-	format                 imgedgev1.Format
-	progressive            bool
-	accept                 string
-	autoQuality            bool
-}
-
-// toRequest validates the wire fields and builds a domain request. Absent
-// optional fields defer to the preset; present ones must be in range.
-func toRequest(f variantFields) (transform.Request, error) {
-	var errs []error
-	dim := func(name string, v *uint32) int {
-		if v == nil {
-			return 0
-		}
-		if *v == 0 || *v > 1<<20 {
-			errs = append(errs, fmt.Errorf("%s %d is out of range: give a positive number of pixels, or leave it out to use the preset's", name, *v))
-			return 0
-		}
-		return int(*v)
-	}
-	spec := variant.Spec{Width: dim("width", f.width), Height: dim("height", f.height), Progressive: f.progressive, AutoQuality: f.autoQuality}
-	if f.quality != nil {
-		if *f.quality < 1 || *f.quality > 100 {
-			errs = append(errs, fmt.Errorf("quality %d is out of range (1–100)", *f.quality))
-		} else {
-			spec.Quality = int(*f.quality)
-		}
-	}
-	if _, ok := imgedgev1.Fit_name[int32(f.fit)]; !ok {
-		errs = append(errs, fmt.Errorf("unknown fit %d", f.fit))
-	}
-	spec.Fit = variant.Fit(f.fit)
-	if _, ok := imgedgev1.Format_name[int32(f.format)]; !ok {
-		errs = append(errs, fmt.Errorf("unknown format %d", f.format))
-	}
-	spec.Format = variant.Format(f.format)
-	if len(errs) > 0 {
-		return transform.Request{}, fmt.Errorf("%w: %w", transform.ErrInvalidArgument, errors.Join(errs...))
-	}
-	return transform.Request{Preset: f.preset, Override: spec, Accept: f.accept}, nil
 }
 
 func outcomeToProto(o transform.Outcome) imgedgev1.Outcome {

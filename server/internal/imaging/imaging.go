@@ -304,7 +304,7 @@ func (p *Processor) SelfTest() error {
 	}
 	out, err := p.Process(selfTestJPEG, transform.Operation{Spec: variant.Spec{Width: 4, Fit: variant.FitInside, Format: variant.FormatPNG}, Source: info})
 	if err != nil || out.Width != 4 {
-		return fmt.Errorf("libvips self-test: %v (got %d px wide)", err, out.Width)
+		return fmt.Errorf("libvips self-test: %w (got %d px wide)", err, out.Width)
 	}
 	return nil
 }

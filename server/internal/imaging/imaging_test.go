@@ -16,7 +16,7 @@ import (
 var proc = New(Config{AVIFSpeed: 8})
 
 func resolved(s variant.Spec) variant.Spec {
-	return s.Resolve("", variant.Defaults{Quality: map[variant.Format]int{variant.FormatJPEG: 80, variant.FormatWebP: 75, variant.FormatAVIF: 50}})
+	return s.Resolve(variant.ClassJPEG, variant.Defaults{Quality: map[variant.Format]int{variant.FormatJPEG: 80, variant.FormatWebP: 75, variant.FormatAVIF: 50}})[0]
 }
 
 func run(t *testing.T, data []byte, spec variant.Spec) (transform.Output, image.Image) {

@@ -21,8 +21,9 @@ var (
 	ErrForbidden = errors.New("object not readable")
 	// ErrPreconditionFailed: a conditional write lost (someone else wrote first).
 	ErrPreconditionFailed = errors.New("precondition failed")
-	// ErrTooLarge: the object is larger than the caller's limit; nothing was read.
-	ErrTooLarge = errors.New("object too large")
+	// ErrTooLarge: the object is larger than the caller's limit; nothing was
+	// read. The transform package reuses it for every size limit.
+	ErrTooLarge = errors.New("too large")
 	// ErrUnavailable: the store could not be reached or failed transiently.
 	ErrUnavailable = errors.New("store unavailable")
 )

@@ -114,16 +114,17 @@ func OneBitPNG(w, h int) []byte {
 func WithOrientation(jpg []byte, o uint16) []byte {
 	var tiff bytes.Buffer
 	le := binary.LittleEndian
+	put := func(v any) { _ = binary.Write(&tiff, le, v) } // a bytes.Buffer never fails
 	tiff.WriteString("II")
-	binary.Write(&tiff, le, uint16(42))
-	binary.Write(&tiff, le, uint32(8)) // IFD0 offset
-	binary.Write(&tiff, le, uint16(1)) // one entry
-	binary.Write(&tiff, le, uint16(0x0112))
-	binary.Write(&tiff, le, uint16(3)) // SHORT
-	binary.Write(&tiff, le, uint32(1))
-	binary.Write(&tiff, le, o)
-	binary.Write(&tiff, le, uint16(0))
-	binary.Write(&tiff, le, uint32(0)) // no next IFD
+	put(uint16(42))
+	put(uint32(8)) // IFD0 offset
+	put(uint16(1)) // one entry
+	put(uint16(0x0112))
+	put(uint16(3)) // SHORT
+	put(uint32(1))
+	put(o)
+	put(uint16(0))
+	put(uint32(0)) // no next IFD
 
 	payload := append([]byte("Exif\x00\x00"), tiff.Bytes()...)
 	seg := []byte{0xFF, 0xE1, 0, 0}
@@ -151,13 +152,13 @@ func BombPNG(w, h uint32) []byte {
 }
 
 func writeChunk(buf *bytes.Buffer, typ string, data []byte) {
-	binary.Write(buf, binary.BigEndian, uint32(len(data)))
+	buf.Write(binary.BigEndian.AppendUint32(nil, uint32(len(data))))
 	crc := crc32.NewIEEE()
 	crc.Write([]byte(typ))
 	crc.Write(data)
 	buf.WriteString(typ)
 	buf.Write(data)
-	binary.Write(buf, binary.BigEndian, crc.Sum32())
+	buf.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
 }
 
 // Decode decodes a JPEG or PNG with the standard library, for pixel checks

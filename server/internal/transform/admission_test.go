@@ -158,7 +158,7 @@ func TestAutoQualitySearchInterpolates(t *testing.T) {
 	proc := &fakeProcessor{ratio: 0.5}
 	svc := newTestService(t, st, proc, 1, 1)
 	st.set("a.png", make([]byte, 10000))
-	res, err := svc.EnsureVariant(context.Background(), "bkt", "a.png", Request{Override: variant.Spec{Width: 720, Format: variant.FormatJPEG, AutoQuality: true}})
+	res, err := svc.EnsureVariant(context.Background(), "bkt", "a.png", Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatJPEG, AutoQuality: true}}})
 	if err != nil || res.Spec.Quality != 90 {
 		t.Fatalf("auto: %+v, %v; want quality 90 (the fake scores q-20 against a target of 70)", res, err)
 	}

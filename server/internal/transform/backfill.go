@@ -68,7 +68,7 @@ func (s *Service) Backfill(ctx context.Context, bucket, prefix string, req Reque
 	if err := s.cfg.checkBucket(bucket); err != nil {
 		return sum, err
 	}
-	if _, err := s.cfg.resolve(req); err != nil {
+	if _, err := s.cfg.resolve(req.Variant); err != nil {
 		return sum, err
 	}
 	concurrency = min(max(concurrency, 1), s.pool.Workers())

@@ -1,6 +1,10 @@
 package transform
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/imgedge/imgedge/server/internal/store"
+)
 
 // Domain errors. Every error the service returns wraps one of these, or one
 // of the store package's or the variant package's, so the gRPC layer can map
@@ -10,8 +14,10 @@ var (
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrUnsupportedImage: the bytes are not an image this service decodes.
 	ErrUnsupportedImage = errors.New("unsupported or undecodable image")
-	// ErrTooLarge: the source exceeds a byte or pixel limit.
-	ErrTooLarge = errors.New("image too large")
+	// ErrTooLarge: the source exceeds a byte, pixel or memory limit. It is
+	// the store's error of the same name, so one value answers every "too
+	// large", whichever layer found it.
+	ErrTooLarge = store.ErrTooLarge
 	// ErrKeyNotAllowed: the key is well-formed but may not be processed
 	// (for example, it is itself a processed variant).
 	ErrKeyNotAllowed = errors.New("key not allowed")

@@ -109,22 +109,20 @@ func bestOf(cands []candidate) string {
 	return strings.Join(names, ",")
 }
 
-// candidates expands a resolved spec into the variants to consider.
-func (s *Service) candidates(source string, spec variant.Spec, accept string) ([]candidate, error) {
-	formats := []variant.Format{spec.Format}
-	if spec.Format == variant.FormatBest {
-		formats = s.cfg.Defaults.Negotiation.Candidates(accept)
+// candidates resolves a requested variant of source into the variants to
+// consider, with their keys.
+func (s *Service) candidates(source string, r variant.Request) ([]candidate, error) {
+	specs, err := s.cfg.resolve(r)
+	if err != nil {
+		return nil, err
 	}
-	out := make([]candidate, 0, len(formats))
-	for _, f := range formats {
-		cs := spec
-		cs.Format = f
-		cs = cs.Resolve("", s.cfg.Defaults)
-		key := variant.Key(s.cfg.Prefix, source, cs)
+	out := make([]candidate, len(specs))
+	for i, spec := range specs {
+		key := variant.Key(s.cfg.Prefix, source, spec)
 		if err := variant.ValidateKey(key); err != nil {
 			return nil, fmt.Errorf("variant key for %q: %w", source, err)
 		}
-		out = append(out, candidate{cs, key})
+		out[i] = candidate{spec, key}
 	}
 	return out, nil
 }
@@ -136,11 +134,7 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 	if err := s.cfg.checkObject(bucket, key); err != nil {
 		return EnsureResult{}, err
 	}
-	spec, err := s.cfg.resolve(req)
-	if err != nil {
-		return EnsureResult{}, err
-	}
-	cands, err := s.candidates(key, spec, req.Accept)
+	cands, err := s.candidates(key, req.Variant)
 	if err != nil {
 		return EnsureResult{}, err
 	}
@@ -277,9 +271,6 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 	data, orig, err := s.store.Get(getCtx, bucket, key, s.cfg.Limits.MaxSourceBytes)
 	end(err)
 	if err != nil {
-		if errors.Is(err, store.ErrTooLarge) {
-			return EnsureResult{}, fmt.Errorf("%w: %w", ErrTooLarge, err)
-		}
 		return EnsureResult{}, fmt.Errorf("original: %w", err)
 	}
 	// The original may have been replaced by a larger one since the HEAD.
@@ -291,7 +282,6 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 		specs[i] = c.spec
 	}
 	out, chosen, err := s.work(ctx, ticket, data, specs)
-	data = nil // the source is no longer needed while storing
 	storeCtx, cancel := step()
 	defer cancel()
 	if errors.Is(err, errNotWorthIt) {
@@ -435,17 +425,9 @@ type Upload struct {
 // StartTransform validates req and admits a Transform before any of its
 // input is read, so that a full service refuses it at the first message.
 func (s *Service) StartTransform(req Request) (*Upload, error) {
-	spec, err := s.cfg.resolve(req)
+	specs, err := s.cfg.resolve(req.Variant)
 	if err != nil {
 		return nil, err
-	}
-	cands, err := s.candidates("input", spec, req.Accept)
-	if err != nil {
-		return nil, err
-	}
-	specs := make([]variant.Spec, len(cands))
-	for i, c := range cands {
-		specs[i] = c.spec
 	}
 	ticket, err := s.admit()
 	if err != nil {
@@ -512,7 +494,7 @@ func overloaded(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return fmt.Errorf("%w: waited too long for %s (%v)", ErrOverloaded, what, err)
+	return fmt.Errorf("%w: waited too long for %s (%w)", ErrOverloaded, what, err)
 }
 
 // admit takes a place for a job, failing fast when the service is full.

@@ -204,8 +204,8 @@ func TestEnsureVariantOutcomes(t *testing.T) {
 	}
 
 	// The auto format resolves per viewer into different keys.
-	webp, _ := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{Preset: "small", Accept: "image/webp"})
-	jpeg, _ := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{Preset: "small", Accept: "*/*"})
+	webp, _ := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassWebP}})
+	jpeg, _ := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassJPEG}})
 	if webp.Key != "ProcessedImages/w480_q75/a.jpg.webp" || jpeg.Key != "ProcessedImages/w480_q80/a.jpg.jpg" {
 		t.Errorf("negotiated keys: %q, %q", webp.Key, jpeg.Key)
 	}
@@ -321,8 +321,8 @@ func TestRequestValidation(t *testing.T) {
 		{"bkt", "ProcessedImages/x.jpg", Request{}, ErrKeyNotAllowed},
 		{"bkt", "a/../b.jpg", Request{}, variant.ErrBadKey},
 		{"B!", "a.jpg", Request{}, ErrInvalidArgument},
-		{"bkt", "a.jpg", Request{Preset: "nope"}, ErrInvalidArgument},
-		{"bkt", "a.jpg", Request{Override: variant.Spec{Width: 5000}}, variant.ErrInvalid},
+		{"bkt", "a.jpg", Request{Variant: variant.Request{Preset: "nope"}}, ErrInvalidArgument},
+		{"bkt", "a.jpg", Request{Variant: variant.Request{Override: variant.Spec{Width: 5000}}}, variant.ErrInvalid},
 		{"bkt", "missing.jpg", Request{}, store.ErrNotFound},
 		{"bkt", "bad.jpg", Request{}, ErrUnsupportedImage},
 		{"bkt", "big.jpg", Request{}, ErrTooLarge},
@@ -395,15 +395,15 @@ func TestAutoQualityAndBestFormat(t *testing.T) {
 	svc := newTestService(t, st, proc, 1, 1)
 	st.set("a.png", make([]byte, 10000))
 	ctx := context.Background()
-	res, err := svc.EnsureVariant(ctx, "bkt", "a.png", Request{Override: variant.Spec{Width: 720, Format: variant.FormatJPEG, AutoQuality: true}})
+	res, err := svc.EnsureVariant(ctx, "bkt", "a.png", Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatJPEG, AutoQuality: true}}})
 	if err != nil || res.Key != "ProcessedImages/w720_qauto/a.png.jpg" || res.Spec.Quality != 90 {
 		t.Fatalf("auto: %+v, %v", res, err)
 	}
-	if again, _ := svc.EnsureVariant(ctx, "bkt", "a.png", Request{Override: variant.Spec{Width: 720, Format: variant.FormatJPEG, AutoQuality: true}}); again.Outcome != AlreadyExisted || again.Spec.Quality != 90 {
+	if again, _ := svc.EnsureVariant(ctx, "bkt", "a.png", Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatJPEG, AutoQuality: true}}}); again.Outcome != AlreadyExisted || again.Spec.Quality != 90 {
 		t.Errorf("auto, second call: %+v", again)
 	}
 	// best: the smallest accepted format wins, and the hot path finds it.
-	best := Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}, Accept: "image/webp"}
+	best := Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}, Viewer: variant.ClassWebP}}
 	res, err = svc.EnsureVariant(ctx, "bkt", "a.png", best)
 	if err != nil || res.Spec.Format != variant.FormatWebP || res.Key != "ProcessedImages/w720_qauto/a.png.webp" {
 		t.Fatalf("best for a WebP viewer: %+v, %v", res, err)
@@ -413,7 +413,7 @@ func TestAutoQualityAndBestFormat(t *testing.T) {
 		t.Errorf("best, second call: %+v", res)
 	}
 	// A JPEG-only viewer gets the JPEG that auto quality made earlier.
-	res, _ = svc.EnsureVariant(ctx, "bkt", "a.png", Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}})
+	res, _ = svc.EnsureVariant(ctx, "bkt", "a.png", Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}}})
 	if res.Outcome != AlreadyExisted || res.Spec.Format != variant.FormatJPEG {
 		t.Errorf("best for a JPEG viewer: %+v", res)
 	}
@@ -426,7 +426,7 @@ func TestAutoQualitySkipsLowQualityJPEGs(t *testing.T) {
 	var low bytes.Buffer
 	jpeg.Encode(&low, image.NewGray(image.Rect(0, 0, 16, 16)), &jpeg.Options{Quality: 60})
 	st.set("low.jpg", low.Bytes())
-	res, err := svc.EnsureVariant(context.Background(), "bkt", "low.jpg", Request{Override: variant.Spec{Format: variant.FormatJPEG, AutoQuality: true}})
+	res, err := svc.EnsureVariant(context.Background(), "bkt", "low.jpg", Request{Variant: variant.Request{Override: variant.Spec{Format: variant.FormatJPEG, AutoQuality: true}}})
 	if err != nil || res.Outcome != OriginalIsSmaller || proc.runs.Load() != 0 {
 		t.Fatalf("%+v, %v, %d encodes", res, err, proc.runs.Load())
 	}

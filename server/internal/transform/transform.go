@@ -149,12 +149,10 @@ type Config struct {
 	VariantCacheControl string
 }
 
-// Request asks for a variant: a preset, overridden by any specified field
-// of Override.
+// Request asks for a variant and says how to ask.
 type Request struct {
-	Preset   string
-	Override variant.Spec
-	Accept   string
+	// Variant is the preset, its overrides and the viewer's class.
+	Variant variant.Request
 	// DryRun computes the outcome and sizes without writing anything.
 	DryRun bool
 	// MaxWait, when positive, bounds how long EnsureVariant waits for a
@@ -162,21 +160,22 @@ type Request struct {
 	MaxWait time.Duration
 }
 
-// resolve turns a request into a validated, resolved spec.
-func (c *Config) resolve(r Request) (variant.Spec, error) {
+// resolve turns a requested variant into the validated, resolved specs that
+// can answer it (several for "best"), once per request.
+func (c *Config) resolve(r variant.Request) ([]variant.Spec, error) {
 	name := r.Preset
 	if name == "" {
 		name = c.DefaultPreset
 	}
 	base, ok := c.Presets[name]
 	if !ok {
-		return variant.Spec{}, fmt.Errorf("%w: unknown preset %q (known: %s)", ErrInvalidArgument, name, c.presetNames())
+		return nil, fmt.Errorf("%w: unknown preset %q (known: %s)", ErrInvalidArgument, name, c.presetNames())
 	}
 	spec := base.Override(r.Override)
 	if err := spec.Validate(variant.Limits{MaxWidth: c.Limits.MaxWidth, MaxHeight: c.Limits.MaxHeight}); err != nil {
-		return variant.Spec{}, err
+		return nil, err
 	}
-	return spec.Resolve(r.Accept, c.Defaults), nil
+	return spec.Resolve(r.Viewer, c.Defaults), nil
 }
 
 func (c *Config) presetNames() string {

@@ -23,10 +23,10 @@ import (
 )
 
 var (
-	// ErrFull: every worker is busy and the queue is full, or the buffer
+	// ErrFull means every worker is busy and the queue is full, or the buffer
 	// budget is spent. Retrying later helps.
 	ErrFull = errors.New("all workers busy and the wait queue is full")
-	// ErrTooBig: one job needs more than a whole budget. Retrying never helps.
+	// ErrTooBig means one job needs more than a whole budget. Retrying never helps.
 	ErrTooBig = errors.New("larger than the memory budget")
 )
 

@@ -56,7 +56,7 @@ func Open(dir string) (*Store, error) {
 	}
 	for _, d := range []string{metaDir, tmpDir} {
 		if err := root.MkdirAll(d, 0o755); err != nil {
-			root.Close()
+			_ = root.Close()
 			return nil, fmt.Errorf("local store: %w", err)
 		}
 	}
@@ -215,7 +215,7 @@ func (s *Store) Put(_ context.Context, bucket, key string, data []byte, opts sto
 		return store.ObjectInfo{}, err
 	}
 	err = s.place(tmp, p, key, opts)
-	s.root.Remove(tmp) // a no-op once renamed; after a link, drops the extra name
+	_ = s.root.Remove(tmp) // a no-op once renamed; after a link, drops the extra name
 	if err != nil {
 		return store.ObjectInfo{}, err
 	}
@@ -276,7 +276,7 @@ func (s *Store) writeTemp(data []byte) (string, error) {
 	serr := f.Sync()
 	cerr := f.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
-		s.root.Remove(name)
+		_ = s.root.Remove(name)
 		return "", fmt.Errorf("%w: writing a temporary file: %w", store.ErrUnavailable, err)
 	}
 	return name, nil
@@ -296,7 +296,7 @@ func (s *Store) writeSidecar(objPath string, sc sidecar) error {
 		return err
 	}
 	if err := s.root.Rename(tmp, dst); err != nil {
-		s.root.Remove(tmp)
+		_ = s.root.Remove(tmp)
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -32,7 +32,7 @@ func TestEnsureVariantIsTraced(t *testing.T) {
 	h := startServer(t, st, nil)
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
-	if _, err := h.client.EnsureVariant(ctx, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "photos/a.jpg", Preset: "small"}); err != nil {
+	if _, err := h.client.EnsureVariant(ctx, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "photos/a.jpg", Variant: &imgedgev1.VariantSpec{Preset: "small"}}); err != nil {
 		t.Fatal(err)
 	}
 	tp.ForceFlush(context.Background())

@@ -1,11 +1,10 @@
-package main
+package e2e
 
 import (
 	"bytes"
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/imgedge/imgedge/edgeadapter"
 	"github.com/imgedge/imgedge/edgeadapter/httpedge"
+	"github.com/imgedge/imgedge/server/internal/app"
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/s3test"
 	s3store "github.com/imgedge/imgedge/server/internal/store/s3"
@@ -36,14 +34,14 @@ func TestEdgeEndToEnd(t *testing.T) {
 	putVia(t, st)("photos/a.jpg", original)
 	putVia(t, st)("photos/cat.jpg", original)
 
-	h := &harness{store: &countingStore{objectStore: st}}
-	h.proc = &countingProcessor{Processor: newProcessor(config.Default())}
+	h := &harness{store: &countingStore{Store: st}}
+	h.proc = &countingProcessor{Processor: app.NewProcessor(config.Default())}
 	cfg := config.Default()
-	srv, err := newServer(cfg, h.store, h.proc, slog.New(slog.NewJSONHandler(io.Discard, nil)), &security{})
+	srv, err := app.New(cfg, h.store, h.proc, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveOn(t, srv.grpc)
+	addr := serveOn(t, srv.GRPC)
 
 	edgeCfg := edgeadapter.DefaultConfig()
 	edgeCfg.Service = edgeadapter.Service{Address: addr, Insecure: true}
@@ -120,11 +118,11 @@ func TestEdgeColdMissAnswersPending(t *testing.T) {
 	original := testimages.JPEG(3264, 2448, 92) // 8 MP
 	putVia(t, st)("photos/big.jpg", original)
 	putVia(t, st)("photos/big-patient.jpg", original)
-	srv, err := newServer(config.Default(), st, newProcessor(config.Default()), slog.New(slog.NewJSONHandler(io.Discard, nil)), &security{})
+	srv, err := app.New(config.Default(), st, app.NewProcessor(config.Default()), slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveOn(t, srv.grpc)
+	addr := serveOn(t, srv.GRPC)
 	edgeFor := func(maxWaitMS int) *httptest.Server {
 		cfg := edgeadapter.DefaultConfig()
 		cfg.Service = edgeadapter.Service{Address: addr, Insecure: true}
@@ -178,27 +176,16 @@ func runLauncherAgainst(t *testing.T, addr string) {
 		t.Skip("node not installed")
 	}
 	bin := filepath.Join(t.TempDir(), "imgedge-edge")
-	build := exec.Command("go", "build", "-o", bin, "../edgeadapter/cmd/imgedge-edge")
+	build := exec.Command("go", "build", "-o", bin, "github.com/imgedge/imgedge/edgeadapter/cmd/imgedge-edge")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the adapter: %v\n%s", err, out)
 	}
 	cmd := exec.Command(node, "--test", "--test-name-pattern=rewritten by the real service")
-	cmd.Dir = filepath.Join("..", "edgeadapter", "lambda")
+	cmd.Dir = filepath.Join("..", "..", "edgeadapter", "lambda")
 	cmd.Env = append(os.Environ(), "IMGEDGE_EDGE_BIN="+bin, "IMGEDGE_EDGE_SERVICE="+addr, "IMGEDGE_EDGE_BUCKET="+bucket)
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "# pass 1") {
 		t.Fatalf("node --test: %v\n%s", err, out)
 	}
-}
-
-func serveOn(t *testing.T, gs *grpc.Server) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go gs.Serve(lis)
-	t.Cleanup(gs.Stop)
-	return lis.Addr().String()
 }

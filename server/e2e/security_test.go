@@ -1,13 +1,11 @@
-package main
+package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,49 +15,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/imgedge/imgedge/client"
-	"github.com/imgedge/imgedge/client/testpki"
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+	"github.com/imgedge/imgedge/server/internal/app"
 	"github.com/imgedge/imgedge/server/internal/auth"
 	"github.com/imgedge/imgedge/server/internal/testimages"
+	"github.com/imgedge/imgedge/server/internal/testpki"
 )
-
-// syncBuffer collects the server's log lines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// runServer runs the real server (realMain) in-process until the test ends.
-func runServer(t *testing.T, args ...string) (addr string, logs *syncBuffer) {
-	t.Helper()
-	addr = freeAddr(t)
-	logs = &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- realMain(ctx, append([]string{"--grpc-addr", addr, "--metrics-addr", "", "--reload-period", "50ms"}, args...), logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	waitListening(t, addr)
-	return addr, logs
-}
 
 func TestSecurityOverTLS(t *testing.T) {
 	dir := t.TempDir()
@@ -112,7 +73,7 @@ func TestSecurityOverTLS(t *testing.T) {
 		return c
 	}
 	ensure := func(c *client.Client, b string) error {
-		_, err := c.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: b, Key: "photos/a.jpg", Preset: "small"})
+		_, err := c.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: b, Key: "photos/a.jpg", Variant: &imgedgev1.VariantSpec{Preset: "small"}})
 		return err
 	}
 
@@ -183,26 +144,15 @@ func TestSecurityOverTLS(t *testing.T) {
 
 func TestRefusesPlaintextOffLoopback(t *testing.T) {
 	data := t.TempDir()
-	err := realMain(context.Background(), []string{"--grpc-addr", "0.0.0.0:0", "--store", "file:" + data, "--metrics-addr", ""}, os.Stderr)
+	err := app.Run(context.Background(), []string{"--grpc-addr", "0.0.0.0:0", "--store", "file:" + data, "--metrics-addr", ""}, os.Stderr)
 	if err == nil || !strings.Contains(err.Error(), "refusing to serve plaintext") {
 		t.Fatalf("plaintext on 0.0.0.0: %v", err)
 	}
 	// With the explicit flag it starts (and stops with its context).
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	if err := realMain(ctx, []string{"--grpc-addr", "0.0.0.0:0", "--store", "file:" + data, "--metrics-addr", "", "--insecure", "--log-level", "error"}, &syncBuffer{}); err != nil {
+	if err := app.Run(ctx, []string{"--grpc-addr", "0.0.0.0:0", "--store", "file:" + data, "--metrics-addr", "", "--insecure", "--log-level", "error"}, &syncBuffer{}); err != nil {
 		t.Fatalf("--insecure: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

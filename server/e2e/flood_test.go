@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -79,7 +79,7 @@ func TestUploadFloodStaysBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	for range streams {
 		wg.Go(func() {
-			_, err := c.Transform(context.Background(), &imgedgev1.TransformOptions{}, bytes.NewReader(upload), &bytes.Buffer{})
+			_, err := c.Transform(context.Background(), &imgedgev1.VariantSpec{}, bytes.NewReader(upload), &bytes.Buffer{})
 			res.add(err)
 		})
 	}
@@ -127,7 +127,7 @@ func TestDecodedSizeFloodStaysBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range calls {
 		wg.Go(func() {
-			_, err := c.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: fmt.Sprintf("onebit/%02d.png", i), Format: imgedgev1.Format_FORMAT_PNG})
+			_, err := c.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: fmt.Sprintf("onebit/%02d.png", i), Variant: &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_PNG}})
 			res.add(err)
 		})
 	}

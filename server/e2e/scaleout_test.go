@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"github.com/imgedge/imgedge/client"
 	"github.com/imgedge/imgedge/client/variant"
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+	"github.com/imgedge/imgedge/server/internal/app"
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/s3test"
 	"github.com/imgedge/imgedge/server/internal/store"
@@ -101,8 +102,7 @@ func TestScaleOut(t *testing.T) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			_, err := c.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{
-				Bucket: bucket, Key: cl.key, Width: proto.Uint32(cl.width), Format: imgedgev1.Format_FORMAT_JPEG, Quality: proto.Uint32(80)})
+			_, err := c.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: cl.key, Variant: &imgedgev1.VariantSpec{Width: proto.Uint32(cl.width), Format: imgedgev1.Format_FORMAT_JPEG, Quality: proto.Uint32(80)}})
 			if err != nil {
 				errs <- fmt.Errorf("%s w%d: %w", cl.key, cl.width, err)
 			}
@@ -124,7 +124,7 @@ func TestScaleOut(t *testing.T) {
 
 	// Every variant is whole and byte-identical to what libvips makes here:
 	// whichever replica wrote it, no key holds a different content.
-	h := newProcessor(config.Default())
+	h := app.NewProcessor(config.Default())
 	variants := 0
 	err := st.Walk(context.Background(), bucket, "ProcessedImages/", "", func(o store.ObjectInfo) error {
 		if strings.HasSuffix(o.Key, ".keep-original") {

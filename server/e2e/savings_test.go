@@ -1,4 +1,8 @@
-package main
+//go:build report
+
+// The savings report (make savings). Built only with -tags report.
+
+package e2e
 
 import (
 	"context"
@@ -11,6 +15,7 @@ import (
 	"time"
 
 	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/app"
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/store/local"
 	"github.com/imgedge/imgedge/server/internal/transform"
@@ -27,7 +32,7 @@ func TestSavingsReport(t *testing.T) {
 	if os.Getenv("IMGEDGE_SAVINGS") == "" {
 		t.Skip("set IMGEDGE_SAVINGS=1 (make savings)")
 	}
-	files, _ := filepath.Glob(filepath.Join("..", "deploy", "dev", "samples", "photos", "*.jpg"))
+	files, _ := filepath.Glob(filepath.Join("..", "..", "deploy", "dev", "samples", "photos", "*.jpg"))
 	if dir := os.Getenv("IMGEDGE_CORPUS"); dir != "" {
 		corpus, _ := filepath.Glob(filepath.Join(dir, "*.jpg"))
 		if len(corpus) == 0 {
@@ -36,12 +41,12 @@ func TestSavingsReport(t *testing.T) {
 		files = append(files, corpus...)
 	}
 	cfg := config.Default()
-	proc := newProcessor(cfg)
+	proc := app.NewProcessor(cfg)
 	st, err := local.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := newService(cfg, st, proc, workpool.New(workpool.Limits{Workers: 1, Queue: 1}), nil)
+	svc, err := app.NewService(cfg, st, proc, workpool.New(workpool.Limits{Workers: 1, Queue: 1}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +95,7 @@ func TestSavingsReport(t *testing.T) {
 		fmt.Fprintf(&b, "| %s | %d B |", filepath.Base(f), len(src))
 		for i, c := range columns {
 			start := time.Now()
-			out, chosen, err := svc.Transform(context.Background(), src, transform.Request{Override: c.spec})
+			out, chosen, err := svc.Transform(context.Background(), src, transform.Request{Variant: variant.Request{Override: c.spec}})
 			took := time.Since(start)
 			if err != nil {
 				t.Fatal(err)
@@ -175,7 +180,7 @@ func writeFixedMatch(t *testing.T, b *strings.Builder, svc *transform.Service, s
 		st := fixedStats{q: q}
 		var scores []float64
 		for i, src := range srcs {
-			out, _, err := svc.Transform(context.Background(), src, transform.Request{Override: variant.Spec{Format: f, Quality: q}})
+			out, _, err := svc.Transform(context.Background(), src, transform.Request{Variant: variant.Request{Override: variant.Spec{Format: f, Quality: q}}})
 			if err != nil {
 				t.Fatal(err)
 			}

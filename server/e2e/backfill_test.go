@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -28,7 +28,7 @@ func TestBackfillOnS3(t *testing.T) {
 	put("elsewhere/x.jpg", testimages.JPEG(100, 100, 95))
 	h := startServer(t, st, nil)
 	c := dialClient(t, h.addr)
-	req := &imgedgev1.BackfillRequest{Bucket: bucket, Prefix: "gallery/", Preset: "small", Accept: "image/webp", Concurrency: 2}
+	req := &imgedgev1.BackfillRequest{Bucket: bucket, Prefix: "gallery/", Concurrency: 2, Variant: &imgedgev1.VariantSpec{Preset: "small", Viewer: &imgedgev1.VariantSpec_Accept{Accept: "image/webp"}}}
 
 	variants := func() map[string]int64 {
 		t.Helper()
@@ -53,7 +53,7 @@ func TestBackfillOnS3(t *testing.T) {
 	}
 
 	// A dry run writes nothing.
-	dry, _ := run(&imgedgev1.BackfillRequest{Bucket: req.Bucket, Prefix: req.Prefix, Preset: req.Preset, Accept: req.Accept, DryRun: true})
+	dry, _ := run(&imgedgev1.BackfillRequest{Bucket: req.Bucket, Prefix: req.Prefix, DryRun: true, Variant: req.Variant})
 	if dry.GetCreated() != originals || !dry.GetDryRun() || len(variants()) != 0 || h.store.puts.Load() != 0 {
 		t.Fatalf("dry run: %v, %d variants stored", dry, len(variants()))
 	}

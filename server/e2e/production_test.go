@@ -1,14 +1,11 @@
-package main
+package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -166,75 +163,6 @@ func TestMetricsAddUp(t *testing.T) {
 	if saving <= 0 || saving >= 1 {
 		t.Errorf("saving ratio %.3f", saving)
 	}
-}
-
-func parseMetrics(t *testing.T, r io.Reader) map[string]float64 {
-	t.Helper()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || line == "" {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out
-}
-
-// serverBinary builds the real server once for the subprocess tests.
-var serverBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "imgedge-server-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "imgedge-server")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
-type process struct {
-	cmd  *exec.Cmd
-	addr string
-	logs *syncBuffer
-	done chan error
-}
-
-func startProcess(t *testing.T, args ...string) *process {
-	t.Helper()
-	return startProcessEnv(t, os.Environ(), args...)
-}
-
-func startProcessEnv(t *testing.T, env []string, args ...string) *process {
-	t.Helper()
-	bin, err := serverBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &process{addr: freeAddr(t), logs: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, append([]string{"--grpc-addr", p.addr, "--metrics-addr", ""}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	p.cmd.Env = append(env, "MALLOC_ARENA_MAX=2")
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		if err := <-p.done; t.Failed() && err != nil {
-			t.Logf("replica %s: %v\n%s", p.addr, err, p.logs.String())
-		}
-	})
-	waitListening(t, p.addr)
-	return p
 }
 
 func TestSIGTERMDrainsInFlightCalls(t *testing.T) {

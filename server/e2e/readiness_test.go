@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+	"github.com/imgedge/imgedge/server/internal/app"
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/s3test"
 	s3store "github.com/imgedge/imgedge/server/internal/store/s3"
@@ -38,16 +39,16 @@ func TestReadinessHeadsTheServedBuckets(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := s3store.NewFromClient(s3srv.Client(), tt.buckets...)
-			proc := newProcessor(config.Default())
+			proc := app.NewProcessor(config.Default())
 			logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-			srv, err := newServer(config.Default(), st, proc, logger, &security{})
+			srv, err := app.New(config.Default(), st, proc, logger, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			go srv.watchReadiness(ctx, st, proc, time.Hour, logger)
-			conn, err := grpc.NewClient(serveOn(t, srv.grpc), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			go srv.WatchReadiness(ctx, st, proc, time.Hour, logger)
+			conn, err := grpc.NewClient(serveOn(t, srv.GRPC), grpc.WithTransportCredentials(insecure.NewCredentials()))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,12 +1,10 @@
-package main
+package e2e
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"image"
 	"image/jpeg"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +16,7 @@ import (
 
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 	"github.com/imgedge/imgedge/server/internal/testimages"
+	"github.com/imgedge/imgedge/server/internal/transform"
 )
 
 func thinJPEG(w, h int) []byte {
@@ -44,10 +43,10 @@ func TestThinImagesGetVariants(t *testing.T) {
 		req          *imgedgev1.EnsureVariantRequest
 		wantW, wantH uint32
 	}{
-		{"2400×3 at width 300", 2400, 3, &imgedgev1.EnsureVariantRequest{Width: proto.Uint32(300)}, 300, 1},
-		{"20000×1 at width 320", 20000, 1, &imgedgev1.EnsureVariantRequest{Width: proto.Uint32(320)}, 320, 1},
-		{"4000×6 with preset small", 4000, 6, &imgedgev1.EnsureVariantRequest{Preset: "small"}, 480, 1},
-		{"3×2400 at height 300", 3, 2400, &imgedgev1.EnsureVariantRequest{Height: proto.Uint32(300)}, 1, 300},
+		{"2400×3 at width 300", 2400, 3, &imgedgev1.EnsureVariantRequest{Variant: &imgedgev1.VariantSpec{Width: proto.Uint32(300)}}, 300, 1},
+		{"20000×1 at width 320", 20000, 1, &imgedgev1.EnsureVariantRequest{Variant: &imgedgev1.VariantSpec{Width: proto.Uint32(320)}}, 320, 1},
+		{"4000×6 with preset small", 4000, 6, &imgedgev1.EnsureVariantRequest{Variant: &imgedgev1.VariantSpec{Preset: "small"}}, 480, 1},
+		{"3×2400 at height 300", 3, 2400, &imgedgev1.EnsureVariantRequest{Variant: &imgedgev1.VariantSpec{Height: proto.Uint32(300)}}, 1, 300},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,7 +58,7 @@ func TestThinImagesGetVariants(t *testing.T) {
 			if resp.Outcome == imgedgev1.Outcome_OUTCOME_CREATED && (resp.Width != tt.wantW || resp.Height != tt.wantH) {
 				t.Errorf("EnsureVariant: %d×%d, want %d×%d", resp.Width, resp.Height, tt.wantW, tt.wantH)
 			}
-			out, res := transformVia(t, h, &imgedgev1.TransformOptions{Preset: tt.req.Preset, Width: tt.req.Width, Height: tt.req.Height}, src)
+			out, res := transformCall(t, h, tt.req.Variant, src)
 			if res.GetWidth() != tt.wantW || res.GetHeight() != tt.wantH || len(out) == 0 {
 				t.Errorf("Transform: %d×%d (%d bytes), want %d×%d", res.GetWidth(), res.GetHeight(), len(out), tt.wantW, tt.wantH)
 			}
@@ -67,43 +66,10 @@ func TestThinImagesGetVariants(t *testing.T) {
 	}
 }
 
-// transformVia streams src through Transform and returns the output.
-func transformVia(t *testing.T, h *harness, opts *imgedgev1.TransformOptions, src []byte) ([]byte, *imgedgev1.TransformResult) {
-	t.Helper()
-	stream, err := h.client.Transform(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Options{Options: opts}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Chunk{Chunk: src}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	var out []byte
-	var res *imgedgev1.TransformResult
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, res
-		}
-		if err != nil {
-			t.Fatalf("Transform: %v", err)
-		}
-		if r := msg.GetResult(); r != nil {
-			res = r
-		}
-		out = append(out, msg.GetChunk()...)
-	}
-}
-
 // TestDamagedOriginalsStoreNothing: truncated or broken originals answer
 // InvalidArgument, and nothing is written under the processed prefix.
 func TestDamagedOriginalsStoreNothing(t *testing.T) {
-	stores(t, func(t *testing.T, st objectStore, put func(string, []byte), _ func(string) []byte) {
+	stores(t, func(t *testing.T, st transform.Store, put func(string, []byte), _ func(string) []byte) {
 		h := startServer(t, st, nil)
 		jpg := testimages.JPEG(640, 480, 90)
 		png := testimages.PNG(640, 480)
@@ -114,7 +80,7 @@ func TestDamagedOriginalsStoreNothing(t *testing.T) {
 		}
 		for key, data := range damaged {
 			put(key, data)
-			_, err := h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Preset: "small", Accept: "image/webp"})
+			_, err := h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Variant: &imgedgev1.VariantSpec{Preset: "small", Viewer: &imgedgev1.VariantSpec_Accept{Accept: "image/webp"}}})
 			if status.Code(err) != codes.InvalidArgument {
 				t.Errorf("%s: %v, want InvalidArgument", key, err)
 			}

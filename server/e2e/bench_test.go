@@ -1,4 +1,9 @@
-package main
+//go:build report
+
+// The benchmark report (make bench): every service path against in-process
+// libvips. Built only with -tags report, so the default test binary stays lean.
+
+package e2e
 
 import (
 	"bytes"
@@ -23,6 +28,7 @@ import (
 	"github.com/imgedge/imgedge/client"
 	"github.com/imgedge/imgedge/client/variant"
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+	"github.com/imgedge/imgedge/server/internal/app"
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/imaging"
 	"github.com/imgedge/imgedge/server/internal/s3test"
@@ -37,13 +43,12 @@ type benchCase struct {
 	name   string
 	source func() []byte
 	spec   variant.Spec // resolved
-	req    func(r *imgedgev1.EnsureVariantRequest)
-	opts   *imgedgev1.TransformOptions
+	wire   *imgedgev1.VariantSpec
 }
 
 func corpusOr(name string, gen func() []byte) func() []byte {
 	return sync.OnceValue(func() []byte {
-		if data, err := os.ReadFile(filepath.Join("..", "..", "shared", "corpus", name)); err == nil {
+		if data, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "corpus", name)); err == nil {
 			return data
 		}
 		return gen()
@@ -64,9 +69,8 @@ func benchCases() []benchCase {
 			spec.Width = int(*w)
 		}
 		return benchCase{
-			name: name, source: src, spec: spec.Resolve("", variant.Defaults{}),
-			req:  func(r *imgedgev1.EnsureVariantRequest) { r.Width, r.Format, r.Quality = w, f, proto.Uint32(q) },
-			opts: &imgedgev1.TransformOptions{Width: w, Format: f, Quality: proto.Uint32(q)},
+			name: name, source: src, spec: spec.Resolve(variant.ClassJPEG, variant.Defaults{})[0],
+			wire: &imgedgev1.VariantSpec{Width: w, Format: f, Quality: proto.Uint32(q)},
 		}
 	}
 	return []benchCase{
@@ -195,13 +199,13 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	cfg.Workers, cfg.Queue, cfg.MinSaving = runtime.NumCPU(), 16*runtime.NumCPU(), 0
 	cfg.MaxSourcePixels = 30_000_000
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	env := &benchEnv{proc: newProcessor(cfg)}
+	env := &benchEnv{proc: app.NewProcessor(cfg)}
 	start := func(st transform.Store) *client.Client {
-		srv, err := newServer(cfg, st, env.proc, logger, &security{})
+		srv, err := app.New(cfg, st, env.proc, logger, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := serveOn(t, srv.grpc)
+		addr := serveOn(t, srv.GRPC)
 		c, err := client.New(addr, client.WithInsecure(), client.WithDefaultDeadline(2*time.Minute))
 		if err != nil {
 			t.Fatal(err)
@@ -215,7 +219,7 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	ls.CreateBucket(bucket)
 	env.putLoc = func(k string, d []byte) { putVia(t, ls)(k, d) }
 	env.local = start(ls)
-	if os.Getenv("IMGEDGE_VERSITYGW") != "" || fileExists(filepath.Join("..", ".bin", "versitygw")) {
+	if os.Getenv("IMGEDGE_VERSITYGW") != "" || fileExists(filepath.Join("..", "..", ".bin", "versitygw")) {
 		srv := s3test.Start(t)
 		srv.CreateBucket(t, bucket)
 		st := s3store.NewFromClient(srv.Client())
@@ -299,7 +303,7 @@ func TestBenchmarkReport(t *testing.T) {
 						return err
 					}},
 					{"Transform (gRPC)", func(int64) error {
-						_, err := env.local.Transform(ctx, bc.opts, bytes.NewReader(src), io.Discard)
+						_, err := env.local.Transform(ctx, bc.wire, bytes.NewReader(src), io.Discard)
 						return err
 					}},
 					{"EnsureVariant cold, local", coldOp(ctx, env.local, bc, ci, "local", coldSeq)},
@@ -377,11 +381,11 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func coldOp(ctx context.Context, c *client.Client, bc benchCase, ci int, store string, seq map[string]*atomic.Int64) func(int64) error {
 	return func(int64) error {
 		n := seq[fmt.Sprint(store, ci)].Add(1) - 1
-		req := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: fmt.Sprintf("cold/%d/%03d.jpg", ci, n%400)}
-		bc.req(req)
+		req := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: fmt.Sprintf("cold/%d/%03d.jpg", ci, n%400), Variant: bc.wire}
 		if n >= 400 {
 			// Out of fresh originals: vary the width instead, still a full build.
-			req.Width = proto.Uint32(700 - uint32(n/400))
+			req.Variant = proto.CloneOf(bc.wire)
+			req.Variant.Width = proto.Uint32(700 - uint32(n/400))
 		}
 		resp, err := c.EnsureVariant(ctx, req)
 		if err == nil && resp.GetOutcome() == imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED {
@@ -392,8 +396,7 @@ func coldOp(ctx context.Context, c *client.Client, bc benchCase, ci int, store s
 }
 
 func hotOp(ctx context.Context, c *client.Client, bc benchCase, ci int) func(int64) error {
-	req := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: fmt.Sprintf("hot/%d.jpg", ci)}
-	bc.req(req)
+	req := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: fmt.Sprintf("hot/%d.jpg", ci), Variant: bc.wire}
 	var once sync.Once
 	return func(int64) error {
 		var err error
@@ -409,7 +412,7 @@ func hotOp(ctx context.Context, c *client.Client, bc benchCase, ci int) func(int
 // The go test -bench entry points, for quick comparisons with benchstat.
 
 func BenchmarkInProcessJPEG720(b *testing.B) {
-	proc := newProcessor(config.Default())
+	proc := app.NewProcessor(config.Default())
 	bc := benchCases()[0]
 	src := bc.source()
 	info, _ := proc.Probe(src)
@@ -426,13 +429,13 @@ func BenchmarkTransformGRPCJPEG720(b *testing.B) {
 		b.Fatal(err)
 	}
 	cfg := config.Default()
-	srv, err := newServer(cfg, st, newProcessor(config.Default()), slog.New(slog.NewJSONHandler(io.Discard, nil)), &security{})
+	srv, err := app.New(cfg, st, app.NewProcessor(config.Default()), slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	lis, addr := listenLoopback(b)
-	go srv.grpc.Serve(lis)
-	defer srv.grpc.Stop()
+	go srv.GRPC.Serve(lis)
+	defer srv.GRPC.Stop()
 	c, err := client.New(addr, client.WithInsecure())
 	if err != nil {
 		b.Fatal(err)
@@ -441,7 +444,7 @@ func BenchmarkTransformGRPCJPEG720(b *testing.B) {
 	bc := benchCases()[0]
 	src := bc.source()
 	for b.Loop() {
-		if _, err := c.Transform(context.Background(), bc.opts, bytes.NewReader(src), io.Discard); err != nil {
+		if _, err := c.Transform(context.Background(), bc.wire, bytes.NewReader(src), io.Discard); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package deploy
 
 import (
 	"os"
@@ -45,7 +45,7 @@ func (r *cfnResource) UnmarshalYAML(n *yaml.Node) error {
 func TestCloudFormationReferencesResolve(t *testing.T) {
 	for _, name := range []string{"template.yaml", "bucket-policy.yaml"} {
 		t.Run(name, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join("..", "deploy", "cloudformation", name))
+			raw, err := os.ReadFile(filepath.Join("cloudformation", name))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -21,7 +21,7 @@ func qualityImages(t *testing.T) map[string][]byte {
 		"rotated.jpg": testimages.WithOrientation(testimages.JPEG(1000, 700, 93), 6),
 	}
 	for _, name := range []string{"saw.jpg", "scooter.jpg"} {
-		data, err := os.ReadFile(filepath.Join("..", "deploy", "dev", "samples", "photos", name))
+		data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "dev", "samples", "photos", name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func TestAutoQualityMeetsTargetAndNeverGrows(t *testing.T) {
 				widths = append(widths, nil) // same size: the prototype's job
 			}
 			for _, width := range widths {
-				resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Width: width, Format: f, AutoQuality: true})
+				resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Width: width, Format: f, AutoQuality: true}})
 				if resp.GetOutcome() == imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER {
 					if resp.GetKey() != name {
 						t.Errorf("%s %v: kept original but key %q", name, f, resp.GetKey())
@@ -64,7 +64,7 @@ func TestAutoQualityMeetsTargetAndNeverGrows(t *testing.T) {
 				if width != nil {
 					spec.Width = int(*width)
 				}
-				prep, err := h.proc.Prepare(src, transform.Operation{Spec: spec.Resolve("", variant.Defaults{}), Source: info})
+				prep, err := h.proc.Prepare(src, transform.Operation{Spec: spec.Resolve(variant.ClassJPEG, variant.Defaults{})[0], Source: info})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -88,7 +88,7 @@ func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
 		putVia(t, st)(name, src)
 		sizes := map[imgedgev1.Format]int64{}
 		for _, f := range []imgedgev1.Format{imgedgev1.Format_FORMAT_JPEG, imgedgev1.Format_FORMAT_WEBP, imgedgev1.Format_FORMAT_AVIF} {
-			resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Width: ptr(uint32(480)), Format: f, AutoQuality: true})
+			resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Width: ptr(uint32(480)), Format: f, AutoQuality: true}})
 			if resp.GetOutcome() != imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER {
 				sizes[f] = resp.GetSize()
 			}
@@ -98,7 +98,7 @@ func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
 			"image/webp,*/*":            {imgedgev1.Format_FORMAT_WEBP, imgedgev1.Format_FORMAT_JPEG},
 			"*/*":                       {imgedgev1.Format_FORMAT_JPEG},
 		} {
-			resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Width: ptr(uint32(480)), Format: imgedgev1.Format_FORMAT_BEST, Accept: accept})
+			resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Width: ptr(uint32(480)), Format: imgedgev1.Format_FORMAT_BEST, Viewer: &imgedgev1.VariantSpec_Accept{Accept: accept}}})
 			var smallest imgedgev1.Format
 			for _, f := range allowed {
 				if s, ok := sizes[f]; ok && (smallest == 0 || s < sizes[smallest]) {
@@ -111,5 +111,3 @@ func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
 		}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -1,8 +1,7 @@
-package main
+package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,39 +13,6 @@ import (
 
 	"github.com/imgedge/imgedge/server/internal/testimages"
 )
-
-// buildCLI builds the imgedge command as users get it (without cgo).
-func buildCLI(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "imgedge")
-	cmd := exec.Command("go", "build", "-o", bin, "../client/cmd/imgedge")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the CLI: %v\n%s", err, out)
-	}
-	return bin
-}
-
-type cliResult struct {
-	code           int
-	stdout, stderr string
-}
-
-func runCLI(t *testing.T, bin string, env []string, args ...string) cliResult {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return cliResult{code, stdout.String(), stderr.String()}
-}
 
 func TestCLI(t *testing.T) {
 	bin := buildCLI(t)

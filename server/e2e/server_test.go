@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -7,20 +7,15 @@ import (
 	"image"
 	"image/png"
 	"io"
-	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -35,149 +30,8 @@ import (
 	"github.com/imgedge/imgedge/server/internal/transform"
 )
 
-const bucket = "demo"
-
-// objectStore is what the tests need of a store: the service's interface
-// plus listing, to prove nothing half-written is left behind.
-type objectStore interface {
-	transform.Store
-	Walk(ctx context.Context, bucket, prefix, skipPrefix string, fn func(store.ObjectInfo) error) error
-}
-
-// countingStore counts successful writes.
-type countingStore struct {
-	objectStore
-	puts atomic.Int64
-}
-
-func (c *countingStore) Put(ctx context.Context, b, k string, data []byte, o store.PutOptions) (store.ObjectInfo, error) {
-	info, err := c.objectStore.Put(ctx, b, k, data, o)
-	if err == nil {
-		c.puts.Add(1)
-	}
-	return info, err
-}
-
-// countingProcessor counts transforms run by the real libvips processor.
-type countingProcessor struct {
-	transform.Processor
-	runs atomic.Int64
-}
-
-func (c *countingProcessor) Process(data []byte, op transform.Operation) (transform.Output, error) {
-	c.runs.Add(1)
-	return c.Processor.Process(data, op)
-}
-
-type harness struct {
-	addr    string
-	metrics http.Handler
-	client  imgedgev1.ImageTransformServiceClient
-	health  healthpb.HealthClient
-	store   *countingStore
-	proc    *countingProcessor
-}
-
-// startServer runs the real gRPC server over loopback on st.
-func startServer(t *testing.T, st objectStore, mutate func(*config.Config), extra ...grpc.ServerOption) *harness {
-	t.Helper()
-	cfg := config.Default()
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{
-		store: &countingStore{objectStore: st},
-		proc:  &countingProcessor{Processor: newProcessor(cfg)},
-	}
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	srv, err := newServer(cfg, h.store, h.proc, logger, &security{}, extra...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.addr = serveOn(t, srv.grpc)
-	h.metrics = srv.metrics.Handler()
-	conn, err := grpc.NewClient(h.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	h.client = imgedgev1.NewImageTransformServiceClient(conn)
-	h.health = healthpb.NewHealthClient(conn)
-	return h
-}
-
-// stores runs f against the local store and against versitygw.
-func stores(t *testing.T, f func(t *testing.T, st objectStore, put func(key string, data []byte), get func(key string) []byte)) {
-	t.Run("local", func(t *testing.T) {
-		st := newLocalStore(t)
-		f(t, st, putVia(t, st), getVia(t, st))
-	})
-	t.Run("s3", func(t *testing.T) {
-		srv := s3test.Start(t)
-		srv.CreateBucket(t, bucket)
-		st := s3store.NewFromClient(srv.Client())
-		f(t, st, putVia(t, st), getVia(t, st))
-	})
-}
-
-// newLocalStore opens a local store in a temporary directory, with the test bucket.
-func newLocalStore(t *testing.T) *local.Store {
-	t.Helper()
-	st, _ := newLocalStoreDir(t)
-	return st
-}
-
-// newLocalStoreDir is newLocalStore, also returning the store's directory
-// (for a server process or an origin reading the same files).
-func newLocalStoreDir(t *testing.T) (*local.Store, string) {
-	t.Helper()
-	dir := t.TempDir()
-	st, err := local.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateBucket(bucket); err != nil {
-		t.Fatal(err)
-	}
-	return st, dir
-}
-
-func putVia(t *testing.T, st objectStore) func(string, []byte) {
-	return func(key string, data []byte) {
-		t.Helper()
-		if _, err := st.Put(context.Background(), bucket, key, data, store.PutOptions{ContentType: "image/jpeg"}); err != nil {
-			t.Fatalf("put %s: %v", key, err)
-		}
-	}
-}
-
-func getVia(t *testing.T, st objectStore) func(string) []byte {
-	return func(key string) []byte {
-		t.Helper()
-		data, _, err := st.Get(context.Background(), bucket, key, 0)
-		if err != nil {
-			t.Fatalf("get %s: %v", key, err)
-		}
-		return data
-	}
-}
-
-func ensure(t *testing.T, h *harness, req *imgedgev1.EnsureVariantRequest) *imgedgev1.EnsureVariantResponse {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := h.client.EnsureVariant(ctx, req)
-	if err != nil {
-		t.Fatalf("EnsureVariant(%v): %v", req, err)
-	}
-	return resp
-}
-
 func TestEnsureVariantLifecycle(t *testing.T) {
-	stores(t, func(t *testing.T, st objectStore, put func(string, []byte), get func(string) []byte) {
+	stores(t, func(t *testing.T, st transform.Store, put func(string, []byte), get func(string) []byte) {
 		h := startServer(t, st, nil)
 		original := testimages.JPEG(1200, 900, 97)
 		put("photos/cat.jpg", original)
@@ -239,11 +93,11 @@ func TestEnsureVariantFormatsAndPresets(t *testing.T) {
 		key, ctype  string
 		width, high uint32
 	}{
-		{&imgedgev1.EnsureVariantRequest{Preset: "thumbnail", Accept: "image/avif,image/webp,*/*"}, "ProcessedImages/w320_h320_cover_q50/a.jpg.avif", "image/avif", 320, 320},
-		{&imgedgev1.EnsureVariantRequest{Preset: "small", Accept: "image/webp,*/*"}, "ProcessedImages/w480_q75/a.jpg.webp", "image/webp", 480, 384},
-		{&imgedgev1.EnsureVariantRequest{Preset: "small", Accept: "*/*"}, "ProcessedImages/w480_q80/a.jpg.jpg", "image/jpeg", 480, 384},
-		{&imgedgev1.EnsureVariantRequest{Width: proto.Uint32(100), Format: imgedgev1.Format_FORMAT_PNG}, "ProcessedImages/w100/a.jpg.png", "image/png", 100, 80},
-		{&imgedgev1.EnsureVariantRequest{Preset: "small", Quality: proto.Uint32(60), Format: imgedgev1.Format_FORMAT_JPEG, Progressive: true}, "ProcessedImages/w480_q60_prog/a.jpg.jpg", "image/jpeg", 480, 384},
+		{&imgedgev1.EnsureVariantRequest{Variant: &imgedgev1.VariantSpec{Preset: "thumbnail", Viewer: &imgedgev1.VariantSpec_Accept{Accept: "image/avif,image/webp,*/*"}}}, "ProcessedImages/w320_h320_cover_q50/a.jpg.avif", "image/avif", 320, 320},
+		{&imgedgev1.EnsureVariantRequest{Variant: &imgedgev1.VariantSpec{Preset: "small", Viewer: &imgedgev1.VariantSpec_Accept{Accept: "image/webp,*/*"}}}, "ProcessedImages/w480_q75/a.jpg.webp", "image/webp", 480, 384},
+		{&imgedgev1.EnsureVariantRequest{Variant: &imgedgev1.VariantSpec{Preset: "small", Viewer: &imgedgev1.VariantSpec_Accept{Accept: "*/*"}}}, "ProcessedImages/w480_q80/a.jpg.jpg", "image/jpeg", 480, 384},
+		{&imgedgev1.EnsureVariantRequest{Variant: &imgedgev1.VariantSpec{Width: proto.Uint32(100), Format: imgedgev1.Format_FORMAT_PNG}}, "ProcessedImages/w100/a.jpg.png", "image/png", 100, 80},
+		{&imgedgev1.EnsureVariantRequest{Variant: &imgedgev1.VariantSpec{Preset: "small", Quality: proto.Uint32(60), Format: imgedgev1.Format_FORMAT_JPEG, Progressive: true}}, "ProcessedImages/w480_q60_prog/a.jpg.jpg", "image/jpeg", 480, 384},
 	}
 	for _, tt := range tests {
 		tt.req.Bucket, tt.req.Key = bucket, "a.jpg"
@@ -255,10 +109,10 @@ func TestEnsureVariantFormatsAndPresets(t *testing.T) {
 }
 
 func TestConcurrentIdenticalCallsCollapse(t *testing.T) {
-	stores(t, func(t *testing.T, st objectStore, put func(string, []byte), get func(string) []byte) {
+	stores(t, func(t *testing.T, st transform.Store, put func(string, []byte), get func(string) []byte) {
 		h := startServer(t, st, nil)
 		put("burst.jpg", testimages.JPEG(1600, 1200, 95))
-		req := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "burst.jpg", Preset: "medium"}
+		req := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "burst.jpg", Variant: &imgedgev1.VariantSpec{Preset: "medium"}}
 		var wg sync.WaitGroup
 		keys := make([]string, 16)
 		for i := range keys {
@@ -277,7 +131,7 @@ func TestConcurrentIdenticalCallsCollapse(t *testing.T) {
 }
 
 func TestLargerVariantServesOriginal(t *testing.T) {
-	stores(t, func(t *testing.T, st objectStore, put func(string, []byte), get func(string) []byte) {
+	stores(t, func(t *testing.T, st transform.Store, put func(string, []byte), get func(string) []byte) {
 		h := startServer(t, st, nil)
 		// Noise at quality 40 grows when recompressed at quality 90.
 		put("noise.jpg", testimages.NoiseJPEG(400, 300, 40))
@@ -319,7 +173,7 @@ func TestTransformStreamsLargeImages(t *testing.T) {
 	if src.Len() <= 4<<20 {
 		t.Fatalf("test input is only %d bytes", src.Len())
 	}
-	out, result := transformCall(t, h, &imgedgev1.TransformOptions{Format: imgedgev1.Format_FORMAT_PNG}, src.Bytes())
+	out, result := transformCall(t, h, &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_PNG}, src.Bytes())
 	if int64(len(out)) != result.Size || len(out) <= 4<<20 {
 		t.Fatalf("got %d bytes (result says %d), want a > 4 MiB PNG", len(out), result.Size)
 	}
@@ -330,53 +184,14 @@ func TestTransformStreamsLargeImages(t *testing.T) {
 	if d := testimages.MeanAbsDiff(img, back); d > 0.5 {
 		t.Errorf("lossless round trip differs by %.2f per channel", d)
 	}
-	small, result := transformCall(t, h, &imgedgev1.TransformOptions{Width: proto.Uint32(700), Format: imgedgev1.Format_FORMAT_WEBP}, src.Bytes())
+	small, result := transformCall(t, h, &imgedgev1.VariantSpec{Width: proto.Uint32(700), Format: imgedgev1.Format_FORMAT_WEBP}, src.Bytes())
 	if result.Width != 700 || result.Height != 550 || result.ContentType != "image/webp" || len(small) == 0 {
 		t.Errorf("resize through Transform: %v", result)
 	}
 }
 
-func transformCall(t *testing.T, h *harness, opts *imgedgev1.TransformOptions, data []byte) ([]byte, *imgedgev1.TransformResult) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	stream, err := h.client.Transform(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Options{Options: opts}}); err != nil {
-		t.Fatal(err)
-	}
-	for rest := data; len(rest) > 0; {
-		n := min(len(rest), 1<<20)
-		if err := stream.Send(&imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Chunk{Chunk: rest[:n]}}); err != nil {
-			t.Fatal(err)
-		}
-		rest = rest[n:]
-	}
-	if err := stream.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	first, err := stream.Recv()
-	if err != nil {
-		t.Fatalf("Transform: %v", err)
-	}
-	var out bytes.Buffer
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out.Write(msg.GetChunk())
-	}
-	return out.Bytes(), first.GetResult()
-}
-
 func TestBadInputs(t *testing.T) {
-	stores(t, func(t *testing.T, st objectStore, put func(string, []byte), get func(string) []byte) {
+	stores(t, func(t *testing.T, st transform.Store, put func(string, []byte), get func(string) []byte) {
 		h := startServer(t, st, func(c *config.Config) { c.MaxSourcePixels = 50_000_000 })
 		jpg := testimages.JPEG(300, 200, 90)
 		put("bad/empty.jpg", []byte{})
@@ -398,10 +213,10 @@ func TestBadInputs(t *testing.T) {
 			{"missing key", &imgedgev1.EnsureVariantRequest{Key: "nope.jpg"}, codes.NotFound, "nope.jpg"},
 			{"dot-dot", &imgedgev1.EnsureVariantRequest{Key: "photos/../../etc/passwd"}, codes.InvalidArgument, `".."`},
 			{"processed prefix", &imgedgev1.EnsureVariantRequest{Key: "ProcessedImages/full_q90/good.jpg.jpg"}, codes.FailedPrecondition, "processed prefix"},
-			{"unknown preset", &imgedgev1.EnsureVariantRequest{Key: "good.jpg", Preset: "huge"}, codes.InvalidArgument, `unknown preset "huge"`},
-			{"width 0", &imgedgev1.EnsureVariantRequest{Key: "good.jpg", Width: proto.Uint32(0)}, codes.InvalidArgument, "width 0"},
-			{"width 100000", &imgedgev1.EnsureVariantRequest{Key: "good.jpg", Width: proto.Uint32(100000)}, codes.InvalidArgument, "width 100000"},
-			{"quality 0", &imgedgev1.EnsureVariantRequest{Key: "good.jpg", Quality: proto.Uint32(0)}, codes.InvalidArgument, "quality 0"},
+			{"unknown preset", &imgedgev1.EnsureVariantRequest{Key: "good.jpg", Variant: &imgedgev1.VariantSpec{Preset: "huge"}}, codes.InvalidArgument, `unknown preset "huge"`},
+			{"width 0", &imgedgev1.EnsureVariantRequest{Key: "good.jpg", Variant: &imgedgev1.VariantSpec{Width: proto.Uint32(0)}}, codes.InvalidArgument, "width 0"},
+			{"width 100000", &imgedgev1.EnsureVariantRequest{Key: "good.jpg", Variant: &imgedgev1.VariantSpec{Width: proto.Uint32(100000)}}, codes.InvalidArgument, "width 100000"},
+			{"quality 0", &imgedgev1.EnsureVariantRequest{Key: "good.jpg", Variant: &imgedgev1.VariantSpec{Quality: proto.Uint32(0)}}, codes.InvalidArgument, "quality 0"},
 			{"unknown bucket", &imgedgev1.EnsureVariantRequest{Bucket: "no-such-bucket", Key: "good.jpg"}, codes.NotFound, ""},
 			{"invalid bucket", &imgedgev1.EnsureVariantRequest{Bucket: "../x", Key: "good.jpg"}, codes.InvalidArgument, "bucket"},
 		}
@@ -428,7 +243,7 @@ func TestBadInputs(t *testing.T) {
 			t.Errorf("objects left after bad inputs: %q", written)
 		}
 		// A good request still works.
-		if resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "good.jpg", Preset: "small"}); resp.Outcome == imgedgev1.Outcome_OUTCOME_UNSPECIFIED {
+		if resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "good.jpg", Variant: &imgedgev1.VariantSpec{Preset: "small"}}); resp.Outcome == imgedgev1.Outcome_OUTCOME_UNSPECIFIED {
 			t.Errorf("good request after bad ones: %v", resp)
 		}
 	})
@@ -456,7 +271,7 @@ func TestTransformBadInputs(t *testing.T) {
 		_, err = stream.Recv()
 		return err
 	}
-	opts := &imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Options{Options: &imgedgev1.TransformOptions{}}}
+	opts := &imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Variant{Variant: &imgedgev1.VariantSpec{}}}
 	chunk := func(b []byte) *imgedgev1.TransformRequest {
 		return &imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Chunk{Chunk: b}}
 	}
@@ -517,7 +332,7 @@ func TestS3ConditionalWrites(t *testing.T) {
 }
 
 // processedKeys lists what is stored under the processed prefix.
-func processedKeys(t *testing.T, st objectStore) []string {
+func processedKeys(t *testing.T, st transform.Store) []string {
 	t.Helper()
 	var keys []string
 	err := st.Walk(context.Background(), bucket, "ProcessedImages/", "", func(o store.ObjectInfo) error {

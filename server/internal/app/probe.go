@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -11,10 +11,10 @@ import (
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 )
 
-// healthMain probes a running server's health service, for container health
+// Probe is `imgedge-server health`: it probes a running server's health service, for container health
 // checks: exit status 0 when it is SERVING. It reads the same IMGEDGE_*
 // variables as the server, so a container needs no extra settings.
-func healthMain(ctx context.Context, args []string, lookup func(string) (string, bool)) error {
+func Probe(ctx context.Context, args []string, lookup func(string) (string, bool)) error {
 	fs := flag.NewFlagSet("imgedge-server health", flag.ContinueOnError)
 	addr := fs.String("addr", envOr(lookup, "IMGEDGE_GRPC_ADDR", "127.0.0.1:50051"), "server address [IMGEDGE_GRPC_ADDR]")
 	useTLS := fs.Bool("tls", envOr(lookup, "IMGEDGE_TLS_CERT", "") != "", "connect with TLS (default: when IMGEDGE_TLS_CERT is set)")
@@ -25,19 +25,11 @@ func healthMain(ctx context.Context, args []string, lookup func(string) (string,
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	opts := []client.Option{client.WithDefaultDeadline(*timeout)}
-	switch {
-	case !*useTLS:
-		opts = append(opts, client.WithInsecure())
-	case *caFile != "":
-		opts = append(opts, client.WithCAFile(*caFile))
-	default:
-		opts = append(opts, client.WithSystemTLS())
+	opts, err := client.Transport{Insecure: !*useTLS && *caFile == "", CAFile: *caFile, ServerName: *serverName}.Options()
+	if err != nil {
+		return err
 	}
-	if *serverName != "" {
-		opts = append(opts, client.WithServerName(*serverName))
-	}
-	c, err := client.New(*addr, opts...)
+	c, err := client.New(*addr, append(opts, client.WithDefaultDeadline(*timeout))...)
 	if err != nil {
 		return err
 	}

@@ -1,16 +1,15 @@
-package main
+package e2e
 
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/imgedge/imgedge/server/internal/app"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 )
 
@@ -18,7 +17,7 @@ import (
 // wiring on the embedded local store, seeded with the shipped samples, and
 // the real grpcurl listing, describing and calling it.
 func TestGrpcurlWalkthrough(t *testing.T) {
-	grpcurl := filepath.Join("..", ".bin", "grpcurl")
+	grpcurl := filepath.Join("..", "..", ".bin", "grpcurl")
 	if _, err := os.Stat(grpcurl); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("grpcurl missing: %v (make tools installs it)", err)
@@ -30,7 +29,7 @@ func TestGrpcurlWalkthrough(t *testing.T) {
 	if err := os.MkdirAll(photos, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	sample, err := os.ReadFile(filepath.Join("..", "deploy", "dev", "samples", "photos", "saw.jpg"))
+	sample, err := os.ReadFile(filepath.Join("..", "..", "deploy", "dev", "samples", "photos", "saw.jpg"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +40,7 @@ func TestGrpcurlWalkthrough(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- realMain(ctx, []string{"--grpc-addr", addr, "--store", "file:" + data, "--log-level", "error", "--metrics-addr", "127.0.0.1:0"}, os.Stderr)
+		done <- app.Run(ctx, []string{"--grpc-addr", addr, "--store", "file:" + data, "--log-level", "error", "--metrics-addr", "127.0.0.1:0"}, os.Stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -66,7 +65,7 @@ func TestGrpcurlWalkthrough(t *testing.T) {
 		t.Errorf("describe:\n%s", out)
 	}
 	// describe prints the proto's documentation, field by field.
-	if out := run(addr, "describe", "imgedge.v1.EnsureVariantRequest"); !strings.Contains(out, "// Name of a configured preset") || !strings.Contains(out, "// How long the caller will wait") {
+	if out := run(addr, "describe", "imgedge.v1.VariantSpec"); !strings.Contains(out, "// Name of a configured preset") || !strings.Contains(out, "// The viewer's format class") {
 		t.Errorf("describe shows no comments:\n%s", out)
 	}
 	var resp struct {
@@ -92,31 +91,5 @@ func TestGrpcurlWalkthrough(t *testing.T) {
 	out = run("-d", `{"bucket":"demo","key":"photos/saw.jpg"}`, addr, "imgedge.v1.ImageTransformService/EnsureVariant")
 	if !strings.Contains(out, "OUTCOME_ALREADY_EXISTED") {
 		t.Errorf("second call:\n%s", out)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not listen on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -1,4 +1,9 @@
-package main
+//go:build report
+
+// The peer benchmark (make bench-peers): the engine against sharp, same run.
+// Built only with -tags report.
+
+package e2e
 
 import (
 	"bytes"
@@ -14,6 +19,7 @@ import (
 	"time"
 
 	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/app"
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/imaging"
 	"github.com/imgedge/imgedge/server/internal/transform"
@@ -47,7 +53,7 @@ func TestPeerBenchmark(t *testing.T) {
 	if err := os.WriteFile(input, src, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	proc := newProcessor(config.Default())
+	proc := app.NewProcessor(config.Default())
 	info, err := proc.Probe(src)
 	if err != nil {
 		t.Fatal(err)
