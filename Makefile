@@ -78,7 +78,7 @@ $(BIN)/buf: | apt-deps
 	ln -sf npm/node_modules/.bin/buf $(BIN)/buf
 $(BIN)/grpcurl:
 	GOBIN=$(BIN) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
-$(BIN)/golangci-lint: $(BIN)/golangci-lint $(BIN)/buf
+$(BIN)/golangci-lint:
 	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 run: deps ## serve on the embedded local store (./data), seeded with the sample images (needs no tools)
@@ -96,7 +96,7 @@ test: setup check ## run every check and the whole test suite
 
 check: lint checkgenerate light ## static checks: formatting, vet, buf lint, generated code, pure-Go build
 
-lint:
+lint: $(BIN)/golangci-lint $(BIN)/buf
 	@command -v cfn-lint >/dev/null || echo "note: cfn-lint is not installed (pip install cfn-lint); the CloudFormation templates get the structural checks only"
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./... && go vet -tags report ./server/e2e

@@ -119,6 +119,16 @@ func (p Preset) Spec() (variant.Spec, error) {
 	return variant.Spec{Width: p.Width, Height: p.Height, Fit: fit, Format: format, Quality: p.Quality, Progressive: p.Progressive}, nil
 }
 
+// builtinPresets are variant.BuiltinPresets as a configuration file writes them.
+func builtinPresets() PresetMap {
+	m := PresetMap{}
+	for _, p := range variant.BuiltinPresets {
+		s := p.Spec
+		m[p.Name] = Preset{Width: s.Width, Height: s.Height, Fit: s.Fit.String(), Format: s.Format.String(), Quality: s.Quality, Progressive: s.Progressive}
+	}
+	return m
+}
+
 // Default returns the built-in configuration: a local store under ./data on
 // loopback, and presets including the original prototype's behaviour as
 // "default" (same size, JPEG quality 90) and "optimized" (same size, format
@@ -128,15 +138,8 @@ func Default() Config {
 		GRPCAddr:      "127.0.0.1:50051",
 		Store:         "file:./data",
 		Prefix:        variant.DefaultPrefix,
-		DefaultPreset: "default",
-		Presets: PresetMap{
-			"default":   {Format: "jpeg", Quality: 90},
-			"optimized": {Format: "auto"},
-			"thumbnail": {Width: 320, Height: 320, Fit: "cover", Format: "auto"},
-			"small":     {Width: 480, Format: "auto"},
-			"medium":    {Width: 960, Format: "auto"},
-			"large":     {Width: 1920, Format: "auto"},
-		},
+		DefaultPreset: variant.PresetDefault,
+		Presets:       builtinPresets(),
 		JPEGQuality:     80,
 		WebPQuality:     75,
 		AVIFQuality:     50,

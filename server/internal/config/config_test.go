@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/imgedge/imgedge/client/variant"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -167,5 +169,20 @@ func TestShippedConfigMapLoads(t *testing.T) {
 	}
 	if cfg.MaxConnectionAge <= 0 || cfg.Loopback() || cfg.TokensFile == "" {
 		t.Errorf("config: max_connection_age %v, loopback %v, tokens file %q", cfg.MaxConnectionAge, cfg.Loopback(), cfg.TokensFile)
+	}
+}
+
+// TestBuiltinPresetsRoundTrip: the presets the configuration derives from
+// variant.BuiltinPresets convert back to the same specs.
+func TestBuiltinPresetsRoundTrip(t *testing.T) {
+	presets := Default().Presets
+	if len(presets) != len(variant.BuiltinPresets) {
+		t.Fatalf("%d presets, want %d", len(presets), len(variant.BuiltinPresets))
+	}
+	for _, p := range variant.BuiltinPresets {
+		spec, err := presets[p.Name].Spec()
+		if err != nil || spec != p.Spec {
+			t.Errorf("preset %q: %+v, %v; want %+v", p.Name, spec, err, p.Spec)
+		}
 	}
 }
