@@ -135,11 +135,11 @@ func builtinPresets() PresetMap {
 // negotiated, each format's default quality), which the edge uses.
 func Default() Config {
 	return Config{
-		GRPCAddr:      "127.0.0.1:50051",
-		Store:         "file:./data",
-		Prefix:        variant.DefaultPrefix,
-		DefaultPreset: variant.PresetDefault,
-		Presets:       builtinPresets(),
+		GRPCAddr:        "127.0.0.1:50051",
+		Store:           "file:./data",
+		Prefix:          variant.DefaultPrefix,
+		DefaultPreset:   variant.PresetDefault,
+		Presets:         builtinPresets(),
 		JPEGQuality:     80,
 		WebPQuality:     75,
 		AVIFQuality:     50,
