@@ -2,10 +2,13 @@ package quality
 
 import (
 	"bufio"
+	"bytes"
 	"image"
 	"image/color"
+	"image/jpeg"
 	_ "image/png"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,5 +133,60 @@ func TestCbrt32(t *testing.T) {
 	}
 	if cbrt32(0) != 0 {
 		t.Error("cbrt32(0) != 0")
+	}
+}
+
+// colourPhoto is a photo-like colour image: smooth gradients, edges and noise.
+func colourPhoto(w, h int) *image.NRGBA {
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	rng := rand.New(rand.NewPCG(2, 3))
+	for y := range h {
+		for x := range w {
+			v := func(fx, fy, phase float64) uint8 {
+				s := 128 + 70*math.Sin(float64(x)/fx+phase)*math.Cos(float64(y)/fy) + float64(rng.IntN(31)-15)
+				if (x/40+y/30)%5 == 0 {
+					s += 60 // hard edges
+				}
+				return uint8(max(0, min(255, s)))
+			}
+			i := img.PixOffset(x, y)
+			img.Pix[i], img.Pix[i+1], img.Pix[i+2], img.Pix[i+3] = v(9, 13, 0), v(17, 7, 1), v(5, 21, 2), 255
+		}
+	}
+	return img
+}
+
+// TestNegligibleTermsAreNegligible: skipping the terms weighted below
+// negligibleWeight moves a score by less than 0.01 over the whole quality
+// range, for images large enough to have every scale.
+func TestNegligibleTermsAreNegligible(t *testing.T) {
+	ref := colourPhoto(400, 300)
+	pruned, err := newReference(ref, weighedTerms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := newReference(ref, allTerms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var worst float64
+	for q := 5; q <= 95; q += 10 {
+		dist, err := jpeg.Decode(bytes.NewReader(jpegOf(t, ref, q)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, errA := pruned.Score(dist)
+		b, errB := full.Score(dist)
+		if errA != nil || errB != nil {
+			t.Fatal(errA, errB)
+		}
+		worst = max(worst, math.Abs(a-b))
+		if math.Abs(a-b) >= 0.01 {
+			t.Errorf("JPEG q%d: %.4f with the negligible terms skipped, %.4f with all", q, a, b)
+		}
+	}
+	t.Logf("skipping negligible terms moved scores by at most %.5f", worst)
+	if weighedTerms.needed(0, 0) || weighedTerms.needed(2, 0) {
+		t.Error("X and B at full resolution carry only negligible weights, yet they are computed")
 	}
 }
