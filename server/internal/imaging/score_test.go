@@ -3,6 +3,7 @@ package imaging
 import (
 	"errors"
 	"image"
+	"math"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -79,4 +80,50 @@ func TestScoreTracksQuality(t *testing.T) {
 	if _, err := prep.Score(out.Data); !errors.Is(err, transform.ErrCannotScore) {
 		t.Errorf("a 6×4 image: %v, want ErrCannotScore", err)
 	}
+}
+
+// TestMosaicTrialTracksTheWholeImage: for an image larger than the scored
+// tiles, the search judges a mosaic of the tiles encoded alone; its scores
+// must be those of the same tiles in the whole image's encode, closely.
+func TestMosaicTrialTracksTheWholeImage(t *testing.T) {
+	src := testimages.JPEG(2000, 1500, 95)
+	info, err := proc.Probe(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prep, err := proc.Prepare(src, transform.Operation{Spec: variant.Spec{}, Source: info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr := prep.(*prepared); pr.mosaic == nil || len(pr.tiles) < 2 {
+		t.Fatalf("a 2000×1500 image: %d tiles, mosaic %v; want tiles in a mosaic", len(pr.tiles), pr.mosaic != nil)
+	}
+	var worst float64
+	for _, f := range []variant.Format{variant.FormatJPEG, variant.FormatAVIF} {
+		for _, q := range []int{40, 60, 80} {
+			spec := variant.Spec{Format: f, Quality: q}
+			trial, mosaicScore, err := prep.Trial(spec)
+			if err != nil || trial.Data != nil {
+				t.Fatalf("%v q%d: trial %d bytes, %v; want a score and no output", f, q, len(trial.Data), err)
+			}
+			whole, err := prep.Encode(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wholeScore, err := prep.Score(whole.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := math.Abs(mosaicScore - wholeScore)
+			worst = max(worst, d)
+			if d > 0.5 {
+				t.Errorf("%v q%d: the mosaic scores %.2f, the whole image %.2f", f, q, mosaicScore, wholeScore)
+			}
+		}
+	}
+	// WebP quantises by whole-picture statistics: it is tried whole.
+	if out, _, err := prep.Trial(variant.Spec{Format: variant.FormatWebP, Quality: 75}); err != nil || out.Width != 2000 || out.Data == nil {
+		t.Errorf("a WebP trial: %d×%d, %d bytes, %v; want the whole image", out.Width, out.Height, len(out.Data), err)
+	}
+	t.Logf("mosaic and whole-image scores differ by at most %.2f", worst)
 }

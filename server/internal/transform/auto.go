@@ -19,6 +19,12 @@ type Prepared interface {
 	// an encoded image to the prepared pixels, as a viewer sees both. It
 	// fails with ErrCannotScore for an image too small to score.
 	Score(encoded []byte) (float64, error)
+	// Trial is one step of the search: it encodes at spec and scores what
+	// the score looks at. When that is the whole image, the encode comes
+	// back, ready to serve; otherwise (a large image, judged by regions
+	// encoded alone) the Output is empty and the chosen quality must be
+	// encoded with Encode. It fails like Score.
+	Trial(spec variant.Spec) (Output, float64, error)
 }
 
 // AutoQuality tunes the perceptual quality search.
@@ -108,11 +114,7 @@ func (s *Service) search(prep Prepared, spec variant.Spec) (Output, variant.Spec
 	for step := 0; step < a.Steps && lo <= hi; step++ {
 		try := spec
 		try.Quality = q
-		enc, err := prep.Encode(try)
-		if err != nil {
-			return Output{}, spec, err
-		}
-		score, err := prep.Score(enc.Data)
+		enc, score, err := prep.Trial(try)
 		if errors.Is(err, ErrCannotScore) {
 			// Too small to judge: the format's default quality.
 			try.Quality = defaultQuality(s.cfg.Defaults, spec.Format)
@@ -135,6 +137,11 @@ func (s *Service) search(prep Prepared, spec variant.Spec) (Output, variant.Spec
 		chosen.Quality = a.MaxQuality
 		enc, err := prep.Encode(chosen)
 		return enc, chosen, err
+	}
+	if out.Data == nil { // the search judged regions: encode the whole image once
+		var err error
+		out, err = prep.Encode(chosen)
+		return out, chosen, err
 	}
 	return out, chosen, nil
 }

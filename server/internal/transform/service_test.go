@@ -158,6 +158,12 @@ func (p fakePrepared) Score(encoded []byte) (float64, error) {
 	return float64(encoded[len(encoded)-1]) - 20, nil
 }
 
+func (p fakePrepared) Trial(spec variant.Spec) (Output, float64, error) {
+	out, _ := p.Encode(spec)
+	score, err := p.Score(out.Data)
+	return out, score, err
+}
+
 func testConfig() Config {
 	return Config{
 		Prefix:         "ProcessedImages/",
