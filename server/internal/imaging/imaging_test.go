@@ -231,3 +231,25 @@ func TestSelfTest(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestAVIFSpeedBySize(t *testing.T) {
+	for _, tt := range []struct {
+		pixels, speed int
+	}{
+		{720 * 540, 6},
+		{4032 * 3024, 6}, // a 12 MP phone photo
+		{4000 * 6000, 8}, // 24 MP
+		{7000 * 7000, 9}, // the 50 MP source limit
+	} {
+		if got := avifSpeedFor(tt.pixels); got != tt.speed {
+			t.Errorf("%d pixels: speed %d, want %d", tt.pixels, got, tt.speed)
+		}
+		if est := float64(tt.pixels) / 1e6 * map[int]float64{6: 0.48, 8: 0.13, 9: 0.06}[avifSpeedFor(tt.pixels)]; est > 6 {
+			t.Errorf("%d pixels: an estimated %.1f s per encode", tt.pixels, est)
+		}
+	}
+	fixed := New(Config{AVIFSpeed: 7})
+	if fixed.avifSpeed(50_000_000) != 7 {
+		t.Error("a configured speed is not kept")
+	}
+}
