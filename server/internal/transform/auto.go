@@ -131,7 +131,7 @@ func (s *Service) search(prep Prepared, spec variant.Spec) (Output, variant.Spec
 		if score >= target {
 			found, out, chosen = true, enc, try
 			pass, hi = &scored{q, score}, q-1
-			if score-target < m.slope {
+			if m.monotonic && score-target < m.slope {
 				break // close enough: one step lower would fall short
 			}
 		} else {
@@ -162,23 +162,27 @@ type scored struct {
 // searchModel is where a format's SSIMULACRA2 usually meets 70 and how
 // many points one quality step moves it there, measured on the shared
 // corpus and the shipped samples at 720 px and at full size (JPEG with
-// mozjpeg's settings, WebP, AVIF at the default speed).
+// mozjpeg's settings, WebP, AVIF at the default speed). Monotonic formats'
+// scores fall with every quality step down, so a pass within one step of
+// the target ends the search; WebP's do not (a step down sometimes scores
+// higher), so its search runs until the bracket closes.
 type searchModel struct {
-	at70  int
-	slope float64
+	at70      int
+	slope     float64
+	monotonic bool
 }
 
 var searchModels = map[variant.Format]searchModel{
-	variant.FormatJPEG: {at70: 74, slope: 0.55},
+	variant.FormatJPEG: {at70: 74, slope: 0.55, monotonic: true},
 	variant.FormatWebP: {at70: 78, slope: 1.0},
-	variant.FormatAVIF: {at70: 58, slope: 0.85},
+	variant.FormatAVIF: {at70: 58, slope: 0.85, monotonic: true},
 }
 
 func modelOf(f variant.Format) searchModel {
 	if m, ok := searchModels[f]; ok {
 		return m
 	}
-	return searchModel{at70: 75, slope: 0.7}
+	return searchModel{at70: 75, slope: 0.7, monotonic: true}
 }
 
 // start is the first quality tried for a target.
