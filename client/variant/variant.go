@@ -41,6 +41,15 @@ func (f Fit) String() string {
 	return "fit(" + strconv.Itoa(int(f)) + ")"
 }
 
+// MarshalText writes the fit's name, as configuration files do.
+func (f Fit) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// UnmarshalText parses a fit's name.
+func (f *Fit) UnmarshalText(b []byte) (err error) {
+	*f, err = ParseFit(string(b))
+	return err
+}
+
 // ParseFit parses a fit name as written in configuration files.
 func ParseFit(s string) (Fit, error) {
 	for i, name := range fitNames {
@@ -108,6 +117,15 @@ func (f Format) Concrete() bool { return f >= FormatJPEG && f <= FormatPNG }
 // Lossy reports whether the format takes a quality setting.
 func (f Format) Lossy() bool { return f == FormatJPEG || f == FormatWebP || f == FormatAVIF }
 
+// MarshalText writes the format's name, as configuration files do.
+func (f Format) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// UnmarshalText parses a format's name ("jpg" included).
+func (f *Format) UnmarshalText(b []byte) (err error) {
+	*f, err = ParseFormat(string(b))
+	return err
+}
+
 // ParseFormat parses a format name ("jpeg" or "jpg", "webp", "avif", "png", "auto").
 func ParseFormat(s string) (Format, error) {
 	switch strings.ToLower(s) {
@@ -136,17 +154,17 @@ func formatByExtension(ext string) (Format, bool) {
 
 // Spec describes a variant. Zero fields mean "not specified" until the spec is
 // resolved; a resolved spec has a concrete format and, for lossy formats, a
-// quality.
+// quality. The tags are the server's configuration file's preset fields.
 type Spec struct {
-	Width       int    // output width in pixels; 0: derived
-	Height      int    // output height in pixels; 0: derived
-	Fit         Fit    // how to fit Width×Height
-	Format      Format // output encoding
-	Quality     int    // encoder quality 1–100; 0: the format's default
-	Progressive bool   // progressive JPEG
+	Width       int    `yaml:"width,omitempty"`       // output width in pixels; 0: derived
+	Height      int    `yaml:"height,omitempty"`      // output height in pixels; 0: derived
+	Fit         Fit    `yaml:"fit,omitempty"`         // how to fit Width×Height
+	Format      Format `yaml:"format,omitempty"`      // output encoding
+	Quality     int    `yaml:"quality,omitempty"`     // encoder quality 1–100; 0: the format's default
+	Progressive bool   `yaml:"progressive,omitempty"` // progressive JPEG
 	// AutoQuality searches, per image, the lowest quality whose perceptual
 	// score meets the configured target; Quality then reports the choice.
-	AutoQuality bool
+	AutoQuality bool `yaml:"auto_quality,omitempty"`
 }
 
 // Override returns s with every specified field of o replacing s's.

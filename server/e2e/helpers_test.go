@@ -221,7 +221,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// runServer runs the real server (realMain) in-process until the test ends.
+// runServer runs the real server (app.Run) in-process until the test ends.
 func runServer(t *testing.T, args ...string) (addr string, logs *syncBuffer) {
 	t.Helper()
 	addr = freeAddr(t)

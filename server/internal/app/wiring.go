@@ -47,13 +47,9 @@ func NewProcessor(cfg config.Config) *imaging.Processor {
 
 // NewService is the domain service cfg describes, over st, proc and pool.
 func NewService(cfg config.Config, st transform.Store, proc transform.Processor, pool *workpool.Pool, obs transform.Observer) (*transform.Service, error) {
-	presets, err := cfg.PresetSpecs()
-	if err != nil {
-		return nil, err
-	}
 	return transform.New(transform.Config{
 		Prefix:        cfg.Prefix,
-		Presets:       presets,
+		Presets:       cfg.PresetSpecs(),
 		DefaultPreset: cfg.DefaultPreset,
 		Defaults: variant.Defaults{
 			Quality: map[variant.Format]int{

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"runtime"
@@ -84,16 +85,6 @@ type Config struct {
 	ConfigFile string `yaml:"-"`
 }
 
-// Preset is a named variant as written in the configuration file.
-type Preset struct {
-	Width       int    `yaml:"width"`
-	Height      int    `yaml:"height"`
-	Fit         string `yaml:"fit"`
-	Format      string `yaml:"format"`
-	Quality     int    `yaml:"quality"`
-	Progressive bool   `yaml:"progressive"`
-}
-
 // AutoQuality tunes the perceptual quality search.
 type AutoQuality struct {
 	// Targets are the SSIMULACRA2 scores (against the resized source, as a
@@ -106,25 +97,15 @@ type AutoQuality struct {
 	SkipJPEGAtOrBelow int                `yaml:"skip_jpeg_at_or_below"`
 }
 
-// PresetMap holds presets by name.
-type PresetMap map[string]Preset
+// PresetMap holds presets by name, as the configuration file writes them
+// (width, height, fit, format, quality, progressive, auto_quality).
+type PresetMap map[string]variant.Spec
 
-// Spec converts a preset to a variant spec.
-func (p Preset) Spec() (variant.Spec, error) {
-	fit, ferr := variant.ParseFit(p.Fit)
-	format, perr := variant.ParseFormat(p.Format)
-	if err := errors.Join(ferr, perr); err != nil {
-		return variant.Spec{}, err
-	}
-	return variant.Spec{Width: p.Width, Height: p.Height, Fit: fit, Format: format, Quality: p.Quality, Progressive: p.Progressive}, nil
-}
-
-// builtinPresets are variant.BuiltinPresets as a configuration file writes them.
+// builtinPresets are variant.BuiltinPresets by name.
 func builtinPresets() PresetMap {
 	m := PresetMap{}
 	for _, p := range variant.BuiltinPresets {
-		s := p.Spec
-		m[p.Name] = Preset{Width: s.Width, Height: s.Height, Fit: s.Fit.String(), Format: s.Format.String(), Quality: s.Quality, Progressive: s.Progressive}
+		m[p.Name] = p.Spec
 	}
 	return m
 }
@@ -378,7 +359,7 @@ func (c *Config) Validate() error {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		if _, err := c.Presets[n].Spec(); err != nil {
+		if err := c.Presets[n].Validate(variant.Limits{MaxWidth: c.MaxWidth, MaxHeight: c.MaxHeight}); err != nil {
 			errs = append(errs, fmt.Errorf("preset %q: %w", n, err))
 		}
 	}
@@ -420,17 +401,9 @@ func (c *Config) StoreKind() (kind, dir string, err error) {
 	return "", "", fmt.Errorf("store %q: want file:DIR or s3", c.Store)
 }
 
-// PresetSpecs returns the presets as variant specs.
-func (c *Config) PresetSpecs() (map[string]variant.Spec, error) {
-	out := make(map[string]variant.Spec, len(c.Presets))
-	for n, p := range c.Presets {
-		s, err := p.Spec()
-		if err != nil {
-			return nil, fmt.Errorf("preset %q: %w", n, err)
-		}
-		out[n] = s
-	}
-	return out, nil
+// PresetSpecs returns a copy of the presets.
+func (c *Config) PresetSpecs() map[string]variant.Spec {
+	return maps.Clone(c.Presets)
 }
 
 func splitList(s string) []string {

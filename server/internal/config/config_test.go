@@ -1,6 +1,7 @@
 package config
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,7 +26,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("defaults: %+v", cfg)
 	}
 	p := cfg.Presets["default"]
-	if p.Format != "jpeg" || p.Quality != 90 || p.Width != 0 {
+	if p.Format != variant.FormatJPEG || p.Quality != 90 || p.Width != 0 {
 		t.Errorf("the default preset is %+v, want same-size JPEG q90", p)
 	}
 }
@@ -64,7 +65,7 @@ presets:
 		t.Errorf("flags must beat env: %d", cfg.Workers)
 	case cfg.MaxSourceBytes != 10<<20 || cfg.ProcessTimeout != 5*time.Second:
 		t.Errorf("typed file values: %d %v", cfg.MaxSourceBytes, cfg.ProcessTimeout)
-	case cfg.Presets["hero"].Width != 1600 || cfg.Presets["default"].Format != "webp" || cfg.Presets["thumbnail"].Width != 320:
+	case cfg.Presets["hero"].Width != 1600 || cfg.Presets["default"].Format != variant.FormatWebP || cfg.Presets["thumbnail"].Width != 320:
 		t.Errorf("presets: %+v", cfg.Presets)
 	case len(cfg.Buckets) != 2 || cfg.Buckets[1] != "b-bucket" || cfg.AutoAVIF:
 		t.Errorf("env lists and booleans: %+v %v", cfg.Buckets, cfg.AutoAVIF)
@@ -172,17 +173,33 @@ func TestShippedConfigMapLoads(t *testing.T) {
 	}
 }
 
-// TestBuiltinPresetsRoundTrip: the presets the configuration derives from
-// variant.BuiltinPresets convert back to the same specs.
-func TestBuiltinPresetsRoundTrip(t *testing.T) {
-	presets := Default().Presets
-	if len(presets) != len(variant.BuiltinPresets) {
-		t.Fatalf("%d presets, want %d", len(presets), len(variant.BuiltinPresets))
-	}
+// TestPresetsRoundTripThroughYAML: presets as --print-config writes them
+// (fit and format by name, auto_quality included) load back unchanged, and
+// the built-in ones are variant.BuiltinPresets.
+func TestPresetsRoundTripThroughYAML(t *testing.T) {
+	cfg := Default()
 	for _, p := range variant.BuiltinPresets {
-		spec, err := presets[p.Name].Spec()
-		if err != nil || spec != p.Spec {
-			t.Errorf("preset %q: %+v, %v; want %+v", p.Name, spec, err, p.Spec)
+		if cfg.Presets[p.Name] != p.Spec {
+			t.Errorf("built-in preset %q: %+v, want %+v", p.Name, cfg.Presets[p.Name], p.Spec)
 		}
+	}
+	cfg.Presets["hero"] = variant.Spec{Width: 1600, Height: 900, Fit: variant.FitCover, Format: variant.FormatAVIF, AutoQuality: true}
+	out, err := cfg.Redacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "fit: cover") || !strings.Contains(string(out), "auto_quality: true") {
+		t.Errorf("presets are not written by name:\n%s", out)
+	}
+	file := filepath.Join(t.TempDir(), "imgedge.yaml")
+	if err := os.WriteFile(file, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Load([]string{"--config", file}, env(nil))
+	if err != nil {
+		t.Fatalf("loading --print-config's output: %v", err)
+	}
+	if !maps.Equal(back.Presets, cfg.Presets) {
+		t.Errorf("presets after a round trip:\n%+v\nwant\n%+v", back.Presets, cfg.Presets)
 	}
 }

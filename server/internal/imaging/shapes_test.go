@@ -90,10 +90,7 @@ func inputFits(input string, w, h int) bool {
 // each output format.
 func sweepSpecs(t testing.TB) []shapeCase {
 	cfg := config.Default()
-	presets, err := cfg.PresetSpecs()
-	if err != nil {
-		t.Fatal(err)
-	}
+	presets := cfg.PresetSpecs()
 	var specs []shapeCase
 	for _, name := range slices.Sorted(maps.Keys(presets)) {
 		specs = append(specs, shapeCase{label: "preset " + name, spec: presets[name]})
