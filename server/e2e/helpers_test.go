@@ -334,7 +334,7 @@ func stores(t *testing.T, f func(t *testing.T, st transform.Store, put func(key 
 }
 
 // newLocalStore opens a local store in a temporary directory, with the test bucket.
-func newLocalStore(t *testing.T) *local.Store {
+func newLocalStore(t testing.TB) *local.Store {
 	t.Helper()
 	st, _ := newLocalStoreDir(t)
 	return st
@@ -342,7 +342,7 @@ func newLocalStore(t *testing.T) *local.Store {
 
 // newLocalStoreDir is newLocalStore, also returning the store's directory
 // (for a server process or an origin reading the same files).
-func newLocalStoreDir(t *testing.T) (*local.Store, string) {
+func newLocalStoreDir(t testing.TB) (*local.Store, string) {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := local.Open(dir)
@@ -355,7 +355,7 @@ func newLocalStoreDir(t *testing.T) (*local.Store, string) {
 	return st, dir
 }
 
-func putVia(t *testing.T, st transform.Store) func(string, []byte) {
+func putVia(t testing.TB, st transform.Store) func(string, []byte) {
 	return func(key string, data []byte) {
 		t.Helper()
 		if _, err := st.Put(context.Background(), bucket, key, data, store.PutOptions{ContentType: "image/jpeg"}); err != nil {
