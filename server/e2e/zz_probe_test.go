@@ -4,13 +4,22 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imgedge/imgedge/client"
 	"github.com/imgedge/imgedge/client/variant"
+	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 	"github.com/imgedge/imgedge/server/internal/app"
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/store/local"
@@ -92,4 +101,55 @@ func TestProbe(t *testing.T) {
 				float64(cpuNow()-c0)/1e6, float64(time.Since(w0))/1e6, err)
 		}
 	}
+}
+
+func BenchmarkParInProcess(b *testing.B) {
+	cfg := config.Default()
+	proc := app.NewProcessor(cfg)
+	src, _ := os.ReadFile(filepath.Join("..", "..", "..", "shared", "corpus", "sharp_2569067123_aca715a2ee_o.jpg"))
+	info, _ := proc.Probe(src)
+	spec := variant.Spec{Width: 720, Format: variant.FormatJPEG, Quality: 80}.Resolve(variant.ClassJPEG, variant.Defaults{})[0]
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := proc.Process(src, transform.Operation{Spec: spec, Source: info}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkParColdLocal(b *testing.B) {
+	st, _ := newLocalStoreDir(b)
+	cfg := config.Default()
+	if w := os.Getenv("WORKERS"); w != "" {
+		cfg.Workers = int(w[0] - '0')
+	}
+	if p := os.Getenv("PAR"); p != "" {
+		b.SetParallelism(int(p[0] - '0'))
+	}
+	srv, err := app.New(cfg, st, app.NewProcessor(cfg), slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lis, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.GRPC.Serve(lis)
+	defer srv.GRPC.Stop()
+	c, _ := client.New(lis.Addr().String(), client.WithInsecure())
+	defer c.Close()
+	src, _ := os.ReadFile(filepath.Join("..", "..", "..", "shared", "corpus", "sharp_2569067123_aca715a2ee_o.jpg"))
+	for i := range 64 {
+		putVia(b, st)(fmt.Sprintf("p/%d.jpg", i), src)
+	}
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			w := uint32(700 - i/64)
+			_, err := c.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: fmt.Sprintf("p/%d.jpg", i%64),
+				Variant: &imgedgev1.VariantSpec{Width: &w, Format: imgedgev1.Format_FORMAT_JPEG, Quality: proto.Uint32(80)}})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -34,7 +34,7 @@ type AutoQuality struct {
 	Targets map[variant.Format]float64
 	// MinQuality and MaxQuality bound the search.
 	MinQuality, MaxQuality int
-	// Steps bounds the encodes per format (a bisection).
+	// Steps bounds the trials per format.
 	Steps int
 	// SkipJPEGAtOrBelow: a JPEG source whose estimated quality is at or
 	// below this is not recompressed at its own size (it cannot pay).
@@ -60,7 +60,7 @@ type Scored struct {
 }
 
 // autoQuality encodes each candidate format at the lowest quality whose
-// score meets the format's target (a bisection of at most Steps encodes) and
+// score meets the format's target (at most Steps trials, see search) and
 // returns the smallest result.
 func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, specs []variant.Spec) (Output, variant.Spec, error) {
 	a := s.cfg.Auto
