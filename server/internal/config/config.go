@@ -182,7 +182,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.JPEGQuality, "jpeg-quality", c.JPEGQuality, "default JPEG quality")
 	fs.IntVar(&c.WebPQuality, "webp-quality", c.WebPQuality, "default WebP quality")
 	fs.IntVar(&c.AVIFQuality, "avif-quality", c.AVIFQuality, "default AVIF quality")
-	fs.IntVar(&c.AVIFSpeed, "avif-speed", c.AVIFSpeed, "AVIF encoder speed, 0 (slowest) to 9 (fastest); -1: by the output's size\n(6 up to 12 MP, 8 up to 46 MP, 9 above: one encode stays within ~6 s of CPU)")
+	fs.IntVar(&c.AVIFSpeed, "avif-speed", c.AVIFSpeed, "AVIF encoder speed, 0 (slowest) to 9 (fastest); -1: by the output's size\n(6 up to 3 MP, 8 up to 6.5 MP, 9 above: one encode of the costliest content stays within ~8 s of CPU)")
 	fs.BoolVar(&c.AutoAVIF, "auto-avif", c.AutoAVIF, "format auto may choose AVIF")
 	fs.BoolVar(&c.AutoWebP, "auto-webp", c.AutoWebP, "format auto may choose WebP")
 	fs.BoolVar(&c.KeepMetadata, "keep-metadata", c.KeepMetadata, "keep EXIF/XMP metadata in variants")

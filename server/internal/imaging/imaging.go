@@ -51,19 +51,21 @@ type Config struct {
 const AVIFSpeedBySize = -1
 
 // avifSpeedFor is the slowest AV1 speed whose encode of pixels stays
-// within about avifEncodeBudget of CPU on one core, from what one megapixel
-// of a photo costs at each speed on the project's machine (libvips 8.18,
-// aom; speed 6: 0.48 s, 8: 0.13 s, 9: 0.06 s; speed 7 is no smaller than 8
-// on the corpus). Speed 6 needs 5–12 % fewer bytes than 8 at the same
-// SSIMULACRA2; an auto-quality search adds its trials on a mosaic of at most
-// 1.2 MP, so a 12 MP same-size auto AVIF takes ~10 s and the largest
-// source allowed (50 MP) ~6 s, well inside the default process timeout.
+// within about avifEncodeBudget of CPU on one core for the costliest
+// content measured on the project's machine (libvips 8.18, aom): a detailed
+// photo at the qualities auto-quality picks (q60–65) costs per megapixel
+// 2.6 s at speed 6, 1.2 s at 8 and 0.35 s at 9 — typical photos at q50 five
+// times less (0.48, 0.13, 0.06 s). Speed 7 was no smaller than 8. Speed 6
+// needs 3–12 % fewer bytes than 8 at the same SSIMULACRA2, so it is used
+// where even the worst case is cheap: up to 3 MP; 8 up to 6.5 MP; 9 above,
+// which keeps the largest source allowed (50 MP) under ~18 s in the worst
+// case, inside the default 30 s process timeout with one job per core.
 func avifSpeedFor(pixels int) int {
 	mp := float64(pixels) / 1e6
 	for _, s := range []struct {
 		speed    int
-		secPerMP float64
-	}{{6, 0.48}, {8, 0.13}} {
+		secPerMP float64 // worst case measured
+	}{{6, 2.6}, {8, 1.2}} {
 		if mp*s.secPerMP <= avifEncodeBudget.Seconds() {
 			return s.speed
 		}
@@ -72,7 +74,7 @@ func avifSpeedFor(pixels int) int {
 }
 
 // avifEncodeBudget bounds one AVIF encode's CPU when the speed is by size.
-const avifEncodeBudget = 6 * time.Second
+const avifEncodeBudget = 8 * time.Second
 
 // MozJPEG is what the service uses by default, as sharp's mozjpeg preset
 // does: trellis quantisation, overshoot deringing and quant table 3. On the
