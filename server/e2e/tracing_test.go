@@ -35,7 +35,13 @@ func TestEnsureVariantIsTraced(t *testing.T) {
 	if _, err := h.client.EnsureVariant(ctx, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "photos/a.jpg", Variant: &imgedgev1.VariantSpec{Preset: "small"}}); err != nil {
 		t.Fatal(err)
 	}
-	tp.ForceFlush(context.Background())
+	// The server ends its RPC span when the call completes on its side,
+	// which may be just after the client has the answer.
+	waitFor(t, func() bool {
+		return slices.ContainsFunc(exp.GetSpans(), func(s tracetest.SpanStub) bool {
+			return s.Name == "imgedge.v1.ImageTransformService/EnsureVariant"
+		})
+	})
 
 	var names []string
 	var rpc trace.SpanID

@@ -550,14 +550,15 @@ func (s *Service) process(ctx context.Context, data []byte, info ImageInfo, spec
 	return s.autoQuality(ctx, data, info, specs)
 }
 
-// tracer names the domain's spans.
-var tracer = otel.Tracer("github.com/imgedge/imgedge/server/internal/transform")
+// tracerName names the domain's spans. The tracer is looked up at each use,
+// so it follows the process's current TracerProvider.
+const tracerName = "github.com/imgedge/imgedge/server/internal/transform"
 
 // stage starts one step of the work: a trace span (head, fetch, process,
 // store) and a timing for the Observer. Call end with the step's error.
 func (s *Service) stage(ctx context.Context, name string) (context.Context, func(error)) {
 	start := time.Now()
-	ctx, span := tracer.Start(ctx, name)
+	ctx, span := otel.Tracer(tracerName).Start(ctx, name)
 	return ctx, func(err error) {
 		s.obs.Stage(name, time.Since(start))
 		if err != nil && !errors.Is(err, errNotWorthIt) {
