@@ -275,7 +275,7 @@ Every flag has an environment twin, shown in brackets; flags win.
 `)
 	fs.VisitAll(func(f *flag.Flag) {
 		name, usage := flag.UnquoteUsage(f)
-		fmt.Fprintf(w, "  --%s %s\t[%s]\n    \t%s", f.Name, name, EnvName(f.Name), usage)
+		fmt.Fprintf(w, "  --%s %s\t[%s]\n    \t%s", f.Name, name, EnvName(f.Name), strings.ReplaceAll(usage, "\n", "\n    \t"))
 		def := f.DefValue
 		if b, ok := f.Value.(*Bytes); ok {
 			def = b.human()
