@@ -389,7 +389,7 @@ func (p *Processor) Prepare(data []byte, op transform.Operation) (transform.Prep
 		}
 		pr.tiles = append(pr.tiles, scoredTile{rect: r, ref: ref})
 	}
-	if len(rects) > 1 {
+	if len(rects) > 1 && mosaicPixels(len(rects)) < pr.width*pr.height {
 		pr.buildMosaic()
 	}
 	return pr, nil
@@ -403,7 +403,7 @@ func (p *Processor) Prepare(data []byte, op transform.Operation) (transform.Prep
 // one.
 func (pr *prepared) buildMosaic() {
 	const cell = scoreTile + 2*mosaicMargin
-	cols := min(len(pr.tiles), mosaicCols)
+	cols := min(len(pr.tiles), mosaicCols) // as mosaicPixels counts
 	rows := (len(pr.tiles) + cols - 1) / cols
 	pr.mw, pr.mh = cols*cell, rows*cell
 	pr.mosaic = make([]byte, pr.mw*pr.mh*pr.bands)
@@ -428,6 +428,15 @@ func (pr *prepared) buildMosaic() {
 // mosaicMargin is the context around each tile in the mosaic: a multiple
 // of tileAlign, so the tile keeps its block alignment.
 const mosaicMargin = tileAlign
+
+// mosaicPixels is the size of the mosaic of n tiles: below the image's
+// own, a trial on it is cheaper than on the whole image.
+func mosaicPixels(n int) int {
+	const cell = scoreTile + 2*mosaicMargin
+	cols := min(n, mosaicCols)
+	rows := (n + cols - 1) / cols
+	return cols * rows * cell * cell
+}
 
 // mosaicCols is how many tiles a row of the mosaic holds.
 const mosaicCols = 4

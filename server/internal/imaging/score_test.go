@@ -127,3 +127,25 @@ func TestMosaicTrialTracksTheWholeImage(t *testing.T) {
 	}
 	t.Logf("mosaic and whole-image scores differ by at most %.2f", worst)
 }
+
+// TestMidSizeImagesAreTriedWhole: an image a little over the tiles' area
+// has several tiles, but their mosaic (with context) would be larger than
+// the image itself, so trials encode the whole image.
+func TestMidSizeImagesAreTriedWhole(t *testing.T) {
+	src := testimages.JPEG(900, 700, 90)
+	info, err := proc.Probe(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prep, err := proc.Prepare(src, transform.Operation{Spec: variant.Spec{}, Source: info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr := prep.(*prepared); len(pr.tiles) < 2 || pr.mosaic != nil {
+		t.Fatalf("900×700: %d tiles, mosaic %v; want several tiles and no mosaic", len(pr.tiles), pr.mosaic != nil)
+	}
+	out, score, err := prep.Trial(variant.Spec{Format: variant.FormatJPEG, Quality: 80})
+	if err != nil || out.Width != 900 || len(out.Data) == 0 || score <= 0 {
+		t.Errorf("trial: %d×%d, %d bytes, score %.1f, %v; want the whole image", out.Width, out.Height, len(out.Data), score, err)
+	}
+}
