@@ -402,22 +402,20 @@ func (p *Processor) Prepare(data []byte, op transform.Operation) (transform.Prep
 // image, so a quality step costs the same for a 12 MP output as for a 1 MP
 // one.
 func (pr *prepared) buildMosaic() {
-	const cell = scoreTile + 2*mosaicMargin
-	cols := min(len(pr.tiles), mosaicCols) // as mosaicPixels counts
-	rows := (len(pr.tiles) + cols - 1) / cols
-	pr.mw, pr.mh = cols*cell, rows*cell
+	cols, rows := mosaicGrid(len(pr.tiles))
+	pr.mw, pr.mh = cols*mosaicCell, rows*mosaicCell
 	pr.mosaic = make([]byte, pr.mw*pr.mh*pr.bands)
 	for i := range cols * rows {
 		t := &pr.tiles[i%len(pr.tiles)] // spare cells repeat the first tiles, never scored
-		x0, y0 := i%cols*cell, i/cols*cell
+		x0, y0 := i%cols*mosaicCell, i/cols*mosaicCell
 		if i < len(pr.tiles) {
 			t.inMosaic = image.Rect(0, 0, scoreTile, scoreTile).Add(image.Pt(x0+mosaicMargin, y0+mosaicMargin))
 		}
-		for y := range cell {
+		for y := range mosaicCell {
 			sy := min(max(t.rect.Min.Y-mosaicMargin+y, 0), pr.height-1)
-			dst := pr.mosaic[((y0+y)*pr.mw+x0)*pr.bands:][:cell*pr.bands]
+			dst := pr.mosaic[((y0+y)*pr.mw+x0)*pr.bands:][:mosaicCell*pr.bands]
 			row := pr.pixels[sy*pr.width*pr.bands:][:pr.width*pr.bands]
-			for x := range cell {
+			for x := range mosaicCell {
 				sx := min(max(t.rect.Min.X-mosaicMargin+x, 0), pr.width-1)
 				copy(dst[x*pr.bands:(x+1)*pr.bands], row[sx*pr.bands:])
 			}
@@ -425,21 +423,27 @@ func (pr *prepared) buildMosaic() {
 	}
 }
 
-// mosaicMargin is the context around each tile in the mosaic: a multiple
-// of tileAlign, so the tile keeps its block alignment.
-const mosaicMargin = tileAlign
+// The mosaic's layout: mosaicCols cells to a row, each a tile with
+// mosaicMargin pixels of context, a multiple of tileAlign so the tile keeps
+// its block alignment.
+const (
+	mosaicCols   = 4
+	mosaicMargin = tileAlign
+	mosaicCell   = scoreTile + 2*mosaicMargin
+)
+
+// mosaicGrid is the columns and rows of the mosaic of n tiles.
+func mosaicGrid(n int) (cols, rows int) {
+	cols = min(n, mosaicCols)
+	return cols, (n + cols - 1) / cols
+}
 
 // mosaicPixels is the size of the mosaic of n tiles: below the image's
 // own, a trial on it is cheaper than on the whole image.
 func mosaicPixels(n int) int {
-	const cell = scoreTile + 2*mosaicMargin
-	cols := min(n, mosaicCols)
-	rows := (n + cols - 1) / cols
-	return cols * rows * cell * cell
+	cols, rows := mosaicGrid(n)
+	return cols * rows * mosaicCell * mosaicCell
 }
-
-// mosaicCols is how many tiles a row of the mosaic holds.
-const mosaicCols = 4
 
 // scoreTilesOf places the tiles scored for a w×h image: the whole image
 // when it is small, otherwise up to scoreTiles tiles, one centred in each
@@ -469,7 +473,7 @@ type prepared struct {
 	width, height, bands int
 	tiles                []scoredTile
 	// mosaic holds the scored tiles side by side (mw×mh, same bands) when
-	// they do not cover the whole image; nil otherwise.
+	// that is smaller than the image; nil otherwise.
 	mosaic []byte
 	mw, mh int
 }
@@ -514,7 +518,7 @@ func (pr *prepared) Score(encoded []byte) (float64, error) {
 }
 
 // Trial encodes at spec and scores what the search judges: the whole image
-// when the tiles cover it (the output is then returned, ready to serve), or
+// when there is no mosaic (the output is then returned, ready to serve), or
 // else the mosaic of the tiles in their context (no output: Encode the
 // chosen quality). JPEG cuts the mosaic into the very blocks of the whole
 // image (identical scores) and AV1 nearly so (within 0.3).
