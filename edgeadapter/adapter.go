@@ -106,7 +106,7 @@ func serviceHealthy(err error) bool {
 func dialService(s Service) (Ensurer, error) {
 	// The viewer's W3C traceparent, if any, goes on to the service in the
 	// gRPC metadata, so one trace spans edge → service → S3.
-	opts, err := client.Transport{Insecure: s.Insecure, CAFile: s.CAFile, ServerName: s.ServerName, Token: s.Token}.Options()
+	opts, err := s.transport().Options()
 	if err != nil {
 		return nil, err
 	}

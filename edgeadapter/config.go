@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imgedge/imgedge/client"
 	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/edgeadapter/cloudfront"
 )
@@ -69,6 +70,11 @@ type Service struct {
 	ServerName string `json:"server_name"` // expected name in the server's certificate
 }
 
+// transport is how the adapter dials the service.
+func (s Service) transport() client.Transport {
+	return client.Transport{Insecure: s.Insecure, CAFile: s.CAFile, ServerName: s.ServerName, Token: s.Token}
+}
+
 // QualityBounds bound a viewer's ?q=.
 type QualityBounds struct {
 	Min  int `json:"min"`
@@ -122,6 +128,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Service.Address == "" {
 		errs = append(errs, errors.New("service.address is empty"))
+	}
+	if _, err := c.Service.transport().Options(); err != nil {
+		errs = append(errs, fmt.Errorf("service: %w", err))
 	}
 	if c.DeadlineMS <= AnswerMarginMS || c.DeadlineMS > 25_000 {
 		errs = append(errs, fmt.Errorf("deadline_ms %d must be in %d–25000 (origin-request events get 30 s)", c.DeadlineMS, AnswerMarginMS+1))

@@ -36,6 +36,7 @@ func TestConfigRejects(t *testing.T) {
 		"negative max wait":    `{"service":{"address":"a:1"},"max_wait_ms":-1}`,
 		"unsorted breakpoints": `{"service":{"address":"a:1"},"breakpoints":[640,320]}`,
 		"bad format":           `{"service":{"address":"a:1"},"formats":["bmp"]}`,
+		"plaintext with a CA":  `{"service":{"address":"a:1","insecure":true,"ca_file":"ca.pem"}}`,
 	} {
 		file := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".json")
 		if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
