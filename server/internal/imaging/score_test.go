@@ -86,15 +86,7 @@ func TestScoreTracksQuality(t *testing.T) {
 // tiles, the search judges a mosaic of the tiles encoded alone; its scores
 // must be those of the same tiles in the whole image's encode, closely.
 func TestMosaicTrialTracksTheWholeImage(t *testing.T) {
-	src := testimages.JPEG(2000, 1500, 95)
-	info, err := proc.Probe(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prep, err := proc.Prepare(src, transform.Operation{Spec: variant.Spec{}, Source: info})
-	if err != nil {
-		t.Fatal(err)
-	}
+	prep := prepareSameSize(t, testimages.JPEG(2000, 1500, 95))
 	if pr := prep.(*prepared); pr.mosaic == nil || len(pr.tiles) < 2 {
 		t.Fatalf("a 2000×1500 image: %d tiles, mosaic %v; want tiles in a mosaic", len(pr.tiles), pr.mosaic != nil)
 	}
@@ -132,7 +124,19 @@ func TestMosaicTrialTracksTheWholeImage(t *testing.T) {
 // has several tiles, but their mosaic (with context) would be larger than
 // the image itself, so trials encode the whole image.
 func TestMidSizeImagesAreTriedWhole(t *testing.T) {
-	src := testimages.JPEG(900, 700, 90)
+	prep := prepareSameSize(t, testimages.JPEG(900, 700, 90))
+	if pr := prep.(*prepared); len(pr.tiles) < 2 || pr.mosaic != nil {
+		t.Fatalf("900×700: %d tiles, mosaic %v; want several tiles and no mosaic", len(pr.tiles), pr.mosaic != nil)
+	}
+	out, score, err := prep.Trial(variant.Spec{Format: variant.FormatJPEG, Quality: 80})
+	if err != nil || out.Width != 900 || len(out.Data) == 0 || score <= 0 {
+		t.Errorf("trial: %d×%d, %d bytes, score %.1f, %v; want the whole image", out.Width, out.Height, len(out.Data), score, err)
+	}
+}
+
+// prepareSameSize prepares src for an auto-quality search at its own size.
+func prepareSameSize(t *testing.T, src []byte) transform.Prepared {
+	t.Helper()
 	info, err := proc.Probe(src)
 	if err != nil {
 		t.Fatal(err)
@@ -141,11 +145,5 @@ func TestMidSizeImagesAreTriedWhole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pr := prep.(*prepared); len(pr.tiles) < 2 || pr.mosaic != nil {
-		t.Fatalf("900×700: %d tiles, mosaic %v; want several tiles and no mosaic", len(pr.tiles), pr.mosaic != nil)
-	}
-	out, score, err := prep.Trial(variant.Spec{Format: variant.FormatJPEG, Quality: 80})
-	if err != nil || out.Width != 900 || len(out.Data) == 0 || score <= 0 {
-		t.Errorf("trial: %d×%d, %d bytes, score %.1f, %v; want the whole image", out.Width, out.Height, len(out.Data), score, err)
-	}
+	return prep
 }
