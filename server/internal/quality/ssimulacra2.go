@@ -5,6 +5,7 @@ import (
 	"image"
 	"image/draw"
 	"math"
+	"sync"
 )
 
 // SSIMULACRA2 scores how close dist looks to ref, with SSIMULACRA 2.1
@@ -38,6 +39,8 @@ type SSIMULACRA2Reference struct {
 	w, h   int
 	scales []refScale
 	terms  *termSet
+	// scratch holds *scoreScratch buffers for Score, kept between scores.
+	scratch sync.Pool
 }
 
 // refScale is the reference at one scale.
@@ -117,9 +120,7 @@ func newReference(ref image.Image, terms *termSet) (*SSIMULACRA2Reference, error
 			rs.mu.c[c] = make([]float32, x.w*x.h)
 			gaussBlur(x.c[c], x.w, x.h, tmp, rs.mu.c[c])
 			if terms.ssim[c][scale] {
-				for i, v := range x.c[c] {
-					sq[i] = v * v
-				}
+				mulInto(sq, x.c[c], x.c[c])
 				rs.s11.c[c] = make([]float32, x.w*x.h)
 				gaussBlur(sq, x.w, x.h, tmp, rs.s11.c[c])
 			}
@@ -134,12 +135,17 @@ func (r *SSIMULACRA2Reference) Score(dist image.Image) (float64, error) {
 	if dist.Bounds().Dx() != r.w || dist.Bounds().Dy() != r.h {
 		return 0, fmt.Errorf("ssimulacra2: sizes differ: %d×%d and %v", r.w, r.h, dist.Bounds().Size())
 	}
-	lin := linearPlanes(dist)
+	scratch, _ := r.scratch.Get().(*scoreScratch)
+	if scratch == nil {
+		scratch = newScoreScratch(r.w, r.h)
+	}
+	defer r.scratch.Put(scratch)
+	lin := scratch.lin[0]
+	linearPlanesInto(lin, dist)
 	sums := make([]float64, 0, 18*len(r.scales))
-	scratch := newScoreScratch(r.w * r.h) // reused by every scale
 	for scale, rs := range r.scales {
 		if scale > 0 {
-			lin = lin.half()
+			lin = lin.halfInto(scratch.lin[scale%2])
 		}
 		xyb := scratch.xyb(lin.w, lin.h)
 		positiveXYBInto(xyb, lin, r.terms.needed(2, scale))
@@ -153,13 +159,25 @@ func (r *SSIMULACRA2Reference) Score(dist image.Image) (float64, error) {
 type scoreScratch struct {
 	tmp, prod, mu2, s22, s12 []float32
 	planes                   [3][]float32
+	// lin holds the linear image at the even scales and at the odd ones.
+	lin [2]planes3
 }
 
-func newScoreScratch(n int) *scoreScratch {
-	buf := make([]float32, 8*n)
-	sc := &scoreScratch{tmp: buf[:n:n], prod: buf[n : 2*n : 2*n], mu2: buf[2*n : 3*n : 3*n], s22: buf[3*n : 4*n : 4*n], s12: buf[4*n : 5*n : 5*n]}
+func newScoreScratch(w, h int) *scoreScratch {
+	n, half := w*h, ((w+1)/2)*((h+1)/2)
+	buf := make([]float32, 11*n+3*half)
+	next := func(n int) []float32 {
+		s := buf[:n:n]
+		buf = buf[n:]
+		return s
+	}
+	sc := &scoreScratch{tmp: next(n), prod: next(n), mu2: next(n), s22: next(n), s12: next(n)}
 	for c := range 3 {
-		sc.planes[c] = buf[(5+c)*n : (6+c)*n : (6+c)*n]
+		sc.planes[c] = next(n)
+	}
+	sc.lin = [2]planes3{{w: w, h: h}, {w: (w + 1) / 2, h: (h + 1) / 2}}
+	for c := range 3 {
+		sc.lin[0].c[c], sc.lin[1].c[c] = next(n), next(half)
 	}
 	return sc
 }
@@ -206,40 +224,52 @@ var srgbToLinear = func() (t [256]float32) {
 // linearPlanes decodes an image to linear sRGB, blending alpha onto grey
 // (0.5 in sRGB's encoding) first, as the reference tool does by default.
 func linearPlanes(img image.Image) planes3 {
+	p := newPlanes3(img.Bounds().Dx(), img.Bounds().Dy())
+	linearPlanesInto(p, img)
+	return p
+}
+
+// linearPlanesInto is linearPlanes into p, of the image's size.
+func linearPlanesInto(p planes3, img image.Image) {
 	b := img.Bounds()
 	nrgba, ok := img.(*image.NRGBA)
 	if !ok || b.Min != (image.Point{}) {
 		nrgba = image.NewNRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
 		draw.Draw(nrgba, nrgba.Bounds(), img, b.Min, draw.Src)
 	}
-	p := newPlanes3(b.Dx(), b.Dy())
 	for y := range p.h {
-		row := nrgba.Pix[y*nrgba.Stride:]
+		row := nrgba.Pix[y*nrgba.Stride:][:4*p.w]
+		r, g, bl := p.c[0][y*p.w:][:p.w], p.c[1][y*p.w:][:p.w], p.c[2][y*p.w:][:p.w]
 		for x := range p.w {
-			px := row[4*x : 4*x+4]
-			for c := range 3 {
-				if px[3] == 255 {
-					p.c[c][y*p.w+x] = srgbToLinear[px[c]]
-					continue
-				}
-				a := float64(px[3]) / 255
-				p.c[c][y*p.w+x] = float32(decodeSRGB(a*float64(px[c])/255 + (1-a)*0.5))
+			px := row[4*x : 4*x+4 : 4*x+4]
+			if px[3] == 255 {
+				r[x], g[x], bl[x] = srgbToLinear[px[0]], srgbToLinear[px[1]], srgbToLinear[px[2]]
+				continue
 			}
+			a := float64(px[3]) / 255
+			blend := func(v uint8) float32 { return float32(decodeSRGB(a*float64(v)/255 + (1-a)*0.5)) }
+			r[x], g[x], bl[x] = blend(px[0]), blend(px[1]), blend(px[2])
 		}
 	}
-	return p
 }
 
 // half box-downsamples by 2, clamping at the far edges.
 func (p planes3) half() planes3 {
-	out := newPlanes3((p.w+1)/2, (p.h+1)/2)
+	return p.halfInto(newPlanes3((p.w+1)/2, (p.h+1)/2))
+}
+
+// halfInto is half into the buffers of out, resliced to the half size.
+func (p planes3) halfInto(out planes3) planes3 {
+	out.w, out.h = (p.w+1)/2, (p.h+1)/2
 	for c := range 3 {
-		in, o := p.c[c], out.c[c]
+		in, o := p.c[c], out.c[c][:out.w*out.h]
+		out.c[c] = o
 		for oy := range out.h {
 			y0, y1 := 2*oy, min(2*oy+1, p.h-1)
-			for ox := range out.w {
+			r0, r1, dst := in[y0*p.w:][:p.w], in[y1*p.w:][:p.w], o[oy*out.w:][:out.w]
+			for ox := range dst {
 				x0, x1 := 2*ox, min(2*ox+1, p.w-1)
-				o[oy*out.w+ox] = (in[y0*p.w+x0] + in[y0*p.w+x1] + in[y1*p.w+x0] + in[y1*p.w+x1]) * 0.25
+				dst[ox] = (r0[x0] + r0[x1] + r1[x0] + r1[x1]) * 0.25
 			}
 		}
 	}
@@ -280,25 +310,17 @@ func positiveXYB(lin planes3) planes3 {
 // positiveXYBInto is positiveXYB into out; without withB, the B plane (a
 // third of the cube roots) is left as it was.
 func positiveXYBInto(out, lin planes3, withB bool) {
-	r, g, b := lin.c[0], lin.c[1], lin.c[2]
-	ox, oy, ob := out.c[0][:len(r)], out.c[1][:len(r)], out.c[2][:len(r)]
-	g, b = g[:len(r)], b[:len(r)]
-	for i := range r {
-		m0 := cbrt32(max(opsin[0]*r[i]+opsin[1]*g[i]+opsin[2]*b[i]+opsinBias, 0)) + opsinBiasCbrtNeg
-		m1 := cbrt32(max(opsin[3]*r[i]+opsin[4]*g[i]+opsin[5]*b[i]+opsinBias, 0)) + opsinBiasCbrtNeg
-		y := 0.5 * (m0 + m1)
-		ox[i] = 0.5*(m0-m1)*14 + 0.42
-		oy[i] = y + 0.01
-		if withB {
-			m2 := cbrt32(max(opsin[6]*r[i]+opsin[7]*g[i]+opsin[8]*b[i]+opsinBias, 0)) + opsinBiasCbrtNeg
-			ob[i] = (m2 - y) + 0.55
-		}
+	n := len(lin.c[0])
+	ob := out.c[2][:n]
+	if !withB {
+		ob = nil
 	}
+	xybRow(out.c[0][:n], out.c[1][:n], ob, lin.c[0], lin.c[1][:n], lin.c[2][:n])
 }
 
 // gaussKernel is a normalised Gaussian with σ 1.5.
 var gaussKernel = func() []float32 {
-	const sigma, radius = 1.5, 6
+	const sigma, radius = 1.5, blurRadius
 	k := make([]float32, 2*radius+1)
 	var sum float64
 	for i := range k {
@@ -314,27 +336,23 @@ var gaussKernel = func() []float32 {
 }()
 
 // gaussBlur applies the Gaussian separably; pixels outside count as zero.
-// The kernel (radius 6) is symmetric: away from the borders each output is
-// one fused sum of tap pairs held in registers; near them, tap by tap with
-// the pixels outside left out.
+// Away from the borders each output is one fused sum of tap pairs (the
+// kernel is symmetric, see blurRowH and blurRowV); near them, tap by tap
+// with the pixels outside left out.
 func gaussBlur(in []float32, w, h int, tmp, out []float32) {
 	k := gaussKernel
-	const r = 6
-	k0, k1, k2, k3, k4, k5, k6 := k[r], k[r+1], k[r+2], k[r+3], k[r+4], k[r+5], k[r+6]
+	const r = blurRadius
 	tmp, out = tmp[:w*h], out[:w*h]
+	if w > 2*r {
+		blurRowsH(tmp, in, w)
+	}
 	for y := range h {
 		row, dst := in[y*w:(y+1)*w], tmp[y*w:(y+1)*w]
-		if w > 2*r {
-			for x := r; x < w-r; x++ {
-				v := row[x-r : x+r+1 : x+r+1]
-				dst[x] = k0*v[6] + k1*(v[5]+v[7]) + k2*(v[4]+v[8]) + k3*(v[3]+v[9]) + k4*(v[2]+v[10]) + k5*(v[1]+v[11]) + k6*(v[0]+v[12])
+		for x := 0; x < w; x++ { // the first and last blurRadius pixels
+			if x == r && w > 2*r {
+				x = w - r // blurRowsH did the interior
 			}
-		}
-		for x := range w {
-			if x >= r && x < w-r {
-				continue
-			}
-			sum := row[x] * k0
+			sum := row[x] * k[r]
 			for d := 1; d <= r; d++ {
 				if x-d >= 0 {
 					sum += k[r+d] * row[x-d]
@@ -346,23 +364,16 @@ func gaussBlur(in []float32, w, h int, tmp, out []float32) {
 			dst[x] = sum
 		}
 	}
-	rowAt := func(y int) []float32 { return tmp[y*w : (y+1)*w : (y+1)*w] }
-	for y := range h {
-		dst := out[y*w : (y+1)*w : (y+1)*w]
-		if y >= r && y < h-r {
-			c, u1, d1, u2, d2, u3, d3 := rowAt(y), rowAt(y-1), rowAt(y+1), rowAt(y-2), rowAt(y+2), rowAt(y-3), rowAt(y+3)
-			u4, d4, u5, d5, u6, d6 := rowAt(y-4), rowAt(y+4), rowAt(y-5), rowAt(y+5), rowAt(y-6), rowAt(y+6)
-			n := len(dst) // equal lengths let the compiler drop the bounds checks
-			c, u1, d1, u2, d2, u3, d3 = c[:n], u1[:n], d1[:n], u2[:n], d2[:n], u3[:n], d3[:n]
-			u4, d4, u5, d5, u6, d6 = u4[:n], d4[:n], u5[:n], d5[:n], u6[:n], d6[:n]
-			for x := range dst {
-				dst[x] = k0*c[x] + k1*(u1[x]+d1[x]) + k2*(u2[x]+d2[x]) + k3*(u3[x]+d3[x]) + k4*(u4[x]+d4[x]) + k5*(u5[x]+d5[x]) + k6*(u6[x]+d6[x])
-			}
-			continue
+	if h > 2*r {
+		blurRowsV(out, tmp, w)
+	}
+	for y := 0; y < h; y++ {
+		if y == r && h > 2*r {
+			y = h - r // blurRowsV did the interior
 		}
-		src := rowAt(y)
-		for x, v := range src {
-			dst[x] = v * k0
+		dst := out[y*w : (y+1)*w : (y+1)*w]
+		for x, v := range tmp[y*w : (y+1)*w] {
+			dst[x] = v * k[r]
 		}
 		for d := 1; d <= r; d++ {
 			kd := k[r+d]
@@ -370,9 +381,8 @@ func gaussBlur(in []float32, w, h int, tmp, out []float32) {
 				if j < 0 || j >= h {
 					continue
 				}
-				a := rowAt(j)
-				for x := range dst {
-					dst[x] += kd * a[x]
+				for x, v := range tmp[j*w : (j+1)*w] {
+					dst[x] += kd * v
 				}
 			}
 		}
@@ -387,7 +397,6 @@ func scaleScores(ref refScale, x2 planes3, terms *termSet, scale int, sc *scoreS
 	n := w * h
 	tmp, prod := sc.tmp[:n], sc.prod[:n]
 	mu2, s22, s12 := sc.mu2[:n], sc.s22[:n], sc.s12[:n]
-	const c2 = 0.0009
 	scores := make([]float64, 0, 18)
 	for c := range 3 {
 		if !terms.needed(c, scale) {
@@ -399,36 +408,14 @@ func scaleScores(ref refScale, x2 planes3, terms *termSet, scale int, sc *scoreS
 		gaussBlur(b, w, h, tmp, mu2)
 		var ssim1, ssim4, ring1, ring4, blur1, blur4 float64
 		if terms.ssim[c][scale] {
-			for i := range prod {
-				prod[i] = b[i] * b[i]
-			}
+			mulInto(prod, b, b)
 			gaussBlur(prod, w, h, tmp, s22)
-			for i := range prod {
-				prod[i] = a[i] * b[i]
-			}
+			mulInto(prod, a, b)
 			gaussBlur(prod, w, h, tmp, s12)
-			for i := range n {
-				m1, m2 := mu1[i], mu2[i]
-				numM := 1 - (m1-m2)*(m1-m2)
-				numS := 2*(s12[i]-m1*m2) + c2
-				denS := (s11[i] - m1*m1) + (s22[i] - m2*m2) + c2
-				d := max(1-float64(numM*numS/denS), 0)
-				ssim1 += d
-				ssim4 += d * d * d * d
-			}
+			ssim1, ssim4 = ssimSums(mu1, mu2[:n], s11, s22, s12)
 		}
 		if terms.edges[c][scale] {
-			a, b, mu1 := a[:n], b[:n], mu1[:n]
-			for i := range n {
-				e := float64((1+abs32(b[i]-mu2[i]))/(1+abs32(a[i]-mu1[i])) - 1)
-				if e > 0 {
-					ring1 += e
-					ring4 += e * e * e * e
-				} else {
-					blur1 -= e
-					blur4 += e * e * e * e
-				}
-			}
+			ring1, ring4, blur1, blur4 = edgeSums(a[:n], b[:n], mu1[:n], mu2[:n])
 		}
 		inv := 1 / float64(n)
 		norm4 := func(s float64) float64 { return math.Sqrt(math.Sqrt(s * inv)) }
@@ -436,8 +423,6 @@ func scaleScores(ref refScale, x2 planes3, terms *termSet, scale int, sc *scoreS
 	}
 	return scores
 }
-
-func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
 
 // ssimulacra2Weights are the published weights, in the reference's order:
 // channel (X, Y, B), scale (1:1 … 1:32), norm (1, 4), then map (SSIM,
