@@ -1,0 +1,87 @@
+package transform
+
+import (
+	"math"
+	"testing"
+
+	"github.com/imgedge/imgedge/client/variant"
+)
+
+// curvePrepared scores a quality by a curve: what a codec's score looks
+// like across its quality range, without encoding anything.
+type curvePrepared struct {
+	score  func(q int) float64
+	trials []int
+}
+
+func (c *curvePrepared) Encode(spec variant.Spec) (Output, error) {
+	return Output{Data: []byte{byte(spec.Quality)}}, nil
+}
+
+func (c *curvePrepared) Score(encoded []byte) (float64, error) {
+	return c.score(int(encoded[0])), nil
+}
+
+func (c *curvePrepared) Trial(spec variant.Spec) (Output, float64, error) {
+	c.trials = append(c.trials, spec.Quality)
+	return Output{Data: []byte{byte(spec.Quality)}}, c.score(spec.Quality), nil
+}
+
+// TestSearchFindsTheLowestPassingQuality: on curves shaped like the
+// codecs' (even slopes, steep and shallow ones, plateaus where quality
+// steps share a quantiser, a dip where WebP's scores are not monotonic),
+// the search returns a quality that meets the target, and either the step
+// below fails or the pass is within closeEnough of the target; in a few
+// trials.
+func TestSearchFindsTheLowestPassingQuality(t *testing.T) {
+	linear := func(at70 int, slope float64) func(int) float64 {
+		return func(q int) float64 { return 70 + slope*float64(q-at70) + 0.3 }
+	}
+	plateaus := func(f func(int) float64) func(int) float64 {
+		return func(q int) float64 { return f(q &^ 1) } // pairs of qualities score alike
+	}
+	tests := []struct {
+		name   string
+		format variant.Format
+		score  func(int) float64
+	}{
+		{"JPEG, typical", variant.FormatJPEG, linear(74, 0.7)},
+		{"JPEG, detailed", variant.FormatJPEG, linear(88, 0.6)},
+		{"JPEG, smooth", variant.FormatJPEG, linear(58, 0.5)},
+		{"JPEG, steep", variant.FormatJPEG, linear(70, 1.6)},
+		{"AVIF, plateaus", variant.FormatAVIF, plateaus(linear(61, 0.9))},
+		{"AVIF, low", variant.FormatAVIF, plateaus(linear(48, 0.8))},
+		{"WebP, a dip", variant.FormatWebP, func(q int) float64 {
+			s := linear(79, 0.9)(q)
+			if q == 76 {
+				s += 1.5 // scores above its neighbours
+			}
+			return s
+		}},
+		{"WebP, shallow", variant.FormatWebP, linear(83, 0.4)},
+	}
+	svc := newTestService(t, newMemStore(), &fakeProcessor{}, 1, 1)
+	target := DefaultAutoQuality.Targets[variant.FormatJPEG]
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prep := &curvePrepared{score: tt.score}
+			_, chosen, err := svc.search(prep, variant.Spec{Format: tt.format, AutoQuality: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := chosen.Quality
+			if s := tt.score(q); s < target {
+				t.Fatalf("chose q%d, which scores %.2f < %v (trials %v)", q, s, target, prep.trials)
+			}
+			if tt.score(q-1) >= target && tt.score(q)-target >= closeEnough {
+				t.Errorf("chose q%d (%.2f) where q%d passes too (%.2f) (trials %v)", q, tt.score(q), q-1, tt.score(q-1), prep.trials)
+			}
+			if len(prep.trials) > 4 {
+				t.Errorf("%d trials %v, want at most 4", len(prep.trials), prep.trials)
+			}
+		})
+	}
+	if math.IsNaN(target) {
+		t.Fatal("no JPEG target")
+	}
+}
