@@ -39,7 +39,10 @@ type Service struct {
 	proc  Processor
 	pool  *workpool.Pool
 	obs   Observer
-	group singleflight.Group
+	group singleflight.Group // builds
+	// lookups collapses identical concurrent lookups: a hot variant asked
+	// for by many callers at once costs one round of HEADs.
+	lookups singleflight.Group
 }
 
 // New returns a service. The pool bounds concurrent image work.
@@ -138,7 +141,7 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 	if err != nil {
 		return EnsureResult{}, err
 	}
-	res, done, _, err := s.lookup(ctx, bucket, key, cands)
+	res, done, err := s.sharedLookup(ctx, bucket, key, cands)
 	if err != nil || done {
 		if err == nil {
 			s.obs.Ensured(res.Outcome, res.OriginalSize, res.Size)
@@ -176,6 +179,39 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 		return res, nil
 	case <-ctx.Done():
 		return EnsureResult{}, ctx.Err()
+	}
+}
+
+// sharedLookup is lookup, shared by identical concurrent calls: a caller
+// that arrives while one is in flight takes its answer, as a CDN collapses
+// concurrent requests for one object, so the answer may be one round of
+// HEADs older than the call. The shared lookup runs on its own clock (one
+// caller giving up does not fail the others); each caller still leaves
+// when its own context ends.
+func (s *Service) sharedLookup(ctx context.Context, bucket, key string, cands []candidate) (EnsureResult, bool, error) {
+	id := bucket + "\x00" + key
+	for _, c := range cands {
+		id += "\x00" + c.key
+	}
+	type answer struct {
+		res  EnsureResult
+		done bool
+	}
+	ch := s.lookups.DoChan(id, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProcessTimeout)
+		defer cancel()
+		res, done, _, err := s.lookup(ctx, bucket, key, cands)
+		return answer{res, done}, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return EnsureResult{}, false, r.Err
+		}
+		a := r.Val.(answer)
+		return a.res, a.done, nil
+	case <-ctx.Done():
+		return EnsureResult{}, false, ctx.Err()
 	}
 }
 

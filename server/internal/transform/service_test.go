@@ -437,3 +437,67 @@ func TestAutoQualitySkipsLowQualityJPEGs(t *testing.T) {
 		t.Fatalf("%+v, %v, %d encodes", res, err, proc.runs.Load())
 	}
 }
+
+// slowHeads holds every HEAD until released, counting them.
+type slowHeads struct {
+	*memStore
+	release chan struct{}
+}
+
+func (s slowHeads) Head(ctx context.Context, b, key string) (store.ObjectInfo, error) {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return store.ObjectInfo{}, ctx.Err()
+	}
+	return s.memStore.Head(ctx, b, key)
+}
+
+// TestConcurrentHitsShareOneLookup: callers asking for the same stored
+// variant at once share one round of HEADs; one caller giving up does not
+// fail the others; a later call looks again.
+func TestConcurrentHitsShareOneLookup(t *testing.T) {
+	mem := newMemStore()
+	mem.set("a.jpg", make([]byte, 1000))
+	req := Request{Variant: variant.Request{Preset: "default"}}
+	builder := newTestService(t, mem, &fakeProcessor{ratio: 0.5}, 1, 1)
+	if res, err := builder.EnsureVariant(context.Background(), "bkt", "a.jpg", req); err != nil || res.Outcome != Created {
+		t.Fatalf("building the variant: %+v, %v", res, err)
+	}
+	st := slowHeads{memStore: mem, release: make(chan struct{})}
+	svc := newTestService(t, st, &fakeProcessor{ratio: 0.5}, 1, 1)
+	mem.heads.Store(0)
+	const callers = 8
+	impatient, giveUp := context.WithCancel(context.Background())
+	results := make(chan error, callers)
+	for i := range callers {
+		ctx := context.Background()
+		if i == 0 {
+			ctx = impatient
+		}
+		go func() {
+			res, err := svc.EnsureVariant(ctx, "bkt", "a.jpg", req)
+			if err == nil && res.Outcome != AlreadyExisted {
+				err = fmt.Errorf("outcome %v", res.Outcome)
+			}
+			results <- err
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // every caller is waiting on the held HEADs
+	giveUp()
+	if err := <-results; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the caller that gave up got %v", err)
+	}
+	close(st.release)
+	for range callers - 1 {
+		if err := <-results; err != nil {
+			t.Errorf("a caller sharing the lookup: %v", err)
+		}
+	}
+	if n := mem.heads.Load(); n != 2 {
+		t.Errorf("%d callers made %d HEADs, want 2 (the original and the variant, once)", callers, n)
+	}
+	if _, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", req); err != nil || mem.heads.Load() != 4 {
+		t.Errorf("a later call: %v, %d HEADs in all, want 4", err, mem.heads.Load())
+	}
+}
