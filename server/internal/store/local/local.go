@@ -42,7 +42,8 @@ type Store struct {
 	root *os.Root
 	// mu serialises conditional replaces (IfMatch) within this process;
 	// creates (IfNoneMatch) are atomic through link(2) across processes too.
-	mu sync.Mutex
+	mu       sync.Mutex
+	sidecars sidecarCache
 }
 
 // Open opens (creating if needed) the store rooted at dir.
@@ -86,12 +87,6 @@ func (s *Store) objectPath(bucket, key string) (string, error) {
 	if err := variant.ValidateKey(key); err != nil {
 		return "", err
 	}
-	if _, err := s.root.Stat(bucket); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("%w: %q", store.ErrBucketNotFound, bucket)
-		}
-		return "", classify(err, bucket)
-	}
 	return bucket + "/" + key, nil
 }
 
@@ -113,6 +108,36 @@ func classify(err error, key string) error {
 		return fmt.Errorf("%w: %q leads outside the store", store.ErrForbidden, key)
 	}
 	return fmt.Errorf("%w: %q: %s", store.ErrUnavailable, key, errno.Error())
+}
+
+// sidecarCache holds the sidecars read lately, by object path. An entry
+// counts only while the data file's ETag is the one its sidecar was written
+// for: a sidecar never changes while its data file stays the same (every
+// write replaces the data file, and so its ETag, first), so a hot HEAD reads
+// no sidecar. Only sidecars that matched are kept (one not written yet
+// may be on its way). Bounded: emptied when full.
+type sidecarCache struct {
+	mu sync.Mutex
+	m  map[string]sidecar
+}
+
+// sidecarCacheSize bounds the cache: a few MB of metadata at most.
+const sidecarCacheSize = 16384
+
+func (c *sidecarCache) get(p, etag string) (sidecar, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sc, ok := c.m[p]
+	return sc, ok && sc.ETag == etag
+}
+
+func (c *sidecarCache) put(p string, sc sidecar) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= sidecarCacheSize {
+		c.m = make(map[string]sidecar)
+	}
+	c.m[p] = sc
 }
 
 // sidecar is the JSON kept beside an object's data.
@@ -146,9 +171,15 @@ func (s *Store) Head(_ context.Context, bucket, key string) (store.ObjectInfo, e
 	if err != nil {
 		return store.ObjectInfo{}, err
 	}
-	return s.stat(p, key)
+	info, err := s.stat(p, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.ObjectInfo{}, s.missing(bucket, err)
+	}
+	return info, err
 }
 
+// stat reads an object's metadata: the data file's, and its sidecar's when
+// the sidecar belongs to this data file.
 func (s *Store) stat(p, key string) (store.ObjectInfo, error) {
 	fi, err := s.root.Stat(p)
 	if err != nil {
@@ -164,16 +195,29 @@ func (s *Store) stat(p, key string) (store.ObjectInfo, error) {
 		LastModified: fi.ModTime(),
 		ContentType:  mime.TypeByExtension(path.Ext(key)),
 	}
-	if raw, err := s.root.ReadFile(sidecarPath(p)); err == nil {
-		var sc sidecar
-		if json.Unmarshal(raw, &sc) == nil && sc.ETag == info.ETag {
-			info.Metadata = sc.Metadata
-			if sc.ContentType != "" {
-				info.ContentType = sc.ContentType
-			}
+	sc, ok := s.sidecars.get(p, info.ETag)
+	if !ok {
+		if raw, err := s.root.ReadFile(sidecarPath(p)); err == nil && json.Unmarshal(raw, &sc) == nil && sc.ETag == info.ETag {
+			s.sidecars.put(p, sc)
+			ok = true
+		}
+	}
+	if ok {
+		info.Metadata = sc.Metadata
+		if sc.ContentType != "" {
+			info.ContentType = sc.ContentType
 		}
 	}
 	return info, nil
+}
+
+// missing is the error for an object that is not there: the bucket's
+// absence, when that is why, or else err (the key's).
+func (s *Store) missing(bucket string, err error) error {
+	if _, berr := s.root.Stat(bucket); errors.Is(berr, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %q", store.ErrBucketNotFound, bucket)
+	}
+	return err
 }
 
 // Get reads a whole object, refusing (before reading) one larger than limit bytes.
@@ -184,7 +228,11 @@ func (s *Store) Get(_ context.Context, bucket, key string, limit int64) ([]byte,
 	}
 	f, err := s.root.Open(p)
 	if err != nil {
-		return nil, store.ObjectInfo{}, classify(err, key)
+		err = classify(err, key)
+		if errors.Is(err, store.ErrNotFound) {
+			err = s.missing(bucket, err)
+		}
+		return nil, store.ObjectInfo{}, err
 	}
 	defer f.Close()
 	info, err := s.stat(p, key)
@@ -206,6 +254,10 @@ func (s *Store) Put(_ context.Context, bucket, key string, data []byte, opts sto
 	p, err := s.objectPath(bucket, key)
 	if err != nil {
 		return store.ObjectInfo{}, err
+	}
+	if _, err := s.root.Stat(bucket); err != nil {
+		// Buckets are made by CreateBucket (or mkdir), never by a write.
+		return store.ObjectInfo{}, s.missing(bucket, classify(err, bucket))
 	}
 	if err := s.root.MkdirAll(path.Dir(p), 0o755); err != nil {
 		return store.ObjectInfo{}, classify(err, key)

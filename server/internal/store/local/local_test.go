@@ -3,6 +3,8 @@ package local
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,5 +200,35 @@ func TestWalk(t *testing.T) {
 	})
 	if len(got) != 2 {
 		t.Errorf("Walk(prefix a/) = %q", got)
+	}
+}
+
+// TestReplicasSeeEachOthersMetadata: a store remembers the sidecars it has
+// read, yet a write by another process on the same directory (a replica)
+// shows at once, and a write never creates a bucket.
+func TestReplicasSeeEachOthersMetadata(t *testing.T) {
+	a, dir := open(t)
+	b, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i, st := range []*Store{a, b, a} {
+		want := fmt.Sprint("v", i)
+		if _, err := st.Put(ctx, "demo", "a.jpg", []byte(want), store.PutOptions{Metadata: map[string]string{"k": want}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, reader := range []*Store{a, b, a, b} { // the second read of each comes from memory
+			h, err := reader.Head(ctx, "demo", "a.jpg")
+			if err != nil || h.Metadata["k"] != want {
+				t.Fatalf("after write %d: %v, %v; want metadata k=%s", i, h.Metadata, err, want)
+			}
+		}
+	}
+	if _, err := a.Put(ctx, "nobucket", "a.jpg", []byte("x"), store.PutOptions{}); !errors.Is(err, store.ErrBucketNotFound) {
+		t.Errorf("a put into a missing bucket: %v, want ErrBucketNotFound", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nobucket")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a put made the bucket: %v", err)
 	}
 }
