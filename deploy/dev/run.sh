@@ -30,7 +30,7 @@ s3() { curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$A
 echo "building"
 (cd "$root" && go build -o "$work/imgedge-server" ./server && go build -o "$work/imgedge-edge-sim" ./edgeadapter/cmd/imgedge-edge-sim && go build -o "$work/imgedge" ./client/cmd/imgedge)
 
-"$root/.bin/versitygw" --port "$S3" posix "$work/s3" >"$work/versitygw.log" 2>&1 & pids+=($!)
+"$root/.bin/versitygw" --port "$S3" --keep-alive posix "$work/s3" >"$work/versitygw.log" 2>&1 & pids+=($!)
 wait_port "$S3"
 s3 -X PUT "http://$S3/demo" >/dev/null || true # exists already on a second run
 for f in "$root"/deploy/dev/samples/photos/*; do

@@ -328,7 +328,7 @@ func stores(t *testing.T, f func(t *testing.T, st transform.Store, put func(key 
 	t.Run("s3", func(t *testing.T) {
 		srv := s3test.Start(t)
 		srv.CreateBucket(t, bucket)
-		st := s3store.NewFromClient(srv.Client())
+		st := s3store.NewFromClient(srv.Client(s3store.ServiceOptions))
 		f(t, st, putVia(t, st), getVia(t, st))
 	})
 }

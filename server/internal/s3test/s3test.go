@@ -48,7 +48,9 @@ func Start(t testing.TB) *Server {
 	}
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	cmd := exec.Command(bin, "--port", addr, "posix", dir)
+	// Keep-alive as every S3 endpoint has it (versitygw closes each
+	// connection after one request otherwise: a TCP handshake per call).
+	cmd := exec.Command(bin, "--port", addr, "--keep-alive", "posix", dir)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey)
 	logFile, err := os.Create(filepath.Join(t.TempDir(), "versitygw.log"))
 	if err != nil {
@@ -79,14 +81,15 @@ func Start(t testing.TB) *Server {
 	return &Server{Endpoint: "http://" + addr, Dir: dir, cmd: cmd}
 }
 
-// Client returns an S3 client for the server.
-func (s *Server) Client() *s3.Client {
+// Client returns an S3 client for the server, with opts applied (such as
+// the store's ServiceOptions, to measure the client the service builds).
+func (s *Server) Client(opts ...func(*s3.Options)) *s3.Client {
 	return s3.New(s3.Options{
 		Region:       Region,
 		BaseEndpoint: aws.String(s.Endpoint),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
-	})
+	}, opts...)
 }
 
 // CreateBucket creates a bucket.

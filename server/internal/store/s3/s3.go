@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -59,8 +60,25 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.UsePathStyle = cfg.PathStyle
-	})
+	}, ServiceOptions)
 	return &Store{client: client, readyBuckets: cfg.ReadinessBuckets}, nil
+}
+
+// idleConnsPerHost is how many keep-alive connections to the endpoint the
+// client keeps: every hit is two concurrent HEADs, so a burst of callers
+// needs tens of them at once. The SDK keeps 10, and each call beyond that
+// opens a connection that is closed again when it returns (a handshake on
+// both sides, and the tail latency that goes with it).
+const idleConnsPerHost = 128
+
+// ServiceOptions tunes a client for a service that calls one endpoint from
+// many goroutines: enough idle connections for its concurrency (New
+// applies it; a caller building its own client should too).
+func ServiceOptions(o *s3.Options) {
+	o.HTTPClient = awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = max(t.MaxIdleConns, idleConnsPerHost)
+		t.MaxIdleConnsPerHost = idleConnsPerHost
+	})
 }
 
 // NewFromClient wraps an existing client; Ping HEADs readinessBuckets.
