@@ -222,7 +222,7 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	if os.Getenv("IMGEDGE_VERSITYGW") != "" || fileExists(filepath.Join("..", "..", ".bin", "versitygw")) {
 		srv := s3test.Start(t)
 		srv.CreateBucket(t, bucket)
-		st := s3store.NewFromClient(srv.Client())
+		st := s3store.NewFromClient(srv.Client(s3store.ServiceOptions))
 		env.putS3 = func(k string, d []byte) { putVia(t, st)(k, d) }
 		env.s3 = start(st)
 	}
@@ -270,12 +270,22 @@ func TestBenchmarkReport(t *testing.T) {
 		}
 		coldSeq[fmt.Sprint("local", ci)] = &atomic.Int64{}
 		coldSeq[fmt.Sprint("s3", ci)] = &atomic.Int64{}
-		env.putLoc(fmt.Sprintf("hot/%d.jpg", ci), src)
-		if env.putS3 != nil {
-			env.putS3(fmt.Sprintf("hot/%d.jpg", ci), src)
+		if ci > 0 {
+			continue // the hot rows ask for the first case's variant
+		}
+		for k := range hotKeys {
+			env.putLoc(hotKey(ci, k), src)
+			if env.putS3 != nil {
+				env.putS3(hotKey(ci, k), src)
+			}
 		}
 	}
 	ctx := context.Background()
+	for _, c := range []*client.Client{env.local, env.s3} {
+		if c != nil {
+			warmHot(ctx, t, c, cases[0], 0)
+		}
+	}
 	for round := range rounds {
 		for ci, bc := range cases {
 			src := bc.source()
@@ -315,15 +325,19 @@ func TestBenchmarkReport(t *testing.T) {
 					}{"EnsureVariant cold, versitygw", coldOp(ctx, env.s3, bc, ci, "s3", coldSeq)})
 				}
 				if ci == 0 {
-					paths = append(paths, struct {
-						name string
-						op   func(i int64) error
-					}{"EnsureVariant hot, local", hotOp(ctx, env.local, bc, ci)})
-					if env.s3 != nil {
-						paths = append(paths, struct {
-							name string
-							op   func(i int64) error
-						}{"EnsureVariant hot, versitygw", hotOp(ctx, env.s3, bc, ci)})
+					for _, hot := range []struct {
+						store string
+						c     *client.Client
+					}{{"local", env.local}, {"versitygw", env.s3}} {
+						if hot.c == nil {
+							continue
+						}
+						for _, keys := range []int{1, hotKeys} {
+							paths = append(paths, struct {
+								name string
+								op   func(i int64) error
+							}{hotPath(hot.store, keys), hotOp(ctx, hot.c, bc, ci, keys)})
+						}
 					}
 				}
 				for _, p := range paths {
@@ -350,7 +364,8 @@ func TestBenchmarkReport(t *testing.T) {
 		out := results[key{"out", bc.name, 0}]
 		for _, conc := range []int{1, cores, 4 * cores} {
 			base := results[key{"in-process libvips", bc.name, conc}]
-			for _, p := range []string{"in-process libvips", "Transform (gRPC)", "EnsureVariant cold, local", "EnsureVariant cold, versitygw", "EnsureVariant hot, local", "EnsureVariant hot, versitygw"} {
+			for _, p := range []string{"in-process libvips", "Transform (gRPC)", "EnsureVariant cold, local", "EnsureVariant cold, versitygw",
+				hotPath("local", 1), hotPath("local", hotKeys), hotPath("versitygw", 1), hotPath("versitygw", hotKeys)} {
 				c := results[key{p, bc.name, conc}]
 				if c == nil || c.ops == 0 {
 					continue
@@ -395,17 +410,43 @@ func coldOp(ctx context.Context, c *client.Client, bc benchCase, ci int, store s
 	}
 }
 
-func hotOp(ctx context.Context, c *client.Client, bc benchCase, ci int) func(int64) error {
-	req := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: fmt.Sprintf("hot/%d.jpg", ci), Variant: bc.wire}
-	var once sync.Once
-	return func(int64) error {
-		var err error
-		once.Do(func() { _, err = c.EnsureVariant(ctx, req) })
-		if err != nil {
-			return err
+// hotKeys is how many originals the hot rows spread their calls over: one
+// key shows a single hot image, whose concurrent lookups are shared; many
+// show a working set of hot images, each call its own round of HEADs.
+const hotKeys = 64
+
+func hotKey(ci, k int) string { return fmt.Sprintf("hot/%d/%02d.jpg", ci, k) }
+
+func hotPath(store string, keys int) string {
+	if keys == 1 {
+		return "EnsureVariant hot, " + store + ", one key"
+	}
+	return fmt.Sprintf("EnsureVariant hot, %s, %d keys", store, keys)
+}
+
+// hotOp asks, call after call, for variants that exist, round-robin over
+// the first keys originals (warmHot built them).
+func hotOp(ctx context.Context, c *client.Client, bc benchCase, ci, keys int) func(int64) error {
+	reqs := make([]*imgedgev1.EnsureVariantRequest, keys)
+	for k := range reqs {
+		reqs[k] = &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: hotKey(ci, k), Variant: bc.wire}
+	}
+	return func(i int64) error {
+		resp, err := c.EnsureVariant(ctx, reqs[i%int64(keys)])
+		if err == nil && resp.GetOutcome() != imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED {
+			return fmt.Errorf("hot call %d: %v", i, resp.GetOutcome())
 		}
-		_, err = c.EnsureVariant(ctx, req)
 		return err
+	}
+}
+
+// warmHot builds the variants the hot rows ask for.
+func warmHot(ctx context.Context, t *testing.T, c *client.Client, bc benchCase, ci int) {
+	for k := range hotKeys {
+		req := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: hotKey(ci, k), Variant: bc.wire}
+		if _, err := c.EnsureVariant(ctx, req); err != nil {
+			t.Fatalf("building %s: %v", req.Key, err)
+		}
 	}
 }
 
