@@ -1,7 +1,9 @@
 // Package quality measures how an encoded image looks next to its source:
 // SSIMULACRA 2.1, the perceptual metric that auto-quality searches on, and
-// a JPEG's encoder quality estimated from its quantisation tables. Pure Go:
-// pixels come from the imaging package, which decodes with libvips.
+// a JPEG's encoder quality estimated from its quantisation tables. Go, no
+// cgo: pixels come from the imaging package, which decodes with libvips.
+// The score's inner loops have 8-lane AVX2 versions (kernels_simd.go,
+// built with GOEXPERIMENT=simd) beside the scalar ones (kernels.go).
 package quality
 
 import "encoding/binary"
