@@ -35,7 +35,7 @@ type ObjectInfo struct {
 	ETag         string // quoted, as S3 reports it
 	ContentType  string
 	LastModified time.Time
-	Metadata     map[string]string // user metadata, lower-case keys
+	Metadata     map[string]string // user metadata, lower-case keys; read-only (a store may share it between calls)
 }
 
 // PutOptions qualify a write.
