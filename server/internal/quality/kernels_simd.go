@@ -8,13 +8,13 @@ import "simd/archsimd"
 // FMA, the score's inner loops run eight pixels at a time; the tails of
 // rows shorter than a vector run the scalar loops.
 func init() {
-	if archsimd.X86.AVX2() && archsimd.X86.FMA() {
+	if simdKernels() {
 		blurRowsH, blurRowsV, mulInto = blurRowsHAVX2, blurRowsVAVX2, mulIntoAVX2
 		xybRow, ssimSums, edgeSums = xybRowAVX2, ssimSumsAVX2, edgeSumsAVX2
 	}
 }
 
-// simdKernels reports whether the 8-lane kernels are in use.
+// simdKernels reports whether the 8-lane kernels can run (and so do).
 func simdKernels() bool { return archsimd.X86.AVX2() && archsimd.X86.FMA() }
 
 type f32x8 = archsimd.Float32x8
