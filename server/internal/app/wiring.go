@@ -42,6 +42,7 @@ func NewProcessor(cfg config.Config) *imaging.Processor {
 	if cfg.MozJPEG {
 		ic.JPEG = imaging.MozJPEG
 	}
+	ic.JPEG.Progressive = cfg.JPEGProgressive
 	return imaging.New(ic)
 }
 

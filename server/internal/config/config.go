@@ -46,6 +46,7 @@ type Config struct {
 	AutoWebP        bool          `yaml:"auto_webp"`
 	KeepMetadata    bool          `yaml:"keep_metadata"`
 	MozJPEG         bool          `yaml:"mozjpeg"`
+	JPEGProgressive bool          `yaml:"jpeg_progressive"`
 	CacheControl    string        `yaml:"variant_cache_control"`
 	MinSaving       float64       `yaml:"min_saving"`
 	MaxSourceBytes  Bytes         `yaml:"max_source_bytes"`
@@ -126,6 +127,7 @@ func Default() Config {
 		AVIFQuality:     50,
 		AVIFSpeed:       -1,
 		MozJPEG:         true,
+		JPEGProgressive: true,
 		AutoAVIF:        true,
 		AutoWebP:        true,
 		MinSaving:       0.05,
@@ -186,7 +188,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AutoAVIF, "auto-avif", c.AutoAVIF, "format auto may choose AVIF")
 	fs.BoolVar(&c.AutoWebP, "auto-webp", c.AutoWebP, "format auto may choose WebP")
 	fs.BoolVar(&c.KeepMetadata, "keep-metadata", c.KeepMetadata, "keep EXIF/XMP metadata in variants")
-	fs.BoolVar(&c.MozJPEG, "mozjpeg", c.MozJPEG, "encode JPEG with mozjpeg's trellis quantisation, deringing and quant table 3 (8 % fewer bytes at equal SSIMULACRA2)")
+	fs.BoolVar(&c.MozJPEG, "mozjpeg", c.MozJPEG, "encode JPEG with mozjpeg's trellis quantisation, deringing and quant table 5, chroma subsampled below q95")
+	fs.BoolVar(&c.JPEGProgressive, "jpeg-progressive", c.JPEGProgressive, "make every JPEG progressive, scans optimised per image (fewer bytes at equal quality, more encode CPU)")
 	fs.StringVar(&c.CacheControl, "variant-cache-control", c.CacheControl, "Cache-Control stored on variants (originals keep their own)")
 	fs.Float64Var(&c.MinSaving, "min-saving", c.MinSaving, "fraction of the original's size a variant must save to be served")
 	fs.Var(&c.MaxSourceBytes, "max-source-bytes", "largest original, in bytes (suffixes KiB, MiB, GiB)")

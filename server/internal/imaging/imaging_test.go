@@ -251,3 +251,57 @@ func TestAVIFSpeedBySize(t *testing.T) {
 		t.Error("a configured speed is not kept")
 	}
 }
+
+// jpegFrame reads a JPEG's frame header: whether it is progressive (SOF2)
+// and the luma component's sampling factors (0x22: chroma 4:2:0, 0x11: full).
+func jpegFrame(t *testing.T, data []byte) (progressive bool, lumaSampling byte) {
+	t.Helper()
+	for i := 2; i+9 < len(data); {
+		if data[i] != 0xFF {
+			t.Fatalf("no marker at offset %d", i)
+		}
+		marker, length := data[i+1], int(data[i+2])<<8|int(data[i+3])
+		if marker == 0xC0 || marker == 0xC1 || marker == 0xC2 {
+			return marker == 0xC2, data[i+11]
+		}
+		i += 2 + length
+	}
+	t.Fatal("no frame header")
+	return false, 0
+}
+
+func TestJPEGTuning(t *testing.T) {
+	src := testimages.JPEG(320, 240, 95)
+	for _, c := range []struct {
+		name            string
+		tuning          JPEGTuning
+		spec            variant.Spec
+		wantProgressive bool
+		wantSampling    byte
+	}{
+		{"plain q80", JPEGTuning{}, variant.Spec{Quality: 80}, false, 0x22},
+		{"plain q90: libvips keeps full chroma", JPEGTuning{}, variant.Spec{Quality: 90}, false, 0x11},
+		{"spec asks progressive", JPEGTuning{}, variant.Spec{Quality: 80, Progressive: true}, true, 0x22},
+		{"mozjpeg q90 subsamples", MozJPEG, variant.Spec{Quality: 90}, false, 0x22},
+		{"mozjpeg q94 subsamples", MozJPEG, variant.Spec{Quality: 94}, false, 0x22},
+		{"mozjpeg q95 keeps full chroma", MozJPEG, variant.Spec{Quality: 95}, false, 0x11},
+		{"progressive by default", JPEGTuning{Progressive: true}, variant.Spec{Quality: 80}, true, 0x22},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := New(Config{JPEG: c.tuning})
+			info, err := p.Probe(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.spec.Format = variant.FormatJPEG
+			out, err := p.Process(src, transform.Operation{Spec: c.spec, Source: info})
+			if err != nil {
+				t.Fatal(err)
+			}
+			progressive, sampling := jpegFrame(t, out.Data)
+			if progressive != c.wantProgressive || sampling != c.wantSampling {
+				t.Errorf("progressive %v, luma sampling %#x; want %v, %#x", progressive, sampling, c.wantProgressive, c.wantSampling)
+			}
+		})
+	}
+}

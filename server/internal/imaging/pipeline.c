@@ -170,7 +170,8 @@ static int save(VipsImage *img, const imgedge_opts *o, void **out, size_t *outle
 		return vips_jpegsave_buffer(img, out, outlen, "Q", o->quality, "strip", strip,
 			"interlace", o->interlace, "optimize_coding", TRUE,
 			"trellis_quant", o->trellis, "overshoot_deringing", o->deringing,
-			"optimize_scans", o->interlace, "quant_table", o->quant_table, NULL);
+			"optimize_scans", o->interlace, "quant_table", o->quant_table,
+			"subsample_mode", o->subsample, NULL);
 	}
 }
 

@@ -31,6 +31,7 @@ typedef struct {
 	int format;         // IMGEDGE_*
 	int quality, interlace, effort;
 	int trellis, deringing, quant_table; // mozjpeg's encoder settings
+	int subsample;      // JPEG chroma: VipsForeignSubsample
 	int flatten;        // composite alpha onto white (formats without alpha)
 	int keep_metadata;  // keep EXIF/XMP/IPTC (never on by default)
 } imgedge_opts;

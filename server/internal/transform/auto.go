@@ -181,7 +181,7 @@ type searchModel struct {
 }
 
 var searchModels = map[variant.Format]searchModel{
-	variant.FormatJPEG: {at70: 70, slope: 0.55, climb: 1.0},
+	variant.FormatJPEG: {at70: 65, slope: 0.5, climb: 0.8},
 	variant.FormatWebP: {at70: 77, slope: 1.0, climb: 1.3},
 	variant.FormatAVIF: {at70: 62, slope: 0.85, climb: 0.85},
 }
