@@ -66,6 +66,7 @@ func TestSavingsReport(t *testing.T) {
 	}
 	type total struct {
 		before, after int64
+		savings       []float64 // per image
 		scores        []float64
 		cpu           time.Duration
 	}
@@ -123,6 +124,7 @@ func TestSavingsReport(t *testing.T) {
 			}
 			totals[i].before += int64(len(src))
 			totals[i].after += size
+			totals[i].savings = append(totals[i].savings, 1-float64(size)/float64(len(src)))
 			totals[i].scores = append(totals[i].scores, score)
 			totals[i].cpu += took
 			fmt.Fprintf(&b, " %d B (%.1f%%,%s%s %.1f, %.2f s) |", size, 100*(1-float64(size)/float64(len(src))), kept, q, score, took.Seconds())
@@ -132,6 +134,10 @@ func TestSavingsReport(t *testing.T) {
 	fmt.Fprint(&b, "| **total** | |")
 	for _, tot := range totals {
 		fmt.Fprintf(&b, " %d B (**%.1f%%**) |", tot.after, 100*(1-float64(tot.after)/float64(tot.before)))
+	}
+	fmt.Fprint(&b, "\n| **mean saving per image** | |")
+	for _, tot := range totals {
+		fmt.Fprintf(&b, " %.1f%% |", 100*mean(tot.savings))
 	}
 	fmt.Fprint(&b, "\n| **SSIMULACRA2 mean / worst, CPU** | |")
 	for _, tot := range totals {
