@@ -255,9 +255,19 @@ func runSweepChild(t *testing.T, cases []shapeCase, from string) {
 	out.Flush()
 }
 
+// sweepProc encodes as the service does by default — mozjpeg's settings
+// (chroma 4:2:0 below q95) and progressive JPEG with optimised scans — so
+// that the sweep runs the real pipeline.
+var sweepProc = func() *Processor {
+	jpeg := MozJPEG
+	jpeg.Progressive = true
+	return New(Config{AVIFSpeed: 8, JPEG: jpeg})
+}()
+
 // checkShape runs one case: a valid image gets a variant of the expected
 // size, or a clear refusal when the output format cannot hold it.
 func checkShape(c shapeCase, data []byte) error {
+	proc := sweepProc
 	info, err := proc.Probe(data)
 	if err != nil {
 		return fmt.Errorf("Probe: %w", err)
