@@ -137,7 +137,7 @@ func (s *Service) search(prep Prepared, spec variant.Spec) (Output, variant.Spec
 		} else {
 			fail, lo = last, q+1
 		}
-		q = min(max(m.next(pass, fail, before, target), lo), hi)
+		q = within(m.next(pass, fail, before, target), lo, hi)
 		before = last
 	}
 	if !found { // even the search's best guess fell short: the top of the range
@@ -152,6 +152,19 @@ func (s *Service) search(prep Prepared, spec variant.Spec) (Output, variant.Spec
 		return out, chosen, err
 	}
 	return out, chosen, nil
+}
+
+// within keeps the next quality in the open bracket [lo, hi]. A guess
+// above it is an extrapolation past what the model vouches for (a score far
+// below the target, where the codec's curve steepens): the middle of the
+// bracket is tried rather than its top, the costliest encode of the range
+// and rarely the answer. A guess below it tries the bottom: that encode is
+// cheap, and for an easy image it is the answer.
+func within(q, lo, hi int) int {
+	if q > hi {
+		return (lo + hi + 1) / 2
+	}
+	return max(q, lo)
 }
 
 // scored is one quality tried and its score.

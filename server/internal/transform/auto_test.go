@@ -85,3 +85,36 @@ func TestSearchFindsTheLowestPassingQuality(t *testing.T) {
 		t.Fatal("no JPEG target")
 	}
 }
+
+// A detailed photo scores far below the target at the first trial, where a
+// straight line from it leaps past the top of the range; the search tries
+// the middle of what is left rather than the range's costliest encode.
+func TestSearchDoesNotLeapToTheTop(t *testing.T) {
+	// Measured JPEG scores of the 24 MP sample photo at 720 px: the curve
+	// steepens towards the top.
+	measured := []float64{25.3, 32.5, 36.4, 40.0, 46.0, 49.5, 54.2, 59.4, 64.6, 70.6, 77.6, 86.7} // q40, 45, … 95
+	score := func(q int) float64 {
+		i, f := (q-40)/5, float64((q-40)%5)/5
+		if i >= len(measured)-1 {
+			return measured[len(measured)-1]
+		}
+		return measured[i] + f*(measured[i+1]-measured[i])
+	}
+	svc := newTestService(t, newMemStore(), &fakeProcessor{}, 1, 1)
+	prep := &curvePrepared{score: score}
+	_, chosen, err := svc.search(prep, variant.Spec{Format: variant.FormatJPEG, AutoQuality: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := score(chosen.Quality); s < 70 || score(chosen.Quality-1) >= 70 && s-70 >= closeEnough {
+		t.Errorf("chose q%d (%.1f), trials %v", chosen.Quality, s, prep.trials)
+	}
+	for _, q := range prep.trials {
+		if q == DefaultAutoQuality.MaxQuality {
+			t.Errorf("tried the top of the range: trials %v", prep.trials)
+		}
+	}
+	if len(prep.trials) > 4 {
+		t.Errorf("%d trials %v, want at most 4", len(prep.trials), prep.trials)
+	}
+}
