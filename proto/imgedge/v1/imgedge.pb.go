@@ -304,7 +304,9 @@ type VariantSpec struct {
 	// Encoder quality 1–100. Absent: the preset's quality, or the format's
 	// configured default.
 	Quality *uint32 `protobuf:"varint,6,opt,name=quality,proto3,oneof" json:"quality,omitempty"`
-	// Progressive (interlaced) JPEG. Ignored for other formats.
+	// Progressive (interlaced) JPEG, whatever the server's default (its
+	// --jpeg-progressive, on by default, makes every JPEG progressive; this
+	// field then changes only the key). Ignored for other formats.
 	Progressive bool `protobuf:"varint,7,opt,name=progressive,proto3" json:"progressive,omitempty"`
 	// Search the lowest encoder quality whose perceptual score (SSIMULACRA2
 	// against the resized source, as a viewer sees both) meets the server's
