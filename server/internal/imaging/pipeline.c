@@ -209,6 +209,33 @@ static int load(const void *buf, size_t len, int shrink, VipsImage **out) {
 	return *out ? 0 : -1;
 }
 
+// libvips' reducers take factors up to 1,000,000, and a source within the
+// pixel limit can need more (1×50,000,000 to one pixel: 50 million): past
+// max_reduce, resize box-shrinks by a whole factor first, so that what is
+// left is an ordinary resize.
+static const double max_reduce = 100000.0;
+
+static int pre_shrink_factor(double scale) {
+	double factor = 1.0 / scale;
+	return factor > max_reduce ? (int) (factor / max_reduce) + 1 : 1;
+}
+
+// resize scales in by hscale × vscale (Lanczos 3), in two steps for the
+// factors a single reducer cannot take.
+static int resize(VipsImage *in, VipsImage **out, double hscale, double vscale) {
+	int hpre = pre_shrink_factor(hscale), vpre = pre_shrink_factor(vscale);
+	VipsImage *shrunk;
+	int rc;
+
+	if (hpre == 1 && vpre == 1)
+		return vips_resize(in, out, hscale, "vscale", vscale, NULL);
+	if (vips_shrink(in, &shrunk, hpre, vpre, NULL))
+		return -1;
+	rc = vips_resize(shrunk, out, hscale * hpre, "vscale", vscale * vpre, NULL);
+	g_object_unref(shrunk);
+	return rc;
+}
+
 int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
 	void **out, size_t *outlen, int *ow, int *oh, int *obands) {
 	VipsImage *base = vips_image_new();
@@ -246,7 +273,7 @@ int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
 			goto done;
 		img = t[1];
 	}
-	if (vips_resize(img, &t[2], hscale, "vscale", vscale, NULL))
+	if (resize(img, &t[2], hscale, vscale))
 		goto done;
 	img = t[2];
 	if (alpha) {

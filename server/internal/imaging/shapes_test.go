@@ -383,3 +383,24 @@ func onebitPNG(w, h int) []byte {
 	}
 	return buf.Bytes()
 }
+
+// A source within the pixel limit can need a larger shrink than libvips'
+// reducers take (1,000,000): 1×2,000,000 to one pixel. It is resized in two
+// steps, not refused.
+func TestShrinkPastTheReducersLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("decodes a 2-megapixel column")
+	}
+	for _, input := range []string{"png", "gray1"} {
+		src := shapeImage(input, 1, 2_000_000)
+		for _, spec := range []variant.Spec{
+			{Width: 320, Height: 1, Fit: variant.FitInside}, // to 1×1
+			{Width: 320, Height: 1, Fit: variant.FitFill},   // to 320×1
+			{Height: 2}, // to 1×2
+		} {
+			if err := checkShape(shapeCase{w: 1, h: 2_000_000, input: input, format: variant.FormatPNG, spec: spec}, src); err != nil {
+				t.Errorf("%s %+v: %v", input, spec, err)
+			}
+		}
+	}
+}
