@@ -329,7 +329,7 @@ int imgedge_viewed(const void *buf, size_t len, int width, int height, int bands
 	if (width > 0)
 		t[0] = from_raw(buf, len, width, height, bands);
 	else
-		t[0] = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_WARNING, NULL);
+		t[0] = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
 	if (!t[0] || to_srgb(t[0], &t[1]))
 		goto done;
 	img = t[1];
