@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"image"
 	"image/png"
 	"math"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/quality"
 	"github.com/imgedge/imgedge/server/internal/store/local"
+	"github.com/imgedge/imgedge/server/internal/testimages"
 	"github.com/imgedge/imgedge/server/internal/transform"
 	"github.com/imgedge/imgedge/server/internal/workpool"
 )
@@ -304,7 +304,7 @@ func writeEncoderComparison(t *testing.T, b *strings.Builder, proc transform.Pro
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := ref.Score(decodePNGFile(t, pngOf(f)))
+			s, err := ref.Score(testimages.DecodeFile(t, pngOf(f)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -329,7 +329,7 @@ func writeEncoderComparison(t *testing.T, b *strings.Builder, proc transform.Pro
 	fmt.Fprint(b, "| image | Debian q50 | Debian q60 | Debian q70 | Debian q80 | Debian q90 | mean, scores 55–85 | at score 70 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	var all, at70 []float64
 	for _, d := range dirs {
-		refImg := decodePNGFile(t, filepath.Join(d, "ref.png"))
+		refImg := testimages.DecodeFile(t, filepath.Join(d, "ref.png"))
 		ref, err := quality.NewSSIMULACRA2Reference(refImg)
 		if err != nil {
 			t.Fatal(err)
@@ -408,18 +408,4 @@ func mean(v []float64) float64 {
 		s += x
 	}
 	return s / float64(len(v))
-}
-
-func decodePNGFile(t *testing.T, path string) image.Image {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return img
 }

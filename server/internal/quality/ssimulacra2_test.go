@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/imgedge/imgedge/server/internal/testimages"
 )
 
 // referenceDir holds the reference scores for the shared corpus and the
@@ -58,12 +60,12 @@ func TestSSIMULACRA2MatchesTheReference(t *testing.T) {
 		}
 		ref, ok := refs[name]
 		if !ok {
-			if ref, err = NewSSIMULACRA2Reference(decodePNG(t, filepath.Join(out, name, "ref.png"))); err != nil {
+			if ref, err = NewSSIMULACRA2Reference(testimages.DecodeFile(t, filepath.Join(out, name, "ref.png"))); err != nil {
 				t.Fatal(err)
 			}
 			refs[name] = ref
 		}
-		got, err := ref.Score(decodePNG(t, encoded+".png"))
+		got, err := ref.Score(testimages.DecodeFile(t, encoded+".png"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,20 +80,6 @@ func TestSSIMULACRA2MatchesTheReference(t *testing.T) {
 		t.Errorf("only %.0f pairs compared", compared)
 	}
 	t.Logf("%.0f pairs within ±%.2f of the reference SSIMULACRA2", compared, worstDelta)
-}
-
-func decodePNG(t *testing.T, path string) image.Image {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return img
 }
 
 func TestSSIMULACRA2Properties(t *testing.T) {

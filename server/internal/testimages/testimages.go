@@ -13,6 +13,8 @@ import (
 	"image/png"
 	"math"
 	"math/rand/v2"
+	"os"
+	"testing"
 )
 
 // Quadrant colours of Photo: top-left, top-right, bottom-left, bottom-right.
@@ -165,6 +167,21 @@ func writeChunk(buf *bytes.Buffer, typ string, data []byte) {
 // that do not trust the encoder under test.
 func Decode(data []byte) (image.Image, string, error) {
 	return image.Decode(bytes.NewReader(data))
+}
+
+// DecodeFile decodes a JPEG or PNG file (a reference rendition, a decoded
+// encode), failing t when it cannot.
+func DecodeFile(t testing.TB, path string) image.Image {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _, err := Decode(data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img
 }
 
 // MeanAbsDiff is the mean absolute difference per channel (0–255) between
