@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -223,6 +225,40 @@ func TestResizeKeepsPixels(t *testing.T) {
 	_, jpg := run(t, src, variant.Spec{Format: variant.FormatJPEG, Quality: 80})
 	if d := testimages.MeanAbsDiff(orig, jpg); d > 6 {
 		t.Errorf("q80 re-encode differs from the source by %.2f per channel", d)
+	}
+}
+
+// A CMYK JPEG as print workflows and Photoshop write it (Adobe marker,
+// inverted channels, no ICC profile) comes out as sRGB with the colours of
+// its RGB twin: testdata holds both, made from the same 96×78 pixels. A
+// decode that missed the inversion is 135 levels per channel off; the round
+// trip through CMYK and libvips' fallback profile costs 12–14.
+func TestCMYKSource(t *testing.T) {
+	cmyk, err := os.ReadFile(filepath.Join("testdata", "cmyk.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin, err := os.ReadFile(filepath.Join("testdata", "cmyk-rgb-twin.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := proc.Probe(cmyk)
+	if err != nil || info.Bands != 4 {
+		t.Fatalf("Probe = %+v, %v; want a 4-band JPEG", info, err)
+	}
+	_, want := run(t, twin, variant.Spec{Format: variant.FormatPNG})
+	for _, f := range []variant.Format{variant.FormatJPEG, variant.FormatWebP, variant.FormatAVIF, variant.FormatPNG} {
+		out, _ := run(t, cmyk, variant.Spec{Format: f})
+		got, err := proc.Probe(out.Data)
+		if err != nil || got.Bands != 3 {
+			t.Errorf("%s: the output is %+v, %v; want 3-band sRGB", f, got, err)
+			continue
+		}
+		// Every format decoded the same way for the comparison.
+		_, img := run(t, out.Data, variant.Spec{Format: variant.FormatPNG})
+		if d := testimages.MeanAbsDiff(want, img); d > 20 {
+			t.Errorf("%s: differs from the RGB twin by %.1f per channel", f, d)
+		}
 	}
 }
 
