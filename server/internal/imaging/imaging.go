@@ -21,10 +21,12 @@ import "C"
 
 import (
 	"bytes"
+	_ "embed" // the HEVC probe image
 	"fmt"
 	"image"
 	"image/jpeg"
 	"math"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -175,6 +177,9 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 	}
 	if h.width <= 0 || h.height <= 0 {
 		return transform.ImageInfo{}, fmt.Errorf("%w: the %s header has no dimensions", transform.ErrUnsupportedImage, name)
+	}
+	if C.GoString(&h.compression[0]) == "hevc" && !decodesHEVC() {
+		return transform.ImageInfo{}, fmt.Errorf("%w: a HEIC image (HEIF coded with HEVC), which this service's libvips cannot decode (it has no HEVC decoder): store it as JPEG, PNG, WebP or AVIF", transform.ErrUnsupportedImage)
 	}
 	orientation := int(h.orientation)
 	if orientation < 1 || orientation > 8 {
@@ -346,6 +351,23 @@ func cbool(b bool) C.int {
 	}
 	return 0
 }
+
+// hevcProbe is a 16×16 black HEIC (HEVC-coded HEIF, made by libheif with
+// x265).
+//
+//go:embed hevc-probe.heic
+var hevcProbe []byte
+
+// decodesHEVC reports whether libvips can decode HEVC, the codec of the
+// HEIC photos phones take. The build the Makefile installs (sharp's) has no
+// HEVC decoder, Debian's has one (libde265). A HEIC's header reads either
+// way, and the decode would fail only once the job had been admitted, with
+// libheif's plugin message: Probe asks this instead, once per process.
+var decodesHEVC = sync.OnceValue(func() bool {
+	opts := C.imgedge_opts{width: 16, height: 16, shrink: 1, format: C.IMGEDGE_RAW}
+	_, _, err := execute(hevcProbe, &opts)
+	return err == nil
+})
 
 // selfTestJPEG is an 8×8 grey baseline JPEG, made by the standard library's
 // encoder so that libvips decodes it without a single warning.

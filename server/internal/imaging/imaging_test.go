@@ -8,6 +8,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -259,6 +260,34 @@ func TestCMYKSource(t *testing.T) {
 		if d := testimages.MeanAbsDiff(want, img); d > 20 {
 			t.Errorf("%s: differs from the RGB twin by %.1f per channel", f, d)
 		}
+	}
+}
+
+// A HEIC photo (HEVC-coded HEIF) is decoded when libvips has an HEVC
+// decoder (Debian's build), and refused at Probe, saying why, when it has
+// none (sharp's build, the default) — never accepted by Probe and then
+// failed by the decode.
+func TestHEICAnswersAtProbe(t *testing.T) {
+	heic, err := os.ReadFile(filepath.Join("testdata", "photo.heic"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := proc.Probe(heic)
+	if err != nil {
+		if decodesHEVC() {
+			t.Fatalf("Probe refused a HEIC this libvips decodes: %v", err)
+		}
+		if !errors.Is(err, transform.ErrUnsupportedImage) || !strings.Contains(err.Error(), "HEVC") {
+			t.Fatalf("Probe = %v; want ErrUnsupportedImage naming HEVC", err)
+		}
+		t.Logf("libvips %s has no HEVC decoder: %v", Version(), err)
+		return
+	}
+	if info.Format != "heif" || info.Width != 96 || info.Height != 78 {
+		t.Errorf("Probe = %+v, want a 96×78 heif", info)
+	}
+	if out, _ := run(t, heic, variant.Spec{Width: 48, Format: variant.FormatJPEG}); out.Width != 48 {
+		t.Errorf("the variant is %d px wide, want 48", out.Width)
 	}
 }
 

@@ -18,6 +18,7 @@ void imgedge_init(void) {
 int imgedge_probe(const void *buf, size_t len, imgedge_header *h) {
 	const char *loader = vips_foreign_find_load_buffer(buf, len);
 	VipsImage *img;
+	const char *compression;
 	int orientation = 1;
 
 	if (!loader)
@@ -35,6 +36,10 @@ int imgedge_probe(const void *buf, size_t len, imgedge_header *h) {
 	h->orientation = orientation;
 	h->alpha = vips_image_hasalpha(img);
 	g_strlcpy(h->loader, loader, sizeof(h->loader));
+	h->compression[0] = 0;
+	if (vips_image_get_typeof(img, "heif-compression") &&
+		!vips_image_get_string(img, "heif-compression", &compression))
+		g_strlcpy(h->compression, compression, sizeof(h->compression));
 	g_object_unref(img);
 	return 0;
 }

@@ -22,6 +22,7 @@ typedef struct {
 	int orientation;    // EXIF orientation, 1 when absent
 	int alpha;          // the last band is alpha
 	char loader[32];    // libvips loader, e.g. "jpegload_buffer"
+	char compression[8]; // a HEIF's codec: "hevc" or "av1"; empty for other formats
 } imgedge_header;
 
 typedef struct {
