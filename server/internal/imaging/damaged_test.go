@@ -3,6 +3,9 @@ package imaging
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -17,6 +20,12 @@ func TestDamagedInputsAreRefused(t *testing.T) {
 	jpg := testimages.JPEG(320, 240, 90)
 	png := testimages.PNG(320, 240)
 	webp := encodeTo(t, jpg, variant.FormatWebP)
+	// libpng reads an interlaced PNG whole; cut short, it stops on a
+	// warning and leaves libvips' error buffer empty.
+	interlaced, err := os.ReadFile(filepath.Join("testdata", "interlaced.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	half := func(b []byte) []byte { return append([]byte{}, b[:len(b)/2]...) }
 	tests := map[string][]byte{
 		"jpeg cut in half":            half(jpg),
@@ -24,6 +33,7 @@ func TestDamagedInputsAreRefused(t *testing.T) {
 		"png cut in half":             half(png),
 		"png cut in half, IEND added": append(half(png), png[len(png)-12:]...),
 		"webp cut in half":            half(webp),
+		"interlaced png cut in half":  half(interlaced),
 	}
 	for name, data := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -38,6 +48,10 @@ func TestDamagedInputsAreRefused(t *testing.T) {
 				out, err := proc.Process(data, transform.Operation{Spec: resolved(variant.Spec{Width: 160, Format: f}), Source: info})
 				if !errors.Is(err, transform.ErrUnsupportedImage) {
 					t.Fatalf("Process(%s) = %d bytes, %v; want ErrUnsupportedImage", f, len(out.Data), err)
+				}
+				// The caller is told why, not only that it failed.
+				if why := strings.TrimPrefix(err.Error(), transform.ErrUnsupportedImage.Error()+": "); strings.TrimSpace(why) == "" {
+					t.Errorf("Process(%s) failed without a reason: %q", f, err)
 				}
 			}
 		})

@@ -26,6 +26,8 @@ import (
 	"image"
 	"image/jpeg"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -157,11 +159,26 @@ var maxSide = map[variant.Format]int{
 	variant.FormatPNG:  1 << 30,
 }
 
-// vipsError returns libvips' error buffer and clears it.
+// vipsError returns libvips' error buffer, one line per distinct message
+// joined by "; ", and clears it. A saver's "unable to write to target" is
+// left out: writing to memory fails only when what feeds it failed. When a
+// loader gives up on a warning (the failure policy, see pipeline.c), that
+// can leave nothing, as the warning itself goes to the log handler, which
+// drops it. That case says so.
 func vipsError() string {
 	msg := C.GoString(C.vips_error_buffer())
 	C.vips_error_clear()
-	return msg
+	var lines []string
+	for l := range strings.Lines(msg) {
+		l = strings.TrimSpace(l)
+		if l != "" && !strings.Contains(l, "unable to write to target") && !slices.Contains(lines, l) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		return "the decoder stopped on damaged or truncated data"
+	}
+	return strings.Join(lines, "; ")
 }
 
 // Probe reads an image's header: format, stored dimensions, bands, sample
