@@ -1,9 +1,14 @@
 package imaging
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/testimages"
+	"github.com/imgedge/imgedge/server/internal/transform"
 )
 
 // FuzzProcessShapes runs small generated images of random shapes, in every
@@ -34,6 +39,62 @@ func FuzzProcessShapes(f *testing.F) {
 		}
 		if err := checkShape(c, shapeImage(c.input, width, height)); err != nil {
 			t.Fatalf("%v: %v", c, err)
+		}
+	})
+}
+
+// FuzzDecode feeds arbitrary bytes to the decoders — the service's widest
+// parser surface, reached by any original put in the bucket. Whatever the
+// bytes, Probe and Process answer with a variant of the planned size or
+// with ErrUnsupportedImage / ErrInvalidArgument, never a crash. The seeds
+// are one small image of each input format, whole and damaged; headers
+// claiming more than 4 MP are skipped (the service refuses them by the
+// header alone, before decoding).
+func FuzzDecode(f *testing.F) {
+	for _, input := range []string{"jpeg", "png", "png16", "gray1", "webp", "avif", "gif"} {
+		img := shapeImage(input, 33, 17)
+		f.Add(img, uint8(0))
+		f.Add(img[:len(img)*2/3], uint8(1))
+	}
+	f.Add(testimages.WithOrientation(testimages.JPEG(40, 24, 90), 6), uint8(2))
+	for _, name := range []string{"cmyk.jpg", "photo.heic", "interlaced.png"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data, uint8(3))
+	}
+	formats := []variant.Format{variant.FormatJPEG, variant.FormatWebP, variant.FormatAVIF, variant.FormatPNG}
+	f.Fuzz(func(t *testing.T, data []byte, format uint8) {
+		if len(data) == 0 {
+			return
+		}
+		info, err := sweepProc.Probe(data)
+		if err != nil {
+			if !errors.Is(err, transform.ErrUnsupportedImage) {
+				t.Fatalf("Probe: %v, want ErrUnsupportedImage", err)
+			}
+			return
+		}
+		if info.Pixels() > 1<<22 {
+			t.Skip("a header larger than this target decodes")
+		}
+		spec := variant.Spec{Width: 64, Format: formats[int(format)%len(formats)], Quality: 60}
+		out, err := sweepProc.Process(data, transform.Operation{Spec: spec, Source: info})
+		if err != nil {
+			if !errors.Is(err, transform.ErrUnsupportedImage) && !errors.Is(err, transform.ErrInvalidArgument) {
+				t.Fatalf("Process: %v, want ErrUnsupportedImage or ErrInvalidArgument", err)
+			}
+			return
+		}
+		upW, upH := info.Width, info.Height
+		if info.Orientation >= 5 {
+			upW, upH = upH, upW
+		}
+		wantW, wantH := targetSize(spec, upW, upH)
+		got, err := sweepProc.Probe(out.Data)
+		if err != nil || got.Format != spec.Format.String() || got.Width != wantW || got.Height != wantH {
+			t.Fatalf("the output is %+v (%v), want %s %d×%d", got, err, spec.Format, wantW, wantH)
 		}
 	})
 }
