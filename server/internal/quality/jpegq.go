@@ -6,7 +6,7 @@
 // built with GOEXPERIMENT=simd) beside the scalar ones (kernels.go).
 package quality
 
-import "encoding/binary"
+import "github.com/imgedge/imgedge/server/internal/jpegscan"
 
 // zigzag maps the order of quantisation values in a DQT segment to the
 // natural (row-major) order of the 8×8 block.
@@ -34,65 +34,26 @@ var stdLuma = [64]int{
 // JPEG and inverts libjpeg's quality scaling. It reports false when the data
 // holds no such table. Encoders that use other tables get an approximation.
 func EstimateJPEGQuality(data []byte) (int, bool) {
-	if len(data) < 4 || data[0] != 0xFF || data[1] != 0xD8 {
+	info, err := jpegscan.Read(data)
+	if err != nil || info.QuantTables[0] == nil {
 		return 0, false
 	}
-	for i := 2; i+4 <= len(data); {
-		if data[i] != 0xFF {
-			return 0, false
-		}
-		marker := data[i+1]
-		if marker == 0xFF { // fill byte
-			i++
-			continue
-		}
-		if marker == 0xD9 || marker == 0xDA { // end of image, or entropy-coded data follows
-			return 0, false
-		}
-		size := int(binary.BigEndian.Uint16(data[i+2:]))
-		if size < 2 || i+2+size > len(data) {
-			return 0, false
-		}
-		if marker == 0xDB {
-			if q, ok := dqtQuality(data[i+4 : i+2+size]); ok {
-				return q, true
-			}
-		}
-		i += 2 + size
-	}
-	return 0, false
+	return tableQuality(info.QuantTables[0]), true
 }
 
-// dqtQuality looks for table 0 in a DQT segment's payload.
-func dqtQuality(seg []byte) (int, bool) {
-	for len(seg) > 0 {
-		precision, id := seg[0]>>4, seg[0]&0x0F
-		n := 64
-		if precision == 1 {
-			n = 128
-		}
-		if len(seg) < 1+n {
-			return 0, false
-		}
-		if id == 0 {
-			var sum float64
-			for k := range 64 {
-				v := int(seg[1+k])
-				if precision == 1 {
-					v = int(binary.BigEndian.Uint16(seg[1+2*k:]))
-				}
-				sum += float64(v) * 100 / float64(stdLuma[zigzag[k]])
-			}
-			scale := sum / 64
-			var q float64
-			if scale <= 100 {
-				q = (200 - scale) / 2
-			} else {
-				q = 5000 / scale
-			}
-			return max(1, min(100, int(q+0.5))), true
-		}
-		seg = seg[1+n:]
+// tableQuality inverts libjpeg's scaling of the standard table for one
+// stored in zig-zag order.
+func tableQuality(table []uint16) int {
+	var sum float64
+	for k, v := range table {
+		sum += float64(v) * 100 / float64(stdLuma[zigzag[k]])
 	}
-	return 0, false
+	scale := sum / 64
+	var q float64
+	if scale <= 100 {
+		q = (200 - scale) / 2
+	} else {
+		q = 5000 / scale
+	}
+	return max(1, min(100, int(q+0.5)))
 }

@@ -207,3 +207,96 @@ func Near(c color.Color, want color.RGBA, tol int) bool {
 	d := func(x uint32, y uint8) bool { return int(x>>8)-int(y) <= tol && int(y)-int(x>>8) <= tol }
 	return d(r, want.R) && d(g, want.G) && d(b, want.B)
 }
+
+// ProgressiveJPEG writes a valid progressive JPEG of w×h mid-grey pixels
+// (grey, or YCbCr 4:4:4 when components is 3) in few bytes: every
+// coefficient is zero, sent as end-of-band runs. Its data comes in a DC
+// scan per component and then, per component, one scan of all 63 AC
+// coefficients (2 scans per component), or, with manyScans, the most
+// scans the standard allows: each AC coefficient first at bit 13, then
+// refined once per lower bit (883 per component). A decoder holds every
+// coefficient of the image while the scans arrive and walks all of them in
+// each scan, so with manyScans a small file is costly to decode
+// (libjpeg-turbo's "LJT-01-003").
+func ProgressiveJPEG(w, h, components int, manyScans bool) []byte {
+	var b bytes.Buffer
+	seg := func(marker byte, payload ...byte) {
+		b.Write([]byte{0xFF, marker})
+		_ = binary.Write(&b, binary.BigEndian, uint16(len(payload)+2))
+		b.Write(payload)
+	}
+	b.Write([]byte{0xFF, 0xD8})
+	seg(0xDB, append([]byte{0x00}, bytes.Repeat([]byte{1}, 64)...)...)
+	sof := []byte{8, byte(h >> 8), byte(h), byte(w >> 8), byte(w), byte(components)}
+	for c := range components {
+		sof = append(sof, byte(c+1), 0x11, 0)
+	}
+	seg(0xC2, sof...)
+	// DC: one code, "0", for a difference of zero. AC: 4-bit codes for the
+	// end-of-band runs EOB0–EOB14 (symbols r<<4).
+	var dc, ac [16]byte // codes per length, 1–16 bits
+	dc[0], ac[3] = 1, 15
+	dht := append(append([]byte{0x00}, dc[:]...), 0x00)
+	dht = append(append(dht, 0x10), ac[:]...)
+	for r := range 15 {
+		dht = append(dht, byte(r<<4))
+	}
+	seg(0xC4, dht...)
+	blocks := ((w + 7) / 8) * ((h + 7) / 8)
+	for c := range components {
+		id := byte(c + 1)
+		seg(0xDA, 1, id, 0x00, 0, 0, 0)
+		b.Write(make([]byte, blocks/8))
+		if blocks%8 != 0 {
+			b.WriteByte(0xFF >> (blocks % 8)) // the last blocks, then 1s
+		}
+		if !manyScans {
+			seg(0xDA, 1, id, 0x00, 1, 63, 0)
+			writeEOBRuns(&b, blocks)
+			continue
+		}
+		for k := byte(1); k <= 63; k++ {
+			for al := 13; al >= 0; al-- {
+				ah := byte(0)
+				if al < 13 {
+					ah = byte(al + 1)
+				}
+				seg(0xDA, 1, id, 0x00, k, k, ah<<4|byte(al))
+				writeEOBRuns(&b, blocks)
+			}
+		}
+	}
+	b.Write([]byte{0xFF, 0xD9})
+	return b.Bytes()
+}
+
+// writeEOBRuns codes n blocks as end-of-band runs of at most 32,767 (the
+// AC table of ProgressiveJPEG: EOBr is the 4-bit code r, then r bits).
+func writeEOBRuns(b *bytes.Buffer, n int) {
+	var acc uint64
+	var bits uint
+	put := func(v uint64, n uint) {
+		acc, bits = acc<<n|v, bits+n
+		for bits >= 8 {
+			by := byte(acc >> (bits - 8))
+			b.WriteByte(by)
+			if by == 0xFF {
+				b.WriteByte(0x00)
+			}
+			bits -= 8
+		}
+	}
+	for n > 0 {
+		run := min(n, 1<<15-1)
+		r := uint(0)
+		for 1<<(r+1) <= run {
+			r++
+		}
+		put(uint64(r), 4)
+		put(uint64(run-1<<r), r)
+		n -= run
+	}
+	if bits > 0 {
+		put(1<<(8-bits)-1, 8-bits)
+	}
+}

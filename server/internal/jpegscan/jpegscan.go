@@ -1,0 +1,246 @@
+// Package jpegscan reads the structure of a JPEG file — its frame, its
+// components' sampling, its quantisation tables and how many scans carry
+// its data — without decoding it. It answers what a decode will cost
+// before a decoder is asked: a progressive (or otherwise multi-scan) JPEG
+// is decoded into a buffer of every coefficient of the whole image, and
+// every scan walks all of that buffer's blocks, so a small file can hold
+// thousands of scans that each cost a pass over a large image.
+package jpegscan
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// ErrNotJPEG reports data that does not start as a JPEG file does.
+var ErrNotJPEG = errors.New("not a JPEG file")
+
+// Component is one colour component of the frame.
+type Component struct {
+	ID         int
+	H, V       int // sampling factors, 1–4
+	QuantTable int // the quantisation table it uses, 0–3
+}
+
+// Info is a JPEG's structure.
+type Info struct {
+	Width, Height int
+	Progressive   bool // a progressive frame (SOF2, SOF10)
+	Arithmetic    bool // arithmetic-coded (SOF9–SOF15)
+	Components    []Component
+	// Scans counts the start-of-scan markers up to the end of the image
+	// (or of the data, for a truncated file).
+	Scans int
+	// FirstScanComponents is how many components the first scan
+	// interleaves: fewer than the frame's means the data comes in several
+	// scans even for a sequential frame.
+	FirstScanComponents int
+	// QuantTables are the tables defined before the first scan, in the
+	// order they are stored (zig-zag); a nil entry was not defined.
+	QuantTables [4][]uint16
+}
+
+// MultiScan reports whether a decoder must buffer the whole image's
+// coefficients: the frame is progressive, or its first scan leaves some
+// components for later scans.
+func (i Info) MultiScan() bool {
+	return i.Progressive || (i.FirstScanComponents > 0 && i.FirstScanComponents < len(i.Components))
+}
+
+// CoefficientBytes is the size of the buffer a libjpeg decoder allocates
+// for a multi-scan JPEG: every 8×8 block of every component, 64 16-bit
+// coefficients each, at full resolution whatever the output's scale. It is
+// 0 for a single-scan JPEG, which is decoded a row of blocks at a time.
+func (i Info) CoefficientBytes() int64 {
+	if !i.MultiScan() {
+		return 0
+	}
+	hmax, vmax := 1, 1
+	for _, c := range i.Components {
+		hmax, vmax = max(hmax, c.H), max(vmax, c.V)
+	}
+	var total int64
+	for _, c := range i.Components {
+		blocksW := ceilDiv(int64(i.Width)*int64(c.H), int64(8*hmax))
+		blocksH := ceilDiv(int64(i.Height)*int64(c.V), int64(8*vmax))
+		// libjpeg rounds each component's rows up to its sampling factor.
+		blocksH = ceilDiv(blocksH, int64(c.V)) * int64(c.V)
+		total += blocksW * blocksH * 64 * 2
+	}
+	return total
+}
+
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
+
+// Marker codes.
+const (
+	markerSOI  = 0xD8
+	markerEOI  = 0xD9
+	markerSOS  = 0xDA
+	markerDQT  = 0xDB
+	markerTEM  = 0x01
+	markerRST0 = 0xD0
+	markerRST7 = 0xD7
+)
+
+// Read walks data's marker segments as a libjpeg decoder does: the frame
+// header and quantisation tables before the first scan, then every scan,
+// skipping their entropy-coded data (and stray bytes between segments). It
+// fails where a decoder would: no frame, a broken segment before the
+// first scan. After it, a truncated file ends the count where its data
+// ends; the decoder judges the damage.
+func Read(data []byte) (Info, error) {
+	var info Info
+	if len(data) < 4 || data[0] != 0xFF || data[1] != markerSOI {
+		return info, ErrNotJPEG
+	}
+	sawFrame := false
+	for i := 2; i < len(data); {
+		if data[i] != 0xFF {
+			// Entropy-coded data, which the next marker ends, or bytes
+			// where none belong, which a decoder skips the same way (with
+			// a warning).
+			next, ok := nextMarker(data, i)
+			if !ok {
+				break
+			}
+			i = next
+			continue
+		}
+		for i+1 < len(data) && data[i+1] == 0xFF { // fill bytes
+			i++
+		}
+		if i+1 >= len(data) {
+			break
+		}
+		marker := data[i+1]
+		if marker == markerEOI {
+			break
+		}
+		if marker == markerTEM || (marker >= markerRST0 && marker <= markerRST7) || marker == 0x00 {
+			i += 2 // no length; 0x00 only appears where data was expected
+			continue
+		}
+		if i+4 > len(data) {
+			break
+		}
+		size := int(binary.BigEndian.Uint16(data[i+2:]))
+		if size < 2 || i+2+size > len(data) {
+			if info.Scans > 0 {
+				return info, nil
+			}
+			return info, fmt.Errorf("jpeg: marker 0x%02X at byte %d: length %d past the end of the data", marker, i, size)
+		}
+		seg := data[i+4 : i+2+size]
+		var err error
+		switch {
+		case isFrame(marker):
+			if sawFrame {
+				return info, fmt.Errorf("jpeg: a second frame header at byte %d", i)
+			}
+			sawFrame = true
+			err = readFrame(&info, marker, seg)
+		case marker == markerDQT && info.Scans == 0:
+			err = readQuantTables(&info, seg)
+		case marker == markerSOS:
+			if !sawFrame {
+				return info, fmt.Errorf("jpeg: a scan before the frame header, at byte %d", i)
+			}
+			info.Scans++
+			if info.Scans == 1 && len(seg) > 0 {
+				info.FirstScanComponents = int(seg[0])
+			}
+		}
+		if err != nil {
+			return info, err
+		}
+		i += 2 + size
+	}
+	if !sawFrame {
+		return info, errors.New("jpeg: no frame header")
+	}
+	return info, nil
+}
+
+// isFrame reports whether marker starts a frame: SOF0–SOF15, except DHT
+// (0xC4), JPG (0xC8) and DAC (0xCC), which share the range.
+func isFrame(marker byte) bool {
+	return marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC
+}
+
+func readFrame(info *Info, marker byte, seg []byte) error {
+	if len(seg) < 6 {
+		return errors.New("jpeg: short frame header")
+	}
+	info.Height = int(binary.BigEndian.Uint16(seg[1:]))
+	info.Width = int(binary.BigEndian.Uint16(seg[3:]))
+	n := int(seg[5])
+	if n == 0 {
+		return errors.New("jpeg: a frame without components")
+	}
+	if len(seg) < 6+3*n {
+		return fmt.Errorf("jpeg: the frame header lists %d components in %d bytes", n, len(seg))
+	}
+	info.Progressive = marker == 0xC2 || marker == 0xCA
+	info.Arithmetic = marker >= 0xC9
+	info.Components = make([]Component, n)
+	for k := range n {
+		c := seg[6+3*k:]
+		comp := Component{ID: int(c[0]), H: int(c[1] >> 4), V: int(c[1] & 0x0F), QuantTable: int(c[2] & 0x03)}
+		if comp.H < 1 || comp.H > 4 || comp.V < 1 || comp.V > 4 {
+			return fmt.Errorf("jpeg: component %d has sampling factors %d×%d, outside 1–4", comp.ID, comp.H, comp.V)
+		}
+		info.Components[k] = comp
+	}
+	return nil
+}
+
+func readQuantTables(info *Info, seg []byte) error {
+	for len(seg) > 0 {
+		precision, id := seg[0]>>4, seg[0]&0x0F
+		size := 1
+		if precision == 1 {
+			size = 2
+		}
+		if id > 3 || len(seg) < 1+64*size {
+			return errors.New("jpeg: malformed quantisation table")
+		}
+		table := make([]uint16, 64)
+		for k := range table {
+			if size == 2 {
+				table[k] = binary.BigEndian.Uint16(seg[1+2*k:])
+			} else {
+				table[k] = uint16(seg[1+k])
+			}
+		}
+		info.QuantTables[id] = table
+		seg = seg[1+64*size:]
+	}
+	return nil
+}
+
+// nextMarker finds the marker that ends the entropy-coded data at data[i:]:
+// a 0xFF not followed by a stuffed zero, a restart marker or another 0xFF.
+func nextMarker(data []byte, i int) (int, bool) {
+	for {
+		k := bytes.IndexByte(data[i:], 0xFF)
+		if k < 0 {
+			return 0, false
+		}
+		i += k
+		j := i + 1
+		for j < len(data) && data[j] == 0xFF {
+			j++
+		}
+		if j >= len(data) {
+			return 0, false
+		}
+		if b := data[j]; b == 0x00 || (b >= markerRST0 && b <= markerRST7) {
+			i = j + 1
+			continue
+		}
+		return j - 1, true
+	}
+}

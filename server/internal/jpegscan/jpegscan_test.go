@@ -1,0 +1,163 @@
+package jpegscan
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/imgedge/imgedge/server/internal/testimages"
+)
+
+func TestRead(t *testing.T) {
+	heavy := testimages.ProgressiveJPEG(64, 48, 3, true)
+	const heavyScans = 3 * (1 + 63*14)
+	tests := []struct {
+		name        string
+		data        []byte
+		wantW       int
+		wantH       int
+		progressive bool
+		scans       int
+		sampling    [][2]int
+		coefBytes   int64
+	}{
+		{"baseline 4:2:0 (Go's encoder)", testimages.JPEG(100, 60, 90), 100, 60, false, 1, [][2]int{{2, 2}, {1, 1}, {1, 1}}, 0},
+		{"baseline, entropy data full of stuffed 0xFF", testimages.NoiseJPEG(64, 64, 100), 64, 64, false, 1, [][2]int{{2, 2}, {1, 1}, {1, 1}}, 0},
+		{"progressive grey, one scan per coefficient and bit", testimages.ProgressiveJPEG(20, 10, 1, true), 20, 10, true, 1 + 63*14, [][2]int{{1, 1}}, 3 * 2 * 128},
+		{"progressive 4:4:4, two scans per component", testimages.ProgressiveJPEG(64, 48, 3, false), 64, 48, true, 6, [][2]int{{1, 1}, {1, 1}, {1, 1}}, 3 * 8 * 6 * 128},
+		{"progressive 4:4:4, every scan the standard allows", heavy, 64, 48, true, heavyScans, [][2]int{{1, 1}, {1, 1}, {1, 1}}, 3 * 8 * 6 * 128},
+		{"progressive, cut short: the scans up to the cut", heavy[:len(heavy)/2], 64, 48, true, -1, [][2]int{{1, 1}, {1, 1}, {1, 1}}, 3 * 8 * 6 * 128},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			info, err := Read(tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Width != tt.wantW || info.Height != tt.wantH || info.Progressive != tt.progressive {
+				t.Errorf("%d×%d progressive %v, want %d×%d %v", info.Width, info.Height, info.Progressive, tt.wantW, tt.wantH, tt.progressive)
+			}
+			switch {
+			case tt.scans < 0 && (info.Scans < 2 || info.Scans >= heavyScans):
+				t.Errorf("%d scans in half the file, want some but not all", info.Scans)
+			case tt.scans >= 0 && info.Scans != tt.scans:
+				t.Errorf("%d scans, want %d", info.Scans, tt.scans)
+			}
+			if len(info.Components) != len(tt.sampling) {
+				t.Fatalf("%d components, want %d", len(info.Components), len(tt.sampling))
+			}
+			for k, c := range info.Components {
+				if [2]int{c.H, c.V} != tt.sampling[k] {
+					t.Errorf("component %d sampled %d×%d, want %v", k, c.H, c.V, tt.sampling[k])
+				}
+			}
+			if got := info.CoefficientBytes(); got != tt.coefBytes {
+				t.Errorf("coefficient buffer %d bytes, want %d", got, tt.coefBytes)
+			}
+			if info.QuantTables[0] == nil {
+				t.Error("no table 0")
+			}
+		})
+	}
+}
+
+// TestCoefficientBytes: the buffer libjpeg allocates for a 7000×7000
+// progressive JPEG (measured as the decode's peak memory: 148 MB for
+// 4:2:0, 288 MB for 4:4:4).
+func TestCoefficientBytes(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		comps []Component
+		want  int64
+	}{
+		{"4:4:4", []Component{{H: 1, V: 1}, {H: 1, V: 1}, {H: 1, V: 1}}, 3 * 875 * 875 * 128},
+		{"4:2:0", []Component{{H: 2, V: 2}, {H: 1, V: 1}, {H: 1, V: 1}}, 875*876*128 + 2*438*438*128},
+	} {
+		info := Info{Width: 7000, Height: 7000, Progressive: true, Components: tt.comps}
+		if got := info.CoefficientBytes(); got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
+		}
+		info.Progressive, info.FirstScanComponents = false, len(tt.comps)
+		if got := info.CoefficientBytes(); got != 0 {
+			t.Errorf("%s, one interleaved sequential scan: %d, want 0", tt.name, got)
+		}
+		info.FirstScanComponents = 1
+		if got := info.CoefficientBytes(); got != tt.want {
+			t.Errorf("%s, sequential in one scan per component: %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestReadRefuses(t *testing.T) {
+	soi := []byte{0xFF, 0xD8}
+	frame := []byte{0xFF, 0xC0, 0x00, 0x0B, 8, 0, 8, 0, 8, 1, 1, 0x11, 0}
+	scan := []byte{0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 63, 0}
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	for _, tt := range []struct {
+		name string
+		data []byte
+	}{
+		{"empty", nil},
+		{"a GIF", []byte("GIF89a......")},
+		{"no frame", cat(soi, []byte{0xFF, 0xD9})},
+		{"a scan before the frame", cat(soi, scan, frame)},
+		{"a length past the end", cat(soi, []byte{0xFF, 0xDB, 0x00, 0x45, 0x00})},
+		{"sampling factor 0", cat(soi, []byte{0xFF, 0xC0, 0x00, 0x0B, 8, 0, 8, 0, 8, 1, 1, 0x01, 0}, scan)},
+		{"two frames", cat(soi, frame, frame, scan)},
+	} {
+		if info, err := Read(tt.data); err == nil {
+			t.Errorf("%s: read as %+v", tt.name, info)
+		}
+	}
+	// Stray bytes between segments are skipped, as a decoder skips them.
+	if info, err := Read(cat(soi, []byte{0x12, 0x34}, frame, scan, []byte{0xFF, 0xD9})); err != nil || info.Scans != 1 || info.Width != 8 {
+		t.Errorf("stray bytes before the frame: %+v, %v; want the frame and its scan", info, err)
+	}
+	if _, err := Read([]byte("GIF89a")); !errors.Is(err, ErrNotJPEG) {
+		t.Errorf("a GIF: %v, want ErrNotJPEG", err)
+	}
+}
+
+func TestNextMarker(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		data []byte
+		want int
+		ok   bool
+	}{
+		{"a marker", []byte{1, 2, 0xFF, 0xDA}, 2, true},
+		{"stuffed zero, then a marker", []byte{0xFF, 0x00, 3, 0xFF, 0xD9}, 3, true},
+		{"restart markers are data", []byte{0xFF, 0xD0, 1, 0xFF, 0xD7, 0xFF, 0xC4}, 5, true},
+		{"fill bytes before a marker", []byte{1, 0xFF, 0xFF, 0xFF, 0xDA}, 3, true},
+		{"none", []byte{1, 2, 0xFF, 0x00}, 0, false},
+		{"a lone 0xFF at the end", []byte{1, 0xFF}, 0, false},
+	} {
+		got, ok := nextMarker(tt.data, 0)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%s: %d %v, want %d %v", tt.name, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func FuzzRead(f *testing.F) {
+	f.Add(testimages.JPEG(16, 16, 80))
+	f.Add(testimages.ProgressiveJPEG(16, 8, 3, true))
+	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xC2, 0x00, 0x0B, 8, 0, 8, 0, 8, 1, 1, 0x11, 0, 0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		info, err := Read(data)
+		if err != nil {
+			return
+		}
+		if info.Scans < 0 || info.CoefficientBytes() < 0 {
+			t.Fatalf("%d scans, %d coefficient bytes", info.Scans, info.CoefficientBytes())
+		}
+		for _, c := range info.Components {
+			if c.H < 1 || c.H > 4 || c.V < 1 || c.V > 4 {
+				t.Fatalf("sampling %d×%d accepted", c.H, c.V)
+			}
+		}
+		if info.MultiScan() != (info.CoefficientBytes() > 0) && info.Width > 0 && info.Height > 0 {
+			t.Fatalf("multi-scan %v but %d coefficient bytes", info.MultiScan(), info.CoefficientBytes())
+		}
+	})
+}
