@@ -180,6 +180,7 @@ fuzz: ## run each fuzz target for a while (FUZZTIME=30s), then every shape × fo
 	go test ./client/variant -run '^$$' -fuzz FuzzParseAccept -fuzztime $${FUZZTIME:-30s}
 	go test ./edgeadapter -run '^$$' -fuzz FuzzURIAndQuery -fuzztime $${FUZZTIME:-30s}
 	go test ./server/internal/quality -run '^$$' -fuzz FuzzEstimateJPEGQuality -fuzztime $${FUZZTIME:-30s}
+	go test ./server/internal/jpegscan -run '^$$' -fuzz FuzzRead -fuzztime $${FUZZTIME:-30s}
 	go test ./server/internal/imaging -run '^$$' -fuzz FuzzProcessShapes -fuzztime $${FUZZTIME:-30s}
 	go test ./server/internal/imaging -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s}
 	IMGEDGE_SHAPE_SWEEP_FULL=1 go test ./server/internal/imaging -run '^TestExtremeShapes$$' -count=1 -timeout 60m

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
+	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 	"github.com/imgedge/imgedge/server/internal/transform"
 )
@@ -66,8 +67,8 @@ func TestThinImagesGetVariants(t *testing.T) {
 	}
 }
 
-// TestDamagedOriginalsStoreNothing: truncated or broken originals answer
-// InvalidArgument, and nothing is written under the processed prefix.
+// TestDamagedOriginalsStoreNothing: truncated, broken or hostile originals
+// answer InvalidArgument, and nothing is written under the processed prefix.
 func TestDamagedOriginalsStoreNothing(t *testing.T) {
 	stores(t, func(t *testing.T, st transform.Store, put func(string, []byte), _ func(string) []byte) {
 		h := startServer(t, st, nil)
@@ -77,6 +78,8 @@ func TestDamagedOriginalsStoreNothing(t *testing.T) {
 			"cut.jpg":     jpg[:len(jpg)/2],
 			"cut-eoi.jpg": append(append([]byte{}, jpg[:len(jpg)/2]...), 0xFF, 0xD9),
 			"cut.png":     png[:len(png)/2],
+			// Valid, but in 2,649 scans, each a pass over the whole image.
+			"scans.jpg": testimages.ProgressiveJPEG(1000, 750, 3, true),
 		}
 		for key, data := range damaged {
 			put(key, data)
@@ -112,5 +115,32 @@ func TestLocalStoreRefusalsAreTheCallersProblem(t *testing.T) {
 		if status.Code(err) != want || strings.Contains(msg, "stat") || strings.Contains(msg, "openat") {
 			t.Errorf("%.20s…: %v, want %v without internals", key, err, want)
 		}
+	}
+}
+
+// TestProgressiveJPEGsAreAdmittedWithTheirCoefficients: a progressive JPEG
+// is decoded into a buffer of the whole image's coefficients, however
+// small the variant. Admission counts it: a budget too small for it
+// answers ResourceExhausted, before the decode would overrun it, and a
+// smaller one of the same kind is served.
+func TestProgressiveJPEGsAreAdmittedWithTheirCoefficients(t *testing.T) {
+	st := newLocalStore(t)
+	put := putVia(t, st)
+	// 64 MiB in all, 48 MiB of it for decoding: 3000×3000 4:4:4 holds
+	// 54 MB of coefficients, 1500×1500 13.5 MB.
+	h := startServer(t, st, func(c *config.Config) { c.MaxMemory, c.MaxSourceBytes = 64<<20, 8<<20 })
+	put("big.jpg", testimages.ProgressiveJPEG(3000, 3000, 3, false))
+	put("fits.jpg", testimages.ProgressiveJPEG(1500, 1500, 3, false))
+	ask := func(key string) (*imgedgev1.EnsureVariantResponse, error) {
+		return h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Variant: &imgedgev1.VariantSpec{Preset: "small"}})
+	}
+	if _, err := ask("big.jpg"); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "memory budget") {
+		t.Errorf("big.jpg: %v, want ResourceExhausted naming the memory budget", err)
+	}
+	// A flat grey variant may well be bigger than its few-kilobyte
+	// original: either answer means it was decoded.
+	res, err := ask("fits.jpg")
+	if o := res.GetOutcome(); err != nil || (o != imgedgev1.Outcome_OUTCOME_CREATED && o != imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER) {
+		t.Errorf("fits.jpg: %v, %v; want it processed", o, err)
 	}
 }

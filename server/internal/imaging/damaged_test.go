@@ -3,6 +3,7 @@ package imaging
 import (
 	"bytes"
 	"errors"
+	"image/color"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,5 +89,40 @@ func TestNoMetadataLeaves(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestJPEGScanLimit: a JPEG whose data comes in more scans than any encoder
+// writes is refused at the header, before a decoder walks the whole image
+// once per scan; a progressive JPEG of a few scans decodes, and the memory
+// it is admitted with counts its whole-image coefficient buffer, which the
+// decoder holds however much it shrinks on load.
+func TestJPEGScanLimit(t *testing.T) {
+	_, err := proc.Probe(testimages.ProgressiveJPEG(1000, 750, 3, true))
+	if !errors.Is(err, transform.ErrUnsupportedImage) || !strings.Contains(err.Error(), "2649 scans") {
+		t.Fatalf("a JPEG in 2,649 scans: %v, want ErrUnsupportedImage naming its scans", err)
+	}
+
+	const w, h = 4000, 3000
+	few := testimages.ProgressiveJPEG(w, h, 3, false)
+	info, err := proc.Probe(few)
+	if err != nil {
+		t.Fatalf("a progressive JPEG in 6 scans: %v", err)
+	}
+	op := transform.Operation{Spec: variant.Spec{Format: variant.FormatJPEG, Quality: 80, Width: 720}, Source: info}
+	coefficients := int64(w/8) * int64(h/8) * 64 * 2 * 3
+	if got := proc.Footprint(op); got < coefficients {
+		t.Errorf("footprint %d MiB for a %d×%d progressive JPEG shrunk on load, want at least its %d MiB of coefficients", got>>20, w, h, coefficients>>20)
+	}
+	out, err := proc.Process(few, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _, err := testimages.Decode(out.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Width != 720 || out.Height != 540 || !testimages.Near(img.At(360, 270), color.RGBA{128, 128, 128, 255}, 2) {
+		t.Errorf("%d×%d, centre %v: want 720×540 mid-grey (every coefficient zero)", out.Width, out.Height, img.At(360, 270))
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/h2non/bimg"
 
 	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/jpegscan"
 	"github.com/imgedge/imgedge/server/internal/quality"
 	"github.com/imgedge/imgedge/server/internal/transform"
 )
@@ -202,7 +203,7 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 	if orientation < 1 || orientation > 8 {
 		orientation = 1
 	}
-	return transform.ImageInfo{
+	info := transform.ImageInfo{
 		Format:      name,
 		Width:       int(h.width),
 		Height:      int(h.height),
@@ -210,8 +211,30 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 		SampleBytes: int(h.sample_bytes),
 		Orientation: orientation,
 		Alpha:       h.alpha != 0,
-	}, nil
+	}
+	if name == "jpeg" {
+		st, err := jpegscan.Read(data)
+		if err != nil {
+			return transform.ImageInfo{}, fmt.Errorf("%w: %w", transform.ErrUnsupportedImage, err)
+		}
+		if st.Scans > maxJPEGScans {
+			return transform.ImageInfo{}, fmt.Errorf("%w: the JPEG's data comes in %d scans, and each is a pass over the whole image: this service decodes up to %d (encoders write at most a few dozen)",
+				transform.ErrUnsupportedImage, st.Scans, maxJPEGScans)
+		}
+		info.DecodeBuffer = st.CoefficientBytes()
+	}
+	return info, nil
 }
+
+// maxJPEGScans is the most scans a JPEG may come in. A progressive JPEG's
+// decoder walks every block of the whole image in every scan, and the
+// standard allows thousands of valid scans of a few bytes each: a 150 KB
+// file of 2,649 scans costs 4 s of CPU at 12 MP (libjpeg-turbo's
+// "LJT-01-003"; the libvips pipeline cannot be interrupted inside the
+// decoder, so no timeout would stop it). Encoders write 4–14 (mozjpeg's
+// optimised progressions here, libjpeg's default 10), and libjpeg's own
+// scan scripts stop at 100.
+const maxJPEGScans = 100
 
 // plan is one run of the pipeline: the C options and what they imply.
 type plan struct {
@@ -294,13 +317,15 @@ func formatCode(f variant.Format) C.int {
 // Footprint estimates the bytes of memory processing op holds at most: the
 // decoded image after shrink-on-load (as if held whole, which orientation
 // may need), plus the output's pixels twice (resampling and encoding), plus,
-// for auto-quality, the kept intermediate and its luma.
+// for auto-quality, the kept intermediate and its luma, plus what the
+// decoder holds for the whole image (a progressive JPEG's coefficients:
+// 2 bytes per sample at full size, whatever the shrink-on-load).
 func (p *Processor) Footprint(op transform.Operation) int64 {
 	src := op.Source
 	bands, sample := int64(max(src.Bands, 1)), int64(max(src.SampleBytes, 1))
 	pl, err := p.plan(op.Spec, src, C.IMGEDGE_RAW)
 	if err != nil {
-		return src.Pixels() * bands * sample
+		return src.Pixels()*bands*sample + src.DecodeBuffer
 	}
 	s := int64(pl.shrink)
 	decoded := ceilDiv(int64(src.Width), s) * ceilDiv(int64(src.Height), s) * bands * sample
@@ -308,7 +333,7 @@ func (p *Processor) Footprint(op transform.Operation) int64 {
 	if op.Spec.AutoQuality {
 		out *= 3
 	}
-	return decoded + 2*out
+	return decoded + 2*out + src.DecodeBuffer
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }

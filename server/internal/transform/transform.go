@@ -37,6 +37,10 @@ type ImageInfo struct {
 	SampleBytes int // bytes per channel per pixel: 1 for 8-bit, 2 for 16-bit
 	Orientation int // EXIF orientation 1–8; 0 or 1 means none
 	Alpha       bool
+	// DecodeBuffer is memory the decoder holds for the whole image, however
+	// much it shrinks on load: a progressive JPEG's coefficients. 0 when
+	// the decoder works a few rows at a time.
+	DecodeBuffer int64
 }
 
 // Pixels is Width×Height.
