@@ -183,7 +183,9 @@ func vipsError() string {
 }
 
 // Probe reads an image's header: format, stored dimensions, bands, sample
-// size, EXIF orientation and alpha. It does not decode pixels.
+// size, EXIF orientation and alpha; for a JPEG, also its structure, which
+// says what decoding it holds and costs (a JPEG in more than maxJPEGScans
+// scans is refused). It does not decode pixels.
 func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 	name, ok := supported[bimg.DetermineImageType(data)]
 	if !ok {
