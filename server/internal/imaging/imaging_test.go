@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/jpegscan"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 	"github.com/imgedge/imgedge/server/internal/transform"
 )
@@ -317,22 +318,45 @@ func TestAVIFSpeedBySize(t *testing.T) {
 	}
 }
 
-// jpegFrame reads a JPEG's frame header: whether it is progressive (SOF2)
-// and the luma component's sampling factors (0x22: chroma 4:2:0, 0x11: full).
+// jpegFrame reads a JPEG's frame header: whether it is progressive and the
+// luma component's sampling factors (0x22: chroma 4:2:0, 0x11: full).
 func jpegFrame(t *testing.T, data []byte) (progressive bool, lumaSampling byte) {
 	t.Helper()
-	for i := 2; i+9 < len(data); {
-		if data[i] != 0xFF {
-			t.Fatalf("no marker at offset %d", i)
-		}
-		marker, length := data[i+1], int(data[i+2])<<8|int(data[i+3])
-		if marker == 0xC0 || marker == 0xC1 || marker == 0xC2 {
-			return marker == 0xC2, data[i+11]
-		}
-		i += 2 + length
+	info, err := jpegscan.Read(data)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no frame header")
-	return false, 0
+	c := info.Components[0]
+	return info.Progressive, byte(c.H<<4 | c.V)
+}
+
+// lumaTableRow is the first row of the luma quant table a JPEG stores
+// (zig-zag positions 0, 1, 5, 6, 14, 15, 27, 28).
+func lumaTableRow(t *testing.T, data []byte) [8]uint16 {
+	t.Helper()
+	info, err := jpegscan.Read(data)
+	if err != nil || info.QuantTables[0] == nil {
+		t.Fatalf("no luma table: %v", err)
+	}
+	var row [8]uint16
+	for k, zz := range [8]int{0, 1, 5, 6, 14, 15, 27, 28} {
+		row[k] = info.QuantTables[0][zz]
+	}
+	return row
+}
+
+// scaledRow is the first row of one of mozjpeg's luma tables at quality q,
+// scaled as libjpeg scales it.
+func scaledRow(base [8]uint16, q int) [8]uint16 {
+	scale := 200 - 2*q
+	if q < 50 {
+		scale = 5000 / q
+	}
+	var row [8]uint16
+	for k, v := range base {
+		row[k] = uint16(max(1, min(255, (int(v)*scale+50)/100)))
+	}
+	return row
 }
 
 func TestJPEGTuning(t *testing.T) {
@@ -368,5 +392,29 @@ func TestJPEGTuning(t *testing.T) {
 				t.Errorf("progressive %v, luma sampling %#x; want %v, %#x", progressive, sampling, c.wantProgressive, c.wantSampling)
 			}
 		})
+	}
+}
+
+// TestMozJPEGTables: mozjpeg's table 5 below q88, its table 2 from q88.
+func TestMozJPEGTables(t *testing.T) {
+	src := testimages.JPEG(320, 240, 95)
+	table5 := [8]uint16{10, 12, 14, 19, 26, 38, 57, 86} // mozjpeg's jcparam.c
+	table2 := [8]uint16{12, 17, 20, 21, 30, 34, 56, 63}
+	p := New(Config{JPEG: MozJPEG})
+	info, err := p.Probe(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		q    int
+		base [8]uint16
+	}{{50, table5}, {80, table5}, {87, table5}, {88, table2}, {95, table2}} {
+		out, err := p.Process(src, transform.Operation{Spec: variant.Spec{Format: variant.FormatJPEG, Quality: c.q}, Source: info})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := lumaTableRow(t, out.Data), scaledRow(c.base, c.q); got != want {
+			t.Errorf("q%d: luma table starts %v, want %v", c.q, got, want)
+		}
 	}
 }
