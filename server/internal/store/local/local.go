@@ -5,8 +5,9 @@
 // file's ETag so that a sidecar left behind by an overwrite or a crash is
 // ignored.
 //
-// Every path is resolved through an os.Root: no key, symlink or bucket name
-// can reach outside DIR. Writes go to a temporary file under DIR/.imgedge-tmp,
+// Every path is resolved through an os.Root (stats, on Linux, through
+// openat2 with RESOLVE_BENEATH, the same guarantee in one system call): no
+// key, symlink or bucket name can reach outside DIR. Writes go to a temporary file under DIR/.imgedge-tmp,
 // then are linked or renamed into place, so a process that dies mid-write
 // never leaves a half-written object at a key.
 //
@@ -49,6 +50,8 @@ const (
 // Store is a directory-backed object store.
 type Store struct {
 	root *os.Root
+	// fast stats in the kernel (Linux); nil where it cannot.
+	fast *beneath
 	// mu serialises conditional replaces (IfMatch) within this process;
 	// creates (IfNoneMatch) are atomic through link(2) across processes too.
 	mu       sync.Mutex
@@ -74,15 +77,35 @@ func Open(dir string) (*Store, error) {
 	if err := root.RemoveAll(tmpDir); err == nil {
 		_ = root.Mkdir(tmpDir, 0o755)
 	}
-	return &Store{root: root}, nil
+	fast, err := openBeneath(dir)
+	if err != nil {
+		fast = nil // os.Root alone
+	}
+	return &Store{root: root, fast: fast}, nil
 }
 
-// Close releases the store's directory handle.
-func (s *Store) Close() error { return s.root.Close() }
+// Close releases the store's directory handles.
+func (s *Store) Close() error {
+	if s.fast != nil {
+		_ = s.fast.Close()
+	}
+	return s.root.Close()
+}
+
+// statFile is os.Root.Stat, in the kernel when it can.
+func (s *Store) statFile(name string) (fs.FileInfo, error) {
+	if s.fast != nil {
+		fi, err := s.fast.stat(name)
+		if !errors.Is(err, errRetryInRoot) {
+			return fi, err
+		}
+	}
+	return s.root.Stat(name)
+}
 
 // Ping checks that the root directory is still readable and writable.
 func (s *Store) Ping(context.Context) error {
-	if _, err := s.root.Stat(tmpDir); err != nil {
+	if _, err := s.statFile(tmpDir); err != nil {
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	return nil
@@ -112,8 +135,9 @@ func classify(err error, key string) error {
 		return fmt.Errorf("%w: %q has a path segment longer than this store allows", variant.ErrBadKey, key)
 	case errors.Is(err, syscall.ELOOP), errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("%w: %q cannot be read from this store", store.ErrForbidden, key)
-	case !errors.As(err, &errno):
-		// os.Root refuses, without an errno, a path that escapes it.
+	case errors.Is(err, syscall.EXDEV), !errors.As(err, &errno):
+		// A path that escapes: os.Root refuses it without an errno,
+		// openat2's RESOLVE_BENEATH with EXDEV.
 		return fmt.Errorf("%w: %q leads outside the store", store.ErrForbidden, key)
 	}
 	return fmt.Errorf("%w: %q: %s", store.ErrUnavailable, key, errno.Error())
@@ -190,7 +214,7 @@ func (s *Store) Head(_ context.Context, bucket, key string) (store.ObjectInfo, e
 // stat reads an object's metadata: the data file's, and its sidecar's when
 // the sidecar belongs to this data file.
 func (s *Store) stat(p, key string) (store.ObjectInfo, error) {
-	fi, err := s.root.Stat(p)
+	fi, err := s.statFile(p)
 	if err != nil {
 		return store.ObjectInfo{}, classify(err, key)
 	}
@@ -223,7 +247,7 @@ func (s *Store) stat(p, key string) (store.ObjectInfo, error) {
 // missing is the error for an object that is not there: the bucket's
 // absence, when that is why, or else err (the key's).
 func (s *Store) missing(bucket string, err error) error {
-	if _, berr := s.root.Stat(bucket); errors.Is(berr, fs.ErrNotExist) {
+	if _, berr := s.statFile(bucket); errors.Is(berr, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %q", store.ErrBucketNotFound, bucket)
 	}
 	return err
@@ -264,7 +288,7 @@ func (s *Store) Put(_ context.Context, bucket, key string, data []byte, opts sto
 	if err != nil {
 		return store.ObjectInfo{}, err
 	}
-	if _, err := s.root.Stat(bucket); err != nil {
+	if _, err := s.statFile(bucket); err != nil {
 		// Buckets are made by CreateBucket (or mkdir), never by a write.
 		return store.ObjectInfo{}, s.missing(bucket, classify(err, bucket))
 	}
@@ -282,7 +306,7 @@ func (s *Store) Put(_ context.Context, bucket, key string, data []byte, opts sto
 	}
 	// The ETag covers the change time, which placing the file (and
 	// dropping its temporary name) moved on: read it from the final file.
-	fi, err := s.root.Stat(p)
+	fi, err := s.statFile(p)
 	if err != nil {
 		return store.ObjectInfo{}, classify(err, key)
 	}

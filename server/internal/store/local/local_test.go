@@ -255,3 +255,67 @@ func TestShortObjectLosesItsMetadata(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelStatAgreesWithRoot: the stat resolved in the kernel (openat2,
+// Linux) answers as os.Root's walk does, for every kind of path a store
+// meets: files, directories, what is missing, a file where a directory
+// should be, links inside the store (relative, through "..", dangling) and
+// links out of it (relative, absolute, to a directory outside).
+func TestKernelStatAgreesWithRoot(t *testing.T) {
+	s, dir := open(t)
+	if s.fast == nil {
+		t.Skip("no openat2 here: the store uses os.Root alone")
+	}
+	outside := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	demo := filepath.Join(dir, "demo")
+	must(os.MkdirAll(filepath.Join(demo, "a", "b"), 0o755))
+	must(os.WriteFile(filepath.Join(demo, "a", "b", "c.jpg"), []byte("12345"), 0o644))
+	must(os.WriteFile(filepath.Join(outside, "secret.jpg"), []byte("secret"), 0o644))
+	must(os.Symlink("a/b/c.jpg", filepath.Join(demo, "inside.jpg")))
+	must(os.Symlink("../../inside.jpg", filepath.Join(demo, "a", "b", "up.jpg")))
+	must(os.Symlink("nothing.jpg", filepath.Join(demo, "dangling.jpg")))
+	must(os.Symlink("../../..", filepath.Join(demo, "a", "b", "top")))
+	must(os.Symlink("../../../..", filepath.Join(demo, "a", "b", "escape")))
+	must(os.Symlink(filepath.Join(outside, "secret.jpg"), filepath.Join(demo, "absolute.jpg")))
+	must(os.Symlink(filepath.Join(demo, "a", "b", "c.jpg"), filepath.Join(demo, "absolute-inside.jpg")))
+	must(os.Symlink(outside, filepath.Join(demo, "out")))
+	for _, name := range []string{
+		"demo/a/b/c.jpg", "demo/a", "demo/a/b/missing.jpg", "demo/missing/c.jpg",
+		"demo/a/b/c.jpg/d.jpg", "demo/inside.jpg", "demo/a/b/up.jpg", "demo/dangling.jpg",
+		"demo/a/b/top/demo/a/b/c.jpg", "demo/a/b/escape/x.jpg", "demo/absolute.jpg", "demo/absolute-inside.jpg", "demo/out/secret.jpg",
+	} {
+		kfi, kerr := s.fast.stat(name)
+		rfi, rerr := s.root.Stat(name)
+		if errors.Is(kerr, errRetryInRoot) {
+			continue
+		}
+		if (kerr == nil) != (rerr == nil) {
+			t.Errorf("%s: kernel %v, os.Root %v", name, kerr, rerr)
+			continue
+		}
+		if kerr != nil {
+			if k, r := classify(kerr, name), classify(rerr, name); !sameKind(k, r) {
+				t.Errorf("%s: kernel says %v, os.Root %v", name, k, r)
+			}
+			continue
+		}
+		if kfi.Size() != rfi.Size() || kfi.Mode() != rfi.Mode() || !kfi.ModTime().Equal(rfi.ModTime()) || etagOf(kfi) != etagOf(rfi) {
+			t.Errorf("%s: kernel %v %v %v, os.Root %v %v %v", name, kfi.Size(), kfi.Mode(), kfi.ModTime(), rfi.Size(), rfi.Mode(), rfi.ModTime())
+		}
+	}
+}
+
+func sameKind(a, b error) bool {
+	for _, kind := range []error{store.ErrNotFound, store.ErrForbidden, variant.ErrBadKey, store.ErrUnavailable} {
+		if errors.Is(a, kind) != errors.Is(b, kind) {
+			return false
+		}
+	}
+	return true
+}
