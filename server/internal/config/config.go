@@ -42,6 +42,7 @@ type Config struct {
 	WebPQuality     int           `yaml:"webp_quality"`
 	AVIFQuality     int           `yaml:"avif_quality"`
 	AVIFSpeed       int           `yaml:"avif_speed"`
+	WebPEffort      int           `yaml:"webp_effort"`
 	AutoAVIF        bool          `yaml:"auto_avif"`
 	AutoWebP        bool          `yaml:"auto_webp"`
 	KeepMetadata    bool          `yaml:"keep_metadata"`
@@ -126,6 +127,7 @@ func Default() Config {
 		WebPQuality:     75,
 		AVIFQuality:     50,
 		AVIFSpeed:       -1,
+		WebPEffort:      -1,
 		MozJPEG:         true,
 		JPEGProgressive: true,
 		AutoAVIF:        true,
@@ -184,6 +186,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.JPEGQuality, "jpeg-quality", c.JPEGQuality, "default JPEG quality")
 	fs.IntVar(&c.WebPQuality, "webp-quality", c.WebPQuality, "default WebP quality")
 	fs.IntVar(&c.AVIFQuality, "avif-quality", c.AVIFQuality, "default AVIF quality")
+	fs.IntVar(&c.WebPEffort, "webp-effort", c.WebPEffort, "WebP encoder effort (libwebp's method), 0 (fastest) to 6; -1: by the output's size\n(4 up to 13 MP, 2 above: an auto-quality search of the costliest content stays inside the process timeout)")
 	fs.IntVar(&c.AVIFSpeed, "avif-speed", c.AVIFSpeed, "AVIF encoder speed, 0 (slowest) to 9 (fastest); -1: by the output's size\n(6 up to 3 MP, 8 up to 6.5 MP, 9 above: one encode of the costliest content stays within ~8 s of CPU)")
 	fs.BoolVar(&c.AutoAVIF, "auto-avif", c.AutoAVIF, "format auto may choose AVIF")
 	fs.BoolVar(&c.AutoWebP, "auto-webp", c.AutoWebP, "format auto may choose WebP")
@@ -337,6 +340,9 @@ func (c *Config) Validate() error {
 		if q < 1 || q > 100 {
 			errs = append(errs, fmt.Errorf("%s %d is out of range (1–100)", name, q))
 		}
+	}
+	if c.WebPEffort < -1 || c.WebPEffort > 6 {
+		errs = append(errs, fmt.Errorf("webp-effort %d is out of range (0–6, or -1 for by size)", c.WebPEffort))
 	}
 	if c.AVIFSpeed < -1 || c.AVIFSpeed > 9 {
 		errs = append(errs, fmt.Errorf("avif-speed %d is out of range (0–9, or -1 for by size)", c.AVIFSpeed))

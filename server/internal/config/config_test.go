@@ -73,14 +73,14 @@ presets:
 }
 
 func TestAllErrorsAtOnce(t *testing.T) {
-	_, err := Load([]string{"--jpeg-quality", "0", "--store", "ftp:x"}, env(map[string]string{
+	_, err := Load([]string{"--jpeg-quality", "0", "--store", "ftp:x", "--webp-effort", "7"}, env(map[string]string{
 		"IMGEDGE_WORKERS":    "many",
 		"IMGEDGE_AVIF_SPEED": "12",
 	}))
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"IMGEDGE_WORKERS", "jpeg-quality 0", `store "ftp:x"`, "avif-speed 12"} {
+	for _, want := range []string{"IMGEDGE_WORKERS", "jpeg-quality 0", `store "ftp:x"`, "avif-speed 12", "webp-effort 7"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

@@ -298,6 +298,43 @@ func TestSelfTest(t *testing.T) {
 	}
 }
 
+func TestWebPEffortBySize(t *testing.T) {
+	for _, tt := range []struct {
+		pixels, effort int
+	}{
+		{720 * 540, 4},
+		{4032 * 3024, 4}, // a 12 MP phone photo
+		{4000 * 3000, 4},
+		{4000 * 6000, 2}, // 24 MP
+		{7000 * 7000, 2}, // the 50 MP source limit
+	} {
+		if got := webpEffortFor(tt.pixels); got != tt.effort {
+			t.Errorf("%d pixels: effort %d, want %d", tt.pixels, got, tt.effort)
+		}
+	}
+	if New(Config{WebPEffort: 6}).webpEffort(50_000_000) != 6 {
+		t.Error("a configured effort is not kept")
+	}
+	// The effort reaches libwebp: its fastest and its default method
+	// encode the same photo differently.
+	src := testimages.JPEG(640, 480, 90)
+	info, err := proc.Probe(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int
+	for _, effort := range []int{0, 4} {
+		out, err := New(Config{WebPEffort: effort}).Process(src, transform.Operation{Spec: variant.Spec{Format: variant.FormatWebP, Quality: 75}, Source: info})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(out.Data))
+	}
+	if sizes[0] == sizes[1] {
+		t.Errorf("methods 0 and 4 both gave %d bytes", sizes[0])
+	}
+}
+
 func TestAVIFSpeedBySize(t *testing.T) {
 	for _, tt := range []struct {
 		pixels, speed int

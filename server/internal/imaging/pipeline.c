@@ -160,7 +160,8 @@ static int save(VipsImage *img, const imgedge_opts *o, void **out, size_t *outle
 	gboolean strip = !o->keep_metadata;
 	switch (o->format) {
 	case IMGEDGE_WEBP:
-		return vips_webpsave_buffer(img, out, outlen, "Q", o->quality, "strip", strip, NULL);
+		return vips_webpsave_buffer(img, out, outlen, "Q", o->quality, "strip", strip,
+			"effort", o->webp_effort, NULL);
 	case IMGEDGE_AVIF:
 		return vips_heifsave_buffer(img, out, outlen, "Q", o->quality, "strip", strip,
 			"compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "effort", o->effort, NULL);

@@ -30,7 +30,8 @@ typedef struct {
 	int cover;          // scale to cover the box, then crop its centre
 	int shrink;         // JPEG shrink-on-load factor: 1, 2, 4 or 8
 	int format;         // IMGEDGE_*
-	int quality, interlace, effort;
+	int quality, interlace, effort; // effort: AVIF's (9 - speed)
+	int webp_effort;    // libwebp's method, 0 (fastest) to 6
 	int trellis, deringing, quant_table; // mozjpeg's encoder settings
 	int subsample;      // JPEG chroma: VipsForeignSubsample
 	int flatten;        // composite alpha onto white (formats without alpha)
