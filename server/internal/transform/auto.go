@@ -77,10 +77,7 @@ func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, 
 	var best Output
 	var bestSpec variant.Spec
 	for _, spec := range specs {
-		if err := ctx.Err(); err != nil {
-			return Output{}, variant.Spec{}, err
-		}
-		out, chosen, err := s.search(prep, spec)
+		out, chosen, err := s.search(ctx, prep, spec)
 		if err != nil {
 			return Output{}, variant.Spec{}, err
 		}
@@ -91,8 +88,9 @@ func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, 
 	return best, bestSpec, nil
 }
 
-// search bisects the quality range for one format.
-func (s *Service) search(prep Prepared, spec variant.Spec) (Output, variant.Spec, error) {
+// search bisects the quality range for one format. It stops between
+// trials once ctx is done (a trial itself runs to its end inside libvips).
+func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec) (Output, variant.Spec, error) {
 	a := s.cfg.Auto
 	if !spec.Format.Lossy() {
 		spec.Quality = 0
@@ -115,6 +113,9 @@ func (s *Service) search(prep Prepared, spec variant.Spec) (Output, variant.Spec
 	var pass, fail, before *scored // the closest pass and fail, and the trial before the last
 	q := min(max(m.start(target), lo), hi)
 	for step := 0; step < a.Steps && lo <= hi; step++ {
+		if err := ctx.Err(); err != nil {
+			return Output{}, spec, fmt.Errorf("auto-quality after %d trials: %w", step, err)
+		}
 		try := spec
 		try.Quality = q
 		enc, score, err := prep.Trial(try)

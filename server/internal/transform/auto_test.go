@@ -1,6 +1,8 @@
 package transform
 
 import (
+	"context"
+	"errors"
 	"math"
 	"testing"
 
@@ -65,7 +67,7 @@ func TestSearchFindsTheLowestPassingQuality(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			prep := &curvePrepared{score: tt.score}
-			_, chosen, err := svc.search(prep, variant.Spec{Format: tt.format, AutoQuality: true})
+			_, chosen, err := svc.search(context.Background(), prep, variant.Spec{Format: tt.format, AutoQuality: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,7 +104,7 @@ func TestSearchDoesNotLeapToTheTop(t *testing.T) {
 	}
 	svc := newTestService(t, newMemStore(), &fakeProcessor{}, 1, 1)
 	prep := &curvePrepared{score: score}
-	_, chosen, err := svc.search(prep, variant.Spec{Format: variant.FormatJPEG, AutoQuality: true})
+	_, chosen, err := svc.search(context.Background(), prep, variant.Spec{Format: variant.FormatJPEG, AutoQuality: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,5 +118,24 @@ func TestSearchDoesNotLeapToTheTop(t *testing.T) {
 	}
 	if len(prep.trials) > 4 {
 		t.Errorf("%d trials %v, want at most 4", len(prep.trials), prep.trials)
+	}
+}
+
+// TestSearchStopsWhenTheWorkIsOutOfTime: a trial runs to its end inside
+// libvips, but no further trial starts once the work's clock has run out
+// (a 49 MP noisy image costs tens of seconds per whole-image trial).
+func TestSearchStopsWhenTheWorkIsOutOfTime(t *testing.T) {
+	svc := newTestService(t, newMemStore(), &fakeProcessor{}, 1, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	prep := &curvePrepared{score: func(q int) float64 {
+		cancel() // the clock runs out during the first trial
+		return float64(q) / 2
+	}}
+	_, _, err := svc.search(ctx, prep, variant.Spec{Format: variant.FormatWebP, AutoQuality: true})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("search out of time: %v, want context.Canceled", err)
+	}
+	if len(prep.trials) != 1 {
+		t.Errorf("%d trials %v, want the one under way", len(prep.trials), prep.trials)
 	}
 }
