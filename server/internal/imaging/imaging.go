@@ -95,11 +95,15 @@ const WebPEffortBySize = -1
 // photos (auto-quality at 70), for half the CPU, so it is kept for what 4
 // cannot afford: above 13 MP (a 12 MP phone photo keeps 4).
 func webpEffortFor(pixels int) int {
-	if float64(pixels)/1e6*0.5 <= webpEncodeBudget.Seconds() {
+	if time.Duration(float64(pixels)/1e6*float64(webpMethod4PerMP)) <= webpEncodeBudget {
 		return 4
 	}
 	return 2
 }
+
+// webpMethod4PerMP is method 4's CPU per megapixel on the costliest content
+// measured (noise, q90).
+const webpMethod4PerMP = 500 * time.Millisecond
 
 // webpEncodeBudget bounds one WebP encode's CPU when the effort is by size:
 // an auto-quality search of three or four whole encodes stays inside the

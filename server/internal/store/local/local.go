@@ -7,9 +7,10 @@
 //
 // Every path is resolved through an os.Root (stats, on Linux, through
 // openat2 with RESOLVE_BENEATH, the same guarantee in one system call): no
-// key, symlink or bucket name can reach outside DIR. Writes go to a temporary file under DIR/.imgedge-tmp,
-// then are linked or renamed into place, so a process that dies mid-write
-// never leaves a half-written object at a key.
+// key, symlink or bucket name can reach outside DIR. Writes go to a
+// temporary file under DIR/.imgedge-tmp, then are linked or renamed into
+// place, so a process that dies mid-write never leaves a half-written
+// object at a key.
 //
 // Writes are not fsynced: the service stores only what it derives
 // (variants and markers), and integrity does not need it. After a power
