@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"image"
+	"image/color/palette"
+	"image/gif"
 	"image/jpeg"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/imgedge/imgedge/client/variant"
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/testimages"
@@ -118,29 +121,80 @@ func TestLocalStoreRefusalsAreTheCallersProblem(t *testing.T) {
 	}
 }
 
-// TestProgressiveJPEGsAreAdmittedWithTheirCoefficients: a progressive JPEG
-// is decoded into a buffer of the whole image's coefficients, however
-// small the variant. Admission counts it: a budget too small for it
-// answers ResourceExhausted, before the decode would overrun it, and a
-// smaller one of the same kind is served.
-func TestProgressiveJPEGsAreAdmittedWithTheirCoefficients(t *testing.T) {
+// TestWholeImageDecodersAreAdmittedWithWhatTheyHold: some decoders hold
+// the whole image at full size however small the variant — a progressive
+// JPEG's coefficients, libheif's and aom's frames for AVIF, libwebp's for
+// WebP, a GIF's frame — and the AVIF encoder holds several frames of its
+// output. Admission counts what they hold: a budget too small answers
+// ResourceExhausted before the work would overrun it, and a smaller image
+// of the same kind is served.
+func TestWholeImageDecodersAreAdmittedWithWhatTheyHold(t *testing.T) {
 	st := newLocalStore(t)
 	put := putVia(t, st)
-	// 64 MiB in all, 48 MiB of it for decoding: 3000×3000 4:4:4 holds
-	// 54 MB of coefficients, 1500×1500 13.5 MB.
+	// 64 MiB in all, 48 MiB of it for decoding.
 	h := startServer(t, st, func(c *config.Config) { c.MaxMemory, c.MaxSourceBytes = 64<<20, 8<<20 })
-	put("big.jpg", testimages.ProgressiveJPEG(3000, 3000, 3, false))
-	put("fits.jpg", testimages.ProgressiveJPEG(1500, 1500, 3, false))
-	ask := func(key string) (*imgedgev1.EnsureVariantResponse, error) {
-		return h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Variant: &imgedgev1.VariantSpec{Preset: "small"}})
+	encode := func(f variant.Format, w, hgt int) []byte {
+		src := testimages.JPEG(w, hgt, 80)
+		info, err := h.proc.Probe(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := h.proc.Process(src, transform.Operation{Spec: variant.Spec{Format: f, Quality: 50}, Source: info})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Data
 	}
-	if _, err := ask("big.jpg"); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "memory budget") {
-		t.Errorf("big.jpg: %v, want ResourceExhausted naming the memory budget", err)
+	for _, tt := range []struct {
+		name         string
+		big, fits    []byte
+		sameSizeAVIF bool // encoded to AVIF at its own size, not to the small preset
+	}{
+		// 3000×3000 4:4:4 holds 54 MB of coefficients; 1500×1500 13.5 MB.
+		{"progressive JPEG", testimages.ProgressiveJPEG(3000, 3000, 3, false), testimages.ProgressiveJPEG(1500, 1500, 3, false), false},
+		// ~15 bytes a pixel while decoding: 4 MP 60 MB, 1 MP 15 MB.
+		{"AVIF", encode(variant.FormatAVIF, 2000, 2000), encode(variant.FormatAVIF, 1000, 1000), false},
+		// ~9 bytes a pixel: 6 MP 54 MB, 2 MP 18 MB.
+		{"WebP", encode(variant.FormatWebP, 3000, 2000), encode(variant.FormatWebP, 1600, 1200), false},
+		// ~7 bytes a pixel (the frame, RGBA, besides the decoded image):
+		// 8.75 MP 61 MB, 1.5 MP 10.5 MB.
+		{"GIF", gifOf(t, 3500, 2500), gifOf(t, 1500, 1000), false},
+		// The AVIF encoder holds ~20 bytes an output pixel: 4 MP 92 MB,
+		// 1 MP 23 MB.
+		{"AVIF output", testimages.JPEG(2000, 2000, 80), testimages.JPEG(1000, 1000, 80), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			put("big", tt.big)
+			put("fits", tt.fits)
+			ask := func(key string) (*imgedgev1.EnsureVariantResponse, error) {
+				spec := &imgedgev1.VariantSpec{Preset: "small"}
+				if tt.sameSizeAVIF {
+					spec = &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_AVIF, Quality: proto.Uint32(50)}
+				}
+				return h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Variant: spec})
+			}
+			if _, err := ask("big"); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "memory budget") {
+				t.Errorf("the big one: %v, want ResourceExhausted naming the memory budget", err)
+			}
+			// A flat variant may be bigger than its small original: either
+			// answer means it was decoded.
+			res, err := ask("fits")
+			if o := res.GetOutcome(); err != nil || (o != imgedgev1.Outcome_OUTCOME_CREATED && o != imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER) {
+				t.Errorf("the smaller one: %v, %v; want it processed", o, err)
+			}
+		})
 	}
-	// A flat grey variant may well be bigger than its few-kilobyte
-	// original: either answer means it was decoded.
-	res, err := ask("fits.jpg")
-	if o := res.GetOutcome(); err != nil || (o != imgedgev1.Outcome_OUTCOME_CREATED && o != imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER) {
-		t.Errorf("fits.jpg: %v, %v; want it processed", o, err)
+}
+
+// gifOf is a w×h GIF of stripes in the Plan 9 palette.
+func gifOf(t *testing.T, w, h int) []byte {
+	img := image.NewPaletted(image.Rect(0, 0, w, h), palette.Plan9)
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i / w % 256)
 	}
+	var buf bytes.Buffer
+	if err := gif.Encode(&buf, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

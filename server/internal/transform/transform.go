@@ -38,8 +38,9 @@ type ImageInfo struct {
 	Orientation int // EXIF orientation 1–8; 0 or 1 means none
 	Alpha       bool
 	// DecodeBuffer is memory the decoder holds for the whole image, however
-	// much it shrinks on load: a progressive JPEG's coefficients. 0 when
-	// the decoder works a few rows at a time.
+	// much it shrinks on load, while the image is processed: a progressive
+	// JPEG's coefficients, a GIF's frame. 0 when the decoder works a few
+	// rows at a time.
 	DecodeBuffer int64
 }
 
