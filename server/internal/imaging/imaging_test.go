@@ -455,3 +455,54 @@ func TestMozJPEGTables(t *testing.T) {
 		}
 	}
 }
+
+// TestFootprintCoversMeasuredPeaks: the memory admission reserves is at
+// least what each kind of job was measured to use at its peak (VmHWM over
+// the process before the job, libvips 8.18.7 on this project's machine),
+// and not so much more that it refuses what fits: a same-size auto-quality
+// recompression of a 24 MP photo fits the default budget's 576 MiB.
+func TestFootprintCoversMeasuredPeaks(t *testing.T) {
+	p := New(Config{AVIFSpeed: AVIFSpeedBySize, WebPEffort: WebPEffortBySize})
+	rgb := func(format string, w, h int) transform.ImageInfo {
+		return transform.ImageInfo{Format: format, Width: w, Height: h, Bands: 3, SampleBytes: 1}
+	}
+	progressive := rgb("jpeg", 7000, 7000)
+	progressive.DecodeBuffer = 875 * 875 * 128 * 3
+	gif := rgb("gif", 3600, 3600)
+	gif.DecodeBuffer = 3600 * 3600 * 4
+	jpeg24 := rgb("jpeg", 4000, 6000)
+	spec := func(f variant.Format, w int, auto bool) variant.Spec {
+		return variant.Spec{Format: f, Quality: 50, Width: w, AutoQuality: auto}
+	}
+	const mb = 1_000_000
+	for _, tt := range []struct {
+		name     string
+		src      transform.ImageInfo
+		spec     variant.Spec
+		measured int64
+	}{
+		{"36 MP AVIF to 720 px", rgb("avif", 6000, 6000), spec(variant.FormatJPEG, 720, false), 565 * mb},
+		{"36 MP AVIF, same size", rgb("avif", 6000, 6000), spec(variant.FormatJPEG, 0, false), 563 * mb},
+		{"36 MP WebP to 720 px", rgb("webp", 6000, 6000), spec(variant.FormatJPEG, 720, false), 291 * mb},
+		{"36 MP WebP, same size", rgb("webp", 6000, 6000), spec(variant.FormatJPEG, 0, false), 335 * mb},
+		{"13 MP GIF to 720 px", gif, spec(variant.FormatJPEG, 720, false), 76 * mb},
+		{"13 MP GIF, same size", gif, spec(variant.FormatJPEG, 0, false), 161 * mb},
+		{"49 MP progressive JPEG to 720 px", progressive, spec(variant.FormatJPEG, 720, false), 288 * mb},
+		{"49 MP progressive JPEG, same size", progressive, spec(variant.FormatJPEG, 0, false), 731 * mb},
+		{"24 MP to AVIF, same size", jpeg24, spec(variant.FormatAVIF, 0, false), 478 * mb},
+		{"24 MP to AVIF, 2800 px", jpeg24, spec(variant.FormatAVIF, 2800, false), 235 * mb},
+		{"24 MP auto JPEG, 720 px", jpeg24, spec(variant.FormatJPEG, 720, true), 89 * mb},
+		{"24 MP auto AVIF, 720 px", jpeg24, spec(variant.FormatAVIF, 720, true), 102 * mb},
+		{"24 MP auto JPEG, same size", jpeg24, spec(variant.FormatJPEG, 0, true), 327 * mb},
+		{"24 MP auto WebP, same size", jpeg24, spec(variant.FormatWebP, 0, true), 407 * mb},
+		{"24 MP auto AVIF, same size", jpeg24, spec(variant.FormatAVIF, 0, true), 708 * mb},
+	} {
+		got := p.Footprint(transform.Operation{Spec: tt.spec, Source: tt.src})
+		if got < tt.measured || got > tt.measured*17/10 {
+			t.Errorf("%s: footprint %d MB, measured peak %d MB", tt.name, got/mb, tt.measured/mb)
+		}
+	}
+	if got := p.Footprint(transform.Operation{Spec: spec(variant.FormatJPEG, 0, true), Source: jpeg24}); got > 576<<20 {
+		t.Errorf("a same-size auto JPEG of a 24 MP photo needs %d MB: more than the default budget", got/mb)
+	}
+}
