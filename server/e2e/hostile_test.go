@@ -164,14 +164,15 @@ func TestWholeImageDecodersAreAdmittedWithWhatTheyHold(t *testing.T) {
 		{"AVIF output", testimages.JPEG(2000, 2000, 80), testimages.JPEG(1000, 1000, 80), true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			put("big", tt.big)
-			put("fits", tt.fits)
+			dir := strings.ReplaceAll(tt.name, " ", "-") + "/"
+			put(dir+"big", tt.big)
+			put(dir+"fits", tt.fits)
 			ask := func(key string) (*imgedgev1.EnsureVariantResponse, error) {
 				spec := &imgedgev1.VariantSpec{Preset: "small"}
 				if tt.sameSizeAVIF {
 					spec = &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_AVIF, Quality: proto.Uint32(50)}
 				}
-				return h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Variant: spec})
+				return h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: dir + key, Variant: spec})
 			}
 			if _, err := ask("big"); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "memory budget") {
 				t.Errorf("the big one: %v, want ResourceExhausted naming the memory budget", err)
