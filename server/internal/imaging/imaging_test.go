@@ -355,6 +355,65 @@ func TestAVIFSpeedBySize(t *testing.T) {
 	}
 }
 
+// TestAVIFSearchSpeedFollowsTheContent: a search whose output the size rule
+// would encode at speed 8 measures the content on its first trial. An easy
+// photo-like image is searched and encoded at speed 6 (its final encode is
+// byte for byte speed 6's); noise, which would cost too much there, keeps
+// the size's speed 8, and so does any configured speed.
+func TestAVIFSearchSpeedFollowsTheContent(t *testing.T) {
+	const w, h = 1800, 1800 // 3.2 MP: speed 8 by size
+	spec := variant.Spec{Format: variant.FormatAVIF, Quality: 62, AutoQuality: true}
+	search := func(p *Processor, src []byte) *prepared {
+		t.Helper()
+		info, err := p.Probe(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, err := p.Prepare(src, transform.Operation{Spec: spec, Source: info})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := pr.Trial(spec); err != nil {
+			t.Fatal(err)
+		}
+		return pr.(*prepared)
+	}
+	if avifSpeedFor(w*h) != 8 {
+		t.Fatalf("%d×%d is speed %d by size, not 8", w, h, avifSpeedFor(w*h))
+	}
+	bySize := New(Config{AVIFSpeed: AVIFSpeedBySize})
+	photo := testimages.JPEG(w, h, 90)
+	for _, tt := range []struct {
+		name  string
+		p     *Processor
+		src   []byte
+		speed int
+	}{
+		{"photo", bySize, photo, 6},
+		{"noise", bySize, testimages.NoiseJPEG(w, h, 90), 8},
+		{"photo at a configured speed", New(Config{AVIFSpeed: 9}), photo, 9},
+	} {
+		pr := search(tt.p, tt.src)
+		if pr.mosaic == nil {
+			t.Fatalf("%s: no mosaic: the trial judged the whole image", tt.name)
+		}
+		if pr.avifSpeed != tt.speed {
+			t.Errorf("%s: speed %d, want %d", tt.name, pr.avifSpeed, tt.speed)
+		}
+	}
+	settled, err := search(bySize, photo).Encode(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at6, err := search(New(Config{AVIFSpeed: 6}), photo).Encode(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(settled.Data, at6.Data) {
+		t.Errorf("the final encode (%d B) is not speed 6's (%d B)", len(settled.Data), len(at6.Data))
+	}
+}
+
 // jpegFrame reads a JPEG's frame header: whether it is progressive and the
 // luma component's sampling factors (0x22: chroma 4:2:0, 0x11: full).
 func jpegFrame(t *testing.T, data []byte) (progressive bool, lumaSampling byte) {
