@@ -125,7 +125,7 @@ const avifEncodeBudget = 8 * time.Second
 // a fifth of it: an auto-quality search, which encodes a mosaic of the
 // image's tiles first, measures what this content costs and encodes at
 // avifMeasuredSpeed when that fits avifMeasuredBudget (settleAVIFSpeed).
-// Speed 6 needs 6–10 % fewer bytes than 9 at the same SSIMULACRA2 on the
+// Speed 6 needs 6–12 % fewer bytes than 9 at the same SSIMULACRA2 on the
 // corpus's 6–24 MP photos.
 const (
 	avifMeasuredSpeed  = 6
@@ -779,7 +779,8 @@ func (pr *prepared) wholeAVIFSpeed() int {
 // settleAVIFSpeed encodes the mosaic for an AVIF search's first trial at
 // the speed the output's size allows, then settles the speed of the search
 // and of its final encode: avifMeasuredSpeed when, by the bits that encode
-// took, the search's trials and the final encode at that speed fit
+// took (at the quality the search starts from, usually near its answer),
+// the search's trials and the final encode at that speed fit
 // avifMeasuredBudget (the trial is then encoded again at it), or else the
 // size's. A configured speed is kept as it is.
 func (pr *prepared) settleAVIFSpeed(spec variant.Spec) ([]byte, error) {
