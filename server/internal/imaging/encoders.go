@@ -1,0 +1,165 @@
+package imaging
+
+/*
+#include <vips/vips.h>
+#include "pipeline.h"
+*/
+import "C"
+
+import (
+	"time"
+)
+
+// AVIFSpeedBySize picks the AV1 speed from the output's size (avifSpeedFor).
+const AVIFSpeedBySize = -1
+
+// avifSpeedFor is the slowest AV1 speed whose encode of pixels stays
+// within about avifEncodeBudget of CPU on one core for the costliest
+// content measured on the project's machine (libvips 8.18, aom): a detailed
+// photo at the qualities auto-quality picks (q60–65) costs per megapixel
+// 2.6 s at speed 6, 1.2 s at 8 and 0.35 s at 9 — typical photos at q50 five
+// times less (0.48, 0.13, 0.06 s). Speed 7 was no smaller than 8. Speed 6
+// needs 3–12 % fewer bytes than 8 at the same SSIMULACRA2, so it is used
+// where even the worst case is cheap: up to 3 MP; 8 up to 6.5 MP; 9 above,
+// which keeps the largest source allowed (50 MP) under ~18 s in the worst
+// case, inside the default 30 s process timeout with one job per core.
+func avifSpeedFor(pixels int) int {
+	mp := float64(pixels) / 1e6
+	for _, s := range []struct {
+		speed    int
+		secPerMP float64 // worst case measured
+	}{{6, 2.6}, {8, 1.2}} {
+		if mp*s.secPerMP <= avifEncodeBudget.Seconds() {
+			return s.speed
+		}
+	}
+	return 9
+}
+
+// WebPEffortBySize picks libwebp's method from the output's size
+// (webpEffortFor).
+const WebPEffortBySize = -1
+
+// webpEffortFor is libwebp's default method, 4, where the costliest content
+// measured stays within webpEncodeBudget, and 2 above: on this machine a
+// 49 MP noise image at q72 costs 21.8 s at 4 (0.45 s per megapixel, 0.49 at
+// q90; 3 costs the same) and 4.4 s at 2. Auto-quality encodes a WebP whole
+// for each trial (its quantiser follows whole-picture statistics, so a
+// mosaic of tiles does not stand for it), two to four times, where AVIF
+// and JPEG search on a mosaic and encode the whole image once. Method 2
+// needs 1–9 % more bytes than 4 at the same SSIMULACRA2 on the corpus
+// photos (auto-quality at 70), for half the CPU, so it is kept for what 4
+// cannot afford: above 13 MP (a 12 MP phone photo keeps 4).
+func webpEffortFor(pixels int) int {
+	if time.Duration(float64(pixels)/1e6*float64(webpMethod4PerMP)) <= webpEncodeBudget {
+		return 4
+	}
+	return 2
+}
+
+// webpMethod4PerMP is method 4's CPU per megapixel on the costliest content
+// measured (noise, q90).
+const webpMethod4PerMP = 500 * time.Millisecond
+
+// webpEncodeBudget bounds one WebP encode's CPU when the effort is by size:
+// an auto-quality search of three or four whole encodes stays inside the
+// default 30 s process timeout.
+const webpEncodeBudget = 6500 * time.Millisecond
+
+// webpEffort is the configured method, or the one for an output of pixels.
+func (p *Processor) webpEffort(pixels int) int {
+	if p.cfg.WebPEffort == WebPEffortBySize {
+		return webpEffortFor(pixels)
+	}
+	return p.cfg.WebPEffort
+}
+
+// avifEncodeBudget bounds one AVIF encode's CPU when the speed is by size.
+const avifEncodeBudget = 8 * time.Second
+
+// A by-size speed is sized for the costliest content, and most photos cost
+// a fifth of it: an auto-quality search, which encodes a mosaic of the
+// image's tiles first, measures what this content costs and encodes at
+// avifMeasuredSpeed when that fits avifMeasuredBudget (settleAVIFSpeed).
+// Speed 6 needs 6–12 % fewer bytes than 9 at the same SSIMULACRA2 on the
+// corpus's 6–24 MP photos.
+const (
+	avifMeasuredSpeed  = 6
+	avifMeasuredBudget = 16 * time.Second
+	// searchTrials is the most trials a search usually makes (3–4 at worst).
+	searchTrials = 4
+)
+
+// avifSpeed6PerMP bounds the CPU a megapixel costs at speed 6 from the bits
+// per pixel an encode of the same content takes at a faster speed and the
+// same quality: above every measurement on this project's machine (6–24 MP
+// photos of the corpus 0.34–0.74 s at 0.2–0.7 bits, small images 0.8–1.3 s
+// at 0.8–1.9, noise 0.66–1.42 s at 2.1–7.9).
+func avifSpeed6PerMP(bitsPerPixel float64) time.Duration {
+	return time.Duration((0.5 + 0.6*bitsPerPixel) * float64(time.Second))
+}
+
+// MozJPEG is what the service uses by default, chosen by SSIMULACRA2 against
+// Debian's libvips 8.14 (libjpeg-turbo) on the reference images of
+// quality-reference (≤ 1024 px, scores 55–85, make savings): trellis
+// quantisation and overshoot deringing (as sharp's mozjpeg preset), quant
+// table 5 (Klein, Silverstein and Carney: 2.5 points more than mozjpeg's
+// default table 3 at equal score; tables 0–8 measured), and from q88 table
+// 2 (mozjpeg's, tuned for MS-SSIM), the best of 0–8 at the top, where table
+// 5 falls behind: against Debian's encodes scoring 80–95, 3.8 % fewer bytes
+// where table 5 throughout needed 1.9 % more (at the switch an image's
+// score can dip, by 0.6 on 1 of 14 curves measured; auto-quality keeps only
+// qualities it measured passing). Chroma is subsampled up to
+// q94 (libvips switches to full chroma at q90, which needed up to 15 points
+// more bytes than a subsampled q9x at scores 83–90). With progressive
+// scans (Progressive, set apart: it is the operator's choice) the saving
+// is 13.7 % at scores 55–85, where the earlier baseline table-3 settings
+// saved 8.5 % (README, "Savings").
+var MozJPEG = JPEGTuning{Trellis: true, Deringing: true, QuantTable: 5, FineQuantTable: 2, FineFrom: 88, FullChromaFrom: 95}
+
+// JPEGTuning are the JPEG encoder's settings. Trellis, Deringing and the
+// quant tables need libvips built with mozjpeg (another libjpeg ignores
+// them).
+type JPEGTuning struct {
+	Trellis    bool // trellis quantisation
+	Deringing  bool // overshoot deringing on hard edges
+	QuantTable int  // quantisation table 0–8 (3: ImageMagick's, mozjpeg's own default)
+	// FineQuantTable replaces QuantTable from quality FineFrom on (0: never).
+	FineQuantTable, FineFrom int
+	// FullChromaFrom is the quality from which chroma keeps full
+	// resolution (below it: 4:2:0); 0 is libvips' own switch, 90.
+	FullChromaFrom int
+	// Progressive makes every JPEG progressive, with scans optimised per
+	// image where the library can (mozjpeg): 1–3 % fewer bytes at equal
+	// SSIMULACRA2, for up to ~45 % more encode CPU. A spec asking for
+	// progressive gets it either way.
+	Progressive bool
+}
+
+// quantTable is the quant table for a JPEG of quality q.
+func (t JPEGTuning) quantTable(q int) int {
+	if t.FineFrom > 0 && q >= t.FineFrom {
+		return t.FineQuantTable
+	}
+	return t.QuantTable
+}
+
+// subsampling is the libvips chroma subsampling mode for a JPEG of quality q.
+func (t JPEGTuning) subsampling(q int) C.int {
+	switch {
+	case t.FullChromaFrom == 0:
+		return C.VIPS_FOREIGN_SUBSAMPLE_AUTO
+	case q >= t.FullChromaFrom:
+		return C.VIPS_FOREIGN_SUBSAMPLE_OFF
+	default:
+		return C.VIPS_FOREIGN_SUBSAMPLE_ON
+	}
+}
+
+// avifSpeed is the configured AV1 speed, or the one for an output of pixels.
+func (p *Processor) avifSpeed(pixels int) int {
+	if p.cfg.AVIFSpeed == AVIFSpeedBySize {
+		return avifSpeedFor(pixels)
+	}
+	return p.cfg.AVIFSpeed
+}
