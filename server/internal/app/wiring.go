@@ -69,9 +69,10 @@ func NewService(cfg config.Config, st transform.Store, proc transform.Processor,
 			MaxWidth:        cfg.MaxWidth,
 			MaxHeight:       cfg.MaxHeight,
 		},
-		ProcessTimeout: cfg.ProcessTimeout,
-		Observer:       obs,
-		Auto:           autoQuality(cfg.AutoQuality),
+		ProcessTimeout:  cfg.ProcessTimeout,
+		KnownVariantTTL: cfg.KnownVariantTTL,
+		Observer:        obs,
+		Auto:            autoQuality(cfg.AutoQuality),
 
 		VariantCacheControl: cfg.CacheControl,
 	}, st, proc, pool)

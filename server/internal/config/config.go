@@ -59,6 +59,7 @@ type Config struct {
 	Workers         int           `yaml:"workers"`
 	Queue           int           `yaml:"queue"`
 	ProcessTimeout  time.Duration `yaml:"process_timeout"`
+	KnownVariantTTL time.Duration `yaml:"known_variant_ttl"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	LogLevel        string        `yaml:"log_level"`
 	CallTimeout     time.Duration `yaml:"call_timeout"`
@@ -142,6 +143,7 @@ func Default() Config {
 		Workers:         runtime.NumCPU(),
 		Queue:           4 * runtime.NumCPU(),
 		ProcessTimeout:  30 * time.Second,
+		KnownVariantTTL: 10 * time.Second,
 		ShutdownTimeout: 20 * time.Second,
 		LogLevel:        "info",
 		CallTimeout:     60 * time.Second,
@@ -204,6 +206,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent image transforms (default: number of CPUs)")
 	fs.IntVar(&c.Queue, "queue", c.Queue, "calls that may wait for a worker before ResourceExhausted")
 	fs.DurationVar(&c.ProcessTimeout, "process-timeout", c.ProcessTimeout, "bound on one variant build (fetch, transform, store)")
+	fs.DurationVar(&c.KnownVariantTTL, "known-variant-ttl", c.KnownVariantTTL, "how long a variant (or keep-original marker) a lookup found is trusted without HEADing it again;\nthe original is HEADed on every call, so a replaced original is seen at once, but a variant deleted\nbehind the service is still answered for up to this long (0: HEAD the variant every time)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on draining in-flight calls at shutdown")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.CallTimeout, "call-timeout", c.CallTimeout, "bound on one EnsureVariant or Transform call (Backfill is bounded by its caller)")
@@ -394,6 +397,9 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
+	}
+	if c.KnownVariantTTL < 0 {
+		errs = append(errs, errors.New("known-variant-ttl must not be negative (0 turns it off)"))
 	}
 	return errors.Join(errs...)
 }

@@ -43,6 +43,8 @@ type Service struct {
 	// lookups collapses identical concurrent lookups: a hot variant asked
 	// for by many callers at once costs one round of HEADs.
 	lookups singleflight.Group
+	// known spares a hot variant's own HEAD: only its original's is needed.
+	known *knownAnswers
 }
 
 // New returns a service. The pool bounds concurrent image work.
@@ -70,7 +72,7 @@ func New(cfg Config, st Store, proc Processor, pool *workpool.Pool) (*Service, e
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Service{cfg: cfg, store: st, proc: proc, pool: pool, obs: obs}, nil
+	return &Service{cfg: cfg, store: st, proc: proc, pool: pool, obs: obs, known: newKnownAnswers(cfg.KnownVariantTTL)}, nil
 }
 
 // EnsureResult is the answer to EnsureVariant.
@@ -189,10 +191,7 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 // caller giving up does not fail the others); each caller still leaves
 // when its own context ends.
 func (s *Service) sharedLookup(ctx context.Context, bucket, key string, cands []candidate) (EnsureResult, bool, error) {
-	id := bucket + "\x00" + key
-	for _, c := range cands {
-		id += "\x00" + c.key
-	}
+	id := lookupID(bucket, key, cands)
 	type answer struct {
 		res  EnsureResult
 		done bool
@@ -215,19 +214,24 @@ func (s *Service) sharedLookup(ctx context.Context, bucket, key string, cands []
 	}
 }
 
-// lookup is the hot path: HEAD the original and every candidate variant
-// concurrently, then the marker if needed. A fresh variant answers (the
-// smallest, when several candidates exist). done reports whether res is the
-// final answer; if not, stale maps candidate keys to the ETags of stale
-// variants there.
-func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candidate) (res EnsureResult, done bool, stale map[string]string, err error) {
-	ctx, end := s.stage(ctx, "head")
-	defer func() { end(err) }()
-
-	type headResult struct {
-		info store.ObjectInfo
-		err  error
+// lookupID names one lookup: the original and the candidates it compares.
+func lookupID(bucket, key string, cands []candidate) string {
+	id := bucket + "\x00" + key
+	for _, c := range cands {
+		id += "\x00" + c.key
 	}
+	return id
+}
+
+// headResult is one HEAD's answer.
+type headResult struct {
+	info store.ObjectInfo
+	err  error
+}
+
+// headVariants HEADs every candidate concurrently; wait returns their
+// answers in the candidates' order.
+func (s *Service) headVariants(ctx context.Context, bucket string, cands []candidate) (wait func() []headResult) {
 	heads := make([]chan headResult, len(cands))
 	for i, c := range cands {
 		heads[i] = make(chan headResult, 1)
@@ -236,14 +240,54 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 			heads[i] <- headResult{info, err}
 		}()
 	}
+	return func() []headResult {
+		results := make([]headResult, len(cands))
+		for i := range heads {
+			results[i] = <-heads[i]
+		}
+		return results
+	}
+}
+
+// lookup is the hot path: HEAD the original and every candidate variant
+// concurrently, then the marker if needed. A fresh variant answers (the
+// smallest, when several candidates exist). done reports whether res is the
+// final answer; if not, stale maps candidate keys to the ETags of stale
+// variants there.
+//
+// A final answer is remembered (see knownAnswers): while it is, the same
+// lookup HEADs only the original, and the variants again only if the
+// original has changed.
+func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candidate) (res EnsureResult, done bool, stale map[string]string, err error) {
+	ctx, end := s.stage(ctx, "head")
+	defer func() { end(err) }()
+
+	id := lookupID(bucket, key, cands)
+	known, isKnown := s.known.get(id)
+	var wait func() []headResult
+	if !isKnown {
+		wait = s.headVariants(ctx, bucket, cands)
+	}
 	orig, err := s.store.Head(ctx, bucket, key)
-	results := make([]headResult, len(cands))
-	for i := range heads {
-		results[i] = <-heads[i]
+	if isKnown && err == nil {
+		if orig.ETag == known.sourceETag {
+			return known.answer(orig), true, nil, nil
+		}
+		s.known.forget(id)
+		wait = s.headVariants(ctx, bucket, cands)
+	}
+	var results []headResult
+	if wait != nil {
+		results = wait()
 	}
 	if err != nil {
 		return EnsureResult{}, false, nil, fmt.Errorf("original: %w", err)
 	}
+	defer func() {
+		if done && err == nil {
+			s.known.remember(id, orig.ETag, res)
+		}
+	}()
 	stale = map[string]string{}
 	best := -1
 	want := bestOf(cands)
@@ -324,7 +368,11 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 		if dryRun {
 			return originalResult(orig, cands[0].key, cands[0].spec), nil
 		}
-		return s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, 0)
+		res, err := s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, 0)
+		if err == nil {
+			s.known.remember(lookupID(bucket, key, cands), orig.ETag, res)
+		}
+		return res, err
 	}
 	if err != nil {
 		return EnsureResult{}, fmt.Errorf("%s: %w", key, err)
@@ -353,6 +401,9 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 		})
 	}
 	end(err)
+	if err == nil {
+		s.known.remember(lookupID(bucket, key, cands), orig.ETag, res)
+	}
 	return res, err
 }
 

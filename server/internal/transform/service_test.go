@@ -42,6 +42,13 @@ func (m *memStore) set(key string, data []byte) {
 	m.objects[key] = memObject{data, store.ObjectInfo{Key: key, Size: int64(len(data)), ETag: fmt.Sprintf(`"v%d"`, m.version)}}
 }
 
+// remove deletes an object behind the service's back.
+func (m *memStore) remove(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.objects, key)
+}
+
 func (m *memStore) Head(_ context.Context, _, key string) (store.ObjectInfo, error) {
 	m.heads.Add(1)
 	m.mu.Lock()

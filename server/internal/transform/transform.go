@@ -152,6 +152,11 @@ type Config struct {
 	// VariantCacheControl is stored on variants, so CDNs cache them long
 	// while originals served as fallbacks keep the CDN's short default TTL.
 	VariantCacheControl string
+	// KnownVariantTTL is how long a lookup's answer is trusted without a
+	// HEAD of the variant: within it, a hit HEADs only the original (a
+	// changed original is still seen at once; a variant deleted from the
+	// store is not, until the TTL runs out). 0 HEADs every time.
+	KnownVariantTTL time.Duration
 }
 
 // Request asks for a variant and says how to ask.
@@ -239,6 +244,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ProcessTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("process timeout %v must be positive", c.ProcessTimeout))
+	}
+	if c.KnownVariantTTL < 0 {
+		errs = append(errs, fmt.Errorf("known-variant TTL %v must not be negative", c.KnownVariantTTL))
 	}
 	return errors.Join(errs...)
 }

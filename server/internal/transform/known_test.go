@@ -1,0 +1,130 @@
+package transform
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/store"
+	"github.com/imgedge/imgedge/server/internal/workpool"
+)
+
+// TestKnownVariantsSpareTheirHEAD: once a lookup has found (or a build has
+// stored) a variant, the same call HEADs only its original while the
+// answer is remembered, and answers exactly what a full lookup would. A
+// replaced original is seen at once; a variant deleted behind the service
+// is seen once the TTL has run out.
+func TestKnownVariantsSpareTheirHEAD(t *testing.T) {
+	const ttl = time.Minute
+	cases := []struct {
+		name    string
+		ratio   float64 // the fake encoder's output size over its input's
+		req     Request
+		stored  string // the object the answer rests on
+		outcome Outcome
+	}{
+		{"variant", 0.5, Request{}, "ProcessedImages/full_q90/a.jpg.jpg", AlreadyExisted},
+		{"keep-original marker", 0.97, Request{}, "ProcessedImages/full_q90/a.jpg.jpg" + markerSuffix, OriginalIsSmaller},
+		{"best of three formats", 0.5,
+			Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}, Viewer: variant.ClassAVIF}},
+			"ProcessedImages/w720_qauto/a.jpg.avif", AlreadyExisted},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			st := newMemStore()
+			st.set("a.jpg", make([]byte, 1000))
+			proc := &fakeProcessor{ratio: tc.ratio}
+			cfg := testConfig()
+			cfg.Defaults.Negotiation.AVIF = true
+			cfg.KnownVariantTTL = ttl
+			svc, err := New(cfg, st, proc, workpool.New(workpool.Limits{Workers: 1, Queue: 1}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Unix(1_800_000_000, 0)
+			svc.known.now = func() time.Time { return now }
+			cfg.KnownVariantTTL = 0
+			plain, err := New(cfg, st, proc, workpool.New(workpool.Limits{Workers: 1, Queue: 1}))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if _, err := svc.EnsureVariant(ctx, "bkt", "a.jpg", tc.req); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Head(ctx, "bkt", tc.stored); err != nil {
+				t.Fatalf("the build stored no %s: %v", tc.stored, err)
+			}
+			want, err := plain.EnsureVariant(ctx, "bkt", "a.jpg", tc.req)
+			if err != nil || want.Outcome != tc.outcome {
+				t.Fatalf("a full lookup: %+v, %v", want, err)
+			}
+
+			heads := st.heads.Load()
+			got, err := svc.EnsureVariant(ctx, "bkt", "a.jpg", tc.req)
+			if err != nil || !reflect.DeepEqual(got, want) {
+				t.Errorf("remembered answer:\n got %+v, %v\nwant %+v", got, err, want)
+			}
+			if n := st.heads.Load() - heads; n != 1 {
+				t.Errorf("a known hit made %d HEADs, want 1 (its original)", n)
+			}
+
+			// A replaced original is seen on the next call: one more build,
+			// which stores one object.
+			puts := st.puts.Load()
+			st.set("a.jpg", make([]byte, 2000))
+			got, err = svc.EnsureVariant(ctx, "bkt", "a.jpg", tc.req)
+			if err != nil || st.puts.Load() != puts+1 || got.OriginalSize != 2000 {
+				t.Errorf("after the original changed: %+v, %v, %d objects stored, want 1", got, err, st.puts.Load()-puts)
+			}
+
+			// A deleted stored object is answered until the TTL runs out,
+			// then built again.
+			puts = st.puts.Load()
+			st.remove(tc.stored)
+			if got, err := svc.EnsureVariant(ctx, "bkt", "a.jpg", tc.req); err != nil || got.Outcome != tc.outcome || st.puts.Load() != puts {
+				t.Errorf("within the TTL: %+v, %v, %d objects stored, want none", got, err, st.puts.Load()-puts)
+			}
+			now = now.Add(ttl)
+			if _, err := svc.EnsureVariant(ctx, "bkt", "a.jpg", tc.req); err != nil || st.puts.Load() != puts+1 {
+				t.Errorf("after the TTL: %v, %d objects stored, want 1", err, st.puts.Load()-puts)
+			}
+			if _, err := st.Head(ctx, "bkt", tc.stored); err != nil {
+				t.Errorf("%s was not stored again: %v", tc.stored, err)
+			}
+
+			// A deleted original is NotFound, whatever is remembered.
+			st.remove("a.jpg")
+			if _, err := svc.EnsureVariant(ctx, "bkt", "a.jpg", tc.req); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("original deleted: %v, want not found", err)
+			}
+		})
+	}
+}
+
+func TestKnownAnswersAreBounded(t *testing.T) {
+	k := newKnownAnswers(time.Minute)
+	for i := range knownCapacity + 10 {
+		k.remember(strconv.Itoa(i), `"e"`, EnsureResult{Outcome: Created})
+	}
+	if n := k.cache.Len(); n != knownCapacity {
+		t.Errorf("%d answers held, want %d", n, knownCapacity)
+	}
+	if _, ok := k.get("0"); ok {
+		t.Error("the oldest answer is still held")
+	}
+	if a, ok := k.get(strconv.Itoa(knownCapacity + 9)); !ok || a.res.Outcome != AlreadyExisted {
+		t.Errorf("the newest answer: %+v, %v; want it remembered as already existing", a, ok)
+	}
+
+	off := newKnownAnswers(0)
+	off.remember("x", `"e"`, EnsureResult{Outcome: Created})
+	if _, ok := off.get("x"); ok {
+		t.Error("a zero TTL remembered an answer")
+	}
+}
