@@ -187,11 +187,14 @@ func cmpOr(a, b error) error {
 
 // benchEnv is a real server per store, with a client each.
 type benchEnv struct {
-	proc   *imaging.Processor
-	local  *client.Client
-	s3     *client.Client // nil without versitygw
-	putS3  func(key string, data []byte)
-	putLoc func(key string, data []byte)
+	proc  *imaging.Processor
+	local *client.Client
+	s3    *client.Client // nil without versitygw
+	// s3EveryHEAD serves the same store with --known-variant-ttl 0: every
+	// hit HEADs its variant too.
+	s3EveryHEAD *client.Client
+	putS3       func(key string, data []byte)
+	putLoc      func(key string, data []byte)
 }
 
 func newBenchEnv(t *testing.T) *benchEnv {
@@ -200,7 +203,7 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	cfg.MaxSourcePixels = 30_000_000
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	env := &benchEnv{proc: app.NewProcessor(cfg)}
-	start := func(st transform.Store) *client.Client {
+	start := func(cfg config.Config, st transform.Store) *client.Client {
 		srv, err := app.New(cfg, st, env.proc, logger, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -218,13 +221,16 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	}
 	ls.CreateBucket(bucket)
 	env.putLoc = func(k string, d []byte) { putVia(t, ls)(k, d) }
-	env.local = start(ls)
+	env.local = start(cfg, ls)
 	if os.Getenv("IMGEDGE_VERSITYGW") != "" || fileExists(filepath.Join("..", "..", ".bin", "versitygw")) {
 		srv := s3test.Start(t)
 		srv.CreateBucket(t, bucket)
 		st := s3store.NewFromClient(srv.Client(s3store.ServiceOptions))
 		env.putS3 = func(k string, d []byte) { putVia(t, st)(k, d) }
-		env.s3 = start(st)
+		env.s3 = start(cfg, st)
+		everyHEAD := cfg
+		everyHEAD.KnownVariantTTL = 0
+		env.s3EveryHEAD = start(everyHEAD, st)
 	}
 	return env
 }
@@ -328,11 +334,14 @@ func TestBenchmarkReport(t *testing.T) {
 					for _, hot := range []struct {
 						store string
 						c     *client.Client
-					}{{"local", env.local}, {"versitygw", env.s3}} {
+					}{{"local", env.local}, {"versitygw", env.s3}, {everyHEAD, env.s3EveryHEAD}} {
 						if hot.c == nil {
 							continue
 						}
 						for _, keys := range []int{1, hotKeys} {
+							if hot.store == everyHEAD && keys == 1 {
+								continue
+							}
 							paths = append(paths, struct {
 								name string
 								op   func(i int64) error
@@ -365,7 +374,7 @@ func TestBenchmarkReport(t *testing.T) {
 		for _, conc := range []int{1, cores, 4 * cores} {
 			base := results[key{"in-process libvips", bc.name, conc}]
 			for _, p := range []string{"in-process libvips", "Transform (gRPC)", "EnsureVariant cold, local", "EnsureVariant cold, versitygw",
-				hotPath("local", 1), hotPath("local", hotKeys), hotPath("versitygw", 1), hotPath("versitygw", hotKeys)} {
+				hotPath("local", 1), hotPath("local", hotKeys), hotPath("versitygw", 1), hotPath("versitygw", hotKeys), hotPath(everyHEAD, hotKeys)} {
 				c := results[key{p, bc.name, conc}]
 				if c == nil || c.ops == 0 {
 					continue
@@ -414,6 +423,9 @@ func coldOp(ctx context.Context, c *client.Client, bc benchCase, ci int, store s
 // key shows a single hot image, whose concurrent lookups are shared; many
 // show a working set of hot images, each call its own round of HEADs.
 const hotKeys = 64
+
+// everyHEAD names the hot rows of a server that remembers no lookup.
+const everyHEAD = "versitygw, --known-variant-ttl 0"
 
 func hotKey(ci, k int) string { return fmt.Sprintf("hot/%d/%02d.jpg", ci, k) }
 
