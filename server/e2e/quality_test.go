@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"image/jpeg"
 	"os"
 	"path/filepath"
 	"testing"
@@ -78,6 +81,56 @@ func TestAutoQualityMeetsTargetAndNeverGrows(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestLowQualityJPEGsAreRecompressedWhenItPays: a JPEG already at a low
+// quality (q40 with the standard tables, as most encoders write it) still
+// takes fewer bytes at the default target with the service's encoder, so
+// same-size auto JPEG recompresses it; one at q20 is answered with the
+// original, without a search.
+func TestLowQualityJPEGsAreRecompressedWhenItPays(t *testing.T) {
+	st := newLocalStore(t)
+	h := startServer(t, st, nil)
+	photo := testimages.DecodeFile(t, filepath.Join("..", "..", "deploy", "dev", "samples", "photos", "saw.jpg"))
+	target := config.Default().AutoQuality.Targets["jpeg"]
+	for _, tc := range []struct {
+		quality int
+		created bool
+	}{{40, true}, {20, false}} {
+		var src bytes.Buffer
+		if err := jpeg.Encode(&src, photo, &jpeg.Options{Quality: tc.quality}); err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("saw-q%d.jpg", tc.quality)
+		putVia(t, st)(name, src.Bytes())
+		runs := h.proc.runs.Load()
+		resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_JPEG, AutoQuality: true}})
+		if !tc.created {
+			if resp.GetOutcome() != imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER || h.proc.runs.Load() != runs {
+				t.Errorf("q%d source: %v after %d runs, want the original without a search", tc.quality, resp.GetOutcome(), h.proc.runs.Load()-runs)
+			}
+			continue
+		}
+		if resp.GetOutcome() != imgedgev1.Outcome_OUTCOME_CREATED || float64(resp.GetSize()) > 0.95*float64(src.Len()) {
+			t.Fatalf("q%d source, %d B: %v, %d B, want a variant at least 5 %% smaller", tc.quality, src.Len(), resp.GetOutcome(), resp.GetSize())
+		}
+		data, _, err := st.Get(context.Background(), bucket, resp.GetKey(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := h.proc.Probe(src.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := h.proc.Prepare(src.Bytes(), transform.Operation{Spec: variant.Spec{Format: variant.FormatPNG}, Source: info})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if score, err := ref.Score(data); err != nil || score < target {
+			t.Errorf("q%d source: the variant (q%d, %d B of %d) scores %.1f against it, target %.0f (%v)", tc.quality, resp.GetQuality(), resp.GetSize(), src.Len(), score, target, err)
+		}
+		t.Logf("q%d source, %d B: q%d, %d B (%.1f %% fewer)", tc.quality, src.Len(), resp.GetQuality(), resp.GetSize(), 100*(1-float64(resp.GetSize())/float64(src.Len())))
 	}
 }
 

@@ -158,7 +158,7 @@ func Default() Config {
 
 		AutoQuality: AutoQuality{
 			Targets:    map[string]float64{"jpeg": 70, "webp": 70, "avif": 70},
-			MinQuality: 40, MaxQuality: 95, Steps: 6, SkipJPEGAtOrBelow: 70,
+			MinQuality: 40, MaxQuality: 95, Steps: 6, SkipJPEGAtOrBelow: 25,
 		},
 	}
 }

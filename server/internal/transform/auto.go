@@ -38,6 +38,12 @@ type AutoQuality struct {
 	Steps int
 	// SkipJPEGAtOrBelow: a JPEG source whose estimated quality is at or
 	// below this is not recompressed at its own size (it cannot pay).
+	// Measured at the default target (70) on the corpus and the samples,
+	// re-encoded by libjpeg with its standard tables at 1600 px: sources
+	// at q40 still gave 11–17 % fewer bytes, q30 3–10 % (5 of 6 past the
+	// 5 % minimum saving), q20 −5 to +5 %; the default skips from q25.
+	// A source the search cannot beat is kept all the same (MinSaving);
+	// the skip only spares that search.
 	SkipJPEGAtOrBelow int
 }
 
@@ -47,7 +53,7 @@ var DefaultAutoQuality = AutoQuality{
 	MinQuality:        40,
 	MaxQuality:        95,
 	Steps:             6,
-	SkipJPEGAtOrBelow: 70,
+	SkipJPEGAtOrBelow: 25,
 }
 
 // errNotWorthIt says the original cannot be beaten: keep it, compute nothing.

@@ -432,16 +432,29 @@ func TestAutoQualityAndBestFormat(t *testing.T) {
 	}
 }
 
+// TestAutoQualitySkipsLowQualityJPEGs: a same-size auto JPEG of a JPEG
+// source at or below the skip threshold (25 by default) is answered with
+// the original without a search; above it, the search runs.
 func TestAutoQualitySkipsLowQualityJPEGs(t *testing.T) {
-	st := newMemStore()
-	proc := &fakeProcessor{ratio: 0.5}
-	svc := newTestService(t, st, proc, 1, 1)
-	var low bytes.Buffer
-	jpeg.Encode(&low, image.NewGray(image.Rect(0, 0, 16, 16)), &jpeg.Options{Quality: 60})
-	st.set("low.jpg", low.Bytes())
-	res, err := svc.EnsureVariant(context.Background(), "bkt", "low.jpg", Request{Variant: variant.Request{Override: variant.Spec{Format: variant.FormatJPEG, AutoQuality: true}}})
-	if err != nil || res.Outcome != OriginalIsSmaller || proc.runs.Load() != 0 {
-		t.Fatalf("%+v, %v, %d encodes", res, err, proc.runs.Load())
+	for _, tc := range []struct {
+		sourceQuality int
+		searched      bool
+	}{{20, false}, {25, false}, {40, true}, {70, true}} {
+		st := newMemStore()
+		proc := &fakeProcessor{ratio: 0.5}
+		svc := newTestService(t, st, proc, 1, 1)
+		var src bytes.Buffer
+		if err := jpeg.Encode(&src, image.NewGray(image.Rect(0, 0, 16, 16)), &jpeg.Options{Quality: tc.sourceQuality}); err != nil {
+			t.Fatal(err)
+		}
+		st.set("a.jpg", src.Bytes())
+		res, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", Request{Variant: variant.Request{Override: variant.Spec{Format: variant.FormatJPEG, AutoQuality: true}}})
+		if err != nil {
+			t.Fatalf("q%d source: %v", tc.sourceQuality, err)
+		}
+		if searched := proc.runs.Load() > 0; searched != tc.searched || searched == (res.Outcome == OriginalIsSmaller) {
+			t.Errorf("q%d source: %v after %d encodes, want searched %v", tc.sourceQuality, res.Outcome, proc.runs.Load(), tc.searched)
+		}
 	}
 }
 
