@@ -57,13 +57,17 @@ func TestSavingsReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	columns := []savingsColumn{
-		{"prototype JPEG q90", variant.Spec{Format: variant.FormatJPEG, Quality: 90}},
-		{"default JPEG q80", variant.Spec{Format: variant.FormatJPEG, Quality: 80}},
-		{"default WebP q75", variant.Spec{Format: variant.FormatWebP, Quality: 75}},
-		{"auto JPEG", variant.Spec{Format: variant.FormatJPEG, AutoQuality: true}},
-		{"auto WebP", variant.Spec{Format: variant.FormatWebP, AutoQuality: true}},
-		{"auto AVIF", variant.Spec{Format: variant.FormatAVIF, AutoQuality: true}},
+		{name: "prototype JPEG q90", spec: variant.Spec{Format: variant.FormatJPEG, Quality: 90}},
+		{name: "default JPEG q80", spec: variant.Spec{Format: variant.FormatJPEG, Quality: 80}},
+		{name: "default WebP q75", spec: variant.Spec{Format: variant.FormatWebP, Quality: 75}},
+		{name: "auto JPEG", spec: variant.Spec{Format: variant.FormatJPEG, AutoQuality: true}},
+		{name: "auto WebP", spec: variant.Spec{Format: variant.FormatWebP, AutoQuality: true}},
+		{name: "auto AVIF", spec: variant.Spec{Format: variant.FormatAVIF, AutoQuality: true}},
+		// What an AVIF-capable viewer gets from format best: every format
+		// searched, the smallest that meets its target served.
+		{name: "best for an AVIF viewer", spec: variant.Spec{Format: variant.FormatBest}, viewer: variant.ClassAVIF},
 	}
+	autoColumns := columns[3:6]
 	type total struct {
 		before, after int64
 		savings       []float64 // per image
@@ -102,7 +106,7 @@ func TestSavingsReport(t *testing.T) {
 		fmt.Fprintf(&b, "| %s | %d B |", filepath.Base(f), len(src))
 		for i, c := range columns {
 			start := processCPU()
-			out, chosen, err := svc.Transform(context.Background(), src, transform.Request{Variant: variant.Request{Override: c.spec}})
+			out, chosen, err := svc.Transform(context.Background(), src, transform.Request{Variant: variant.Request{Override: c.spec, Viewer: c.viewer}})
 			took := processCPU() - start
 			if err != nil {
 				t.Fatal(err)
@@ -113,7 +117,10 @@ func TestSavingsReport(t *testing.T) {
 			}
 			size := int64(len(out.Data))
 			q := ""
-			if c.spec.AutoQuality {
+			switch {
+			case c.spec.Format == variant.FormatBest:
+				q = fmt.Sprintf(" %s q%d,", chosen.Format, chosen.Quality)
+			case c.spec.AutoQuality:
 				q = fmt.Sprintf(" q%d,", chosen.Quality)
 			}
 			kept := ""
@@ -150,7 +157,7 @@ func TestSavingsReport(t *testing.T) {
 		fmt.Fprintf(&b, " %.1f / %.1f, %.1f s |", sum/float64(len(tot.scores)), worst, tot.cpu.Seconds())
 	}
 	fmt.Fprintln(&b)
-	writeFixedMatch(t, &b, svc, srcs, refs, columns[3:], func(i int) (int64, float64, float64) {
+	writeFixedMatch(t, &b, svc, srcs, refs, autoColumns, func(i int) (int64, float64, float64) {
 		i += 3
 		mean, worst := meanWorst(totals[i].scores)
 		return totals[i].after, mean, worst
@@ -211,8 +218,9 @@ func writeAutoCost(t *testing.T, b *strings.Builder, svc *transform.Service, src
 
 // savingsColumn is one way of encoding every image.
 type savingsColumn struct {
-	name string
-	spec variant.Spec
+	name   string
+	spec   variant.Spec
+	viewer variant.Class // what the viewer accepts, for FormatBest
 }
 
 // fixedStats are a fixed quality's totals over the images.
