@@ -60,6 +60,7 @@ func TestSavingsReport(t *testing.T) {
 		{name: "prototype JPEG q90", spec: variant.Spec{Format: variant.FormatJPEG, Quality: 90}},
 		{name: "default JPEG q80", spec: variant.Spec{Format: variant.FormatJPEG, Quality: 80}},
 		{name: "default WebP q75", spec: variant.Spec{Format: variant.FormatWebP, Quality: 75}},
+		{name: "default AVIF q50", spec: variant.Spec{Format: variant.FormatAVIF, Quality: 50}},
 		{name: "auto JPEG", spec: variant.Spec{Format: variant.FormatJPEG, AutoQuality: true}},
 		{name: "auto WebP", spec: variant.Spec{Format: variant.FormatWebP, AutoQuality: true}},
 		{name: "auto AVIF", spec: variant.Spec{Format: variant.FormatAVIF, AutoQuality: true}},
@@ -67,7 +68,7 @@ func TestSavingsReport(t *testing.T) {
 		// searched, the smallest that meets its target served.
 		{name: "best for an AVIF viewer", spec: variant.Spec{Format: variant.FormatBest}, viewer: variant.ClassAVIF},
 	}
-	autoColumns := columns[3:6]
+	autoColumns := columns[4:7]
 	type total struct {
 		before, after int64
 		savings       []float64 // per image
@@ -89,6 +90,7 @@ func TestSavingsReport(t *testing.T) {
 	sort.Strings(files)
 	var srcs [][]byte
 	var refs []transform.Prepared
+	var names []string
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		if err != nil {
@@ -102,7 +104,7 @@ func TestSavingsReport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srcs, refs = append(srcs, src), append(refs, ref)
+		srcs, refs, names = append(srcs, src), append(refs, ref), append(names, filepath.Base(f))
 		fmt.Fprintf(&b, "| %s | %d B |", filepath.Base(f), len(src))
 		for i, c := range columns {
 			start := processCPU()
@@ -157,8 +159,8 @@ func TestSavingsReport(t *testing.T) {
 		fmt.Fprintf(&b, " %.1f / %.1f, %.1f s |", sum/float64(len(tot.scores)), worst, tot.cpu.Seconds())
 	}
 	fmt.Fprintln(&b)
-	writeFixedMatch(t, &b, svc, srcs, refs, autoColumns, func(i int) (int64, float64, float64) {
-		i += 3
+	writeFixedMatch(t, &b, svc, srcs, refs, names, autoColumns, func(i int) (int64, float64, float64) {
+		i += 4
 		mean, worst := meanWorst(totals[i].scores)
 		return totals[i].after, mean, worst
 	})
@@ -223,11 +225,19 @@ type savingsColumn struct {
 	viewer variant.Class // what the viewer accepts, for FormatBest
 }
 
-// fixedStats are a fixed quality's totals over the images.
+// fixedStats are a fixed quality's totals over the images, and what each
+// image got (the original where the variant was not smaller).
 type fixedStats struct {
 	q           int
 	bytes       int64
 	mean, worst float64
+	perImage    []imageResult
+}
+
+// imageResult is what one image was served at one setting.
+type imageResult struct {
+	bytes int64
+	score float64
 }
 
 func meanWorst(scores []float64) (mean, worst float64) {
@@ -242,7 +252,7 @@ func meanWorst(scores []float64) (mean, worst float64) {
 // writeFixedMatch compares each auto-quality column with the best single
 // fixed quality of its format: the lowest that reaches auto's mean score,
 // and the lowest that reaches auto's worst score (on the same images).
-func writeFixedMatch(t *testing.T, b *strings.Builder, svc *transform.Service, srcs [][]byte, refs []transform.Prepared,
+func writeFixedMatch(t *testing.T, b *strings.Builder, svc *transform.Service, srcs [][]byte, refs []transform.Prepared, imageNames []string,
 	autos []savingsColumn, auto func(i int) (bytes int64, mean, worst float64)) {
 	fixedAt := func(f variant.Format, q int) fixedStats {
 		st := fixedStats{q: q}
@@ -261,6 +271,7 @@ func writeFixedMatch(t *testing.T, b *strings.Builder, svc *transform.Service, s
 			}
 			st.bytes += int64(len(out.Data))
 			scores = append(scores, score)
+			st.perImage = append(st.perImage, imageResult{int64(len(out.Data)), score})
 		}
 		st.mean, st.worst = meanWorst(scores)
 		return st
@@ -281,6 +292,8 @@ func writeFixedMatch(t *testing.T, b *strings.Builder, svc *transform.Service, s
 	}
 	fmt.Fprint(b, "\nAuto-quality against the best single fixed quality of its format on the same images (bytes in total, SSIMULACRA2 mean / worst):\n\n")
 	fmt.Fprint(b, "| | auto | fixed q matched to auto's mean | fixed q matched to auto's worst |\n|---|---:|---:|---:|\n")
+	var matched []fixedStats
+	var headers []string
 	for i, c := range autos {
 		bytes, mean, worst := auto(i)
 		byMean := match(c.spec.Format, mean, func(s fixedStats) float64 { return s.mean })
@@ -289,6 +302,24 @@ func writeFixedMatch(t *testing.T, b *strings.Builder, svc *transform.Service, s
 			return fmt.Sprintf("q%d: %d B, %.1f / %.1f (auto %+.1f%% bytes)", s.q, s.bytes, s.mean, s.worst, 100*(float64(bytes)/float64(s.bytes)-1))
 		}
 		fmt.Fprintf(b, "| %s | %d B, %.1f / %.1f | %s | %s |\n", c.name, bytes, mean, worst, cell(byMean), cell(byWorst))
+		matched = append(matched, byMean, byWorst)
+		headers = append(headers, fmt.Sprintf("%s q%d (mean)", c.spec.Format, byMean.q), fmt.Sprintf("%s q%d (worst)", c.spec.Format, byWorst.q))
+	}
+	fmt.Fprint(b, "\nThose fixed qualities per image (bytes, SSIMULACRA2; the original where the variant was not smaller):\n\n| image |")
+	for _, n := range headers {
+		fmt.Fprintf(b, " %s |", n)
+	}
+	fmt.Fprint(b, "\n|---|")
+	for range headers {
+		fmt.Fprint(b, "---:|")
+	}
+	fmt.Fprintln(b)
+	for i, name := range imageNames {
+		fmt.Fprintf(b, "| %s |", name)
+		for _, m := range matched {
+			fmt.Fprintf(b, " %d B, %.1f |", m.perImage[i].bytes, m.perImage[i].score)
+		}
+		fmt.Fprintln(b)
 	}
 }
 
