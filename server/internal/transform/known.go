@@ -45,8 +45,8 @@ func newKnownAnswers(ttl time.Duration) *knownAnswers {
 	return &knownAnswers{ttl: ttl, now: time.Now, cache: cache}
 }
 
-// get returns the answer remembered for a lookup, and the ETag of the
-// original it was found for, unless it has expired.
+// get returns what is remembered for a lookup (the answer and the ETag of
+// the original it was found for), unless it has expired.
 func (k *knownAnswers) get(id string) (knownAnswer, bool) {
 	if k.cache == nil {
 		return knownAnswer{}, false
