@@ -1,16 +1,18 @@
 package transform
 
 import (
+	"crypto/sha256"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/store"
 )
 
-// knownCapacity bounds how many answers knownAnswers holds (a few hundred
-// bytes each): the working set of hot images a CDN asks for again within
-// the TTL.
+// knownCapacity bounds how many answers knownAnswers holds: the working
+// set of hot images a CDN asks for again within the TTL. An answer takes
+// ~0.3 KB however long its keys are (~5 MB when full).
 const knownCapacity = 16384
 
 // knownAnswers remembers, for a while, which answer a lookup found: a fresh
@@ -23,12 +25,21 @@ const knownCapacity = 16384
 type knownAnswers struct {
 	ttl   time.Duration
 	now   func() time.Time
-	cache *lru.Cache[string, knownAnswer] // safe for concurrent use
+	cache *lru.Cache[[sha256.Size]byte, knownAnswer] // safe for concurrent use
 }
 
+// knownAnswer is an answer in a form whose size does not grow with the
+// keys: which candidate answered, and what its HEAD said. The keys come
+// back from the lookup that asks again.
 type knownAnswer struct {
-	sourceETag string
-	res        EnsureResult
+	sourceETag string  // the original's ETag the answer was found for
+	outcome    Outcome // AlreadyExisted or OriginalIsSmaller
+	cand       int     // the answering candidate (the first for a marker)
+	spec       variant.Spec
+	size       int64
+	etag       string
+	width      int
+	height     int
 	expires    time.Time
 }
 
@@ -38,56 +49,84 @@ func newKnownAnswers(ttl time.Duration) *knownAnswers {
 	if ttl <= 0 {
 		return &knownAnswers{}
 	}
-	cache, err := lru.New[string, knownAnswer](knownCapacity)
+	cache, err := lru.New[[sha256.Size]byte, knownAnswer](knownCapacity)
 	if err != nil {
 		panic(err) // only for a capacity ≤ 0
 	}
 	return &knownAnswers{ttl: ttl, now: time.Now, cache: cache}
 }
 
-// get returns what is remembered for a lookup (the answer and the ETag of
-// the original it was found for), unless it has expired.
+// get returns what is remembered for a lookup (see lookupID), unless it
+// has expired.
 func (k *knownAnswers) get(id string) (knownAnswer, bool) {
 	if k.cache == nil {
 		return knownAnswer{}, false
 	}
-	a, ok := k.cache.Get(id)
+	key := sha256.Sum256([]byte(id))
+	a, ok := k.cache.Get(key)
 	if !ok {
 		return knownAnswer{}, false
 	}
 	if !k.now().Before(a.expires) {
-		k.cache.Remove(id)
+		k.cache.Remove(key)
 		return knownAnswer{}, false
 	}
 	return a, true
 }
 
-// remember records a lookup's final answer for the original version
-// sourceETag. A created variant is remembered as existing.
-func (k *knownAnswers) remember(id, sourceETag string, res EnsureResult) {
+// remember records a lookup's final answer, res, found among cands for
+// the original version sourceETag. A created variant is remembered as
+// existing.
+func (k *knownAnswers) remember(id string, cands []candidate, sourceETag string, res EnsureResult) {
 	if k.cache == nil || sourceETag == "" {
 		return
 	}
-	if res.Outcome == Created {
-		res.Outcome = AlreadyExisted
+	a := knownAnswer{
+		sourceETag: sourceETag, outcome: res.Outcome, cand: -1, spec: res.Spec,
+		size: res.Size, etag: res.ETag, width: res.Width, height: res.Height,
+		expires: k.now().Add(k.ttl),
 	}
-	k.cache.Add(id, knownAnswer{sourceETag: sourceETag, res: res, expires: k.now().Add(k.ttl)})
+	for i, c := range cands {
+		if c.key == res.VariantKey {
+			a.cand = i
+			break
+		}
+	}
+	switch {
+	case a.cand < 0:
+		return
+	case a.outcome == Created:
+		a.outcome = AlreadyExisted
+	case a.outcome != AlreadyExisted && a.outcome != OriginalIsSmaller:
+		return
+	}
+	k.cache.Add(sha256.Sum256([]byte(id)), a)
 }
 
 // forget drops what is remembered for a lookup.
 func (k *knownAnswers) forget(id string) {
 	if k.cache != nil {
-		k.cache.Remove(id)
+		k.cache.Remove(sha256.Sum256([]byte(id)))
 	}
 }
 
-// answer is the remembered answer, with what the fresh HEAD of the
-// original says about it.
-func (a knownAnswer) answer(orig store.ObjectInfo) EnsureResult {
-	res := a.res
-	res.OriginalSize = orig.Size
-	if res.Outcome == OriginalIsSmaller {
-		res.Key, res.ContentType, res.Size, res.ETag = orig.Key, orig.ContentType, orig.Size, orig.ETag
+// answer is the remembered answer to the lookup of cands, with what the
+// fresh HEAD of the original says about it.
+func (a knownAnswer) answer(orig store.ObjectInfo, cands []candidate) EnsureResult {
+	c := cands[a.cand]
+	if a.outcome == OriginalIsSmaller {
+		return originalResult(orig, c.key, c.spec)
 	}
-	return res
+	return EnsureResult{
+		Outcome:      AlreadyExisted,
+		Key:          c.key,
+		ContentType:  a.spec.Format.ContentType(),
+		Size:         a.size,
+		ETag:         a.etag,
+		OriginalSize: orig.Size,
+		VariantKey:   c.key,
+		Spec:         a.spec,
+		Width:        a.width,
+		Height:       a.height,
+	}
 }

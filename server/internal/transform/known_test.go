@@ -109,8 +109,10 @@ func TestKnownVariantsSpareTheirHEAD(t *testing.T) {
 
 func TestKnownAnswersAreBounded(t *testing.T) {
 	k := newKnownAnswers(time.Minute)
+	cands := []candidate{{key: "v.jpg"}}
+	created := EnsureResult{Outcome: Created, VariantKey: "v.jpg"}
 	for i := range knownCapacity + 10 {
-		k.remember(strconv.Itoa(i), `"e"`, EnsureResult{Outcome: Created})
+		k.remember(strconv.Itoa(i), cands, `"e"`, created)
 	}
 	if n := k.cache.Len(); n != knownCapacity {
 		t.Errorf("%d answers held, want %d", n, knownCapacity)
@@ -118,12 +120,20 @@ func TestKnownAnswersAreBounded(t *testing.T) {
 	if _, ok := k.get("0"); ok {
 		t.Error("the oldest answer is still held")
 	}
-	if a, ok := k.get(strconv.Itoa(knownCapacity + 9)); !ok || a.res.Outcome != AlreadyExisted {
+	if a, ok := k.get(strconv.Itoa(knownCapacity + 9)); !ok || a.answer(store.ObjectInfo{}, cands).Outcome != AlreadyExisted {
 		t.Errorf("the newest answer: %+v, %v; want it remembered as already existing", a, ok)
 	}
 
+	// What is not an answer found among the candidates is not remembered.
+	for _, res := range []EnsureResult{{Outcome: Created, VariantKey: "other.jpg"}, {Outcome: Pending, VariantKey: "v.jpg"}} {
+		k.remember("x", cands, `"e"`, res)
+		if _, ok := k.get("x"); ok {
+			t.Errorf("%+v was remembered", res)
+		}
+	}
+
 	off := newKnownAnswers(0)
-	off.remember("x", `"e"`, EnsureResult{Outcome: Created})
+	off.remember("x", cands, `"e"`, created)
 	if _, ok := off.get("x"); ok {
 		t.Error("a zero TTL remembered an answer")
 	}

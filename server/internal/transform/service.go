@@ -271,7 +271,7 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 	orig, err := s.store.Head(ctx, bucket, key)
 	if isKnown && err == nil {
 		if orig.ETag == known.sourceETag {
-			return known.answer(orig), true, nil, nil
+			return known.answer(orig, cands), true, nil, nil
 		}
 		s.known.forget(id)
 		wait = s.headVariants(ctx, bucket, cands)
@@ -285,7 +285,7 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 	}
 	defer func() {
 		if done && err == nil {
-			s.known.remember(id, orig.ETag, res)
+			s.known.remember(id, cands, orig.ETag, res)
 		}
 	}()
 	stale = map[string]string{}
@@ -370,7 +370,7 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 		}
 		res, err := s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, 0)
 		if err == nil {
-			s.known.remember(lookupID(bucket, key, cands), orig.ETag, res)
+			s.known.remember(lookupID(bucket, key, cands), cands, orig.ETag, res)
 		}
 		return res, err
 	}
@@ -402,7 +402,7 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 	}
 	end(err)
 	if err == nil {
-		s.known.remember(lookupID(bucket, key, cands), orig.ETag, res)
+		s.known.remember(lookupID(bucket, key, cands), cands, orig.ETag, res)
 	}
 	return res, err
 }
