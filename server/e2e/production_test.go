@@ -148,6 +148,7 @@ func TestMetricsAddUp(t *testing.T) {
 		`imgedge_rpc_requests_total{code="NotFound",method="/imgedge.v1.ImageTransformService/EnsureVariant"}`: 1,
 		`imgedge_stage_duration_seconds_count{stage="process"}`:                                                2,
 		`imgedge_stage_duration_seconds_count{stage="store"}`:                                                  2,
+		`imgedge_lookups_total{variants="remembered"}`:                                                         1,
 		`imgedge_inflight_transforms`:                                                                          0,
 		`imgedge_queue_depth`:                                                                                  0,
 	}
@@ -158,6 +159,10 @@ func TestMetricsAddUp(t *testing.T) {
 	}
 	if m[`imgedge_stage_duration_seconds_count{stage="head"}`] < 4 {
 		t.Errorf("head stage count %v", m[`imgedge_stage_duration_seconds_count{stage="head"}`])
+	}
+	// Every lookup is counted once, remembered or headed.
+	if lookups := m[`imgedge_lookups_total{variants="remembered"}`] + m[`imgedge_lookups_total{variants="headed"}`]; lookups != m[`imgedge_stage_duration_seconds_count{stage="head"}`] {
+		t.Errorf("%v lookups counted, %v head stages", lookups, m[`imgedge_stage_duration_seconds_count{stage="head"}`])
 	}
 	saving := 1 - m["imgedge_served_bytes_total"]/m["imgedge_original_bytes_total"]
 	if saving <= 0 || saving >= 1 {

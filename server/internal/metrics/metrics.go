@@ -32,6 +32,7 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	stages        *prometheus.HistogramVec
 	variants      *prometheus.CounterVec
+	lookups       *prometheus.CounterVec
 	originalBytes prometheus.Counter
 	servedBytes   prometheus.Counter
 }
@@ -54,6 +55,9 @@ func New(pool Pool) *Metrics {
 		variants: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "imgedge_variants_total", Help: "EnsureVariant outcomes: created, already_existed, original_is_smaller.",
 		}, []string{"outcome"}),
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imgedge_lookups_total", Help: "Freshness checks, by how the variants were found: remembered (only the original HEADed) or headed.",
+		}, []string{"variants"}),
 		originalBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "imgedge_original_bytes_total", Help: "Sum of the originals' sizes over successful EnsureVariant calls.",
 		}),
@@ -61,7 +65,7 @@ func New(pool Pool) *Metrics {
 			Name: "imgedge_served_bytes_total", Help: "Sum of the sizes of what those calls said to serve (variant, or original when kept).",
 		}),
 	}
-	m.Registry.MustRegister(m.requests, m.duration, m.stages, m.variants, m.originalBytes, m.servedBytes,
+	m.Registry.MustRegister(m.requests, m.duration, m.stages, m.variants, m.lookups, m.originalBytes, m.servedBytes,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgedge_inflight_transforms", Help: "Image transforms holding a worker."},
 			func() float64 { return float64(pool.InFlight()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgedge_queue_depth", Help: "Calls waiting for a worker."},
@@ -74,6 +78,8 @@ func New(pool Pool) *Metrics {
 	for _, o := range []transform.Outcome{transform.Created, transform.AlreadyExisted, transform.OriginalIsSmaller} {
 		m.variants.WithLabelValues(o.String())
 	}
+	m.lookups.WithLabelValues("remembered")
+	m.lookups.WithLabelValues("headed")
 	return m
 }
 
@@ -87,6 +93,15 @@ func (m *Metrics) Ensured(o transform.Outcome, originalBytes, servedBytes int64)
 	m.variants.WithLabelValues(o.String()).Inc()
 	m.originalBytes.Add(float64(originalBytes))
 	m.servedBytes.Add(float64(servedBytes))
+}
+
+// Lookup implements transform.Observer.
+func (m *Metrics) Lookup(remembered bool) {
+	if remembered {
+		m.lookups.WithLabelValues("remembered").Inc()
+		return
+	}
+	m.lookups.WithLabelValues("headed").Inc()
 }
 
 // ServerOptions count and time every RPC.

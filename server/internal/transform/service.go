@@ -264,6 +264,8 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 
 	id := lookupID(bucket, key, cands)
 	known, isKnown := s.known.get(id)
+	remembered := false
+	defer func() { s.obs.Lookup(remembered) }()
 	var wait func() []headResult
 	if !isKnown {
 		wait = s.headVariants(ctx, bucket, cands)
@@ -271,6 +273,7 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 	orig, err := s.store.Head(ctx, bucket, key)
 	if isKnown && err == nil {
 		if orig.ETag == known.sourceETag {
+			remembered = true
 			return known.answer(orig, cands), true, nil, nil
 		}
 		s.known.forget(id)

@@ -112,12 +112,16 @@ type Observer interface {
 	// Ensured reports a finished EnsureVariant: its outcome, the original's
 	// size and the size of what is served.
 	Ensured(outcome Outcome, originalBytes, servedBytes int64)
+	// Lookup reports a finished lookup: remembered when a known answer
+	// spared the variants' HEADs (see Config.KnownVariantTTL).
+	Lookup(remembered bool)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) Stage(string, time.Duration)   {}
 func (nopObserver) Ensured(Outcome, int64, int64) {}
+func (nopObserver) Lookup(bool)                   {}
 
 // Limits bound the work one request may cause.
 type Limits struct {
