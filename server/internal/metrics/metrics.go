@@ -33,6 +33,8 @@ type Metrics struct {
 	stages        *prometheus.HistogramVec
 	variants      *prometheus.CounterVec
 	lookups       *prometheus.CounterVec
+	remembered    prometheus.Counter // lookups{variants="remembered"}
+	headed        prometheus.Counter // lookups{variants="headed"}
 	originalBytes prometheus.Counter
 	servedBytes   prometheus.Counter
 }
@@ -78,8 +80,7 @@ func New(pool Pool) *Metrics {
 	for _, o := range []transform.Outcome{transform.Created, transform.AlreadyExisted, transform.OriginalIsSmaller} {
 		m.variants.WithLabelValues(o.String())
 	}
-	m.lookups.WithLabelValues("remembered")
-	m.lookups.WithLabelValues("headed")
+	m.remembered, m.headed = m.lookups.WithLabelValues("remembered"), m.lookups.WithLabelValues("headed")
 	return m
 }
 
@@ -98,10 +99,10 @@ func (m *Metrics) Ensured(o transform.Outcome, originalBytes, servedBytes int64)
 // Lookup implements transform.Observer.
 func (m *Metrics) Lookup(remembered bool) {
 	if remembered {
-		m.lookups.WithLabelValues("remembered").Inc()
+		m.remembered.Inc()
 		return
 	}
-	m.lookups.WithLabelValues("headed").Inc()
+	m.headed.Inc()
 }
 
 // ServerOptions count and time every RPC.
