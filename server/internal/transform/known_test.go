@@ -3,8 +3,10 @@ package transform
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,5 +138,51 @@ func TestKnownAnswersAreBounded(t *testing.T) {
 	off.remember("x", cands, `"e"`, created)
 	if _, ok := off.get("x"); ok {
 		t.Error("a zero TTL remembered an answer")
+	}
+}
+
+// TestKnownVariantsUnderConcurrentCalls: callers asking for many variants
+// at once, while an original is replaced, each get an answer for the
+// original they could have seen (run under the race detector by make test).
+func TestKnownVariantsUnderConcurrentCalls(t *testing.T) {
+	st := newMemStore()
+	cfg := testConfig()
+	cfg.KnownVariantTTL = time.Minute
+	svc, err := New(cfg, st, &fakeProcessor{ratio: 0.5}, workpool.New(workpool.Limits{Workers: 2, Queue: 64}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys = 8
+	for k := range keys {
+		st.set(fmt.Sprintf("%d.jpg", k), make([]byte, 1000))
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16*keys)
+	for c := range 16 {
+		wg.Go(func() {
+			for i := range 50 {
+				key := fmt.Sprintf("%d.jpg", (c+i)%keys)
+				res, err := svc.EnsureVariant(ctx, "bkt", key, Request{})
+				if err == nil && (res.OriginalSize != 1000 && res.OriginalSize != 3000 || res.Size != res.OriginalSize/2) {
+					err = fmt.Errorf("%s: %+v", key, res)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				if c == 0 && i == 25 {
+					st.set("0.jpg", make([]byte, 3000))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if res, err := svc.EnsureVariant(ctx, "bkt", "0.jpg", Request{}); err != nil || res.OriginalSize != 3000 || res.Size != 1500 {
+		t.Errorf("after the replace: %+v, %v", res, err)
 	}
 }
