@@ -59,6 +59,20 @@ var DefaultAutoQuality = AutoQuality{
 // errNotWorthIt says the original cannot be beaten: keep it, compute nothing.
 var errNotWorthIt = errors.New("recompression cannot pay")
 
+// cannotPay refuses, with errNotWorthIt, a same-size auto-quality JPEG of a
+// JPEG source whose tables say it is already at or below
+// SkipJPEGAtOrBelow: no search would find a quality that saves enough.
+func (s *Service) cannotPay(data []byte, info ImageInfo, specs []variant.Spec) error {
+	spec := specs[0]
+	if len(specs) != 1 || !spec.AutoQuality || spec.Format != variant.FormatJPEG || spec.Width != 0 || spec.Height != 0 || info.Format != "jpeg" {
+		return nil
+	}
+	if q, ok := quality.EstimateJPEGQuality(data); ok && q <= s.cfg.Auto.SkipJPEGAtOrBelow {
+		return fmt.Errorf("%w: the source is already JPEG quality %d", errNotWorthIt, q)
+	}
+	return nil
+}
+
 // Scored reports what the search chose.
 type Scored struct {
 	Spec  variant.Spec
@@ -69,13 +83,6 @@ type Scored struct {
 // score meets the format's target (at most Steps trials, see search) and
 // returns the smallest result.
 func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, specs []variant.Spec) (Output, variant.Spec, error) {
-	a := s.cfg.Auto
-	sameSize := specs[0].Width == 0 && specs[0].Height == 0
-	if sameSize && len(specs) == 1 && specs[0].Format == variant.FormatJPEG && info.Format == "jpeg" {
-		if q, ok := quality.EstimateJPEGQuality(data); ok && q <= a.SkipJPEGAtOrBelow {
-			return Output{}, variant.Spec{}, fmt.Errorf("%w: the source is already JPEG quality %d", errNotWorthIt, q)
-		}
-	}
 	prep, err := s.proc.Prepare(data, Operation{Spec: specs[0], Source: info})
 	if err != nil {
 		return Output{}, variant.Spec{}, err

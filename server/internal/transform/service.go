@@ -364,7 +364,7 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 	for i, c := range cands {
 		specs[i] = c.spec
 	}
-	out, chosen, err := s.work(ctx, ticket, data, specs)
+	out, chosen, err := s.work(ctx, ticket, data, specs, true)
 	storeCtx, cancel := step()
 	defer cancel()
 	if errors.Is(err, errNotWorthIt) {
@@ -413,10 +413,17 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 // work reads the header, checks it against the limits, waits for the
 // memory its decoding needs and for a worker, then transforms. Waiting and
 // working each get ProcessTimeout; the work's clock starts with the work.
-func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte, specs []variant.Spec) (Output, variant.Spec, error) {
+// When the original can be served instead (keepable), work that cannot pay
+// is refused with errNotWorthIt before it waits for anything.
+func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte, specs []variant.Spec, keepable bool) (Output, variant.Spec, error) {
 	info, err := s.probe(data)
 	if err != nil {
 		return Output{}, variant.Spec{}, err
+	}
+	if keepable {
+		if err := s.cannotPay(data, info, specs); err != nil {
+			return Output{}, variant.Spec{}, err
+		}
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
 	defer cancel()
@@ -543,13 +550,9 @@ func (u *Upload) Transform(ctx context.Context, data []byte) (Output, variant.Sp
 	if int64(len(data)) != u.size {
 		return Output{}, specs[0], fmt.Errorf("transform: %d bytes received, %d accounted for", len(data), u.size)
 	}
-	out, chosen, err := s.work(ctx, u.ticket, data, specs)
-	if errors.Is(err, errNotWorthIt) {
-		// Transform always answers with an image: encode at the top quality.
-		one := specs[len(specs)-1]
-		one.AutoQuality, one.Quality = false, s.cfg.Auto.MaxQuality
-		out, chosen, err = s.work(ctx, u.ticket, data, []variant.Spec{one})
-	}
+	// Transform always answers with an image: the search runs whatever
+	// the source's quality.
+	out, chosen, err := s.work(ctx, u.ticket, data, specs, false)
 	if err != nil {
 		return Output{}, specs[0], err
 	}
@@ -651,7 +654,7 @@ func (s *Service) stage(ctx context.Context, name string) (context.Context, func
 	ctx, span := otel.Tracer(tracerName).Start(ctx, name)
 	return ctx, func(err error) {
 		s.obs.Stage(name, time.Since(start))
-		if err != nil && !errors.Is(err, errNotWorthIt) {
+		if err != nil {
 			span.RecordError(err)
 			span.SetStatus(codes.Error, err.Error())
 		}

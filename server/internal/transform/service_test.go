@@ -434,7 +434,8 @@ func TestAutoQualityAndBestFormat(t *testing.T) {
 
 // TestAutoQualitySkipsLowQualityJPEGs: a same-size auto JPEG of a JPEG
 // source at or below the skip threshold (25 by default) is answered with
-// the original without a search; above it, the search runs.
+// the original without a search; above it, the search runs. Transform
+// searches either way.
 func TestAutoQualitySkipsLowQualityJPEGs(t *testing.T) {
 	for _, tc := range []struct {
 		sourceQuality int
@@ -454,6 +455,12 @@ func TestAutoQualitySkipsLowQualityJPEGs(t *testing.T) {
 		}
 		if searched := proc.runs.Load() > 0; searched != tc.searched || searched == (res.Outcome == OriginalIsSmaller) {
 			t.Errorf("q%d source: %v after %d encodes, want searched %v", tc.sourceQuality, res.Outcome, proc.runs.Load(), tc.searched)
+		}
+		// Transform has no original to fall back on: it always searches
+		// (the fake's score is q-20, so the target 70 is met at q90).
+		_, chosen, err := svc.Transform(context.Background(), src.Bytes(), Request{Variant: variant.Request{Override: variant.Spec{Format: variant.FormatJPEG, AutoQuality: true}}})
+		if err != nil || chosen.Quality != 90 {
+			t.Errorf("q%d source, Transform: q%d, %v; want the search's q90", tc.sourceQuality, chosen.Quality, err)
 		}
 	}
 }
