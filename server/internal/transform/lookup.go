@@ -1,0 +1,180 @@
+package transform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/store"
+)
+
+// sharedLookup is lookup, shared by identical concurrent calls: a caller
+// that arrives while one is in flight takes its answer, as a CDN collapses
+// concurrent requests for one object, so the answer may be one round of
+// HEADs older than the call. The shared lookup runs on its own clock (one
+// caller giving up does not fail the others); each caller still leaves
+// when its own context ends.
+func (s *Service) sharedLookup(ctx context.Context, bucket, key string, cands []candidate) (EnsureResult, bool, error) {
+	id := lookupID(bucket, key, cands)
+	type answer struct {
+		res  EnsureResult
+		done bool
+	}
+	ch := s.lookups.DoChan(id, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProcessTimeout)
+		defer cancel()
+		res, done, _, err := s.lookup(ctx, bucket, key, cands)
+		return answer{res, done}, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return EnsureResult{}, false, r.Err
+		}
+		a := r.Val.(answer)
+		return a.res, a.done, nil
+	case <-ctx.Done():
+		return EnsureResult{}, false, ctx.Err()
+	}
+}
+
+// lookupID names one lookup: the original and the candidates it compares.
+func lookupID(bucket, key string, cands []candidate) string {
+	id := bucket + "\x00" + key
+	for _, c := range cands {
+		id += "\x00" + c.key
+	}
+	return id
+}
+
+// headResult is one HEAD's answer.
+type headResult struct {
+	info store.ObjectInfo
+	err  error
+}
+
+// headVariants HEADs every candidate concurrently; wait returns their
+// answers in the candidates' order.
+func (s *Service) headVariants(ctx context.Context, bucket string, cands []candidate) (wait func() []headResult) {
+	heads := make([]chan headResult, len(cands))
+	for i, c := range cands {
+		heads[i] = make(chan headResult, 1)
+		go func() {
+			info, err := s.store.Head(ctx, bucket, c.key)
+			heads[i] <- headResult{info, err}
+		}()
+	}
+	return func() []headResult {
+		results := make([]headResult, len(cands))
+		for i := range heads {
+			results[i] = <-heads[i]
+		}
+		return results
+	}
+}
+
+// lookup is the hot path: HEAD the original and every candidate variant
+// concurrently, then the marker if needed. A fresh variant answers (the
+// smallest, when several candidates exist). done reports whether res is the
+// final answer; if not, stale maps candidate keys to the ETags of stale
+// variants there.
+//
+// A final answer is remembered (see knownAnswers): while it is, the same
+// lookup HEADs only the original, and the variants again only if the
+// original has changed.
+func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candidate) (res EnsureResult, done bool, stale map[string]string, err error) {
+	ctx, end := s.stage(ctx, "head")
+	defer func() { end(err) }()
+
+	id := lookupID(bucket, key, cands)
+	known, isKnown := s.known.get(id)
+	remembered := false
+	defer func() { s.obs.Lookup(remembered) }()
+	var wait func() []headResult
+	if !isKnown {
+		wait = s.headVariants(ctx, bucket, cands)
+	}
+	orig, err := s.store.Head(ctx, bucket, key)
+	if isKnown && err == nil {
+		if orig.ETag == known.sourceETag {
+			remembered = true
+			return known.answer(orig, cands), true, nil, nil
+		}
+		s.known.forget(id)
+		wait = s.headVariants(ctx, bucket, cands)
+	}
+	var results []headResult
+	if wait != nil {
+		results = wait()
+	}
+	if err != nil {
+		return EnsureResult{}, false, nil, fmt.Errorf("original: %w", err)
+	}
+	defer func() {
+		if done && err == nil {
+			s.known.remember(id, cands, orig.ETag, res)
+		}
+	}()
+	stale = map[string]string{}
+	best := -1
+	want := bestOf(cands)
+	for i, v := range results {
+		switch {
+		case v.err != nil && !errors.Is(v.err, store.ErrNotFound):
+			return EnsureResult{}, false, nil, fmt.Errorf("variant: %w", v.err)
+		case v.err != nil:
+		case v.info.Metadata[MetaSourceETag] == orig.ETag && (want == "" || v.info.Metadata[MetaBestOf] == want):
+			if best < 0 || v.info.Size < results[best].info.Size {
+				best = i
+			}
+		default:
+			stale[cands[i].key] = v.info.ETag
+		}
+	}
+	if best >= 0 {
+		return variantResult(AlreadyExisted, orig, results[best].info, cands[best].key, cands[best].spec), true, nil, nil
+	}
+	marker, err := s.store.Head(ctx, bucket, cands[0].key+markerSuffix)
+	switch {
+	case err == nil && marker.Metadata[MetaSourceETag] == orig.ETag:
+		return originalResult(orig, cands[0].key, cands[0].spec), true, nil, nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return EnsureResult{}, false, nil, fmt.Errorf("marker: %w", err)
+	}
+	return EnsureResult{OriginalSize: orig.Size}, false, stale, nil
+}
+
+func variantResult(o Outcome, orig, v store.ObjectInfo, vkey string, spec variant.Spec) EnsureResult {
+	w, _ := strconv.Atoi(v.Metadata[MetaWidth])
+	h, _ := strconv.Atoi(v.Metadata[MetaHeight])
+	if q, err := strconv.Atoi(v.Metadata[MetaQuality]); err == nil && spec.AutoQuality {
+		spec.Quality = q // the quality the search chose
+	}
+	return EnsureResult{
+		Outcome:      o,
+		Key:          vkey,
+		ContentType:  spec.Format.ContentType(),
+		Size:         v.Size,
+		ETag:         v.ETag,
+		OriginalSize: orig.Size,
+		VariantKey:   vkey,
+		Spec:         spec,
+		Width:        w,
+		Height:       h,
+	}
+}
+
+func originalResult(orig store.ObjectInfo, vkey string, spec variant.Spec) EnsureResult {
+	return EnsureResult{
+		Outcome:      OriginalIsSmaller,
+		Key:          orig.Key,
+		ContentType:  orig.ContentType,
+		Size:         orig.Size,
+		ETag:         orig.ETag,
+		OriginalSize: orig.Size,
+		VariantKey:   vkey,
+		Spec:         spec,
+	}
+}
