@@ -90,7 +90,10 @@ func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, 
 	var best Output
 	var bestSpec variant.Spec
 	for _, spec := range specs {
-		out, chosen, err := s.search(ctx, prep, spec)
+		out, chosen, err := s.search(ctx, prep, spec, len(best.Data))
+		if errors.Is(err, errCannotWin) {
+			continue
+		}
 		if err != nil {
 			return Output{}, variant.Spec{}, err
 		}
@@ -101,9 +104,17 @@ func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, 
 	return best, bestSpec, nil
 }
 
+// errCannotWin ends the search of a format that cannot beat the smallest
+// result another format already has.
+var errCannotWin = errors.New("auto-quality: this format cannot be the smallest")
+
 // search bisects the quality range for one format. It stops between
 // trials once ctx is done (a trial itself runs to its end inside libvips).
-func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec) (Output, variant.Spec, error) {
+// With toBeat > 0 (the bytes of another format's result, for "best"), a
+// whole-image trial that falls short of the target in as many bytes or
+// more ends it with errCannotWin: every quality that could pass is higher,
+// and takes more bytes.
+func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, toBeat int) (Output, variant.Spec, error) {
 	a := s.cfg.Auto
 	if !spec.Format.Lossy() {
 		spec.Quality = 0
@@ -149,6 +160,9 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec) 
 				break
 			}
 		} else {
+			if toBeat > 0 && enc.Data != nil && len(enc.Data) >= toBeat {
+				return Output{}, spec, errCannotWin
+			}
 			fail, lo = last, q+1
 		}
 		q = within(m.next(pass, fail, before, target), lo, hi)

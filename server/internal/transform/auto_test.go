@@ -67,7 +67,7 @@ func TestSearchFindsTheLowestPassingQuality(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			prep := &curvePrepared{score: tt.score}
-			_, chosen, err := svc.search(context.Background(), prep, variant.Spec{Format: tt.format, AutoQuality: true})
+			_, chosen, err := svc.search(context.Background(), prep, variant.Spec{Format: tt.format, AutoQuality: true}, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +104,7 @@ func TestSearchDoesNotLeapToTheTop(t *testing.T) {
 	}
 	svc := newTestService(t, newMemStore(), &fakeProcessor{}, 1, 1)
 	prep := &curvePrepared{score: score}
-	_, chosen, err := svc.search(context.Background(), prep, variant.Spec{Format: variant.FormatJPEG, AutoQuality: true})
+	_, chosen, err := svc.search(context.Background(), prep, variant.Spec{Format: variant.FormatJPEG, AutoQuality: true}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,11 +131,70 @@ func TestSearchStopsWhenTheWorkIsOutOfTime(t *testing.T) {
 		cancel() // the clock runs out during the first trial
 		return float64(q) / 2
 	}}
-	_, _, err := svc.search(ctx, prep, variant.Spec{Format: variant.FormatWebP, AutoQuality: true})
+	_, _, err := svc.search(ctx, prep, variant.Spec{Format: variant.FormatWebP, AutoQuality: true}, 0)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("search out of time: %v, want context.Canceled", err)
 	}
 	if len(prep.trials) != 1 {
 		t.Errorf("%d trials %v, want the one under way", len(prep.trials), prep.trials)
 	}
+}
+
+// TestBestStopsAFormatThatCannotWin: searching formats for "best", a
+// whole-image trial that falls short of the target already as large as
+// another format's result ends that format's search; the answer is the
+// one a full search of every format gives.
+func TestBestStopsAFormatThatCannotWin(t *testing.T) {
+	// The fake's bytes grow with quality (WebP ×0.7, JPEG ×1) and its
+	// score is q-20: both formats pass at q90, where WebP is smaller. The
+	// test configuration negotiates WebP and JPEG.
+	best := Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}, Viewer: variant.ClassWebP}}
+	src := make([]byte, 10000)
+	svc := newTestService(t, newMemStore(), &fakeProcessor{ratio: 0.5}, 1, 1)
+	want, wantSpec := searchEvery(t, svc, src, best)
+
+	proc := &fakeProcessor{ratio: 0.5}
+	svc = newTestService(t, newMemStore(), proc, 1, 1)
+	out, chosen, err := svc.Transform(context.Background(), src, best)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chosen != wantSpec || len(out.Data) != len(want.Data) || chosen.Format != variant.FormatWebP {
+		t.Errorf("best: %v, %d B; every format searched: %v, %d B", chosen, len(out.Data), wantSpec, len(want.Data))
+	}
+
+	webpOnly := &fakeProcessor{ratio: 0.5}
+	svc = newTestService(t, newMemStore(), webpOnly, 1, 1)
+	if _, _, err := svc.Transform(context.Background(), src, Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatWebP, AutoQuality: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := proc.runs.Load(), webpOnly.runs.Load()+1; got != want {
+		t.Errorf("best made %d encodes, want %d (WebP's search, then one JPEG trial)", got, want)
+	}
+}
+
+// searchEvery is what "best" answers when every format is searched to the
+// end: the smallest of each format's own search.
+func searchEvery(t *testing.T, svc *Service, src []byte, req Request) (Output, variant.Spec) {
+	t.Helper()
+	specs, err := svc.cfg.resolve(req.Variant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prep, err := svc.proc.Prepare(src, Operation{Spec: specs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var best Output
+	var bestSpec variant.Spec
+	for _, spec := range specs {
+		out, chosen, err := svc.search(context.Background(), prep, spec, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if best.Data == nil || len(out.Data) < len(best.Data) {
+			best, bestSpec = out, chosen
+		}
+	}
+	return best, bestSpec
 }
