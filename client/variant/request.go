@@ -54,6 +54,13 @@ func FromProto(p *imgedgev1.VariantSpec) (Request, error) {
 			r.Override.Quality = int(*q)
 		}
 	}
+	if t := p.TargetScore; t != nil {
+		if *t < 1 || *t > 100 {
+			errs = append(errs, fmt.Errorf("target_score %d is out of range: give a SSIMULACRA2 score 1–100 (70 high, 80 very high, 90 visually lossless), or leave it out to use the preset's or the server's", *t))
+		} else {
+			r.Override.TargetScore = int(*t)
+		}
+	}
 	if _, ok := imgedgev1.Fit_name[int32(p.GetFit())]; !ok {
 		errs = append(errs, fmt.Errorf("unknown fit %d", p.GetFit()))
 	}
@@ -94,6 +101,9 @@ func (r Request) Proto() *imgedgev1.VariantSpec {
 	}
 	if o.Quality > 0 {
 		p.Quality = uint32Ptr(o.Quality)
+	}
+	if o.TargetScore > 0 {
+		p.TargetScore = uint32Ptr(o.TargetScore)
 	}
 	if r.Viewer != ClassUnspecified {
 		p.Viewer = &imgedgev1.VariantSpec_FormatClass{FormatClass: imgedgev1.FormatClass(r.Viewer)}

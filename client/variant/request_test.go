@@ -18,10 +18,10 @@ func TestFromProto(t *testing.T) {
 		"nil is the default preset": {nil, Request{}},
 		"every field": {
 			&imgedgev1.VariantSpec{Preset: "small", Width: proto.Uint32(300), Height: proto.Uint32(200), Fit: imgedgev1.Fit_FIT_COVER,
-				Format: imgedgev1.Format_FORMAT_AVIF, Quality: proto.Uint32(60), Progressive: true, AutoQuality: true,
+				Format: imgedgev1.Format_FORMAT_AVIF, Quality: proto.Uint32(60), Progressive: true, AutoQuality: true, TargetScore: proto.Uint32(80),
 				Viewer: &imgedgev1.VariantSpec_FormatClass{FormatClass: imgedgev1.FormatClass_FORMAT_CLASS_WEBP}},
 			Request{Preset: "small", Viewer: ClassWebP, Override: Spec{Width: 300, Height: 200, Fit: FitCover, Format: FormatAVIF,
-				Quality: 60, Progressive: true, AutoQuality: true}},
+				Quality: 60, Progressive: true, AutoQuality: true, TargetScore: 80}},
 		},
 		"a raw Accept header becomes its class": {
 			&imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_AUTO, Viewer: &imgedgev1.VariantSpec_Accept{Accept: "image/avif,image/webp,*/*"}},
@@ -49,11 +49,14 @@ func TestFromProto(t *testing.T) {
 
 func TestFromProtoReportsEveryProblem(t *testing.T) {
 	_, err := FromProto(&imgedgev1.VariantSpec{Width: proto.Uint32(0), Height: proto.Uint32(1 << 21), Quality: proto.Uint32(101), Fit: 9, Format: 42,
-		Viewer: &imgedgev1.VariantSpec_FormatClass{FormatClass: 7}})
-	for _, part := range []string{"width 0", "height 2097152", "quality 101", "unknown fit 9", "unknown format 42", "unknown format class 7"} {
+		TargetScore: proto.Uint32(0), Viewer: &imgedgev1.VariantSpec_FormatClass{FormatClass: 7}})
+	for _, part := range []string{"width 0", "height 2097152", "quality 101", "target_score 0", "unknown fit 9", "unknown format 42", "unknown format class 7"} {
 		if err == nil || !strings.Contains(err.Error(), part) || !errors.Is(err, ErrInvalid) {
 			t.Errorf("FromProto error %v, want it to mention %q", err, part)
 		}
+	}
+	if _, err := FromProto(&imgedgev1.VariantSpec{TargetScore: proto.Uint32(101)}); err == nil || !strings.Contains(err.Error(), "target_score 101") {
+		t.Errorf("target_score 101: %v", err)
 	}
 }
 

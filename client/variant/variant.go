@@ -165,6 +165,11 @@ type Spec struct {
 	// AutoQuality searches, per image, the lowest quality whose perceptual
 	// score meets the configured target; Quality then reports the choice.
 	AutoQuality bool `yaml:"auto_quality,omitempty"`
+	// TargetScore is the SSIMULACRA2 score auto-quality must reach, 1–100
+	// (70 high, 80 very high, 90 visually lossless), in place of the
+	// server's target for the format; it turns AutoQuality on. 0: the
+	// server's target. Variants at different targets have different keys.
+	TargetScore int `yaml:"target_score,omitempty"`
 }
 
 // Override returns s with every specified field of o replacing s's.
@@ -192,6 +197,9 @@ func (s Spec) Override(o Spec) Spec {
 	if o.AutoQuality {
 		s.AutoQuality = true
 	}
+	if o.TargetScore != 0 {
+		s.TargetScore = o.TargetScore
+	}
 	return s
 }
 
@@ -215,6 +223,9 @@ func (s Spec) Validate(l Limits) error {
 	}
 	if s.Quality < 0 || s.Quality > 100 {
 		errs = append(errs, fmt.Errorf("quality %d is out of range (1–100)", s.Quality))
+	}
+	if s.TargetScore < 0 || s.TargetScore > 100 {
+		errs = append(errs, fmt.Errorf("target score %d is out of range (1–100)", s.TargetScore))
 	}
 	if s.Fit > FitFill {
 		errs = append(errs, fmt.Errorf("unknown fit %d", s.Fit))
@@ -248,6 +259,9 @@ type Defaults struct {
 // fields that do not apply normalised away, so that equal outputs get equal
 // canonical strings. A request is resolved once, here.
 func (s Spec) Resolve(c Class, d Defaults) []Spec {
+	if s.TargetScore > 0 {
+		s.AutoQuality = true // a target is only met by searching
+	}
 	if s.Format == FormatBest {
 		s.AutoQuality = true // "best" compares formats at the quality target
 		formats := d.Negotiation.Candidates(c)
@@ -267,6 +281,9 @@ func (s Spec) Resolve(c Class, d Defaults) []Spec {
 // withFormat resolves s for the concrete format f.
 func (s Spec) withFormat(f Format, d Defaults) Spec {
 	s.Format = f
+	if !s.AutoQuality || !f.Lossy() {
+		s.TargetScore = 0
+	}
 	if s.AutoQuality && f != FormatPNG {
 		s.Quality = 0
 	} else if f.Lossy() {
@@ -289,8 +306,9 @@ func (s Spec) withFormat(f Format, d Defaults) Spec {
 }
 
 // Canonical returns the canonical token string of a resolved spec, for
-// example "w720_q80" or "w320_h320_cover_q75_prog". The format is not part of
-// it: it travels as the key's extension.
+// example "w720_q80", "w320_h320_cover_q75_prog" or "w720_qauto80" (auto
+// quality at target score 80; "qauto" at the server's target). The format is
+// not part of it: it travels as the key's extension.
 func (s Spec) Canonical() string {
 	var b strings.Builder
 	add := func(tok string) {
@@ -312,8 +330,10 @@ func (s Spec) Canonical() string {
 		add(s.Fit.String())
 	}
 	switch {
+	case s.AutoQuality && s.Format != FormatPNG && s.TargetScore > 0:
+		add(autoToken + strconv.Itoa(s.TargetScore))
 	case s.AutoQuality && s.Format != FormatPNG:
-		add("qauto")
+		add(autoToken)
 	case s.Quality > 0:
 		add("q" + strconv.Itoa(s.Quality))
 	}
@@ -333,9 +353,15 @@ func ParseCanonical(s string) (Spec, error) {
 	}
 	for tok := range strings.SplitSeq(s, "_") {
 		switch {
-		case tok == "full", tok == "cover", tok == "fill", tok == "prog", tok == "qauto":
+		case strings.HasPrefix(tok, autoToken) && tok != autoToken:
+			n, err := parsePositive(tok[len(autoToken):])
+			if err != nil || n > 100 {
+				return Spec{}, fmt.Errorf("%w: token %q: want a target score 1–100 after %q", ErrInvalid, tok, autoToken)
+			}
+			spec.AutoQuality, spec.TargetScore = true, n
+		case tok == "full", tok == "cover", tok == "fill", tok == "prog", tok == autoToken:
 			switch tok {
-			case "qauto":
+			case autoToken:
 				spec.AutoQuality = true
 			case "cover":
 				spec.Fit = FitCover
@@ -344,7 +370,7 @@ func ParseCanonical(s string) (Spec, error) {
 			case "prog":
 				spec.Progressive = true
 			}
-		case len(tok) > 1 && (tok[0] == 'w' || tok[0] == 'h' || tok[0] == 'q') && tok != "qauto":
+		case len(tok) > 1 && (tok[0] == 'w' || tok[0] == 'h' || tok[0] == 'q'):
 			n, err := parsePositive(tok[1:])
 			if err != nil {
 				return Spec{}, fmt.Errorf("%w: token %q: %w", ErrInvalid, tok, err)
@@ -372,6 +398,10 @@ func ParseCanonical(s string) (Spec, error) {
 	}
 	return spec, nil
 }
+
+// autoToken marks auto quality in a canonical spec, followed by the target
+// score when the request set one.
+const autoToken = "qauto"
 
 // parsePositive parses a decimal without sign or leading zeros, at most 6 digits.
 func parsePositive(s string) (int, error) {

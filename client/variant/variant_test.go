@@ -180,6 +180,7 @@ func FuzzParseKey(f *testing.F) {
 	f.Add("ProcessedImages/w720_q80/photos/cat.jpg.jpg")
 	f.Add("ProcessedImages/w320_h320_cover_q50/사진/a b.jpg.avif")
 	f.Add("ProcessedImages/full/x.png.png")
+	f.Add("ProcessedImages/w1600_qauto80/photos/cat.jpg.avif")
 	f.Add("ProcessedImages/../../etc/passwd.jpg")
 	f.Fuzz(func(t *testing.T, key string) {
 		source, spec, err := ParseKey(DefaultPrefix, key)
@@ -196,7 +197,7 @@ func FuzzParseKey(f *testing.F) {
 }
 
 func FuzzParseCanonical(f *testing.F) {
-	for _, s := range []string{"full_q90", "w720_q80", "w320_h320_cover_q75_prog", "h1_fill"} {
+	for _, s := range []string{"full_q90", "w720_q80", "w320_h320_cover_q75_prog", "h1_fill", "w720_qauto", "w720_qauto80"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -254,6 +255,54 @@ func TestAutoQualityAndBest(t *testing.T) {
 	}
 	if _, _, err := ParseKey(DefaultPrefix, "ProcessedImages/w1_qauto/a.png.png"); err == nil {
 		t.Error("qauto PNG key accepted")
+	}
+}
+
+// TestTargetScore: a target of its own turns auto-quality on, travels in
+// the key, and is dropped where no search runs (PNG), so that equal outputs
+// keep equal keys.
+func TestTargetScore(t *testing.T) {
+	tests := []struct {
+		name      string
+		spec      Spec
+		canonical string
+		target    int
+	}{
+		{"a target implies auto-quality", Spec{Width: 720, Format: FormatAVIF, TargetScore: 80}, "w720_qauto80", 80},
+		{"it beats a fixed quality", Spec{Width: 720, Format: FormatJPEG, Quality: 85, TargetScore: 65}, "w720_qauto65", 65},
+		{"no target: the server's", Spec{Width: 720, Format: FormatWebP, AutoQuality: true}, "w720_qauto", 0},
+		{"PNG searches nothing", Spec{Width: 720, Format: FormatPNG, TargetScore: 80}, "w720", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.spec.Resolve(ClassJPEG, defaults)[0]
+			if got.Canonical() != tt.canonical || got.TargetScore != tt.target || got.Quality != 0 || got.Format.Lossy() && !got.AutoQuality {
+				t.Fatalf("resolved %+v, canonical %q; want %q, target %d", got, got.Canonical(), tt.canonical, tt.target)
+			}
+			key := Key(DefaultPrefix, "a.jpg", got)
+			if _, back, err := ParseKey(DefaultPrefix, key); err != nil || back.TargetScore != got.TargetScore || back.Canonical() != got.Canonical() {
+				t.Errorf("ParseKey(%q) = %+v, %v", key, back, err)
+			}
+		})
+	}
+	for _, s := range (Spec{Format: FormatBest, TargetScore: 85}).Resolve(ClassAVIF, defaults) {
+		if s.TargetScore != 85 || s.Canonical() != "full_qauto85" {
+			t.Errorf("best candidate %+v %q: want the request's target", s, s.Canonical())
+		}
+	}
+	if got := (Spec{Format: FormatJPEG, AutoQuality: true, TargetScore: 80}).Override(Spec{TargetScore: 90}); got.TargetScore != 90 {
+		t.Errorf("a request's target does not override the preset's: %+v", got)
+	}
+	for _, bad := range []string{"w720_qauto0", "w720_qauto101", "w720_qauto080", "w720_qautox", "w720_qauto+8"} {
+		if s, err := ParseCanonical(bad); err == nil {
+			t.Errorf("ParseCanonical(%q) = %+v, want an error", bad, s)
+		}
+	}
+	if _, _, err := ParseKey(DefaultPrefix, "ProcessedImages/w1_qauto80/a.png.png"); err == nil {
+		t.Error("a PNG key with a target accepted")
+	}
+	if err := (Spec{TargetScore: 101}).Validate(Limits{}); err == nil || !strings.Contains(err.Error(), "target score 101") {
+		t.Errorf("Validate(target 101) = %v", err)
 	}
 }
 

@@ -80,6 +80,9 @@ func TestCLI(t *testing.T) {
 		if r := runCLI(t, bin, env, "ensure", bucket, "photos/b.jpg", "--width", "300", "--format", "webp", "--auto-quality"); r.code != 0 || !strings.Contains(r.stdout, "ProcessedImages/w300_qauto/photos/b.jpg.webp") || !strings.Contains(r.stdout, "quality ") {
 			t.Errorf("--auto-quality: exit %d: %s %s", r.code, r.stdout, r.stderr)
 		}
+		if r := runCLI(t, bin, env, "ensure", bucket, "photos/b.jpg", "--width", "300", "--format", "webp", "--target-score", "80"); r.code != 0 || !strings.Contains(r.stdout, "ProcessedImages/w300_qauto80/photos/b.jpg.webp") {
+			t.Errorf("--target-score: exit %d: %s %s", r.code, r.stdout, r.stderr)
+		}
 		for _, c := range []struct {
 			args []string
 			code int
@@ -88,6 +91,7 @@ func TestCLI(t *testing.T) {
 			{[]string{"ensure", bucket, "photos/a.jpg", "--preset", "nope"}, 5},
 			{[]string{"ensure", bucket}, 2},
 			{[]string{"ensure", bucket, "photos/a.jpg", "--width", "many"}, 2},
+			{[]string{"ensure", bucket, "photos/a.jpg", "--target-score", "101"}, 5},
 			{[]string{"frobnicate"}, 2},
 			{[]string{"ensure", bucket, "photos/a.jpg", "--addr", "127.0.0.1:1", "--timeout", "2s"}, 7},
 		} {

@@ -92,4 +92,9 @@ func TestGrpcurlWalkthrough(t *testing.T) {
 	if !strings.Contains(out, "OUTCOME_ALREADY_EXISTED") {
 		t.Errorf("second call:\n%s", out)
 	}
+	// The README's target_score call: auto quality at a score of its own.
+	out = run("-d", `{"bucket":"demo","key":"photos/saw.jpg","variant":{"width":720,"format":"FORMAT_AVIF","targetScore":80}}`, addr, "imgedge.v1.ImageTransformService/EnsureVariant")
+	if !strings.Contains(out, "OUTCOME_CREATED") || !strings.Contains(out, `"key": "ProcessedImages/w720_qauto80/photos/saw.jpg.avif"`) {
+		t.Errorf("targetScore 80:\n%s", out)
+	}
 }

@@ -7,7 +7,12 @@ import (
 	"image/jpeg"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/imgedge/imgedge/client/variant"
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
@@ -162,5 +167,65 @@ func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
 				t.Errorf("%s, Accept %q: best gave %v (%d B), want %v (%d B) of %v", name, accept, resp.GetFormat(), resp.GetSize(), smallest, sizes[smallest], sizes)
 			}
 		}
+	}
+}
+
+// TestTargetScoreSetsTheBar: a request's target_score, or a preset's, is
+// the score the search meets, on real encoders: 80 takes a higher quality
+// and more bytes than the server's 70, 55 fewer, and each is keyed apart.
+func TestTargetScoreSetsTheBar(t *testing.T) {
+	st := newLocalStore(t)
+	h := startServer(t, st, func(c *config.Config) {
+		c.Presets["preview"] = variant.Spec{Width: 640, Format: variant.FormatJPEG, TargetScore: 55}
+	})
+	const name = "scooter.jpg"
+	src := qualityImages(t)[name]
+	putVia(t, st)(name, src)
+	info, err := h.proc.Probe(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []imgedgev1.Format{imgedgev1.Format_FORMAT_JPEG, imgedgev1.Format_FORMAT_AVIF} {
+		prep, err := h.proc.Prepare(src, transform.Operation{Spec: variant.Spec{Width: 640, Format: variant.Format(f)}.Resolve(variant.ClassJPEG, variant.Defaults{})[0], Source: info})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			quality uint32
+			size    int64
+		}
+		got := map[int]result{}
+		for _, tc := range []struct {
+			target int
+			spec   *imgedgev1.VariantSpec
+			token  string
+		}{
+			{70, &imgedgev1.VariantSpec{Width: ptr(uint32(640)), Format: f, AutoQuality: true}, "w640_qauto/"},
+			{80, &imgedgev1.VariantSpec{Width: ptr(uint32(640)), Format: f, TargetScore: ptr(uint32(80))}, "w640_qauto80/"},
+			{55, &imgedgev1.VariantSpec{Preset: "preview", Format: f}, "w640_qauto55/"},
+		} {
+			resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: tc.spec})
+			if resp.GetOutcome() != imgedgev1.Outcome_OUTCOME_CREATED || !strings.Contains(resp.GetKey(), tc.token) {
+				t.Fatalf("%v target %d: %v %q, want a new variant keyed %q", f, tc.target, resp.GetOutcome(), resp.GetKey(), tc.token)
+			}
+			data, _, err := st.Get(context.Background(), bucket, resp.GetKey(), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if score, err := prep.Score(data); err != nil || score < float64(tc.target) {
+				t.Errorf("%v target %d: scores %.1f at q%d (%v)", f, tc.target, score, resp.GetQuality(), err)
+			}
+			got[tc.target] = result{resp.GetQuality(), resp.GetSize()}
+		}
+		rising := got[55].quality < got[70].quality && got[70].quality < got[80].quality && got[55].size < got[70].size && got[70].size < got[80].size
+		if !rising {
+			t.Errorf("%v: quality and bytes by target %v, want both rising with the target", f, got)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = h.client.EnsureVariant(ctx, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{TargetScore: ptr(uint32(0))}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "target_score 0") {
+		t.Errorf("target_score 0: %v, want InvalidArgument naming it", err)
 	}
 }

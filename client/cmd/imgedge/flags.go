@@ -120,6 +120,7 @@ func (v *variantFlags) register(fs *flag.FlagSet) {
 	})
 	fs.BoolVar(&s.Progressive, "progressive", false, "progressive JPEG")
 	fs.BoolVar(&s.AutoQuality, "auto-quality", false, "search the lowest quality meeting the service's perceptual target")
+	fs.Func("target-score", "SSIMULACRA2 score auto-quality must reach, 1-100 (70 high, 80 very high, 90 visually lossless); implies --auto-quality", uintFlag(&s.TargetScore))
 }
 
 func uintFlag(dst **uint32) func(string) error {

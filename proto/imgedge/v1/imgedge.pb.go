@@ -319,7 +319,13 @@ type VariantSpec struct {
 	//
 	//	*VariantSpec_Accept
 	//	*VariantSpec_FormatClass
-	Viewer        isVariantSpec_Viewer `protobuf_oneof:"viewer"`
+	Viewer isVariantSpec_Viewer `protobuf_oneof:"viewer"`
+	// The SSIMULACRA2 score auto-quality must reach, 1–100: 70 is high
+	// quality, 80 very high, 90 visually lossless. Setting it turns
+	// auto_quality on. Absent: the preset's target_score, or else the
+	// server's target for the format. The variant key carries it
+	// ("qauto80"); without it the key says "qauto". An explicit 0 is refused.
+	TargetScore   *uint32 `protobuf:"varint,11,opt,name=target_score,json=targetScore,proto3,oneof" json:"target_score,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -433,6 +439,13 @@ func (x *VariantSpec) GetFormatClass() FormatClass {
 		}
 	}
 	return FormatClass_FORMAT_CLASS_UNSPECIFIED
+}
+
+func (x *VariantSpec) GetTargetScore() uint32 {
+	if x != nil && x.TargetScore != nil {
+		return *x.TargetScore
+	}
+	return 0
 }
 
 type isVariantSpec_Viewer interface {
@@ -1356,7 +1369,7 @@ var File_imgedge_v1_imgedge_proto protoreflect.FileDescriptor
 const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\n" +
 	"\x18imgedge/v1/imgedge.proto\x12\n" +
-	"imgedge.v1\x1a\x1egoogle/protobuf/duration.proto\"\x93\x03\n" +
+	"imgedge.v1\x1a\x1egoogle/protobuf/duration.proto\"\xcc\x03\n" +
 	"\vVariantSpec\x12\x16\n" +
 	"\x06preset\x18\x01 \x01(\tR\x06preset\x12\x19\n" +
 	"\x05width\x18\x02 \x01(\rH\x01R\x05width\x88\x01\x01\x12\x1b\n" +
@@ -1368,12 +1381,14 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\fauto_quality\x18\b \x01(\bR\vautoQuality\x12\x18\n" +
 	"\x06accept\x18\t \x01(\tH\x00R\x06accept\x12<\n" +
 	"\fformat_class\x18\n" +
-	" \x01(\x0e2\x17.imgedge.v1.FormatClassH\x00R\vformatClassB\b\n" +
+	" \x01(\x0e2\x17.imgedge.v1.FormatClassH\x00R\vformatClass\x12&\n" +
+	"\ftarget_score\x18\v \x01(\rH\x04R\vtargetScore\x88\x01\x01B\b\n" +
 	"\x06viewerB\b\n" +
 	"\x06_widthB\t\n" +
 	"\a_heightB\n" +
 	"\n" +
-	"\b_quality\"\xa9\x01\n" +
+	"\b_qualityB\x0f\n" +
+	"\r_target_score\"\xa9\x01\n" +
 	"\x14EnsureVariantRequest\x12\x16\n" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x121\n" +

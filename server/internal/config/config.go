@@ -101,7 +101,8 @@ type AutoQuality struct {
 }
 
 // PresetMap holds presets by name, as the configuration file writes them
-// (width, height, fit, format, quality, progressive, auto_quality).
+// (width, height, fit, format, quality, progressive, auto_quality,
+// target_score).
 type PresetMap map[string]variant.Spec
 
 // builtinPresets are variant.BuiltinPresets by name.

@@ -39,7 +39,7 @@ prefix: Variants/
 max_source_bytes: 10MiB
 process_timeout: 5s
 presets:
-  hero: {width: 1600, format: auto, quality: 70}
+  hero: {width: 1600, format: auto, target_score: 80}
   default: {format: webp, quality: 60}
 `
 	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
@@ -65,7 +65,7 @@ presets:
 		t.Errorf("flags must beat env: %d", cfg.Workers)
 	case cfg.MaxSourceBytes != 10<<20 || cfg.ProcessTimeout != 5*time.Second:
 		t.Errorf("typed file values: %d %v", cfg.MaxSourceBytes, cfg.ProcessTimeout)
-	case cfg.Presets["hero"].Width != 1600 || cfg.Presets["default"].Format != variant.FormatWebP || cfg.Presets["thumbnail"].Width != 320:
+	case cfg.Presets["hero"].Width != 1600 || cfg.Presets["hero"].TargetScore != 80 || cfg.Presets["default"].Format != variant.FormatWebP || cfg.Presets["thumbnail"].Width != 320:
 		t.Errorf("presets: %+v", cfg.Presets)
 	case len(cfg.Buckets) != 2 || cfg.Buckets[1] != "b-bucket" || cfg.AutoAVIF:
 		t.Errorf("env lists and booleans: %+v %v", cfg.Buckets, cfg.AutoAVIF)
@@ -92,6 +92,7 @@ func TestFileRejectsUnknownKeysAndBadPresets(t *testing.T) {
 	for name, body := range map[string]string{
 		"unknown key":   "qualty: 5\n",
 		"bad preset":    "presets:\n  x: {format: gif}\n",
+		"bad target":    "presets:\n  x: {format: avif, target_score: 101}\n",
 		"bad byte size": "max_source_bytes: lots\n",
 	} {
 		file := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".yaml")
@@ -183,12 +184,12 @@ func TestPresetsRoundTripThroughYAML(t *testing.T) {
 			t.Errorf("built-in preset %q: %+v, want %+v", p.Name, cfg.Presets[p.Name], p.Spec)
 		}
 	}
-	cfg.Presets["hero"] = variant.Spec{Width: 1600, Height: 900, Fit: variant.FitCover, Format: variant.FormatAVIF, AutoQuality: true}
+	cfg.Presets["hero"] = variant.Spec{Width: 1600, Height: 900, Fit: variant.FitCover, Format: variant.FormatAVIF, AutoQuality: true, TargetScore: 80}
 	out, err := cfg.Redacted()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(out), "fit: cover") || !strings.Contains(string(out), "auto_quality: true") {
+	if !strings.Contains(string(out), "fit: cover") || !strings.Contains(string(out), "auto_quality: true") || !strings.Contains(string(out), "target_score: 80") {
 		t.Errorf("presets are not written by name:\n%s", out)
 	}
 	file := filepath.Join(t.TempDir(), "imgedge.yaml")

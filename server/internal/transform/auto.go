@@ -30,7 +30,8 @@ type Prepared interface {
 // AutoQuality tunes the perceptual quality search.
 type AutoQuality struct {
 	// Targets are the SSIMULACRA2 scores each format must reach: 90 is
-	// visually lossless, 80 very high quality, 70 high, 50 medium.
+	// visually lossless, 80 very high quality, 70 high, 50 medium. A
+	// spec's TargetScore (from its preset or its request) replaces them.
 	Targets map[variant.Format]float64
 	// MinQuality and MaxQuality bound the search.
 	MinQuality, MaxQuality int
@@ -122,6 +123,9 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, 
 		return out, spec, err
 	}
 	target := a.Targets[spec.Format]
+	if spec.TargetScore > 0 {
+		target = float64(spec.TargetScore)
+	}
 	lo, hi := a.MinQuality, a.MaxQuality
 	var found bool
 	var out Output

@@ -88,6 +88,27 @@ func TestSearchFindsTheLowestPassingQuality(t *testing.T) {
 	}
 }
 
+// TestSearchMeetsTheSpecsOwnTarget: a spec's TargetScore, from its preset
+// or its request, replaces the configured target for its format.
+func TestSearchMeetsTheSpecsOwnTarget(t *testing.T) {
+	score := func(q int) float64 { return 70 + 0.7*float64(q-66) + 0.3 }
+	svc := newTestService(t, newMemStore(), &fakeProcessor{}, 1, 1)
+	for _, tt := range []struct {
+		target int
+		want   float64
+	}{{0, DefaultAutoQuality.Targets[variant.FormatAVIF]}, {80, 80}, {55, 55}, {90, 90}} {
+		prep := &curvePrepared{score: score}
+		_, chosen, err := svc.search(context.Background(), prep, variant.Spec{Format: variant.FormatAVIF, AutoQuality: true, TargetScore: tt.target}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := chosen.Quality
+		if score(q) < tt.want || score(q-1) >= tt.want && score(q)-tt.want >= closeEnough {
+			t.Errorf("target %d: chose q%d (%.1f), want the lowest quality scoring %v (trials %v)", tt.target, q, score(q), tt.want, prep.trials)
+		}
+	}
+}
+
 // A detailed photo scores far below the target at the first trial, where a
 // straight line from it leaps past the top of the range; the search tries
 // the middle of what is left rather than the range's costliest encode.
