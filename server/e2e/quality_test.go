@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"image/jpeg"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -177,6 +178,7 @@ func TestTargetScoreSetsTheBar(t *testing.T) {
 	st := newLocalStore(t)
 	h := startServer(t, st, func(c *config.Config) {
 		c.Presets["preview"] = variant.Spec{Width: 640, Format: variant.FormatJPEG, TargetScore: 55}
+		c.KnownVariantTTL = 0 // a second call reads the variant's metadata
 	})
 	const name = "scooter.jpg"
 	src := qualityImages(t)[name]
@@ -212,8 +214,18 @@ func TestTargetScoreSetsTheBar(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if score, err := prep.Score(data); err != nil || score < float64(tc.target) {
+			score, err := prep.Score(data)
+			if err != nil || score < float64(tc.target) {
 				t.Errorf("%v target %d: scores %.1f at q%d (%v)", f, tc.target, score, resp.GetQuality(), err)
+			}
+			// The response reports the score the search measured, on
+			// creation and on every later lookup (from the variant's
+			// metadata, to a tenth).
+			again := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: tc.spec})
+			for _, r := range []*imgedgev1.EnsureVariantResponse{resp, again} {
+				if math.Abs(float64(r.GetScore())-score) > 0.06 {
+					t.Errorf("%v target %d: %v reports a score of %.2f, the variant scores %.2f", f, tc.target, r.GetOutcome(), r.GetScore(), score)
+				}
 			}
 			got[tc.target] = result{resp.GetQuality(), resp.GetSize()}
 		}
@@ -221,6 +233,9 @@ func TestTargetScoreSetsTheBar(t *testing.T) {
 		if !rising {
 			t.Errorf("%v: quality and bytes by target %v, want both rising with the target", f, got)
 		}
+	}
+	if _, res := transformCall(t, h, &imgedgev1.VariantSpec{Width: ptr(uint32(640)), Format: imgedgev1.Format_FORMAT_WEBP, TargetScore: ptr(uint32(75))}, src); res.GetScore() < 75 || res.GetQuality() == 0 {
+		t.Errorf("Transform at target 75: %v", res)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -71,7 +71,7 @@ func runTransform(ctx context.Context, e env, args []string) error {
 			return err
 		}
 	}
-	fmt.Fprintf(e.stderr, "%s: %s %d×%d, %d bytes%s\n", out, res.GetContentType(), res.GetWidth(), res.GetHeight(), res.GetSize(), qualityNote(res.GetQuality()))
+	fmt.Fprintf(e.stderr, "%s: %s %d×%d, %d bytes%s\n", out, res.GetContentType(), res.GetWidth(), res.GetHeight(), res.GetSize(), qualityNote(res.GetQuality(), res.GetScore()))
 	return nil
 }
 
@@ -83,9 +83,12 @@ func currentUmask() os.FileMode {
 }
 
 // qualityNote names the encoder quality used, chosen or searched.
-func qualityNote(q uint32) string {
-	if q == 0 {
+func qualityNote(q uint32, score float32) string {
+	switch {
+	case q == 0:
 		return ""
+	case score > 0:
+		return fmt.Sprintf(", quality %d, SSIMULACRA2 %.1f", q, score)
 	}
 	return fmt.Sprintf(", quality %d", q)
 }
@@ -115,7 +118,7 @@ func runEnsure(ctx context.Context, e env, args []string) error {
 		return printJSON(e.stdout, resp)
 	}
 	fmt.Fprintf(e.stdout, "%s\t%s\t%s%s\t%d bytes (original %d, %s)\n", outcomeName(resp.GetOutcome(), false), resp.GetKey(),
-		resp.GetContentType(), qualityNote(resp.GetQuality()), resp.GetSize(), resp.GetOriginalSize(), savingOf(resp.GetOriginalSize(), resp.GetSize()))
+		resp.GetContentType(), qualityNote(resp.GetQuality(), resp.GetScore()), resp.GetSize(), resp.GetOriginalSize(), savingOf(resp.GetOriginalSize(), resp.GetSize()))
 	return nil
 }
 

@@ -570,7 +570,12 @@ type EnsureVariantResponse struct {
 	Height uint32 `protobuf:"varint,10,opt,name=height,proto3" json:"height,omitempty"`
 	// Encoder quality the variant was encoded with (0 for PNG or the original);
 	// with auto_quality, the quality the search chose.
-	Quality       uint32 `protobuf:"varint,11,opt,name=quality,proto3" json:"quality,omitempty"`
+	Quality uint32 `protobuf:"varint,11,opt,name=quality,proto3" json:"quality,omitempty"`
+	// With auto_quality: the SSIMULACRA2 score the search measured for that
+	// quality (the worst of the scored tiles, against the resized original,
+	// as a viewer sees both), which meets the target. 0 for a fixed quality,
+	// PNG, the original, or an image too small to score.
+	Score         float32 `protobuf:"fixed32,12,opt,name=score,proto3" json:"score,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -682,6 +687,13 @@ func (x *EnsureVariantResponse) GetQuality() uint32 {
 	return 0
 }
 
+func (x *EnsureVariantResponse) GetScore() float32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
 // TransformRequest is one message of the client's Transform stream.
 type TransformRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -783,7 +795,10 @@ type TransformResult struct {
 	// The output format the request resolved to (never AUTO).
 	Format Format `protobuf:"varint,5,opt,name=format,proto3,enum=imgedge.v1.Format" json:"format,omitempty"`
 	// Encoder quality used (0 for PNG).
-	Quality       uint32 `protobuf:"varint,6,opt,name=quality,proto3" json:"quality,omitempty"`
+	Quality uint32 `protobuf:"varint,6,opt,name=quality,proto3" json:"quality,omitempty"`
+	// With auto_quality: the SSIMULACRA2 score the search measured, as in
+	// EnsureVariantResponse.score.
+	Score         float32 `protobuf:"fixed32,7,opt,name=score,proto3" json:"score,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -856,6 +871,13 @@ func (x *TransformResult) GetFormat() Format {
 func (x *TransformResult) GetQuality() uint32 {
 	if x != nil {
 		return x.Quality
+	}
+	return 0
+}
+
+func (x *TransformResult) GetScore() float32 {
+	if x != nil {
+		return x.Score
 	}
 	return 0
 }
@@ -1393,7 +1415,7 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x121\n" +
 	"\avariant\x18\x03 \x01(\v2\x17.imgedge.v1.VariantSpecR\avariant\x124\n" +
-	"\bmax_wait\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\"\xdd\x02\n" +
+	"\bmax_wait\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\"\xf3\x02\n" +
 	"\x15EnsureVariantResponse\x12-\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x13.imgedge.v1.OutcomeR\aoutcome\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12!\n" +
@@ -1407,18 +1429,20 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x05width\x18\t \x01(\rR\x05width\x12\x16\n" +
 	"\x06height\x18\n" +
 	" \x01(\rR\x06height\x12\x18\n" +
-	"\aquality\x18\v \x01(\rR\aquality\"g\n" +
+	"\aquality\x18\v \x01(\rR\aquality\x12\x14\n" +
+	"\x05score\x18\f \x01(\x02R\x05score\"g\n" +
 	"\x10TransformRequest\x123\n" +
 	"\avariant\x18\x01 \x01(\v2\x17.imgedge.v1.VariantSpecH\x00R\avariant\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
-	"\x04part\"\xbc\x01\n" +
+	"\x04part\"\xd2\x01\n" +
 	"\x0fTransformResult\x12!\n" +
 	"\fcontent_type\x18\x01 \x01(\tR\vcontentType\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x14\n" +
 	"\x05width\x18\x03 \x01(\rR\x05width\x12\x16\n" +
 	"\x06height\x18\x04 \x01(\rR\x06height\x12*\n" +
 	"\x06format\x18\x05 \x01(\x0e2\x12.imgedge.v1.FormatR\x06format\x12\x18\n" +
-	"\aquality\x18\x06 \x01(\rR\aquality\"j\n" +
+	"\aquality\x18\x06 \x01(\rR\aquality\x12\x14\n" +
+	"\x05score\x18\a \x01(\x02R\x05score\"j\n" +
 	"\x11TransformResponse\x125\n" +
 	"\x06result\x18\x01 \x01(\v2\x1b.imgedge.v1.TransformResultH\x00R\x06result\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +

@@ -83,7 +83,7 @@ func (s *Server) EnsureVariant(ctx context.Context, in *imgedgev1.EnsureVariantR
 		Format:       imgedgev1.Format(res.Spec.Format),
 	}
 	if res.Outcome == transform.Created || res.Outcome == transform.AlreadyExisted {
-		resp.Width, resp.Height, resp.Quality = uint32(res.Width), uint32(res.Height), uint32(res.Spec.Quality)
+		resp.Width, resp.Height, resp.Quality, resp.Score = uint32(res.Width), uint32(res.Height), uint32(res.Spec.Quality), float32(res.Score)
 	}
 	return resp, nil
 }
@@ -128,6 +128,7 @@ func (s *Server) Transform(stream imgedgev1.ImageTransformService_TransformServe
 		Height:      uint32(out.Height),
 		Format:      imgedgev1.Format(spec.Format),
 		Quality:     uint32(spec.Quality),
+		Score:       float32(out.Score),
 	}}}); err != nil {
 		return err
 	}

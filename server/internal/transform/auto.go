@@ -159,6 +159,7 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, 
 		last := &scored{q, score}
 		if score >= target {
 			found, out, chosen = true, enc, try
+			out.Score = score
 			pass, hi = last, q-1
 			if score-target < closeEnough {
 				break
@@ -179,9 +180,9 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, 
 		return enc, chosen, err
 	}
 	if out.Data == nil { // the search judged regions: encode the whole image once
-		var err error
-		out, err = prep.Encode(chosen)
-		return out, chosen, err
+		whole, err := prep.Encode(chosen)
+		whole.Score = out.Score
+		return whole, chosen, err
 	}
 	return out, chosen, nil
 }

@@ -98,13 +98,16 @@ func TestSearchMeetsTheSpecsOwnTarget(t *testing.T) {
 		want   float64
 	}{{0, DefaultAutoQuality.Targets[variant.FormatAVIF]}, {80, 80}, {55, 55}, {90, 90}} {
 		prep := &curvePrepared{score: score}
-		_, chosen, err := svc.search(context.Background(), prep, variant.Spec{Format: variant.FormatAVIF, AutoQuality: true, TargetScore: tt.target}, 0)
+		out, chosen, err := svc.search(context.Background(), prep, variant.Spec{Format: variant.FormatAVIF, AutoQuality: true, TargetScore: tt.target}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		q := chosen.Quality
 		if score(q) < tt.want || score(q-1) >= tt.want && score(q)-tt.want >= closeEnough {
 			t.Errorf("target %d: chose q%d (%.1f), want the lowest quality scoring %v (trials %v)", tt.target, q, score(q), tt.want, prep.trials)
+		}
+		if out.Score != score(q) {
+			t.Errorf("target %d: the output reports a score of %.2f, q%d measured %.2f", tt.target, out.Score, q, score(q))
 		}
 	}
 }

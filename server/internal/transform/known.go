@@ -40,6 +40,7 @@ type knownAnswer struct {
 	etag       string
 	width      int
 	height     int
+	score      float64
 	expires    time.Time
 }
 
@@ -83,7 +84,7 @@ func (k *knownAnswers) remember(id string, cands []candidate, sourceETag string,
 	}
 	a := knownAnswer{
 		sourceETag: sourceETag, outcome: res.Outcome, cand: -1, spec: res.Spec,
-		size: res.Size, etag: res.ETag, width: res.Width, height: res.Height,
+		size: res.Size, etag: res.ETag, width: res.Width, height: res.Height, score: res.Score,
 		expires: k.now().Add(k.ttl),
 	}
 	for i, c := range cands {
@@ -128,5 +129,6 @@ func (a knownAnswer) answer(orig store.ObjectInfo, cands []candidate) EnsureResu
 		Spec:         a.spec,
 		Width:        a.width,
 		Height:       a.height,
+		Score:        a.score,
 	}
 }

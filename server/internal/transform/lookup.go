@@ -149,8 +149,12 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 func variantResult(o Outcome, orig, v store.ObjectInfo, vkey string, spec variant.Spec) EnsureResult {
 	w, _ := strconv.Atoi(v.Metadata[MetaWidth])
 	h, _ := strconv.Atoi(v.Metadata[MetaHeight])
+	var score float64
 	if q, err := strconv.Atoi(v.Metadata[MetaQuality]); err == nil && spec.AutoQuality {
 		spec.Quality = q // the quality the search chose
+		if s, err := strconv.ParseFloat(v.Metadata[MetaScore], 64); err == nil && s > 0 && s <= 100 {
+			score = s
+		}
 	}
 	return EnsureResult{
 		Outcome:      o,
@@ -163,6 +167,7 @@ func variantResult(o Outcome, orig, v store.ObjectInfo, vkey string, spec varian
 		Spec:         spec,
 		Width:        w,
 		Height:       h,
+		Score:        score,
 	}
 }
 

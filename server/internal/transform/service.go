@@ -24,6 +24,7 @@ const (
 	MetaWidth      = "width"
 	MetaHeight     = "height"
 	MetaQuality    = "quality"
+	MetaScore      = "score" // with auto quality: the SSIMULACRA2 score the search measured
 	MetaVariant    = "variant-size" // on markers: the size the rejected variant had
 	MetaBestOf     = "best-of"      // on "best" variants: the formats compared, e.g. "avif,webp,jpeg"
 )
@@ -90,6 +91,9 @@ type EnsureResult struct {
 	// Spec is the resolved variant.
 	Spec          variant.Spec
 	Width, Height int
+	// Score is the SSIMULACRA2 score the auto-quality search measured for
+	// the variant (0: a fixed quality, or not measured).
+	Score float64
 }
 
 // candidate is one variant EnsureVariant may store: a resolved spec with a
@@ -255,7 +259,7 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 		if smaller {
 			return originalResult(orig, c.key, chosen), nil
 		}
-		info := store.ObjectInfo{Size: int64(len(out.Data)), Metadata: map[string]string{MetaWidth: strconv.Itoa(out.Width), MetaHeight: strconv.Itoa(out.Height), MetaQuality: strconv.Itoa(chosen.Quality)}}
+		info := store.ObjectInfo{Size: int64(len(out.Data)), Metadata: variantMetadata(out, chosen)}
 		return variantResult(Created, orig, info, c.key, chosen), nil
 	}
 	storeCtx, end = s.stage(storeCtx, "store")
@@ -320,6 +324,19 @@ type variantWrite struct {
 	cands       []candidate // every format compared, for "best"
 }
 
+// variantMetadata is what a variant's metadata says about its encoding.
+func variantMetadata(out Output, spec variant.Spec) map[string]string {
+	m := map[string]string{
+		MetaWidth:   strconv.Itoa(out.Width),
+		MetaHeight:  strconv.Itoa(out.Height),
+		MetaQuality: strconv.Itoa(spec.Quality),
+	}
+	if out.Score > 0 {
+		m[MetaScore] = strconv.FormatFloat(out.Score, 'f', 1, 64)
+	}
+	return m
+}
+
 // storeVariant writes the variant with a condition, so that concurrent
 // writers (other replicas) cannot both win: create-if-absent for a new key,
 // replace-if-unchanged for a stale one.
@@ -327,13 +344,9 @@ func (s *Service) storeVariant(ctx context.Context, w variantWrite) (EnsureResul
 	opts := store.PutOptions{
 		ContentType:  w.spec.Format.ContentType(),
 		CacheControl: s.cfg.VariantCacheControl,
-		Metadata: map[string]string{
-			MetaSourceETag: w.orig.ETag,
-			MetaWidth:      strconv.Itoa(w.out.Width),
-			MetaHeight:     strconv.Itoa(w.out.Height),
-			MetaQuality:    strconv.Itoa(w.spec.Quality),
-		},
+		Metadata:     variantMetadata(w.out, w.spec),
 	}
+	opts.Metadata[MetaSourceETag] = w.orig.ETag
 	if b := bestOf(w.cands); b != "" {
 		opts.Metadata[MetaBestOf] = b
 	}

@@ -59,6 +59,10 @@ type Output struct {
 	Data   []byte
 	Width  int
 	Height int
+	// Score is the SSIMULACRA2 score an auto-quality search measured for
+	// the quality it chose (the worst of the scored tiles); 0 when nothing
+	// was measured: a fixed quality, or an image too small to score.
+	Score float64
 }
 
 // Processor decodes, transforms and encodes images.
