@@ -24,7 +24,7 @@ const (
 	MetaWidth      = "width"
 	MetaHeight     = "height"
 	MetaQuality    = "quality"
-	MetaScore      = "score" // with auto quality: the SSIMULACRA2 score the search measured
+	MetaScore      = "score"        // with auto quality: the SSIMULACRA2 score the search measured
 	MetaVariant    = "variant-size" // on markers: the size the rejected variant had
 	MetaBestOf     = "best-of"      // on "best" variants: the formats compared, e.g. "avif,webp,jpeg"
 )
