@@ -237,6 +237,10 @@ func TestTargetScoreSetsTheBar(t *testing.T) {
 	if _, res := transformCall(t, h, &imgedgev1.VariantSpec{Width: ptr(uint32(640)), Format: imgedgev1.Format_FORMAT_WEBP, TargetScore: ptr(uint32(75))}, src); res.GetScore() < 75 || res.GetQuality() == 0 {
 		t.Errorf("Transform at target 75: %v", res)
 	}
+	// No lossy encode scores 100: the top of the range, and how close it came.
+	if _, res := transformCall(t, h, &imgedgev1.VariantSpec{Width: ptr(uint32(640)), Format: imgedgev1.Format_FORMAT_JPEG, TargetScore: ptr(uint32(100))}, src); res.GetQuality() != 95 || res.GetScore() < 80 || res.GetScore() >= 100 {
+		t.Errorf("Transform at target 100: %v, want q95 and its score", res)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err = h.client.EnsureVariant(ctx, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{TargetScore: ptr(uint32(0))}})

@@ -573,8 +573,9 @@ type EnsureVariantResponse struct {
 	Quality uint32 `protobuf:"varint,11,opt,name=quality,proto3" json:"quality,omitempty"`
 	// With auto_quality: the SSIMULACRA2 score the search measured for that
 	// quality (the worst of the scored tiles, against the resized original,
-	// as a viewer sees both), which meets the target. 0 for a fixed quality,
-	// PNG, the original, or an image too small to score.
+	// as a viewer sees both), which meets the target; for a target out of
+	// reach, the score of the top of the search range, which was served. 0
+	// for a fixed quality, PNG, the original, or an image too small to score.
 	Score         float32 `protobuf:"fixed32,12,opt,name=score,proto3" json:"score,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

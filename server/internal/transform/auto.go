@@ -177,7 +177,14 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, 
 		chosen = spec
 		chosen.Quality = a.MaxQuality
 		enc, err := prep.Encode(chosen)
-		return enc, chosen, err
+		if err != nil {
+			return Output{}, chosen, err
+		}
+		// Its score says how close an unreachable target came.
+		if score, err := prep.Score(enc.Data); err == nil {
+			enc.Score = score
+		}
+		return enc, chosen, nil
 	}
 	if out.Data == nil { // the search judged regions: encode the whole image once
 		whole, err := prep.Encode(chosen)

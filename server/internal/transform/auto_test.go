@@ -110,6 +110,12 @@ func TestSearchMeetsTheSpecsOwnTarget(t *testing.T) {
 			t.Errorf("target %d: the output reports a score of %.2f, q%d measured %.2f", tt.target, out.Score, q, score(q))
 		}
 	}
+	// A target out of reach gets the top of the range, and its score.
+	top := DefaultAutoQuality.MaxQuality
+	out, chosen, err := svc.search(context.Background(), &curvePrepared{score: score}, variant.Spec{Format: variant.FormatAVIF, AutoQuality: true, TargetScore: 100}, 0)
+	if err != nil || chosen.Quality != top || out.Score != score(top) {
+		t.Errorf("target 100: q%d scoring %.2f (%v), want q%d scoring %.2f", chosen.Quality, out.Score, err, top, score(top))
+	}
 }
 
 // A detailed photo scores far below the target at the first trial, where a
