@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -167,6 +168,43 @@ func TestMetricsAddUp(t *testing.T) {
 	saving := 1 - m["imgedge_served_bytes_total"]/m["imgedge_original_bytes_total"]
 	if saving <= 0 || saving >= 1 {
 		t.Errorf("saving ratio %.3f", saving)
+	}
+}
+
+// TestAutoQualityMetrics: each auto-quality search is counted once by
+// format, with its trials, and the quality and score it answered.
+func TestAutoQualityMetrics(t *testing.T) {
+	st := newLocalStore(t)
+	putVia(t, st)("photo.jpg", testimages.JPEG(800, 600, 95))
+	h := startServer(t, st, nil)
+	jpeg := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "photo.jpg", Variant: &imgedgev1.VariantSpec{Width: ptr(uint32(400)), Format: imgedgev1.Format_FORMAT_JPEG, AutoQuality: true}})
+	avif := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "photo.jpg", Variant: &imgedgev1.VariantSpec{Width: ptr(uint32(400)), Format: imgedgev1.Format_FORMAT_AVIF, TargetScore: ptr(uint32(80))}})
+	ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "photo.jpg", Variant: &imgedgev1.VariantSpec{Width: ptr(uint32(400)), Format: imgedgev1.Format_FORMAT_WEBP, Quality: ptr(uint32(70))}})
+	ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "photo.jpg", Variant: &imgedgev1.VariantSpec{Width: ptr(uint32(400)), Format: imgedgev1.Format_FORMAT_JPEG, AutoQuality: true}})
+
+	rec := httptest.NewRecorder()
+	h.metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	m := parseMetrics(t, rec.Body)
+	for _, c := range []struct {
+		format string
+		resp   *imgedgev1.EnsureVariantResponse
+	}{{"jpeg", jpeg}, {"avif", avif}} {
+		series := func(name, part string) float64 { return m[fmt.Sprintf(`imgedge_autoquality_%s_%s{format="%s"}`, name, part, c.format)] }
+		if n := series("trials", "count"); n != 1 {
+			t.Errorf("%s: %v searches counted, want 1 (the second JPEG call is a lookup)", c.format, n)
+		}
+		if trials := series("trials", "sum"); trials < 1 || trials > float64(config.Default().AutoQuality.Steps) {
+			t.Errorf("%s: %v trials", c.format, trials)
+		}
+		if q := series("quality", "sum"); q != float64(c.resp.GetQuality()) {
+			t.Errorf("%s: quality %v counted, the response says %d", c.format, q, c.resp.GetQuality())
+		}
+		if s := series("score", "sum"); math.Abs(s-float64(c.resp.GetScore())) > 0.051 { // the response says it to a tenth
+			t.Errorf("%s: score %v counted, the response says %v", c.format, s, c.resp.GetScore())
+		}
+	}
+	if n := m[`imgedge_autoquality_trials_count{format="webp"}`]; n != 0 {
+		t.Errorf("a fixed quality counted as %v searches", n)
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package metrics exposes the service's Prometheus metrics: calls by method
-// and code, stage latencies, worker-pool occupancy, variant outcomes and the
+// and code, stage latencies, worker-pool occupancy, variant outcomes, the
 // bytes accounting from which an operator reads the saving ratio
-// (1 - imgedge_served_bytes_total / imgedge_original_bytes_total).
+// (1 - imgedge_served_bytes_total / imgedge_original_bytes_total), and what
+// auto-quality searches cost and chose.
 package metrics
 
 import (
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/transform"
 )
 
@@ -37,6 +39,8 @@ type Metrics struct {
 	headed        prometheus.Counter // lookups{variants="headed"}
 	originalBytes prometheus.Counter
 	servedBytes   prometheus.Counter
+	// auto-quality searches, by format
+	trials, chosenQuality, scores *prometheus.HistogramVec
 }
 
 // New creates the metrics and registers them, with Go and process metrics.
@@ -66,8 +70,21 @@ func New(pool Pool) *Metrics {
 		servedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "imgedge_served_bytes_total", Help: "Sum of the sizes of what those calls said to serve (variant, or original when kept).",
 		}),
+		trials: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "imgedge_autoquality_trials", Help: "Trials (an encode and a score each) per auto-quality search, by format: its CPU cost.",
+			Buckets: []float64{1, 2, 3, 4, 5, 6},
+		}, []string{"format"}),
+		chosenQuality: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "imgedge_autoquality_quality", Help: "Encoder quality each auto-quality search chose, by format.",
+			Buckets: prometheus.LinearBuckets(40, 5, 12), // 40 … 95
+		}, []string{"format"}),
+		scores: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "imgedge_autoquality_score", Help: "SSIMULACRA2 score the chosen quality measured, by format (at or just above the target; below it only for a target out of reach).",
+			Buckets: []float64{50, 60, 65, 70, 71, 72, 75, 80, 81, 82, 85, 90, 95},
+		}, []string{"format"}),
 	}
 	m.Registry.MustRegister(m.requests, m.duration, m.stages, m.variants, m.lookups, m.originalBytes, m.servedBytes,
+		m.trials, m.chosenQuality, m.scores,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgedge_inflight_transforms", Help: "Image transforms holding a worker."},
 			func() float64 { return float64(pool.InFlight()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgedge_queue_depth", Help: "Calls waiting for a worker."},
@@ -103,6 +120,16 @@ func (m *Metrics) Lookup(remembered bool) {
 		return
 	}
 	m.headed.Inc()
+}
+
+// Searched implements transform.Observer.
+func (m *Metrics) Searched(f variant.Format, trials, quality int, score float64) {
+	format := f.String()
+	m.trials.WithLabelValues(format).Observe(float64(trials))
+	m.chosenQuality.WithLabelValues(format).Observe(float64(quality))
+	if score > 0 {
+		m.scores.WithLabelValues(format).Observe(score)
+	}
 }
 
 // ServerOptions count and time every RPC.

@@ -116,12 +116,22 @@ var errCannotWin = errors.New("auto-quality: this format cannot be the smallest"
 // more ends it with errCannotWin: every quality that could pass is higher,
 // and takes more bytes.
 func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, toBeat int) (Output, variant.Spec, error) {
-	a := s.cfg.Auto
 	if !spec.Format.Lossy() {
 		spec.Quality = 0
 		out, err := prep.Encode(spec)
 		return out, spec, err
 	}
+	out, chosen, trials, err := s.searchQuality(ctx, prep, spec, toBeat)
+	if err == nil && trials > 0 {
+		s.obs.Searched(chosen.Format, trials, chosen.Quality, out.Score)
+	}
+	return out, chosen, err
+}
+
+// searchQuality is search for a lossy format; it also returns how many
+// trials it made.
+func (s *Service) searchQuality(ctx context.Context, prep Prepared, spec variant.Spec, toBeat int) (Output, variant.Spec, int, error) {
+	a := s.cfg.Auto
 	target := a.Targets[spec.Format]
 	if spec.TargetScore > 0 {
 		target = float64(spec.TargetScore)
@@ -140,9 +150,10 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, 
 	m := modelOf(spec.Format)
 	var pass, fail, before *scored // the closest pass and fail, and the trial before the last
 	q := min(max(m.start(target), lo), hi)
-	for step := 0; step < a.Steps && lo <= hi; step++ {
+	trials := 0
+	for ; trials < a.Steps && lo <= hi; trials++ {
 		if err := ctx.Err(); err != nil {
-			return Output{}, spec, fmt.Errorf("auto-quality after %d trials: %w", step, err)
+			return Output{}, spec, trials, fmt.Errorf("auto-quality after %d trials: %w", trials, err)
 		}
 		try := spec
 		try.Quality = q
@@ -151,10 +162,10 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, 
 			// Too small to judge: the format's default quality.
 			try.Quality = defaultQuality(s.cfg.Defaults, spec.Format)
 			enc, err := prep.Encode(try)
-			return enc, try, err
+			return enc, try, 0, err
 		}
 		if err != nil {
-			return Output{}, spec, err
+			return Output{}, spec, trials, err
 		}
 		last := &scored{q, score}
 		if score >= target {
@@ -162,11 +173,12 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, 
 			out.Score = score
 			pass, hi = last, q-1
 			if score-target < closeEnough {
+				trials++
 				break
 			}
 		} else {
 			if toBeat > 0 && enc.Data != nil && len(enc.Data) >= toBeat {
-				return Output{}, spec, errCannotWin
+				return Output{}, spec, trials + 1, errCannotWin
 			}
 			fail, lo = last, q+1
 		}
@@ -178,20 +190,20 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, 
 		chosen.Quality = a.MaxQuality
 		enc, err := prep.Encode(chosen)
 		if err != nil {
-			return Output{}, chosen, err
+			return Output{}, chosen, trials, err
 		}
 		// Its score says how close an unreachable target came.
 		if score, err := prep.Score(enc.Data); err == nil {
 			enc.Score = score
 		}
-		return enc, chosen, nil
+		return enc, chosen, trials, nil
 	}
 	if out.Data == nil { // the search judged regions: encode the whole image once
 		whole, err := prep.Encode(chosen)
 		whole.Score = out.Score
-		return whole, chosen, err
+		return whole, chosen, trials, err
 	}
-	return out, chosen, nil
+	return out, chosen, trials, nil
 }
 
 // within keeps the next quality in the open bracket [lo, hi]. A guess

@@ -119,6 +119,9 @@ type Observer interface {
 	// Lookup reports a finished lookup: remembered when a known answer
 	// spared the variants' HEADs (see Config.KnownVariantTTL).
 	Lookup(remembered bool)
+	// Searched reports a finished auto-quality search of one format: the
+	// trials it made, the quality it chose and that quality's score.
+	Searched(f variant.Format, trials, quality int, score float64)
 }
 
 type nopObserver struct{}
@@ -126,6 +129,8 @@ type nopObserver struct{}
 func (nopObserver) Stage(string, time.Duration)   {}
 func (nopObserver) Ensured(Outcome, int64, int64) {}
 func (nopObserver) Lookup(bool)                   {}
+
+func (nopObserver) Searched(variant.Format, int, int, float64) {}
 
 // Limits bound the work one request may cause.
 type Limits struct {
