@@ -189,7 +189,9 @@ func TestAutoQualityMetrics(t *testing.T) {
 		format string
 		resp   *imgedgev1.EnsureVariantResponse
 	}{{"jpeg", jpeg}, {"avif", avif}} {
-		series := func(name, part string) float64 { return m[fmt.Sprintf(`imgedge_autoquality_%s_%s{format="%s"}`, name, part, c.format)] }
+		series := func(name, part string) float64 {
+			return m[fmt.Sprintf(`imgedge_autoquality_%s_%s{format="%s"}`, name, part, c.format)]
+		}
 		if n := series("trials", "count"); n != 1 {
 			t.Errorf("%s: %v searches counted, want 1 (the second JPEG call is a lookup)", c.format, n)
 		}
