@@ -248,3 +248,20 @@ func TestTargetScoreSetsTheBar(t *testing.T) {
 		t.Errorf("target_score 0: %v, want InvalidArgument naming it", err)
 	}
 }
+
+// TestSearchedScoreSurvivesTheStore: the quality and score a search chose
+// come back from the variant's metadata on S3 as on the local store.
+func TestSearchedScoreSurvivesTheStore(t *testing.T) {
+	stores(t, func(t *testing.T, st transform.Store, put func(string, []byte), _ func(string) []byte) {
+		h := startServer(t, st, func(c *config.Config) { c.KnownVariantTTL = 0 })
+		put("photo.jpg", testimages.JPEG(800, 600, 95))
+		req := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "photo.jpg", Variant: &imgedgev1.VariantSpec{Width: ptr(uint32(400)), Format: imgedgev1.Format_FORMAT_WEBP, TargetScore: ptr(uint32(75))}}
+		first, again := ensure(t, h, req), ensure(t, h, req)
+		if first.GetOutcome() != imgedgev1.Outcome_OUTCOME_CREATED || again.GetOutcome() != imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED {
+			t.Fatalf("outcomes %v, %v", first.GetOutcome(), again.GetOutcome())
+		}
+		if first.GetScore() < 75 || again.GetScore() != first.GetScore() || again.GetQuality() != first.GetQuality() {
+			t.Errorf("created: q%d scoring %.1f; looked up: q%d scoring %.1f", first.GetQuality(), first.GetScore(), again.GetQuality(), again.GetScore())
+		}
+	})
+}
