@@ -150,8 +150,8 @@ func (s *Service) searchQuality(ctx context.Context, prep Prepared, spec variant
 	m := modelOf(spec.Format)
 	var pass, fail, before *scored // the closest pass and fail, and the trial before the last
 	q := min(max(m.start(target), lo), hi)
-	trials := 0
-	for ; trials < a.Steps && lo <= hi; trials++ {
+	trials := 0 // scored
+	for step := 0; step < a.Steps && lo <= hi; step++ {
 		if err := ctx.Err(); err != nil {
 			return Output{}, spec, trials, fmt.Errorf("auto-quality after %d trials: %w", trials, err)
 		}
@@ -167,18 +167,18 @@ func (s *Service) searchQuality(ctx context.Context, prep Prepared, spec variant
 		if err != nil {
 			return Output{}, spec, trials, err
 		}
+		trials++
 		last := &scored{q, score}
 		if score >= target {
 			found, out, chosen = true, enc, try
 			out.Score = score
 			pass, hi = last, q-1
 			if score-target < closeEnough {
-				trials++
 				break
 			}
 		} else {
 			if toBeat > 0 && enc.Data != nil && len(enc.Data) >= toBeat {
-				return Output{}, spec, trials + 1, errCannotWin
+				return Output{}, spec, trials, errCannotWin
 			}
 			fail, lo = last, q+1
 		}
