@@ -39,8 +39,6 @@ type SSIMULACRA2Reference struct {
 	w, h   int
 	scales []refScale
 	terms  *termSet
-	// scratch holds *scoreScratch buffers for Score, kept between scores.
-	scratch sync.Pool
 }
 
 // refScale is the reference at one scale.
@@ -135,11 +133,8 @@ func (r *SSIMULACRA2Reference) Score(dist image.Image) (float64, error) {
 	if dist.Bounds().Dx() != r.w || dist.Bounds().Dy() != r.h {
 		return 0, fmt.Errorf("ssimulacra2: sizes differ: %d×%d and %v", r.w, r.h, dist.Bounds().Size())
 	}
-	scratch, _ := r.scratch.Get().(*scoreScratch)
-	if scratch == nil {
-		scratch = newScoreScratch(r.w, r.h)
-	}
-	defer r.scratch.Put(scratch)
+	scratch := getScoreScratch(r.w, r.h)
+	defer scratchBuffers.Put(scratch)
 	lin := scratch.lin[0]
 	linearPlanesInto(lin, dist)
 	sums := make([]float64, 0, 18*len(r.scales))
@@ -157,21 +152,35 @@ func (r *SSIMULACRA2Reference) Score(dist image.Image) (float64, error) {
 // scoreScratch holds the buffers one score needs, sized for the first
 // scale and resliced for the smaller ones.
 type scoreScratch struct {
+	buf                      []float32 // what the others are cut from
 	tmp, prod, mu2, s22, s12 []float32
 	planes                   [3][]float32
 	// lin holds the linear image at the even scales and at the odd ones.
 	lin [2]planes3
 }
 
-func newScoreScratch(w, h int) *scoreScratch {
+// scratchBuffers holds *scoreScratch for any reference: a search scores its
+// tiles one after another, so one buffer serves them all (and every later
+// trial) instead of one per tile. Score overwrites what it reads, so a
+// buffer is cut anew for each size and never cleared.
+var scratchBuffers sync.Pool
+
+// getScoreScratch returns scratch for a w×h score, from the pool when a
+// buffer there is large enough.
+func getScoreScratch(w, h int) *scoreScratch {
 	n, half := w*h, ((w+1)/2)*((h+1)/2)
-	buf := make([]float32, 11*n+3*half)
+	need := 11*n + 3*half
+	sc, _ := scratchBuffers.Get().(*scoreScratch)
+	if sc == nil || cap(sc.buf) < need {
+		sc = &scoreScratch{buf: make([]float32, need)}
+	}
+	buf := sc.buf[:need]
 	next := func(n int) []float32 {
 		s := buf[:n:n]
 		buf = buf[n:]
 		return s
 	}
-	sc := &scoreScratch{tmp: next(n), prod: next(n), mu2: next(n), s22: next(n), s12: next(n)}
+	sc.tmp, sc.prod, sc.mu2, sc.s22, sc.s12 = next(n), next(n), next(n), next(n), next(n)
 	for c := range 3 {
 		sc.planes[c] = next(n)
 	}

@@ -112,6 +112,50 @@ func TestSSIMULACRA2Properties(t *testing.T) {
 	}
 }
 
+// TestScoresDoNotDependOnWhatWasScoredBefore: scratch buffers are shared
+// by every reference and never cleared, so a score must come out the same
+// after scores of other images and sizes have used them.
+func TestScoresDoNotDependOnWhatWasScoredBefore(t *testing.T) {
+	noisy := func(w, h int, seed uint64) *image.NRGBA {
+		img := image.NewNRGBA(image.Rect(0, 0, w, h))
+		rng := rand.New(rand.NewPCG(seed, 1))
+		for i := range img.Pix {
+			img.Pix[i] = uint8(rng.IntN(256))
+			if i%4 == 3 {
+				img.Pix[i] = 255
+			}
+		}
+		return img
+	}
+	blurred := func(img *image.NRGBA) *image.NRGBA {
+		out := image.NewNRGBA(img.Rect)
+		copy(out.Pix, img.Pix)
+		for i := 4; i < len(out.Pix); i++ {
+			if i%4 != 3 {
+				out.Pix[i] = uint8((int(img.Pix[i]) + int(img.Pix[i-4])) / 2)
+			}
+		}
+		return out
+	}
+	small, large := noisy(96, 80, 1), noisy(300, 260, 2)
+	ref, err := NewSSIMULACRA2Reference(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := ref.Score(blurred(small))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := SSIMULACRA2(large, blurred(large)); err != nil { // other sizes, other values
+			t.Fatal(err)
+		}
+		if again, err := ref.Score(blurred(small)); err != nil || again != first {
+			t.Fatalf("the same score came out %v after other scores, %v at first (%v)", again, first, err)
+		}
+	}
+}
+
 func TestCbrt32(t *testing.T) {
 	for _, x := range []float32{1e-6, 0.0037930732, 0.01, 0.2, 0.5, 1, 1.7, 3} {
 		want := math.Cbrt(float64(x))
