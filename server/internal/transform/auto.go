@@ -280,21 +280,35 @@ func (m searchModel) next(pass, fail, before *scored, target float64) int {
 }
 
 // seenSlope is the points per quality step between two trials, within
-// reason (a plateau or a dip says little), or else the model's.
+// reason, or else the model's. A flat step between neighbours is a plateau
+// or a dip and says little; across a wide gap it is the curve of an easy
+// image (a graphic, a small output), which stays well above the target far
+// down: it is believed at minSlope, so the next guess reaches far (the
+// bottom of the range, often, whose encode is the cheapest) instead of
+// creeping down at the model's slope.
 func seenSlope(a, b *scored, model float64) float64 {
 	if b == nil || a.q == b.q {
 		return model
 	}
 	s := (a.score - b.score) / float64(a.q-b.q)
-	if s < minSlope || s > 3*model {
+	switch {
+	case s < minSlope && abs(a.q-b.q) >= wideGap:
+		return minSlope
+	case s < minSlope || s > 3*model:
 		return model
 	}
 	return s
 }
 
 // minSlope is the shallowest slope a search believes it sees: flatter
-// steps are plateaus or noise, not a trend to extrapolate.
-const minSlope = 0.25
+// steps are plateaus or noise, not a trend to extrapolate, unless they span
+// wideGap qualities or more.
+const (
+	minSlope = 0.25
+	wideGap  = 8
+)
+
+func abs(n int) int { return max(n, -n) }
 
 // defaultQuality is a format's configured quality, where the search starts.
 func defaultQuality(d variant.Defaults, f variant.Format) int {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -61,6 +62,10 @@ func TestSearchFindsTheLowestPassingQuality(t *testing.T) {
 			return s
 		}},
 		{"WebP, shallow", variant.FormatWebP, linear(83, 0.4)},
+		// An easy graphic, or a small output: far above the target down to
+		// the bottom of the range.
+		{"WebP, an easy graphic", variant.FormatWebP, func(q int) float64 { return 76 + 0.15*float64(q-40) }},
+		{"AVIF, an easy graphic", variant.FormatAVIF, func(q int) float64 { return 74 + 0.2*float64(q-40) }},
 	}
 	svc := newTestService(t, newMemStore(), &fakeProcessor{}, 1, 1)
 	target := DefaultAutoQuality.Targets[variant.FormatJPEG]
@@ -75,11 +80,14 @@ func TestSearchFindsTheLowestPassingQuality(t *testing.T) {
 			if s := tt.score(q); s < target {
 				t.Fatalf("chose q%d, which scores %.2f < %v (trials %v)", q, s, target, prep.trials)
 			}
-			if tt.score(q-1) >= target && tt.score(q)-target >= closeEnough {
+			if q > DefaultAutoQuality.MinQuality && tt.score(q-1) >= target && tt.score(q)-target >= closeEnough {
 				t.Errorf("chose q%d (%.2f) where q%d passes too (%.2f) (trials %v)", q, tt.score(q), q-1, tt.score(q-1), prep.trials)
 			}
 			if len(prep.trials) > 4 {
 				t.Errorf("%d trials %v, want at most 4", len(prep.trials), prep.trials)
+			}
+			if strings.Contains(tt.name, "easy") && len(prep.trials) > 3 {
+				t.Errorf("%d trials %v for a flat curve, want at most 3", len(prep.trials), prep.trials)
 			}
 		})
 	}
