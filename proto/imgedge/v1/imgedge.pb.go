@@ -310,7 +310,8 @@ type VariantSpec struct {
 	Progressive bool `protobuf:"varint,7,opt,name=progressive,proto3" json:"progressive,omitempty"`
 	// Search the lowest encoder quality whose perceptual score (SSIMULACRA2
 	// against the resized source, as a viewer sees both) meets the server's
-	// target for the format. The quality chosen is reported in the response.
+	// target for the format, or target_score. The quality chosen and its
+	// score are reported in the response.
 	AutoQuality bool `protobuf:"varint,8,opt,name=auto_quality,json=autoQuality,proto3" json:"auto_quality,omitempty"`
 	// What the viewer decodes, used when the format is FORMAT_AUTO or
 	// FORMAT_BEST. Neither set: JPEG.
