@@ -146,7 +146,7 @@ func (s *Service) searchQuality(ctx context.Context, prep Prepared, spec variant
 	// scores on either side (or the format's typical slopes while one side
 	// is unknown), within the bracket still open. A pass within closeEnough
 	// of the target ends it. It settles in 2 trials on most images of the
-	// corpus, 3–4 at worst, where a bisection of the range takes 6.
+	// corpus, 3–5 at worst, where a bisection of the range takes 6.
 	m := modelOf(spec.Format)
 	var pass, fail, before *scored // the closest pass and fail, and the trial before the last
 	q := min(max(m.start(target), lo), hi)
