@@ -453,7 +453,7 @@ func hotOp(ctx context.Context, c *client.Client, bc benchCase, ci, keys int) fu
 }
 
 // warmHot builds the variants the hot rows ask for.
-func warmHot(ctx context.Context, t *testing.T, c *client.Client, bc benchCase, ci int) {
+func warmHot(ctx context.Context, t testing.TB, c *client.Client, bc benchCase, ci int) {
 	for k := range hotKeys {
 		req := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: hotKey(ci, k), Variant: bc.wire}
 		if _, err := c.EnsureVariant(ctx, req); err != nil {
@@ -509,4 +509,57 @@ func listenLoopback(b *testing.B) (net.Listener, string) {
 		b.Fatal(err)
 	}
 	return lis, lis.Addr().String()
+}
+
+// BenchmarkEnsureVariantHotLocal is the hot row of the report at c = 4 ×
+// cores: every call finds its variant, on the local store, over 64 keys.
+func BenchmarkEnsureVariantHotLocal(b *testing.B) {
+	st, err := local.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	st.CreateBucket(bucket)
+	cfg := config.Default()
+	srv, err := app.New(cfg, st, app.NewProcessor(cfg), slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lis, addr := listenLoopback(b)
+	go srv.GRPC.Serve(lis)
+	defer srv.GRPC.Stop()
+	c, err := client.New(addr, client.WithInsecure())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	bc := benchCases()[0]
+	src := bc.source()
+	for k := range hotKeys {
+		putVia(b, st)(hotKey(0, k), src)
+	}
+	ctx := context.Background()
+	warmHot(ctx, b, c, bc, 0)
+	hit := hotOp(ctx, c, bc, 0, hotKeys)
+	var seq atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		for pb.Next() {
+			t0 := time.Now()
+			if err := hit(seq.Add(1)); err != nil {
+				b.Error(err)
+				return
+			}
+			mine = append(mine, time.Since(t0))
+		}
+		mu.Lock()
+		lat = append(lat, mine...)
+		mu.Unlock()
+	})
+	hits := cell{latencies: lat}
+	b.ReportMetric(ms(hits.percentile(0.5)), "p50-ms")
+	b.ReportMetric(ms(hits.percentile(0.99)), "p99-ms")
 }

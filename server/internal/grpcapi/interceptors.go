@@ -62,10 +62,8 @@ func Interceptors(logger *slog.Logger) []grpc.ServerOption {
 func beginCall(ctx context.Context, logger *slog.Logger, method string) (context.Context, func(panicked any, err error) error) {
 	start := time.Now()
 	requestID := ""
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(RequestIDHeader); len(v) > 0 && len(v[0]) <= 128 {
-			requestID = v[0]
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, RequestIDHeader); len(v) > 0 && len(v[0]) <= 128 {
+		requestID = v[0]
 	}
 	if requestID == "" {
 		var b [8]byte

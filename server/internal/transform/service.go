@@ -11,6 +11,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -46,6 +47,9 @@ type Service struct {
 	lookups singleflight.Group
 	// known spares a hot variant's own HEAD: only its original's is needed.
 	known *knownAnswers
+	// tracer starts the stages' spans, from the TracerProvider in place
+	// when the service was made (tracing is set up before).
+	tracer trace.Tracer
 }
 
 // New returns a service. The pool bounds concurrent image work.
@@ -73,7 +77,8 @@ func New(cfg Config, st Store, proc Processor, pool *workpool.Pool) (*Service, e
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &Service{cfg: cfg, store: st, proc: proc, pool: pool, obs: obs, known: newKnownAnswers(cfg.KnownVariantTTL)}, nil
+	return &Service{cfg: cfg, store: st, proc: proc, pool: pool, obs: obs, known: newKnownAnswers(cfg.KnownVariantTTL),
+		tracer: otel.Tracer(tracerName)}, nil
 }
 
 // EnsureResult is the answer to EnsureVariant.
@@ -520,15 +525,14 @@ func (s *Service) process(ctx context.Context, data []byte, info ImageInfo, spec
 	return s.autoQuality(ctx, data, info, specs)
 }
 
-// tracerName names the domain's spans. The tracer is looked up at each use,
-// so it follows the process's current TracerProvider.
+// tracerName names the domain's spans.
 const tracerName = "github.com/imgedge/imgedge/server/internal/transform"
 
 // stage starts one step of the work: a trace span (head, fetch, process,
 // store) and a timing for the Observer. Call end with the step's error.
 func (s *Service) stage(ctx context.Context, name string) (context.Context, func(error)) {
 	start := time.Now()
-	ctx, span := otel.Tracer(tracerName).Start(ctx, name)
+	ctx, span := s.tracer.Start(ctx, name)
 	return ctx, func(err error) {
 		s.obs.Stage(name, time.Since(start))
 		if err != nil {
