@@ -171,6 +171,29 @@ func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
 	}
 }
 
+// TestBestLeavesOutFormatsThatCannotHoldTheImage: a page-long image,
+// 17,000 pixels tall (past WebP's 16,383 and AVIF's 16,384), asked for as
+// "best" by a viewer that accepts AVIF and WebP gets a JPEG, stored and
+// found again, rather than an error; asked for in WebP alone, it is
+// refused with InvalidArgument naming the limit.
+func TestBestLeavesOutFormatsThatCannotHoldTheImage(t *testing.T) {
+	st := newLocalStore(t)
+	h := startServer(t, st, nil)
+	const name = "long-page.png"
+	putVia(t, st)(name, testimages.PNG(48, 17000))
+	best := &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_BEST, Viewer: &imgedgev1.VariantSpec_Accept{Accept: "image/avif,image/webp,*/*"}}
+	for _, want := range []imgedgev1.Outcome{imgedgev1.Outcome_OUTCOME_CREATED, imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED} {
+		resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: best})
+		if resp.GetOutcome() != want || resp.GetFormat() != imgedgev1.Format_FORMAT_JPEG || resp.GetWidth() != 48 || resp.GetHeight() != 17000 {
+			t.Errorf("best: %v, %v %d×%d; want %v, a 48×17000 JPEG", resp.GetOutcome(), resp.GetFormat(), resp.GetWidth(), resp.GetHeight(), want)
+		}
+	}
+	_, err := h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_WEBP}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "webp stores at most 16383 on a side") {
+		t.Errorf("WebP alone: %v, want InvalidArgument naming WebP's limit", err)
+	}
+}
+
 // TestTargetScoreSetsTheBar: a request's target_score, or a preset's, is
 // the score the search meets, on real encoders: 80 takes a higher quality
 // and more bytes than the server's 70, 55 fewer, and each is keyed apart.

@@ -28,6 +28,7 @@ var errorCodes = []struct {
 	{context.Canceled, codes.Canceled},
 	{transform.ErrInvalidArgument, codes.InvalidArgument},
 	{transform.ErrUnsupportedImage, codes.InvalidArgument},
+	{transform.ErrTooLargeForFormat, codes.InvalidArgument},
 	{variant.ErrInvalid, codes.InvalidArgument},
 	{variant.ErrBadKey, codes.InvalidArgument},
 	{transform.ErrKeyNotAllowed, codes.FailedPrecondition},

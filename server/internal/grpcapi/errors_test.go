@@ -26,6 +26,7 @@ func TestCode(t *testing.T) {
 		{context.Canceled, codes.Canceled},
 		{fmt.Errorf("x: %w", transform.ErrInvalidArgument), codes.InvalidArgument},
 		{fmt.Errorf("x: %w", transform.ErrUnsupportedImage), codes.InvalidArgument},
+		{fmt.Errorf("x: %w", transform.ErrTooLargeForFormat), codes.InvalidArgument},
 		{fmt.Errorf("x: %w", variant.ErrInvalid), codes.InvalidArgument},
 		{fmt.Errorf("x: %w", variant.ErrBadKey), codes.InvalidArgument},
 		{transform.ErrKeyNotAllowed, codes.FailedPrecondition},

@@ -184,7 +184,7 @@ func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.in
 	if format != C.IMGEDGE_RAW {
 		if limit := maxSide[spec.Format]; outW > limit || outH > limit {
 			return plan{}, fmt.Errorf("%w: the variant would be %d×%d pixels, and %s stores at most %d on a side: ask for a smaller size or another format",
-				transform.ErrInvalidArgument, outW, outH, spec.Format, limit)
+				transform.ErrTooLargeForFormat, outW, outH, spec.Format, limit)
 		}
 	}
 	pl := plan{shrink: shrinkOnLoad(src, upW, upH, outW, outH)}

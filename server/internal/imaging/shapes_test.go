@@ -282,7 +282,7 @@ func checkShape(c shapeCase, data []byte) error {
 	want[0], want[1] = targetSize(spec, c.w, c.h)
 	out, err := proc.Process(data, transform.Operation{Spec: spec, Source: info})
 	if err != nil {
-		if errors.Is(err, transform.ErrInvalidArgument) && strings.Contains(err.Error(), "stores at most") &&
+		if errors.Is(err, transform.ErrTooLargeForFormat) && strings.Contains(err.Error(), "stores at most") &&
 			(want[0] > maxSide[c.format] || want[1] > maxSide[c.format]) {
 			return nil // refused, with a reason a user can act on
 		}

@@ -82,7 +82,9 @@ type Scored struct {
 
 // autoQuality encodes each candidate format at the lowest quality whose
 // score meets the format's target (at most Steps trials, see search) and
-// returns the smallest result.
+// returns the smallest result. A format that cannot store the image's size
+// (a page-long screenshot in WebP, say) is left out of the comparison; the
+// call fails only when no candidate can.
 func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, specs []variant.Spec) (Output, variant.Spec, error) {
 	prep, err := s.proc.Prepare(data, Operation{Spec: specs[0], Source: info})
 	if err != nil {
@@ -90,17 +92,24 @@ func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, 
 	}
 	var best Output
 	var bestSpec variant.Spec
+	var tooLarge error
 	for _, spec := range specs {
 		out, chosen, err := s.search(ctx, prep, spec, len(best.Data))
-		if errors.Is(err, errCannotWin) {
+		switch {
+		case errors.Is(err, errCannotWin):
 			continue
-		}
-		if err != nil {
+		case errors.Is(err, ErrTooLargeForFormat):
+			tooLarge = err
+			continue
+		case err != nil:
 			return Output{}, variant.Spec{}, err
 		}
 		if best.Data == nil || len(out.Data) < len(best.Data) {
 			best, bestSpec = out, chosen
 		}
+	}
+	if best.Data == nil {
+		return Output{}, variant.Spec{}, tooLarge
 	}
 	return best, bestSpec, nil
 }

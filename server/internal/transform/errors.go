@@ -14,6 +14,10 @@ var (
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrUnsupportedImage: the bytes are not an image this service decodes.
 	ErrUnsupportedImage = errors.New("unsupported or undecodable image")
+	// ErrTooLargeForFormat: the output would be larger than its format can
+	// store (16,383 pixels a side for WebP, for one); a smaller size or
+	// another format can hold it. "best" leaves such a format out.
+	ErrTooLargeForFormat = errors.New("too large for the format")
 	// ErrTooLarge: the source exceeds a byte, pixel or memory limit. It is
 	// the store's error of the same name, so one value answers every "too
 	// large", whichever layer found it.
