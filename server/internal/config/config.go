@@ -207,7 +207,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent image transforms (default: number of CPUs)")
 	fs.IntVar(&c.Queue, "queue", c.Queue, "calls that may wait for a worker before ResourceExhausted")
 	fs.DurationVar(&c.ProcessTimeout, "process-timeout", c.ProcessTimeout, "bound on one variant build (fetch, transform, store)")
-	fs.DurationVar(&c.KnownVariantTTL, "known-variant-ttl", c.KnownVariantTTL, "how long a variant (or keep-original marker) a lookup found is trusted without HEADing it again;\nthe original is HEADed on every call, so a replaced original is seen at once, but a variant deleted\nbehind the service is still answered for up to this long (0: HEAD the variant every time)")
+	fs.DurationVar(&c.KnownVariantTTL, "known-variant-ttl", c.KnownVariantTTL, "how long a variant (or keep-original marker) a lookup found is trusted without HEADing it again;\nthe original is HEADed on every call, so a replaced original is seen at once, but a variant deleted\nbehind the service is still answered for up to this long; a build that failed because of the original\n(undecodable, past a limit) fails again for this long without fetching it (0: remember nothing)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "bound on draining in-flight calls at shutdown")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.CallTimeout, "call-timeout", c.CallTimeout, "bound on one EnsureVariant or Transform call (Backfill is bounded by its caller)")

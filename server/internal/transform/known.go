@@ -2,6 +2,7 @@ package transform
 
 import (
 	"crypto/sha256"
+	"errors"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -12,7 +13,9 @@ import (
 
 // knownCapacity bounds how many answers knownAnswers holds: the working
 // set of hot images a CDN asks for again within the TTL. An answer takes
-// ~0.3 KB however long its keys are (~5 MB when full).
+// ~0.3 KB however long its keys are (~5 MB when full); a remembered
+// failure also holds its message, which names the original's key (at most
+// 1 KB more).
 const knownCapacity = 16384
 
 // knownAnswers remembers, for a while, which answer a lookup found: a fresh
@@ -22,6 +25,11 @@ const knownCapacity = 16384
 // means the same answer, and a new one sends the lookup back to the stored
 // variants at once. What it cannot see is a variant deleted from the store
 // behind the service's back: for up to the TTL it is still answered.
+//
+// It also remembers a build that failed because of the original itself (it
+// cannot be decoded, or it is past a limit): that version fails the same
+// way on every call, so a later one gets the same error after the HEAD,
+// without fetching and decoding the original again.
 type knownAnswers struct {
 	ttl   time.Duration
 	now   func() time.Time
@@ -41,7 +49,10 @@ type knownAnswer struct {
 	width      int
 	height     int
 	score      float64
-	expires    time.Time
+	// failure, when set, is the error building from that version met; the
+	// answer's fields above are then unset.
+	failure error
+	expires time.Time
 }
 
 // newKnownAnswers returns a memory of answers kept for ttl; with ttl ≤ 0
@@ -102,6 +113,25 @@ func (k *knownAnswers) remember(id string, cands []candidate, sourceETag string,
 		return
 	}
 	k.cache.Add(sha256.Sum256([]byte(id)), a)
+}
+
+// rememberFailure records that building from the original version
+// sourceETag failed with err, when the original is the cause (see
+// causedByTheOriginal). Other failures (a timeout, a full queue, the
+// store) may pass on the next call, and are not kept.
+func (k *knownAnswers) rememberFailure(id, sourceETag string, err error) {
+	if k.cache == nil || sourceETag == "" || !causedByTheOriginal(err) {
+		return
+	}
+	k.cache.Add(sha256.Sum256([]byte(id)), knownAnswer{sourceETag: sourceETag, failure: err, expires: k.now().Add(k.ttl)})
+}
+
+// causedByTheOriginal reports whether a build's error comes from the
+// original's bytes and the service's configuration alone: a damaged or
+// unsupported image, one past the pixel, byte or memory limits, or an
+// output past its format's size.
+func causedByTheOriginal(err error) bool {
+	return errors.Is(err, ErrUnsupportedImage) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrTooLargeForFormat)
 }
 
 // forget drops what is remembered for a lookup.

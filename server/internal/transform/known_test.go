@@ -109,6 +109,74 @@ func TestKnownVariantsSpareTheirHEAD(t *testing.T) {
 	}
 }
 
+// TestKnownFailuresSpareTheFetch: a build that fails because of the
+// original itself (here it cannot be decoded) fails the same way on the
+// next call after one HEAD, without a GET, until the original changes or
+// the TTL runs out.
+func TestKnownFailuresSpareTheFetch(t *testing.T) {
+	const ttl = time.Minute
+	ctx := context.Background()
+	st := newMemStore()
+	st.set("a.jpg", []byte("bad bytes")) // the fake processor cannot decode these
+	cfg := testConfig()
+	cfg.KnownVariantTTL = ttl
+	svc, err := New(cfg, st, &fakeProcessor{ratio: 0.5}, workpool.New(workpool.Limits{Workers: 1, Queue: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	svc.known.now = func() time.Time { return now }
+
+	_, first := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{})
+	if !errors.Is(first, ErrUnsupportedImage) {
+		t.Fatalf("first call: %v, want an undecodable image", first)
+	}
+	gets, heads := st.gets.Load(), st.heads.Load()
+	_, again := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{})
+	if !errors.Is(again, ErrUnsupportedImage) || again.Error() != first.Error() {
+		t.Errorf("second call: %v, want the first's error, %v", again, first)
+	}
+	if st.gets.Load() != gets || st.heads.Load() != heads+1 {
+		t.Errorf("second call: %d GETs and %d HEADs, want none and 1 (the original's)", st.gets.Load()-gets, st.heads.Load()-heads)
+	}
+
+	now = now.Add(ttl)
+	if _, err := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{}); !errors.Is(err, ErrUnsupportedImage) || st.gets.Load() != gets+1 {
+		t.Errorf("after the TTL: %v, %d GETs, want the error again from one more GET", err, st.gets.Load()-gets)
+	}
+
+	st.set("a.jpg", make([]byte, 1000)) // replaced by a good image
+	if res, err := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{}); err != nil || res.Outcome != Created {
+		t.Errorf("after the original changed: %+v, %v, want a new variant", res, err)
+	}
+}
+
+// TestOnlyTheOriginalsFailuresAreKept: what the original causes fails again
+// on the same bytes; timeouts, a full queue and the store's trouble may
+// pass on the next call.
+func TestOnlyTheOriginalsFailuresAreKept(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		kept bool
+	}{
+		{fmt.Errorf("a.jpg: %w: premature end of JPEG image", ErrUnsupportedImage), true},
+		{fmt.Errorf("a.jpg: %w: 16000×16000 is 256000000 pixels", ErrTooLarge), true},
+		{fmt.Errorf("a.jpg: %w: webp stores at most 16383 on a side", ErrTooLargeForFormat), true},
+		{fmt.Errorf("a.jpg: %w: a worker", ErrOverloaded), false},
+		{fmt.Errorf("a.jpg: auto-quality after 2 trials: %w", context.DeadlineExceeded), false},
+		{fmt.Errorf("original: %w", store.ErrUnavailable), false},
+		{fmt.Errorf("a.jpg: %w", ErrConflict), false},
+		{errors.New("vips: out of order"), false},
+	} {
+		k := newKnownAnswers(time.Minute)
+		k.rememberFailure("id", `"e"`, tc.err)
+		got, ok := k.get("id")
+		if ok != tc.kept || (ok && !errors.Is(got.failure, tc.err)) {
+			t.Errorf("%v: kept %v (%v), want %v", tc.err, ok, got.failure, tc.kept)
+		}
+	}
+}
+
 func TestKnownAnswersAreBounded(t *testing.T) {
 	k := newKnownAnswers(time.Minute)
 	cands := []candidate{{key: "v.jpg"}}

@@ -83,7 +83,8 @@ func (s *Service) headVariants(ctx context.Context, bucket string, cands []candi
 //
 // A final answer is remembered (see knownAnswers): while it is, the same
 // lookup HEADs only the original, and the variants again only if the
-// original has changed.
+// original has changed. So is a failure the original caused, which the
+// lookup returns again while the original is the same.
 func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candidate) (res EnsureResult, done bool, stale map[string]string, err error) {
 	ctx, end := s.stage(ctx, "head")
 	defer func() { end(err) }()
@@ -100,6 +101,9 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 	if isKnown && err == nil {
 		if orig.ETag == known.sourceETag {
 			remembered = true
+			if known.failure != nil {
+				return EnsureResult{}, false, nil, known.failure
+			}
 			return known.answer(orig, cands), true, nil, nil
 		}
 		s.known.forget(id)

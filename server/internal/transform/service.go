@@ -251,7 +251,9 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 		return res, err
 	}
 	if err != nil {
-		return EnsureResult{}, fmt.Errorf("%s: %w", key, err)
+		err = fmt.Errorf("%s: %w", key, err)
+		s.known.rememberFailure(lookupID(bucket, key, cands), orig.ETag, err)
+		return EnsureResult{}, err
 	}
 	c := cands[0]
 	for _, cand := range cands {

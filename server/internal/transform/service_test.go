@@ -25,6 +25,7 @@ type memStore struct {
 	objects map[string]memObject
 	version int
 	heads   atomic.Int64
+	gets    atomic.Int64
 	puts    atomic.Int64
 }
 
@@ -61,6 +62,7 @@ func (m *memStore) Head(_ context.Context, _, key string) (store.ObjectInfo, err
 }
 
 func (m *memStore) Get(ctx context.Context, b, key string, limit int64) ([]byte, store.ObjectInfo, error) {
+	m.gets.Add(1)
 	info, err := m.Head(ctx, b, key)
 	if err != nil {
 		return nil, info, err
