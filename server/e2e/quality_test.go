@@ -140,16 +140,38 @@ func TestLowQualityJPEGsAreRecompressedWhenItPays(t *testing.T) {
 	}
 }
 
+// TestBestPicksTheSmallestAcceptedFormat: "best" serves, among the
+// formats the viewer accepts, the smallest auto-quality result that meets
+// the target; one that falls short (WebP on colour noise, which it cannot
+// keep at any quality) is served only when every format does, and then the
+// highest score wins.
 func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
 	st := newLocalStore(t)
 	h := startServer(t, st, nil)
-	for name, src := range qualityImages(t) {
+	target := float32(config.Default().AutoQuality.Targets["jpeg"])
+	imgs := qualityImages(t)
+	imgs["colour-noise.png"] = testimages.ColourNoisePNG(480, 360)
+	type result struct {
+		size  int64
+		score float32
+	}
+	// better is the order "best" must follow.
+	better := func(a, b result) bool {
+		switch metA, metB := a.score >= target, b.score >= target; {
+		case metA != metB:
+			return metA
+		case !metA && a.score != b.score:
+			return a.score > b.score
+		}
+		return a.size < b.size
+	}
+	for name, src := range imgs {
 		putVia(t, st)(name, src)
-		sizes := map[imgedgev1.Format]int64{}
+		results := map[imgedgev1.Format]result{}
 		for _, f := range []imgedgev1.Format{imgedgev1.Format_FORMAT_JPEG, imgedgev1.Format_FORMAT_WEBP, imgedgev1.Format_FORMAT_AVIF} {
 			resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Width: ptr(uint32(480)), Format: f, AutoQuality: true}})
 			if resp.GetOutcome() != imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER {
-				sizes[f] = resp.GetSize()
+				results[f] = result{resp.GetSize(), resp.GetScore()}
 			}
 		}
 		for accept, allowed := range map[string][]imgedgev1.Format{
@@ -158,14 +180,20 @@ func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
 			"*/*":                       {imgedgev1.Format_FORMAT_JPEG},
 		} {
 			resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Width: ptr(uint32(480)), Format: imgedgev1.Format_FORMAT_BEST, Viewer: &imgedgev1.VariantSpec_Accept{Accept: accept}}})
-			var smallest imgedgev1.Format
+			var want imgedgev1.Format
 			for _, f := range allowed {
-				if s, ok := sizes[f]; ok && (smallest == 0 || s < sizes[smallest]) {
-					smallest = f
+				if r, ok := results[f]; ok && (want == 0 || better(r, results[want])) {
+					want = f
 				}
 			}
-			if resp.GetFormat() != smallest || resp.GetSize() != sizes[smallest] {
-				t.Errorf("%s, Accept %q: best gave %v (%d B), want %v (%d B) of %v", name, accept, resp.GetFormat(), resp.GetSize(), smallest, sizes[smallest], sizes)
+			if resp.GetFormat() != want || resp.GetSize() != results[want].size {
+				t.Errorf("%s, Accept %q: best gave %v (%d B), want %v of %v", name, accept, resp.GetFormat(), resp.GetSize(), want, results)
+			}
+		}
+		if name == "colour-noise.png" {
+			webp, jpeg := results[imgedgev1.Format_FORMAT_WEBP], results[imgedgev1.Format_FORMAT_JPEG]
+			if webp.score >= target || jpeg.score < target || webp.size >= jpeg.size {
+				t.Errorf("colour noise: WebP %+v, JPEG %+v; the case wants a smaller WebP short of the target, and a JPEG that meets it", webp, jpeg)
 			}
 		}
 	}

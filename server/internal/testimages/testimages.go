@@ -79,6 +79,22 @@ func NoiseJPEG(w, h, q int) []byte {
 	return buf.Bytes()
 }
 
+// ColourNoisePNG is PhotoImage(w, h) with noise in the green channel
+// alone: fine colour detail, which a codec that always subsamples chroma
+// (WebP) cannot keep at any quality.
+func ColourNoisePNG(w, h int) []byte {
+	img := PhotoImage(w, h)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 1; i < len(img.Pix); i += 4 {
+		img.Pix[i] = uint8(min(max(int(img.Pix[i])+rng.IntN(161)-80, 0), 255))
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
 // PNG encodes PhotoImage(w, h) with the right half transparent.
 func PNG(w, h int) []byte {
 	img := PhotoImage(w, h)

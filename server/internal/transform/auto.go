@@ -82,19 +82,25 @@ type Scored struct {
 
 // autoQuality encodes each candidate format at the lowest quality whose
 // score meets the format's target (at most Steps trials, see search) and
-// returns the smallest result. A format that cannot store the image's size
-// (a page-long screenshot in WebP, say) is left out of the comparison; the
-// call fails only when no candidate can.
+// returns the smallest result that meets its target. A format that cannot
+// meet it even at the top of the range (WebP, whose chroma is always
+// subsampled, on an image of fine colour detail) loses to one that can,
+// however small; when none can, the highest score wins. A format that
+// cannot store the image's size (a page-long screenshot in WebP, say) is
+// left out of the comparison; the call fails only when no candidate can.
 func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, specs []variant.Spec) (Output, variant.Spec, error) {
 	prep, err := s.proc.Prepare(data, Operation{Spec: specs[0], Source: info})
 	if err != nil {
 		return Output{}, variant.Spec{}, err
 	}
-	var best Output
-	var bestSpec variant.Spec
+	var best candidateResult
 	var tooLarge error
 	for _, spec := range specs {
-		out, chosen, err := s.search(ctx, prep, spec, len(best.Data))
+		toBeat := 0 // only a result that meets its target sets a size to beat
+		if best.met {
+			toBeat = len(best.out.Data)
+		}
+		out, chosen, err := s.search(ctx, prep, spec, toBeat)
 		switch {
 		case errors.Is(err, errCannotWin):
 			continue
@@ -104,14 +110,46 @@ func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, 
 		case err != nil:
 			return Output{}, variant.Spec{}, err
 		}
-		if best.Data == nil || len(out.Data) < len(best.Data) {
-			best, bestSpec = out, chosen
+		// An unscored result (too small to score, or lossless) is taken
+		// as meeting its target.
+		r := candidateResult{out: out, spec: chosen, met: out.Score == 0 || out.Score >= s.target(spec)}
+		if best.out.Data == nil || r.beats(best) {
+			best = r
 		}
 	}
-	if best.Data == nil {
+	if best.out.Data == nil {
 		return Output{}, variant.Spec{}, tooLarge
 	}
-	return best, bestSpec, nil
+	return best.out, best.spec, nil
+}
+
+// candidateResult is one format's answer to an auto-quality search.
+type candidateResult struct {
+	out  Output
+	spec variant.Spec
+	met  bool // its score meets the format's target
+}
+
+// beats orders the answers of "best": one that meets its target before
+// one that does not; then the smaller, if both meet theirs, or else the
+// higher score (the closer to the target), then the smaller.
+func (r candidateResult) beats(o candidateResult) bool {
+	switch {
+	case r.met != o.met:
+		return r.met
+	case !r.met && r.out.Score != o.out.Score:
+		return r.out.Score > o.out.Score
+	}
+	return len(r.out.Data) < len(o.out.Data)
+}
+
+// target is the SSIMULACRA2 score a search for spec must reach: the
+// spec's own (from its preset or request), or the format's.
+func (s *Service) target(spec variant.Spec) float64 {
+	if spec.TargetScore > 0 {
+		return float64(spec.TargetScore)
+	}
+	return s.cfg.Auto.Targets[spec.Format]
 }
 
 // errCannotWin ends the search of a format that cannot beat the smallest
@@ -141,10 +179,7 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, 
 // trials it made.
 func (s *Service) searchQuality(ctx context.Context, prep Prepared, spec variant.Spec, toBeat int) (Output, variant.Spec, int, error) {
 	a := s.cfg.Auto
-	target := a.Targets[spec.Format]
-	if spec.TargetScore > 0 {
-		target = float64(spec.TargetScore)
-	}
+	target := s.target(spec)
 	lo, hi := a.MinQuality, a.MaxQuality
 	var found bool
 	var out Output

@@ -211,6 +211,37 @@ func TestBestStopsAFormatThatCannotWin(t *testing.T) {
 	}
 }
 
+// TestBestPrefersAFormatThatMeetsTheTarget: a format that cannot reach
+// the target at any quality (its scores capped below it) loses to one that
+// does, though it is smaller; and when no format can, the highest score
+// wins, not the smallest.
+func TestBestPrefersAFormatThatMeetsTheTarget(t *testing.T) {
+	best := Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}, Viewer: variant.ClassWebP}}
+	src := make([]byte, 10000)
+	for _, tc := range []struct {
+		name  string
+		cap   map[variant.Format]float64
+		want  variant.Format
+		score float64
+	}{
+		// WebP's q95 (capped at 60) is smaller than JPEG's q90 (70).
+		{"WebP short of the target", map[variant.Format]float64{variant.FormatWebP: 60}, variant.FormatJPEG, 70},
+		{"both short, WebP closer", map[variant.Format]float64{variant.FormatWebP: 62, variant.FormatJPEG: 55}, variant.FormatWebP, 62},
+		{"both short, JPEG closer", map[variant.Format]float64{variant.FormatWebP: 55, variant.FormatJPEG: 62}, variant.FormatJPEG, 62},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := newTestService(t, newMemStore(), &fakeProcessor{ratio: 0.5, scoreCap: tc.cap}, 1, 1)
+			out, chosen, err := svc.Transform(context.Background(), src, best)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if chosen.Format != tc.want || out.Score != tc.score {
+				t.Errorf("best chose %v q%d scoring %.0f (%d B), want %v scoring %.0f", chosen.Format, chosen.Quality, out.Score, len(out.Data), tc.want, tc.score)
+			}
+		})
+	}
+}
+
 // searchEvery is what "best" answers when every format is searched to the
 // end: the smallest of each format's own search.
 func searchEvery(t *testing.T, svc *Service, src []byte, req Request) (Output, variant.Spec) {

@@ -120,6 +120,8 @@ type fakeProcessor struct {
 	delay   time.Duration
 	runs    atomic.Int64
 	started chan struct{}
+	// scoreCap bounds a format's scores: no quality of it scores more.
+	scoreCap map[variant.Format]float64
 }
 
 func (f *fakeProcessor) Probe(data []byte) (ImageInfo, error) {
@@ -142,15 +144,17 @@ func (f *fakeProcessor) Process(data []byte, op Operation) (Output, error) {
 func (f *fakeProcessor) Footprint(op Operation) int64 { return op.Source.Pixels() * 3 }
 
 // Prepare returns a fake whose sizes grow with quality (and shrink for
-// newer formats) and whose score is q - 20 (the default target 70 needs q90).
+// newer formats) and whose score is q - 20 (the default target 70 needs
+// q90), up to the format's scoreCap.
 func (f *fakeProcessor) Prepare(data []byte, op Operation) (Prepared, error) {
-	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs}, nil
+	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs, scoreCap: f.scoreCap}, nil
 }
 
 type fakePrepared struct {
-	n     int
-	ratio float64
-	runs  *atomic.Int64
+	n        int
+	ratio    float64
+	runs     *atomic.Int64
+	scoreCap map[variant.Format]float64
 }
 
 var formatFactor = map[variant.Format]float64{variant.FormatAVIF: 0.5, variant.FormatWebP: 0.7, variant.FormatJPEG: 1}
@@ -159,12 +163,16 @@ func (p fakePrepared) Encode(spec variant.Spec) (Output, error) {
 	p.runs.Add(1)
 	size := float64(p.n) * p.ratio * float64(spec.Quality) / 100 * formatFactor[spec.Format]
 	data := make([]byte, int(size))
-	data = append(data, byte(spec.Quality)) // Score reads the quality back
+	data = append(data, byte(spec.Format), byte(spec.Quality)) // Score reads them back
 	return Output{Data: data, Width: 720, Height: 540}, nil
 }
 
 func (p fakePrepared) Score(encoded []byte) (float64, error) {
-	return float64(encoded[len(encoded)-1]) - 20, nil
+	score := float64(encoded[len(encoded)-1]) - 20
+	if c, ok := p.scoreCap[variant.Format(encoded[len(encoded)-2])]; ok {
+		score = min(score, c)
+	}
+	return score, nil
 }
 
 func (p fakePrepared) Trial(spec variant.Spec) (Output, float64, error) {
