@@ -477,23 +477,7 @@ func BenchmarkInProcessJPEG720(b *testing.B) {
 }
 
 func BenchmarkTransformGRPCJPEG720(b *testing.B) {
-	st, err := local.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := config.Default()
-	srv, err := app.New(cfg, st, app.NewProcessor(config.Default()), slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	lis, addr := listenLoopback(b)
-	go srv.GRPC.Serve(lis)
-	defer srv.GRPC.Stop()
-	c, err := client.New(addr, client.WithInsecure())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	_, c := benchServer(b)
 	bc := benchCases()[0]
 	src := bc.source()
 	for b.Loop() {
@@ -503,17 +487,9 @@ func BenchmarkTransformGRPCJPEG720(b *testing.B) {
 	}
 }
 
-func listenLoopback(b *testing.B) (net.Listener, string) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return lis, lis.Addr().String()
-}
-
-// BenchmarkEnsureVariantHotLocal is the hot row of the report at c = 4 ×
-// cores: every call finds its variant, on the local store, over 64 keys.
-func BenchmarkEnsureVariantHotLocal(b *testing.B) {
+// benchServer serves the default configuration on a local store over
+// loopback until the benchmark ends, and returns the store and a client.
+func benchServer(b *testing.B) (*local.Store, *client.Client) {
 	st, err := local.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
@@ -524,14 +500,24 @@ func BenchmarkEnsureVariantHotLocal(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	lis, addr := listenLoopback(b)
-	go srv.GRPC.Serve(lis)
-	defer srv.GRPC.Stop()
-	c, err := client.New(addr, client.WithInsecure())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	go srv.GRPC.Serve(lis)
+	b.Cleanup(srv.GRPC.Stop)
+	c, err := client.New(lis.Addr().String(), client.WithInsecure())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return st, c
+}
+
+// BenchmarkEnsureVariantHotLocal is the hot row of the report at c = 4 ×
+// cores: every call finds its variant, on the local store, over 64 keys.
+func BenchmarkEnsureVariantHotLocal(b *testing.B) {
+	st, c := benchServer(b)
 	bc := benchCases()[0]
 	src := bc.source()
 	for k := range hotKeys {
