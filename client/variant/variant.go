@@ -170,6 +170,13 @@ type Spec struct {
 	// server's target for the format; it turns AutoQuality on. 0: the
 	// server's target. Variants at different targets have different keys.
 	TargetScore int `yaml:"target_score,omitempty"`
+	// FullChroma keeps a JPEG's chroma at full resolution (4:4:4) at any
+	// quality; otherwise chroma is subsampled below the quality from which
+	// the encoder keeps it whole by itself. Only an auto-quality search
+	// sets it, for an image whose subsampled encodes cannot reach the
+	// target below that quality (fine colour detail); it is neither on the
+	// wire nor in keys.
+	FullChroma bool `yaml:"-"`
 }
 
 // Override returns s with every specified field of o replacing s's.

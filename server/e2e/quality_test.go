@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"image"
 	"image/jpeg"
 	"math"
 	"os"
@@ -197,6 +198,41 @@ func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestAutoJPEGKeepsFullChromaWhereSubsamplingFallsShort: on fine colour
+// detail no subsampled JPEG quality reaches the target, and the first
+// search lands on q95, where the encoder keeps full chroma by itself; the
+// answer is a full-chroma JPEG at a lower quality that meets the target in
+// fewer bytes than q95, and a later lookup reports the same.
+func TestAutoJPEGKeepsFullChromaWhereSubsamplingFallsShort(t *testing.T) {
+	st := newLocalStore(t)
+	h := startServer(t, st, func(c *config.Config) { c.KnownVariantTTL = 0 })
+	const name = "colour-noise.png"
+	putVia(t, st)(name, testimages.ColourNoisePNG(480, 360))
+	auto := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_JPEG, AutoQuality: true}}
+	resp := ensure(t, h, auto)
+	top := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_JPEG, Quality: ptr(uint32(95))}})
+	target := float32(config.Default().AutoQuality.Targets["jpeg"])
+	if resp.GetQuality() >= 95 || resp.GetScore() < target || resp.GetSize() >= top.GetSize() {
+		t.Fatalf("auto JPEG: q%d scoring %.1f, %d B; want below q95, at least %.0f, and smaller than q95's %d B", resp.GetQuality(), resp.GetScore(), resp.GetSize(), target, top.GetSize())
+	}
+	data, _, err := st.Get(context.Background(), bucket, resp.GetKey(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := jpeg.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ycc, ok := img.(*image.YCbCr); !ok || ycc.SubsampleRatio != image.YCbCrSubsampleRatio444 {
+		t.Errorf("the variant decodes as %T, want YCbCr 4:4:4", img)
+	}
+	again := ensure(t, h, auto)
+	if again.GetOutcome() != imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED || again.GetQuality() != resp.GetQuality() || again.GetSize() != resp.GetSize() {
+		t.Errorf("lookup: %v q%d %d B, want the variant made, q%d %d B", again.GetOutcome(), again.GetQuality(), again.GetSize(), resp.GetQuality(), resp.GetSize())
+	}
+	t.Logf("q95: %d B; auto: q%d with full chroma, %d B, %.1f", top.GetSize(), resp.GetQuality(), resp.GetSize(), resp.GetScore())
 }
 
 // TestBestLeavesOutFormatsThatCannotHoldTheImage: a page-long image,

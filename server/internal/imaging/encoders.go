@@ -8,6 +8,8 @@ import "C"
 
 import (
 	"time"
+
+	"github.com/imgedge/imgedge/client/variant"
 )
 
 // AVIFSpeedBySize picks the AV1 speed from the output's size (avifSpeedFor).
@@ -143,6 +145,34 @@ func (t JPEGTuning) quantTable(q int) int {
 		return t.FineQuantTable
 	}
 	return t.QuantTable
+}
+
+// subsampling is the libvips chroma mode of a JPEG for spec: full chroma
+// where the spec asks for it, else the tuning's rule for its quality.
+func (p *Processor) subsampling(spec variant.Spec) C.int {
+	if spec.FullChroma {
+		return C.VIPS_FOREIGN_SUBSAMPLE_OFF
+	}
+	return p.cfg.JPEG.subsampling(spec.Quality)
+}
+
+// libvipsFullChromaFrom is the quality from which libvips' automatic
+// chroma mode keeps a JPEG's chroma at full resolution.
+const libvipsFullChromaFrom = 90
+
+// fullChromaFrom is the quality from which an encode in format f keeps
+// full chroma without being asked; 0 where a spec's FullChroma does not
+// apply. Only JPEG takes it: AVIF has the same switch (libvips keeps full
+// chroma from q90), but a second search there could double an AV1 search's
+// CPU, which its speed bounds do not allow for.
+func (p *Processor) fullChromaFrom(f variant.Format) int {
+	switch {
+	case f != variant.FormatJPEG:
+		return 0
+	case p.cfg.JPEG.FullChromaFrom > 0:
+		return p.cfg.JPEG.FullChromaFrom
+	}
+	return libvipsFullChromaFrom
 }
 
 // subsampling is the libvips chroma subsampling mode for a JPEG of quality q.

@@ -192,6 +192,10 @@ func (pr *prepared) Score(encoded []byte) (float64, error) {
 	return pr.worst(encoded, pr.width, pr.height, func(t scoredTile) image.Rectangle { return t.rect })
 }
 
+// FullChromaFrom is the quality from which an encode in format f keeps
+// full chroma by itself.
+func (pr *prepared) FullChromaFrom(f variant.Format) int { return pr.p.fullChromaFrom(f) }
+
 // Trial encodes at spec and scores what the search judges: the whole image
 // when there is no mosaic (the output is then returned, ready to serve), or
 // else the mosaic of the tiles in their context (no output: Encode the

@@ -25,6 +25,9 @@ func (c *curvePrepared) Score(encoded []byte) (float64, error) {
 	return c.score(int(encoded[0])), nil
 }
 
+// FullChromaFrom is 0: the curves have no chroma regimes.
+func (c *curvePrepared) FullChromaFrom(variant.Format) int { return 0 }
+
 func (c *curvePrepared) Trial(spec variant.Spec) (Output, float64, error) {
 	c.trials = append(c.trials, spec.Quality)
 	return Output{Data: []byte{byte(spec.Quality)}}, c.score(spec.Quality), nil
@@ -237,6 +240,49 @@ func TestBestPrefersAFormatThatMeetsTheTarget(t *testing.T) {
 			}
 			if chosen.Format != tc.want || out.Score != tc.score {
 				t.Errorf("best chose %v q%d scoring %.0f (%d B), want %v scoring %.0f", chosen.Format, chosen.Quality, out.Score, len(out.Data), tc.want, tc.score)
+			}
+		})
+	}
+}
+
+// TestFullChromaWhereSubsamplingFallsShort: when no subsampled JPEG
+// quality reaches the target, and the search lands where the encoder keeps
+// full chroma by itself (here q95), a second search below that quality with
+// full chroma finds a smaller answer; an image whose subsampled encodes do
+// reach the target, and WebP, which has no full-chroma mode, are not
+// searched twice.
+func TestFullChromaWhereSubsamplingFallsShort(t *testing.T) {
+	jpeg := Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatJPEG, AutoQuality: true}}}
+	webp := Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatWebP, AutoQuality: true}}}
+	src := make([]byte, 10000)
+	for _, tc := range []struct {
+		name       string
+		req        Request
+		proc       *fakeProcessor
+		quality    int
+		fullChroma bool
+	}{
+		// Subsampled scores stop at 60; full chroma scores q-20, from q95 by
+		// itself: q95, then q90 with full chroma.
+		{"colour detail", jpeg, &fakeProcessor{ratio: 0.5, scoreCap: map[variant.Format]float64{variant.FormatJPEG: 60}, chromaFrom: 95}, 90, true},
+		{"a photo", jpeg, &fakeProcessor{ratio: 0.5, chromaFrom: 95}, 90, false},
+		{"WebP short of the target", webp, &fakeProcessor{ratio: 0.5, scoreCap: map[variant.Format]float64{variant.FormatWebP: 60}}, 95, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := newTestService(t, newMemStore(), tc.proc, 1, 1)
+			out, chosen, err := svc.Transform(context.Background(), src, tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if chosen.Quality != tc.quality || chosen.FullChroma != tc.fullChroma {
+				t.Errorf("chose q%d, full chroma %v (score %.0f, %d B); want q%d, full chroma %v", chosen.Quality, chosen.FullChroma, out.Score, len(out.Data), tc.quality, tc.fullChroma)
+			}
+			if tc.fullChroma {
+				prep, _ := tc.proc.Prepare(src, Operation{})
+				top, _ := prep.Encode(variant.Spec{Format: variant.FormatJPEG, Quality: 95})
+				if out.Score < 70 || len(out.Data) >= len(top.Data) {
+					t.Errorf("full chroma: %d B scoring %.0f, want the target met in fewer bytes than q95's %d", len(out.Data), out.Score, len(top.Data))
+				}
 			}
 		})
 	}

@@ -156,6 +156,7 @@ func variantResult(o Outcome, orig, v store.ObjectInfo, vkey string, spec varian
 	var score float64
 	if q, err := strconv.Atoi(v.Metadata[MetaQuality]); err == nil && spec.AutoQuality {
 		spec.Quality = q // the quality the search chose
+		spec.FullChroma = v.Metadata[MetaChroma] == "full"
 		if s, err := strconv.ParseFloat(v.Metadata[MetaScore], 64); err == nil && s > 0 && s <= 100 {
 			score = s
 		}

@@ -26,6 +26,7 @@ const (
 	MetaHeight     = "height"
 	MetaQuality    = "quality"
 	MetaScore      = "score"        // with auto quality: the SSIMULACRA2 score the search measured
+	MetaChroma     = "chroma"       // "full" where the search kept chroma whole below the encoder's own switch
 	MetaVariant    = "variant-size" // on markers: the size the rejected variant had
 	MetaBestOf     = "best-of"      // on "best" variants: the formats compared, e.g. "avif,webp,jpeg"
 )
@@ -340,6 +341,9 @@ func variantMetadata(out Output, spec variant.Spec) map[string]string {
 	}
 	if out.Score > 0 {
 		m[MetaScore] = strconv.FormatFloat(out.Score, 'f', 1, 64)
+	}
+	if spec.FullChroma {
+		m[MetaChroma] = "full"
 	}
 	return m
 }

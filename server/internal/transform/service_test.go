@@ -120,8 +120,11 @@ type fakeProcessor struct {
 	delay   time.Duration
 	runs    atomic.Int64
 	started chan struct{}
-	// scoreCap bounds a format's scores: no quality of it scores more.
-	scoreCap map[variant.Format]float64
+	// scoreCap bounds a format's scores where its chroma is subsampled:
+	// at every quality when chromaFrom is 0, else below chromaFrom for a
+	// spec without FullChroma (full chroma costs 1.5× the bytes).
+	scoreCap   map[variant.Format]float64
+	chromaFrom int
 }
 
 func (f *fakeProcessor) Probe(data []byte) (ImageInfo, error) {
@@ -147,14 +150,15 @@ func (f *fakeProcessor) Footprint(op Operation) int64 { return op.Source.Pixels(
 // newer formats) and whose score is q - 20 (the default target 70 needs
 // q90), up to the format's scoreCap.
 func (f *fakeProcessor) Prepare(data []byte, op Operation) (Prepared, error) {
-	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs, scoreCap: f.scoreCap}, nil
+	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs, scoreCap: f.scoreCap, chromaFrom: f.chromaFrom}, nil
 }
 
 type fakePrepared struct {
-	n        int
-	ratio    float64
-	runs     *atomic.Int64
-	scoreCap map[variant.Format]float64
+	n          int
+	ratio      float64
+	runs       *atomic.Int64
+	scoreCap   map[variant.Format]float64
+	chromaFrom int
 }
 
 var formatFactor = map[variant.Format]float64{variant.FormatAVIF: 0.5, variant.FormatWebP: 0.7, variant.FormatJPEG: 1}
@@ -162,14 +166,30 @@ var formatFactor = map[variant.Format]float64{variant.FormatAVIF: 0.5, variant.F
 func (p fakePrepared) Encode(spec variant.Spec) (Output, error) {
 	p.runs.Add(1)
 	size := float64(p.n) * p.ratio * float64(spec.Quality) / 100 * formatFactor[spec.Format]
+	full := p.fullChroma(spec.FullChroma, spec.Quality)
+	if full && p.chromaFrom > 0 {
+		size *= 1.5
+	}
 	data := make([]byte, int(size))
-	data = append(data, byte(spec.Format), byte(spec.Quality)) // Score reads them back
+	data = append(data, byte(spec.Format), boolByte(full), byte(spec.Quality)) // Score reads them back
 	return Output{Data: data, Width: 720, Height: 540}, nil
 }
 
+func (p fakePrepared) fullChroma(asked bool, q int) bool {
+	return asked || (p.chromaFrom > 0 && q >= p.chromaFrom)
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (p fakePrepared) Score(encoded []byte) (float64, error) {
-	score := float64(encoded[len(encoded)-1]) - 20
-	if c, ok := p.scoreCap[variant.Format(encoded[len(encoded)-2])]; ok {
+	n := len(encoded)
+	score := float64(encoded[n-1]) - 20
+	if c, ok := p.scoreCap[variant.Format(encoded[n-3])]; ok && (p.chromaFrom == 0 || encoded[n-2] == 0) {
 		score = min(score, c)
 	}
 	return score, nil
@@ -179,6 +199,13 @@ func (p fakePrepared) Trial(spec variant.Spec) (Output, float64, error) {
 	out, _ := p.Encode(spec)
 	score, err := p.Score(out.Data)
 	return out, score, err
+}
+
+func (p fakePrepared) FullChromaFrom(f variant.Format) int {
+	if f == variant.FormatJPEG {
+		return p.chromaFrom
+	}
+	return 0
 }
 
 func testConfig() Config {
