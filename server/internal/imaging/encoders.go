@@ -147,9 +147,9 @@ func (t JPEGTuning) quantTable(q int) int {
 	return t.QuantTable
 }
 
-// subsampling is the libvips chroma mode of a JPEG for spec: full chroma
+// jpegChroma is the libvips chroma mode of a JPEG for spec: full chroma
 // where the spec asks for it, else the tuning's rule for its quality.
-func (p *Processor) subsampling(spec variant.Spec) C.int {
+func (p *Processor) jpegChroma(spec variant.Spec) C.int {
 	if spec.FullChroma {
 		return C.VIPS_FOREIGN_SUBSAMPLE_OFF
 	}
