@@ -46,7 +46,8 @@ func FuzzProcessShapes(f *testing.F) {
 // FuzzDecode feeds arbitrary bytes to the decoders — the service's widest
 // parser surface, reached by any original put in the bucket. Whatever the
 // bytes, Probe and Process answer with a variant of the planned size or
-// with ErrUnsupportedImage / ErrInvalidArgument, never a crash. The seeds
+// with ErrUnsupportedImage / ErrInvalidArgument (ErrTooLargeForFormat when
+// the variant is past its format's side), never a crash. The seeds
 // are one small image of each input format, whole and damaged; headers
 // claiming more than 4 MP are skipped (the service refuses them by the
 // header alone, before decoding).
@@ -80,18 +81,20 @@ func FuzzDecode(f *testing.F) {
 			t.Skip("a header larger than this target decodes")
 		}
 		spec := variant.Spec{Width: 64, Format: formats[int(format)%len(formats)], Quality: 60}
-		out, err := sweepProc.Process(data, transform.Operation{Spec: spec, Source: info})
-		if err != nil {
-			if !errors.Is(err, transform.ErrUnsupportedImage) && !errors.Is(err, transform.ErrInvalidArgument) {
-				t.Fatalf("Process: %v, want ErrUnsupportedImage or ErrInvalidArgument", err)
-			}
-			return
-		}
 		upW, upH := info.Width, info.Height
 		if info.Orientation >= 5 {
 			upW, upH = upH, upW
 		}
 		wantW, wantH := targetSize(spec, upW, upH)
+		out, err := sweepProc.Process(data, transform.Operation{Spec: spec, Source: info})
+		if err != nil {
+			tooLarge := max(wantW, wantH) > maxSide[spec.Format]
+			if errors.Is(err, transform.ErrTooLargeForFormat) != tooLarge ||
+				!tooLarge && !errors.Is(err, transform.ErrUnsupportedImage) && !errors.Is(err, transform.ErrInvalidArgument) {
+				t.Fatalf("Process (want %d×%d): %v, want ErrUnsupportedImage or ErrInvalidArgument, or ErrTooLargeForFormat past the format's side", wantW, wantH, err)
+			}
+			return
+		}
 		got, err := sweepProc.Probe(out.Data)
 		if err != nil || got.Format != spec.Format.String() || got.Width != wantW || got.Height != wantH {
 			t.Fatalf("the output is %+v (%v), want %s %d×%d", got, err, spec.Format, wantW, wantH)
