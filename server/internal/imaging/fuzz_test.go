@@ -24,12 +24,11 @@ func FuzzProcessShapes(f *testing.F) {
 	f.Add(uint16(1), uint16(20000), uint8(1), uint16(0), uint16(0), uint8(0), uint8(1))
 	f.Add(uint16(7), uint16(5), uint8(4), uint16(3), uint16(3), uint8(1), uint8(2))
 	f.Add(uint16(9), uint16(2), uint8(3), uint16(1), uint16(1), uint8(2), uint8(3))
-	inputs := []string{"jpeg", "png", "png16", "gray1", "webp", "avif", "gif"}
 	fits := []variant.Fit{variant.FitInside, variant.FitCover, variant.FitFill}
 	formats := []variant.Format{variant.FormatJPEG, variant.FormatWebP, variant.FormatAVIF, variant.FormatPNG}
 	f.Fuzz(func(t *testing.T, w, h uint16, input uint8, bw, bh uint16, fit, format uint8) {
 		width, height := max(int(w)%20001, 1), max(int(h)%20001, 1)
-		c := shapeCase{w: width, h: height, input: inputs[int(input)%len(inputs)], format: formats[int(format)%len(formats)]}
+		c := shapeCase{w: width, h: height, input: sweepInputs[int(input)%len(sweepInputs)], format: formats[int(format)%len(formats)]}
 		if width*height > 1<<20 || !inputFits(c.input, width, height) {
 			t.Skip("outside the small shapes this target makes")
 		}
@@ -52,7 +51,7 @@ func FuzzProcessShapes(f *testing.F) {
 // claiming more than 4 MP are skipped (the service refuses them by the
 // header alone, before decoding).
 func FuzzDecode(f *testing.F) {
-	for _, input := range []string{"jpeg", "png", "png16", "gray1", "webp", "avif", "gif"} {
+	for _, input := range sweepInputs {
 		img := shapeImage(input, 33, 17)
 		f.Add(img, uint8(0))
 		f.Add(img[:len(img)*2/3], uint8(1))

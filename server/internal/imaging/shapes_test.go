@@ -20,6 +20,7 @@ import (
 
 	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/config"
+	"github.com/imgedge/imgedge/server/internal/testimages"
 	"github.com/imgedge/imgedge/server/internal/transform"
 )
 
@@ -33,7 +34,7 @@ const sweepChildEnv = "IMGEDGE_SHAPE_SWEEP_FROM"
 // shapeCase is one input shape, format and output spec.
 type shapeCase struct {
 	w, h   int
-	input  string // "jpeg", "png", "png16", "gray1", "webp", "avif", "gif"
+	input  string // one of sweepInputs
 	label  string // preset name or fit
 	spec   variant.Spec
 	format variant.Format
@@ -46,6 +47,12 @@ func (c shapeCase) String() string {
 func describe(s variant.Spec) string {
 	return fmt.Sprintf("(w %d, h %d, %s)", s.Width, s.Height, s.Fit)
 }
+
+// sweepInputs are the input kinds shapeImage makes: greyscale JPEG, RGBA
+// PNG, 16-bit PNG, 1-bit PNG, WebP, AVIF, GIF, colour JPEG (chroma
+// subsampled 4:2:0) and colour JPEG stored on its side (EXIF orientation
+// 6). The fuzz targets' seeds index it: new kinds go at the end.
+var sweepInputs = []string{"jpeg", "png", "png16", "gray1", "webp", "avif", "gif", "colour-jpeg", "rotated-jpeg"}
 
 // sweepShapes are thin and tiny shapes, the reported crashers first, up to
 // a million pixels (IMGEDGE_SHAPE_SWEEP_FULL=1 adds sides up to the
@@ -74,7 +81,7 @@ func sweepShapes() [][2]int {
 // inputFits says whether a format can store a w×h image at all.
 func inputFits(input string, w, h int) bool {
 	switch input {
-	case "jpeg":
+	case "jpeg", "colour-jpeg", "rotated-jpeg":
 		return w <= 65_500 && h <= 65_500
 	case "webp":
 		return w <= 16_383 && h <= 16_383
@@ -118,7 +125,7 @@ func sweepCases(t testing.TB) []shapeCase {
 	formats := []variant.Format{variant.FormatJPEG, variant.FormatWebP, variant.FormatAVIF, variant.FormatPNG}
 	var cases []shapeCase
 	for si, s := range sweepShapes() {
-		for ii, input := range []string{"jpeg", "png", "png16", "gray1", "webp", "avif", "gif"} {
+		for ii, input := range sweepInputs {
 			if !inputFits(input, s[0], s[1]) {
 				continue
 			}
@@ -278,8 +285,12 @@ func checkShape(c shapeCase, data []byte) error {
 	spec := c.spec
 	spec.Format = c.format
 	spec.Quality = map[variant.Format]int{variant.FormatJPEG: 80, variant.FormatWebP: 75, variant.FormatAVIF: 50}[c.format]
+	upW, upH := c.w, c.h
+	if info.Orientation >= 5 { // stored on its side: the variant is upright
+		upW, upH = upH, upW
+	}
 	want := [2]int{}
-	want[0], want[1] = targetSize(spec, c.w, c.h)
+	want[0], want[1] = targetSize(spec, upW, upH)
 	out, err := proc.Process(data, transform.Operation{Spec: spec, Source: info})
 	if err != nil {
 		if errors.Is(err, transform.ErrTooLargeForFormat) && strings.Contains(err.Error(), "stores at most") &&
@@ -309,6 +320,10 @@ func shapeImage(input string, w, h int) []byte {
 	switch input {
 	case "jpeg":
 		err = jpeg.Encode(&buf, gradientGray(w, h), &jpeg.Options{Quality: 85})
+	case "colour-jpeg":
+		err = jpeg.Encode(&buf, gradientNRGBA(w, h), &jpeg.Options{Quality: 85})
+	case "rotated-jpeg":
+		return testimages.WithOrientation(shapeImage("colour-jpeg", w, h), 6)
 	case "png":
 		err = png.Encode(&buf, gradientNRGBA(w, h))
 	case "png16":
