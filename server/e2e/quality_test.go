@@ -200,6 +200,32 @@ func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
 	}
 }
 
+// TestBestKeepsTransparency: "best" never serves a translucent image as a
+// JPEG (flattened onto white) to a viewer that accepts a format with
+// alpha, even where the JPEG is the smallest result that meets the target;
+// a viewer of JPEG alone still gets the JPEG.
+func TestBestKeepsTransparency(t *testing.T) {
+	st := newLocalStore(t)
+	h := startServer(t, st, nil)
+	putVia(t, st)("logo.png", testimages.TranslucentPNG(300, 200))
+	call := func(f imgedgev1.Format, accept string) *imgedgev1.EnsureVariantResponse {
+		return ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "logo.png", Variant: &imgedgev1.VariantSpec{
+			Format: f, AutoQuality: true, Viewer: &imgedgev1.VariantSpec_Accept{Accept: accept}}})
+	}
+	jpeg, avif := call(imgedgev1.Format_FORMAT_JPEG, "*/*"), call(imgedgev1.Format_FORMAT_AVIF, "image/avif")
+	if jpeg.GetOutcome() == imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER || jpeg.GetSize() >= avif.GetSize() {
+		t.Fatalf("JPEG %v (%d B), AVIF %v (%d B): the case wants a stored JPEG smaller than the AVIF", jpeg.GetOutcome(), jpeg.GetSize(), avif.GetOutcome(), avif.GetSize())
+	}
+	for accept, want := range map[string]imgedgev1.Format{
+		"image/avif,image/webp,*/*": imgedgev1.Format_FORMAT_AVIF,
+		"*/*":                       imgedgev1.Format_FORMAT_JPEG,
+	} {
+		if got := call(imgedgev1.Format_FORMAT_BEST, accept); got.GetFormat() != want {
+			t.Errorf("Accept %q: best gave %v (%d B, score %.1f), want %v", accept, got.GetFormat(), got.GetSize(), got.GetScore(), want)
+		}
+	}
+}
+
 // TestAutoJPEGKeepsFullChromaWhereSubsamplingFallsShort: on fine colour
 // detail no subsampled JPEG quality reaches the target, and the first
 // search lands on q95, where the encoder keeps full chroma by itself; the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/testimages"
+	"github.com/imgedge/imgedge/server/internal/transform"
 )
 
 // hiddenColourPNG is w×h: opaque light grey on the left, a band whose alpha
@@ -120,6 +121,37 @@ func TestResizeWithAlphaPremultiplies(t *testing.T) {
 						t.Fatalf("pixel (%d, %d) is %v: a dark fringe", x, y, c)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestTranslucent: Prepare tells an image with pixels below opaque from
+// one that has an alpha channel but no use for it, and from images
+// without alpha.
+func TestTranslucent(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		data            []byte
+		alphaBand, want bool
+	}{
+		{"half transparent PNG", testimages.PNG(64, 48), true, true},
+		{"alpha varying per pixel", testimages.TranslucentPNG(64, 48), true, true},
+		{"RGBA PNG, all opaque", testimages.OpaqueRGBAPNG(64, 48), true, false},
+		{"JPEG", testimages.JPEG(64, 48, 90), false, false},
+		{"1-bit PNG", testimages.OneBitPNG(64, 48), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			info, err := proc.Probe(tc.data)
+			if err != nil || info.Alpha != tc.alphaBand {
+				t.Fatalf("Probe: alpha %v, %v; want alpha %v", info.Alpha, err, tc.alphaBand)
+			}
+			prep, err := proc.Prepare(tc.data, transform.Operation{Spec: resolved(variant.Spec{Width: 32, Format: variant.FormatWebP, AutoQuality: true}), Source: info})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := prep.Translucent(); got != tc.want {
+				t.Errorf("Translucent() = %v, want %v (header alpha %v)", got, tc.want, info.Alpha)
 			}
 		})
 	}

@@ -44,6 +44,7 @@ func (p *Processor) Prepare(data []byte, op transform.Operation) (transform.Prep
 		return nil, err
 	}
 	pr := &prepared{p: p, pixels: mid.Data, width: mid.Width, height: mid.Height, bands: bands}
+	pr.translucent = translucent(pr.pixels, bands)
 	if pr.width < 8 || pr.height < 8 {
 		return pr, nil // too small to score: Score says so
 	}
@@ -150,6 +151,7 @@ type prepared struct {
 	// once the first trial has settled it (avifSettled).
 	avifSpeed   int
 	avifSettled bool
+	translucent bool // some pixel's alpha is below opaque
 }
 
 // scoredTile is one region of the reference, ready for scoring.
@@ -195,6 +197,23 @@ func (pr *prepared) Score(encoded []byte) (float64, error) {
 // FullChromaFrom is the quality from which an encode in format f keeps
 // full chroma by itself.
 func (pr *prepared) FullChromaFrom(f variant.Format) int { return pr.p.fullChromaFrom(f) }
+
+func (pr *prepared) Translucent() bool { return pr.translucent }
+
+// translucent says whether any of 8-bit interleaved pixels of the given
+// bands (alpha last, where their number is even: grey and alpha, RGBA) is
+// below opaque.
+func translucent(pixels []byte, bands int) bool {
+	if bands%2 != 0 {
+		return false
+	}
+	for i := bands - 1; i < len(pixels); i += bands {
+		if pixels[i] != 0xFF {
+			return true
+		}
+	}
+	return false
+}
 
 // Trial encodes at spec and scores what the search judges: the whole image
 // when there is no mosaic (the output is then returned, ready to serve), or

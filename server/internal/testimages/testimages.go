@@ -5,6 +5,7 @@ package testimages
 
 import (
 	"bytes"
+	"compress/zlib"
 	"encoding/binary"
 	"hash/crc32"
 	"image"
@@ -107,6 +108,47 @@ func PNG(w, h int) []byte {
 	if err := png.Encode(&buf, img); err != nil {
 		panic(err)
 	}
+	return buf.Bytes()
+}
+
+// TranslucentPNG is PhotoImage(w, h) with an alpha that varies from pixel
+// to pixel (x·y mod 256): detail a format that keeps alpha pays for, and
+// JPEG, which flattens it onto white, does not.
+func TranslucentPNG(w, h int) []byte {
+	img := PhotoImage(w, h)
+	for y := range h {
+		for x := range w {
+			img.Pix[y*img.Stride+4*x+3] = uint8(x * y % 256)
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, (*image.NRGBA)(img)); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
+// OpaqueRGBAPNG is PhotoImage(w, h) stored as 8-bit RGBA with every pixel
+// opaque, as many tools save screenshots (the standard library's encoder
+// drops an alpha channel that is all opaque, so this one writes its own).
+func OpaqueRGBAPNG(w, h int) []byte {
+	img := PhotoImage(w, h)
+	var raw bytes.Buffer
+	zw := zlib.NewWriter(&raw)
+	for y := range h {
+		zw.Write([]byte{0}) // no filter
+		zw.Write(img.Pix[y*img.Stride : y*img.Stride+4*w])
+	}
+	zw.Close()
+	var buf bytes.Buffer
+	buf.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], uint32(w))
+	binary.BigEndian.PutUint32(ihdr[4:], uint32(h))
+	ihdr[8], ihdr[9] = 8, 6 // 8-bit RGBA
+	writeChunk(&buf, "IHDR", ihdr)
+	writeChunk(&buf, "IDAT", raw.Bytes())
+	writeChunk(&buf, "IEND", nil)
 	return buf.Bytes()
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/quality"
@@ -29,6 +30,10 @@ type Prepared interface {
 	// its chroma at full resolution by itself (below it, only a spec with
 	// FullChroma does); 0 where the quality does not decide it.
 	FullChromaFrom(f variant.Format) int
+	// Translucent says whether any pixel is less than opaque: such an
+	// image looks different in a format without alpha (JPEG, flattened
+	// onto white) wherever it is not shown on white.
+	Translucent() bool
 }
 
 // AutoQuality tunes the perceptual quality search.
@@ -92,11 +97,13 @@ type Scored struct {
 // however small; when none can, the highest score wins. A format that
 // cannot store the image's size (a page-long screenshot in WebP, say) is
 // left out of the comparison; the call fails only when no candidate can.
+// So is JPEG for a translucent image, when a candidate keeps its alpha.
 func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, specs []variant.Spec) (Output, variant.Spec, error) {
 	prep, err := s.proc.Prepare(data, Operation{Spec: specs[0], Source: info})
 	if err != nil {
 		return Output{}, variant.Spec{}, err
 	}
+	specs = keepingAlpha(specs, prep)
 	var best candidateResult
 	var tooLarge error
 	for _, spec := range specs {
@@ -125,6 +132,22 @@ func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, 
 		return Output{}, variant.Spec{}, tooLarge
 	}
 	return best.out, best.spec, nil
+}
+
+// keepingAlpha leaves JPEG out of a comparison of formats ("best") when
+// the image is translucent and another candidate keeps alpha. The score
+// cannot see the difference: it judges every output as a viewer sees it
+// on white, where a flattened JPEG looks right. Anywhere else it is the
+// image in a white box.
+func keepingAlpha(specs []variant.Spec, prep Prepared) []variant.Spec {
+	if len(specs) < 2 || !prep.Translucent() {
+		return specs
+	}
+	withAlpha := slices.DeleteFunc(slices.Clone(specs), func(s variant.Spec) bool { return s.Format == variant.FormatJPEG })
+	if len(withAlpha) == 0 {
+		return specs
+	}
+	return withAlpha
 }
 
 // candidateResult is one format's answer to an auto-quality search.

@@ -28,6 +28,8 @@ func (c *curvePrepared) Score(encoded []byte) (float64, error) {
 // FullChromaFrom is 0: the curves have no chroma regimes.
 func (c *curvePrepared) FullChromaFrom(variant.Format) int { return 0 }
 
+func (c *curvePrepared) Translucent() bool { return false }
+
 func (c *curvePrepared) Trial(spec variant.Spec) (Output, float64, error) {
 	c.trials = append(c.trials, spec.Quality)
 	return Output{Data: []byte{byte(spec.Quality)}}, c.score(spec.Quality), nil
@@ -240,6 +242,40 @@ func TestBestPrefersAFormatThatMeetsTheTarget(t *testing.T) {
 			}
 			if chosen.Format != tc.want || out.Score != tc.score {
 				t.Errorf("best chose %v q%d scoring %.0f (%d B), want %v scoring %.0f", chosen.Format, chosen.Quality, out.Score, len(out.Data), tc.want, tc.score)
+			}
+		})
+	}
+}
+
+// TestBestKeepsTransparency: for a translucent image, "best" leaves JPEG
+// (which flattens it onto white) out of the comparison where another
+// accepted format keeps alpha, even when JPEG would have won; a viewer
+// that accepts only JPEG still gets it.
+func TestBestKeepsTransparency(t *testing.T) {
+	src := make([]byte, 10000)
+	// Neither reaches the target; JPEG comes closer (the test service
+	// negotiates WebP and JPEG).
+	jpegCloser := map[variant.Format]float64{variant.FormatWebP: 55, variant.FormatJPEG: 62}
+	for _, tc := range []struct {
+		name        string
+		viewer      variant.Class
+		translucent bool
+		want        variant.Format
+	}{
+		{"opaque", variant.ClassWebP, false, variant.FormatJPEG},
+		{"translucent", variant.ClassWebP, true, variant.FormatWebP},
+		{"translucent, JPEG-only viewer", variant.ClassJPEG, true, variant.FormatJPEG},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proc := &fakeProcessor{ratio: 0.5, scoreCap: jpegCloser, translucent: tc.translucent}
+			svc := newTestService(t, newMemStore(), proc, 1, 1)
+			req := Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}, Viewer: tc.viewer}}
+			_, chosen, err := svc.Transform(context.Background(), src, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if chosen.Format != tc.want {
+				t.Errorf("best chose %v, want %v", chosen.Format, tc.want)
 			}
 		})
 	}

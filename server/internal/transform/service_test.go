@@ -125,6 +125,8 @@ type fakeProcessor struct {
 	// spec without FullChroma (full chroma costs 1.5× the bytes).
 	scoreCap   map[variant.Format]float64
 	chromaFrom int
+	// translucent images have pixels below opaque.
+	translucent bool
 }
 
 func (f *fakeProcessor) Probe(data []byte) (ImageInfo, error) {
@@ -150,15 +152,16 @@ func (f *fakeProcessor) Footprint(op Operation) int64 { return op.Source.Pixels(
 // newer formats) and whose score is q - 20 (the default target 70 needs
 // q90), up to the format's scoreCap.
 func (f *fakeProcessor) Prepare(data []byte, op Operation) (Prepared, error) {
-	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs, scoreCap: f.scoreCap, chromaFrom: f.chromaFrom}, nil
+	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs, scoreCap: f.scoreCap, chromaFrom: f.chromaFrom, translucent: f.translucent}, nil
 }
 
 type fakePrepared struct {
-	n          int
-	ratio      float64
-	runs       *atomic.Int64
-	scoreCap   map[variant.Format]float64
-	chromaFrom int
+	n           int
+	ratio       float64
+	runs        *atomic.Int64
+	scoreCap    map[variant.Format]float64
+	chromaFrom  int
+	translucent bool
 }
 
 var formatFactor = map[variant.Format]float64{variant.FormatAVIF: 0.5, variant.FormatWebP: 0.7, variant.FormatJPEG: 1}
@@ -200,6 +203,8 @@ func (p fakePrepared) Trial(spec variant.Spec) (Output, float64, error) {
 	score, err := p.Score(out.Data)
 	return out, score, err
 }
+
+func (p fakePrepared) Translucent() bool { return p.translucent }
 
 func (p fakePrepared) FullChromaFrom(f variant.Format) int {
 	if f == variant.FormatJPEG {
