@@ -198,6 +198,7 @@ func (pr *prepared) Score(encoded []byte) (float64, error) {
 // full chroma by itself.
 func (pr *prepared) FullChromaFrom(f variant.Format) int { return pr.p.fullChromaFrom(f) }
 
+// Translucent says whether a pixel of the prepared image is below opaque.
 func (pr *prepared) Translucent() bool { return pr.translucent }
 
 // translucent says whether any of 8-bit interleaved pixels of the given
