@@ -106,7 +106,8 @@ const (
 	Format_FORMAT_PNG Format = 5
 	// Among the formats the viewer accepts (by the Accept header, as for
 	// AUTO), the smallest one that meets the quality target. Implies
-	// auto_quality.
+	// auto_quality. A translucent image is not served as JPEG (flattened onto
+	// white) to a viewer that accepts a format with alpha.
 	Format_FORMAT_BEST Format = 6
 )
 
