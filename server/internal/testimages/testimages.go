@@ -135,11 +135,16 @@ func OpaqueRGBAPNG(w, h int) []byte {
 	img := PhotoImage(w, h)
 	var raw bytes.Buffer
 	zw := zlib.NewWriter(&raw)
+	row := make([]byte, 1+4*w) // a filter byte (0: none), then the pixels
 	for y := range h {
-		zw.Write([]byte{0}) // no filter
-		zw.Write(img.Pix[y*img.Stride : y*img.Stride+4*w])
+		copy(row[1:], img.Pix[y*img.Stride:])
+		if _, err := zw.Write(row); err != nil {
+			panic(err)
+		}
 	}
-	zw.Close()
+	if err := zw.Close(); err != nil {
+		panic(err)
+	}
 	var buf bytes.Buffer
 	buf.WriteString("\x89PNG\r\n\x1a\n")
 	ihdr := make([]byte, 13)
