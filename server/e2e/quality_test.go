@@ -264,8 +264,10 @@ func TestAutoJPEGKeepsFullChromaWhereSubsamplingFallsShort(t *testing.T) {
 // TestBestLeavesOutFormatsThatCannotHoldTheImage: a page-long image,
 // 17,000 pixels tall (past WebP's 16,383 and AVIF's 16,384), asked for as
 // "best" by a viewer that accepts AVIF and WebP gets a JPEG, stored and
-// found again, rather than an error; asked for in WebP alone, it is
-// refused with InvalidArgument naming the limit.
+// found again, rather than an error (the page is translucent: JPEG,
+// flattened, is served because no format that keeps alpha can store it);
+// asked for in WebP alone, it is refused with InvalidArgument naming the
+// limit.
 func TestBestLeavesOutFormatsThatCannotHoldTheImage(t *testing.T) {
 	st := newLocalStore(t)
 	h := startServer(t, st, nil)

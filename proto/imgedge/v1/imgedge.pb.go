@@ -107,7 +107,7 @@ const (
 	// Among the formats the viewer accepts (by the Accept header, as for
 	// AUTO), the smallest one that meets the quality target. Implies
 	// auto_quality. A translucent image is not served as JPEG (flattened onto
-	// white) to a viewer that accepts a format with alpha.
+	// white) to a viewer that accepts a format with alpha that can store it.
 	Format_FORMAT_BEST Format = 6
 )
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/quality"
@@ -97,13 +96,25 @@ type Scored struct {
 // however small; when none can, the highest score wins. A format that
 // cannot store the image's size (a page-long screenshot in WebP, say) is
 // left out of the comparison; the call fails only when no candidate can.
-// So is JPEG for a translucent image, when a candidate keeps its alpha.
+// JPEG is compared for a translucent image only when no candidate that
+// keeps its alpha can store it (keepingAlpha).
 func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, specs []variant.Spec) (Output, variant.Spec, error) {
 	prep, err := s.proc.Prepare(data, Operation{Spec: specs[0], Source: info})
 	if err != nil {
 		return Output{}, variant.Spec{}, err
 	}
-	specs = keepingAlpha(specs, prep)
+	withAlpha, flattened := keepingAlpha(specs, prep)
+	out, chosen, err := s.smallestOf(ctx, prep, withAlpha)
+	if errors.Is(err, ErrTooLargeForFormat) && len(flattened) > 0 {
+		return s.smallestOf(ctx, prep, flattened)
+	}
+	return out, chosen, err
+}
+
+// smallestOf searches each of specs and returns the best answer (by
+// candidateResult.beats), or the size refusal when no format can store
+// the image.
+func (s *Service) smallestOf(ctx context.Context, prep Prepared, specs []variant.Spec) (Output, variant.Spec, error) {
 	var best candidateResult
 	var tooLarge error
 	for _, spec := range specs {
@@ -134,20 +145,28 @@ func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, 
 	return best.out, best.spec, nil
 }
 
-// keepingAlpha leaves JPEG out of a comparison of formats ("best") when
-// the image is translucent and another candidate keeps alpha. The score
-// cannot see the difference: it judges every output as a viewer sees it
-// on white, where a flattened JPEG looks right. Anywhere else it is the
-// image in a white box.
-func keepingAlpha(specs []variant.Spec, prep Prepared) []variant.Spec {
+// keepingAlpha splits a comparison of formats ("best") for a translucent
+// image into the candidates that keep its alpha and JPEG, which flattens
+// it onto white: JPEG is compared only when none of the others can store
+// the image. The score cannot tell them apart, as it judges every output
+// as a viewer sees it on white, where a flattened JPEG looks right; on any
+// other background it is the image in a white box. An opaque image, or a
+// viewer of JPEG alone, compares every candidate at once.
+func keepingAlpha(specs []variant.Spec, prep Prepared) (withAlpha, flattened []variant.Spec) {
 	if len(specs) < 2 || !prep.Translucent() {
-		return specs
+		return specs, nil
 	}
-	withAlpha := slices.DeleteFunc(slices.Clone(specs), func(s variant.Spec) bool { return s.Format == variant.FormatJPEG })
+	for _, s := range specs {
+		if s.Format == variant.FormatJPEG {
+			flattened = append(flattened, s)
+		} else {
+			withAlpha = append(withAlpha, s)
+		}
+	}
 	if len(withAlpha) == 0 {
-		return specs
+		return specs, nil
 	}
-	return withAlpha
+	return withAlpha, flattened
 }
 
 // candidateResult is one format's answer to an auto-quality search.
