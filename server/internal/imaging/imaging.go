@@ -176,15 +176,11 @@ type plan struct {
 // plan sizes the output and the shrink-on-load, and checks that the output
 // format can hold the result.
 func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.int) (plan, error) {
-	upW, upH := src.Width, src.Height
-	if src.Orientation >= 5 { // 90° turns swap the sides
-		upW, upH = upH, upW
-	}
+	upW, upH := upright(src)
 	outW, outH := targetSize(spec, upW, upH)
 	if format != C.IMGEDGE_RAW {
-		if limit := maxSide[spec.Format]; outW > limit || outH > limit {
-			return plan{}, fmt.Errorf("%w: the variant would be %d×%d pixels, and %s stores at most %d on a side: ask for a smaller size or another format",
-				transform.ErrTooLargeForFormat, outW, outH, spec.Format, limit)
+		if err := sideFits(spec.Format, outW, outH); err != nil {
+			return plan{}, err
 		}
 	}
 	pl := plan{shrink: shrinkOnLoad(src, upW, upH, outW, outH)}
@@ -208,6 +204,32 @@ func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.in
 		pl.opts.cover = 1
 	}
 	return pl, nil
+}
+
+// Fits refuses, from the header alone, a variant its format cannot store
+// (WebP and AVIF stop at 16,383 and 16,384 pixels a side), with an error
+// wrapping transform.ErrTooLargeForFormat.
+func (p *Processor) Fits(op transform.Operation) error {
+	upW, upH := upright(op.Source)
+	outW, outH := targetSize(op.Spec, upW, upH)
+	return sideFits(op.Spec.Format, outW, outH)
+}
+
+// upright is the size of src once its EXIF orientation is applied.
+func upright(src transform.ImageInfo) (w, h int) {
+	if src.Orientation >= 5 { // 90° turns swap the sides
+		return src.Height, src.Width
+	}
+	return src.Width, src.Height
+}
+
+// sideFits refuses a w×h output past what format f stores on a side.
+func sideFits(f variant.Format, w, h int) error {
+	if limit, ok := maxSide[f]; ok && (w > limit || h > limit) {
+		return fmt.Errorf("%w: the variant would be %d×%d pixels, and %s stores at most %d on a side: ask for a smaller size or another format",
+			transform.ErrTooLargeForFormat, w, h, f, limit)
+	}
+	return nil
 }
 
 // shrinkOnLoad is the largest JPEG DCT scaling (8, 4 or 2) that keeps both

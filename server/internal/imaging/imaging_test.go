@@ -565,3 +565,31 @@ func TestFootprintCoversMeasuredPeaks(t *testing.T) {
 		t.Errorf("a same-size auto JPEG of a 24 MP photo needs %d MB: more than the default budget", got/mb)
 	}
 }
+
+// TestFits: the format's side limit is judged from the header, on the
+// upright image and the output's size.
+func TestFits(t *testing.T) {
+	long := transform.ImageInfo{Format: "jpeg", Width: 20000, Height: 255, Orientation: 1}
+	sideways := transform.ImageInfo{Format: "jpeg", Width: 255, Height: 20000, Orientation: 6}
+	for _, tc := range []struct {
+		name string
+		src  transform.ImageInfo
+		spec variant.Spec
+		fits bool
+	}{
+		{"JPEG stores 20000 px", long, variant.Spec{Format: variant.FormatJPEG}, true},
+		{"AVIF does not", long, variant.Spec{Format: variant.FormatAVIF}, false},
+		{"WebP does not", long, variant.Spec{Format: variant.FormatWebP}, false},
+		{"WebP at width 16000", long, variant.Spec{Width: 16000, Format: variant.FormatWebP}, true},
+		{"on its side, upright 20000 wide", sideways, variant.Spec{Format: variant.FormatAVIF}, false},
+		{"on its side, to 300 wide", sideways, variant.Spec{Width: 300, Format: variant.FormatAVIF}, true},
+		{"filled to 16384×16384", long, variant.Spec{Width: 16384, Height: 16384, Fit: variant.FitFill, Format: variant.FormatAVIF}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := proc.Fits(transform.Operation{Spec: tc.spec, Source: tc.src})
+			if (err == nil) != tc.fits || err != nil && !errors.Is(err, transform.ErrTooLargeForFormat) {
+				t.Errorf("Fits = %v, want fits %v", err, tc.fits)
+			}
+		})
+	}
+}

@@ -349,3 +349,40 @@ func searchEvery(t *testing.T, svc *Service, src []byte, req Request) (Output, v
 	}
 	return best, bestSpec
 }
+
+// TestStorableFormatsAreJudgedFromTheHeader: a format that cannot store
+// the output is left out before anything is decoded; when no candidate
+// can, the call is refused with the size error without a decode, whether
+// it searches qualities or not.
+func TestStorableFormatsAreJudgedFromTheHeader(t *testing.T) {
+	src := make([]byte, 10000)
+	webpViewer := func(s variant.Spec) Request {
+		return Request{Variant: variant.Request{Override: s, Viewer: variant.ClassWebP}}
+	}
+	for _, tc := range []struct {
+		name     string
+		req      Request
+		tooLarge map[variant.Format]bool
+		want     variant.Format // 0: refused
+	}{
+		{"best, WebP cannot", webpViewer(variant.Spec{Format: variant.FormatBest}), map[variant.Format]bool{variant.FormatWebP: true}, variant.FormatJPEG},
+		{"best, none can", webpViewer(variant.Spec{Format: variant.FormatBest}), map[variant.Format]bool{variant.FormatWebP: true, variant.FormatJPEG: true}, 0},
+		{"auto quality", webpViewer(variant.Spec{Format: variant.FormatWebP, AutoQuality: true}), map[variant.Format]bool{variant.FormatWebP: true}, 0},
+		{"fixed quality", webpViewer(variant.Spec{Format: variant.FormatWebP, Quality: 80}), map[variant.Format]bool{variant.FormatWebP: true}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proc := &fakeProcessor{ratio: 0.5, tooLargeFor: tc.tooLarge}
+			svc := newTestService(t, newMemStore(), proc, 1, 1)
+			_, chosen, err := svc.Transform(context.Background(), src, tc.req)
+			if tc.want == 0 {
+				if !errors.Is(err, ErrTooLargeForFormat) || proc.prepares.Load() != 0 || proc.runs.Load() != 0 {
+					t.Fatalf("err %v after %d prepares and %d runs; want ErrTooLargeForFormat before any decode", err, proc.prepares.Load(), proc.runs.Load())
+				}
+				return
+			}
+			if err != nil || chosen.Format != tc.want {
+				t.Fatalf("chose %v, %v; want %v", chosen.Format, err, tc.want)
+			}
+		})
+	}
+}

@@ -301,6 +301,9 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 			return Output{}, variant.Spec{}, err
 		}
 	}
+	if specs, err = s.storable(info, specs); err != nil {
+		return Output{}, variant.Spec{}, err
+	}
 	waitCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
 	defer cancel()
 	need := s.proc.Footprint(Operation{Spec: specs[0], Source: info})
@@ -319,6 +322,27 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 	workCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
 	defer cancel()
 	return s.process(workCtx, data, info, specs)
+}
+
+// storable keeps the specs whose format can store the output, judged from
+// the header alone, so that an image no candidate can hold (a page 20,000
+// pixels long, asked for in AVIF) is refused before it waits for memory or
+// a worker and before it is decoded; "best" compares the others. It fails
+// with the first refusal when none is left.
+func (s *Service) storable(info ImageInfo, specs []variant.Spec) ([]variant.Spec, error) {
+	var fit []variant.Spec
+	var refusal error
+	for _, spec := range specs {
+		if err := s.proc.Fits(Operation{Spec: spec, Source: info}); err != nil {
+			refusal = cmp.Or(refusal, err)
+			continue
+		}
+		fit = append(fit, spec)
+	}
+	if len(fit) == 0 {
+		return nil, refusal
+	}
+	return fit, nil
 }
 
 // variantWrite is a variant to store, with what decides how.

@@ -127,6 +127,9 @@ type fakeProcessor struct {
 	chromaFrom int
 	// translucent images have pixels below opaque.
 	translucent bool
+	// tooLargeFor are the formats that cannot store the output.
+	tooLargeFor map[variant.Format]bool
+	prepares    atomic.Int64
 }
 
 func (f *fakeProcessor) Probe(data []byte) (ImageInfo, error) {
@@ -148,10 +151,19 @@ func (f *fakeProcessor) Process(data []byte, op Operation) (Output, error) {
 // Footprint is a fixed amount per pixel.
 func (f *fakeProcessor) Footprint(op Operation) int64 { return op.Source.Pixels() * 3 }
 
+// Fits refuses the formats in tooLargeFor.
+func (f *fakeProcessor) Fits(op Operation) error {
+	if f.tooLargeFor[op.Spec.Format] {
+		return fmt.Errorf("%w: %s stores less", ErrTooLargeForFormat, op.Spec.Format)
+	}
+	return nil
+}
+
 // Prepare returns a fake whose sizes grow with quality (and shrink for
 // newer formats) and whose score is q - 20 (the default target 70 needs
 // q90), up to the format's scoreCap.
 func (f *fakeProcessor) Prepare(data []byte, op Operation) (Prepared, error) {
+	f.prepares.Add(1)
 	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs, scoreCap: f.scoreCap, chromaFrom: f.chromaFrom, translucent: f.translucent}, nil
 }
 

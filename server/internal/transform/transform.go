@@ -79,6 +79,9 @@ type Processor interface {
 	// Footprint estimates the bytes of memory running op holds at most,
 	// from the header alone: admission reserves it before decoding.
 	Footprint(op Operation) int64
+	// Fits says, from the header alone, whether op's format can store its
+	// output: an error wrapping ErrTooLargeForFormat when it cannot.
+	Fits(op Operation) error
 }
 
 // Outcome says what EnsureVariant did.
