@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/quality"
@@ -93,41 +94,24 @@ type Scored struct {
 // returns the smallest result that meets its target. A format that cannot
 // meet it even at the top of the range (WebP, whose chroma is always
 // subsampled, on an image of fine colour detail) loses to one that can,
-// however small; when none can, the highest score wins. A format that
-// cannot store the image's size (a page-long screenshot in WebP, say) is
-// left out of the comparison; the call fails only when no candidate can.
-// JPEG is compared for a translucent image only when no candidate that
-// keeps its alpha can store it (keepingAlpha).
+// however small; when none can, the highest score wins. The candidates are
+// those that can store the image's size (work left the others out, from
+// the header), less JPEG for a translucent image when another keeps its
+// alpha (keepingAlpha).
 func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, specs []variant.Spec) (Output, variant.Spec, error) {
 	prep, err := s.proc.Prepare(data, Operation{Spec: specs[0], Source: info})
 	if err != nil {
 		return Output{}, variant.Spec{}, err
 	}
-	withAlpha, flattened := keepingAlpha(specs, prep)
-	out, chosen, err := s.smallestOf(ctx, prep, withAlpha)
-	if errors.Is(err, ErrTooLargeForFormat) && len(flattened) > 0 {
-		return s.smallestOf(ctx, prep, flattened)
-	}
-	return out, chosen, err
-}
-
-// smallestOf searches each of specs and returns the best answer (by
-// candidateResult.beats), or the size refusal when no format can store
-// the image.
-func (s *Service) smallestOf(ctx context.Context, prep Prepared, specs []variant.Spec) (Output, variant.Spec, error) {
 	var best candidateResult
-	var tooLarge error
-	for _, spec := range specs {
+	for _, spec := range keepingAlpha(specs, prep) {
 		toBeat := 0 // only a result that meets its target sets a size to beat
 		if best.met {
 			toBeat = len(best.out.Data)
 		}
 		out, chosen, err := s.search(ctx, prep, spec, toBeat)
 		switch {
-		case errors.Is(err, errCannotWin):
-			continue
-		case errors.Is(err, ErrTooLargeForFormat):
-			tooLarge = err
+		case errors.Is(err, errCannotWin): // only once best has a result
 			continue
 		case err != nil:
 			return Output{}, variant.Spec{}, err
@@ -139,34 +123,24 @@ func (s *Service) smallestOf(ctx context.Context, prep Prepared, specs []variant
 			best = r
 		}
 	}
-	if best.out.Data == nil {
-		return Output{}, variant.Spec{}, tooLarge
-	}
 	return best.out, best.spec, nil
 }
 
-// keepingAlpha splits a comparison of formats ("best") for a translucent
-// image into the candidates that keep its alpha and JPEG, which flattens
-// it onto white: JPEG is compared only when none of the others can store
-// the image. The score cannot tell them apart, as it judges every output
-// as a viewer sees it on white, where a flattened JPEG looks right; on any
-// other background it is the image in a white box. An opaque image, or a
-// viewer of JPEG alone, compares every candidate at once.
-func keepingAlpha(specs []variant.Spec, prep Prepared) (withAlpha, flattened []variant.Spec) {
+// keepingAlpha leaves JPEG out of a comparison of formats ("best") when
+// the image is translucent and another candidate keeps alpha. The score
+// cannot tell them apart: it judges every output as a viewer sees it on
+// white, where a flattened JPEG looks right; on any other background it
+// is the image in a white box. A viewer of JPEG alone, or an image only
+// JPEG can store, still gets the JPEG.
+func keepingAlpha(specs []variant.Spec, prep Prepared) []variant.Spec {
 	if len(specs) < 2 || !prep.Translucent() {
-		return specs, nil
+		return specs
 	}
-	for _, s := range specs {
-		if s.Format == variant.FormatJPEG {
-			flattened = append(flattened, s)
-		} else {
-			withAlpha = append(withAlpha, s)
-		}
-	}
+	withAlpha := slices.DeleteFunc(slices.Clone(specs), func(s variant.Spec) bool { return s.Format == variant.FormatJPEG })
 	if len(withAlpha) == 0 {
-		return specs, nil
+		return specs
 	}
-	return withAlpha, flattened
+	return withAlpha
 }
 
 // candidateResult is one format's answer to an auto-quality search.
