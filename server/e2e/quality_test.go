@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"image/jpeg"
@@ -226,39 +227,78 @@ func TestBestKeepsTransparency(t *testing.T) {
 	}
 }
 
-// TestAutoJPEGKeepsFullChromaWhereSubsamplingFallsShort: on fine colour
-// detail no subsampled JPEG quality reaches the target, and the first
-// search lands on q95, where the encoder keeps full chroma by itself; the
-// answer is a full-chroma JPEG at a lower quality that meets the target in
-// fewer bytes than q95, and a later lookup reports the same.
-func TestAutoJPEGKeepsFullChromaWhereSubsamplingFallsShort(t *testing.T) {
+// TestAutoKeepsFullChromaWhereSubsamplingFallsShort: on fine colour
+// detail no subsampled quality reaches the target, and the first search
+// lands where the encoder keeps full chroma by itself (JPEG's q95, AVIF's
+// q90); the answer is a full-chroma encode at a lower quality that meets
+// the target in fewer bytes, stored as 4:4:4, and a later lookup reports
+// the same.
+func TestAutoKeepsFullChromaWhereSubsamplingFallsShort(t *testing.T) {
 	st := newLocalStore(t)
 	h := startServer(t, st, func(c *config.Config) { c.KnownVariantTTL = 0 })
-	const name = "colour-noise.png"
-	putVia(t, st)(name, testimages.ColourNoisePNG(480, 360))
-	auto := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_JPEG, AutoQuality: true}}
-	resp := ensure(t, h, auto)
-	top := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_JPEG, Quality: ptr(uint32(95))}})
-	target := float32(config.Default().AutoQuality.Targets["jpeg"])
-	if resp.GetQuality() >= 95 || resp.GetScore() < target || resp.GetSize() >= top.GetSize() {
-		t.Fatalf("auto JPEG: q%d scoring %.1f, %d B; want below q95, at least %.0f, and smaller than q95's %d B", resp.GetQuality(), resp.GetScore(), resp.GetSize(), target, top.GetSize())
+	putVia(t, st)("colour-noise.png", testimages.ColourNoisePNG(480, 360))
+	for _, tc := range []struct {
+		name       string
+		format     imgedgev1.Format
+		top        uint32 // the quality from which the encoder keeps full chroma
+		fullChroma func(data []byte) (bool, error)
+	}{
+		{"colour-noise.png", imgedgev1.Format_FORMAT_JPEG, 95, jpegIs444},
+		{"colour-noise.png", imgedgev1.Format_FORMAT_AVIF, 90, avifIs444},
+	} {
+		name := tc.name
+		t.Run(name+" "+tc.format.String(), func(t *testing.T) {
+			auto := &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Format: tc.format, AutoQuality: true}}
+			resp := ensure(t, h, auto)
+			top := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Format: tc.format, Quality: ptr(tc.top)}})
+			target := float32(config.Default().AutoQuality.Targets["jpeg"])
+			if resp.GetQuality() >= tc.top || resp.GetScore() < target || resp.GetSize() >= top.GetSize() {
+				t.Fatalf("auto: q%d scoring %.1f, %d B; want below q%d, at least %.0f, and smaller than q%d's %d B", resp.GetQuality(), resp.GetScore(), resp.GetSize(), tc.top, target, tc.top, top.GetSize())
+			}
+			data, _, err := st.Get(context.Background(), bucket, resp.GetKey(), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if full, err := tc.fullChroma(data); err != nil || !full {
+				t.Errorf("the variant's chroma is subsampled (%v), want 4:4:4", err)
+			}
+			// The check tells a subsampled encode of the same format apart.
+			low := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: name, Variant: &imgedgev1.VariantSpec{Format: tc.format, Quality: ptr(uint32(60))}})
+			lowData, _, err := st.Get(context.Background(), bucket, low.GetKey(), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if full, err := tc.fullChroma(lowData); err != nil || full {
+				t.Errorf("q60 reads as full chroma %v (%v), want subsampled", full, err)
+			}
+			again := ensure(t, h, auto)
+			if again.GetOutcome() != imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED || again.GetQuality() != resp.GetQuality() || again.GetSize() != resp.GetSize() {
+				t.Errorf("lookup: %v q%d %d B, want the variant made, q%d %d B", again.GetOutcome(), again.GetQuality(), again.GetSize(), resp.GetQuality(), resp.GetSize())
+			}
+			t.Logf("q%d: %d B, %.1f; auto: q%d with full chroma, %d B, %.1f", tc.top, top.GetSize(), top.GetScore(), resp.GetQuality(), resp.GetSize(), resp.GetScore())
+		})
 	}
-	data, _, err := st.Get(context.Background(), bucket, resp.GetKey(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+}
+
+// jpegIs444 says whether a JPEG keeps its chroma at full resolution.
+func jpegIs444(data []byte) (bool, error) {
 	img, err := jpeg.Decode(bytes.NewReader(data))
 	if err != nil {
-		t.Fatal(err)
+		return false, err
 	}
-	if ycc, ok := img.(*image.YCbCr); !ok || ycc.SubsampleRatio != image.YCbCrSubsampleRatio444 {
-		t.Errorf("the variant decodes as %T, want YCbCr 4:4:4", img)
+	ycc, ok := img.(*image.YCbCr)
+	return ok && ycc.SubsampleRatio == image.YCbCrSubsampleRatio444, nil
+}
+
+// avifIs444 says whether an AVIF keeps its chroma at full resolution: its
+// av1C box's chroma_subsampling_x and _y bits (AV1 codec configuration,
+// third byte, bits 3 and 2) are both 0.
+func avifIs444(data []byte) (bool, error) {
+	i := bytes.Index(data, []byte("av1C"))
+	if i < 0 || i+7 > len(data) {
+		return false, errors.New("no av1C box")
 	}
-	again := ensure(t, h, auto)
-	if again.GetOutcome() != imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED || again.GetQuality() != resp.GetQuality() || again.GetSize() != resp.GetSize() {
-		t.Errorf("lookup: %v q%d %d B, want the variant made, q%d %d B", again.GetOutcome(), again.GetQuality(), again.GetSize(), resp.GetQuality(), resp.GetSize())
-	}
-	t.Logf("q95: %d B; auto: q%d with full chroma, %d B, %.1f", top.GetSize(), resp.GetQuality(), resp.GetSize(), resp.GetScore())
+	return data[i+6]&0b1100 == 0, nil
 }
 
 // TestBestLeavesOutFormatsThatCannotHoldTheImage: a page-long image,

@@ -197,7 +197,7 @@ func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.in
 		trellis:       cbool(p.cfg.JPEG.Trellis),
 		deringing:     cbool(p.cfg.JPEG.Deringing),
 		quant_table:   C.int(p.cfg.JPEG.quantTable(spec.Quality)),
-		subsample:     p.jpegChroma(spec),
+		subsample:     p.chroma(spec),
 		flatten:       cbool(format == C.IMGEDGE_JPEG),
 	}
 	if spec.Fit == variant.FitCover {

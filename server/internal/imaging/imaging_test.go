@@ -593,3 +593,30 @@ func TestFits(t *testing.T) {
 		})
 	}
 }
+
+// TestFullChromaFrom: where the search may look below the encoder's own
+// switch to full chroma: JPEG always (from the tuning's q95, or libvips'
+// q90), AVIF only for outputs it can afford to search twice, WebP never.
+func TestFullChromaFrom(t *testing.T) {
+	bySize := New(Config{AVIFSpeed: AVIFSpeedBySize, JPEG: MozJPEG})
+	for _, tc := range []struct {
+		name   string
+		p      *Processor
+		f      variant.Format
+		pixels int
+		want   int
+	}{
+		{"mozjpeg tuning", bySize, variant.FormatJPEG, 20_000_000, 95},
+		{"libvips' own JPEG switch", New(Config{AVIFSpeed: AVIFSpeedBySize}), variant.FormatJPEG, 300_000, 90},
+		{"AVIF, 960×640", bySize, variant.FormatAVIF, 960 * 640, 90},
+		{"AVIF, 1600×1000", bySize, variant.FormatAVIF, 1600 * 1000, 90},
+		{"AVIF, 2000×1500", bySize, variant.FormatAVIF, 2000 * 1500, 0},
+		{"AVIF at a slower configured speed", New(Config{AVIFSpeed: 4}), variant.FormatAVIF, 960 * 640, 0},
+		{"AVIF at a faster configured speed", New(Config{AVIFSpeed: 8}), variant.FormatAVIF, 960 * 640, 90},
+		{"WebP", bySize, variant.FormatWebP, 960 * 640, 0},
+	} {
+		if got := tc.p.fullChromaFrom(tc.f, tc.pixels); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

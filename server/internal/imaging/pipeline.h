@@ -33,7 +33,7 @@ typedef struct {
 	int quality, interlace, effort; // effort: AVIF's (9 - speed)
 	int webp_effort;    // libwebp's method, 0 (fastest) to 6
 	int trellis, deringing, quant_table; // mozjpeg's encoder settings
-	int subsample;      // JPEG chroma: VipsForeignSubsample
+	int subsample;      // JPEG and AVIF chroma: VipsForeignSubsample
 	int flatten;        // composite alpha onto white (formats without alpha)
 	int keep_metadata;  // keep EXIF/XMP/IPTC (never on by default)
 } imgedge_opts;

@@ -195,8 +195,11 @@ func (pr *prepared) Score(encoded []byte) (float64, error) {
 }
 
 // FullChromaFrom is the quality from which an encode in format f keeps
-// full chroma by itself.
-func (pr *prepared) FullChromaFrom(f variant.Format) int { return pr.p.fullChromaFrom(f) }
+// full chroma by itself, where a search below it with full chroma is
+// worth its cost (fullChromaFrom).
+func (pr *prepared) FullChromaFrom(f variant.Format) int {
+	return pr.p.fullChromaFrom(f, pr.width*pr.height)
+}
 
 // Translucent says whether a pixel of the prepared image is below opaque.
 func (pr *prepared) Translucent() bool { return pr.translucent }

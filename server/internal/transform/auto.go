@@ -200,11 +200,12 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, 
 //
 // An image of fine colour detail (saturated edges, coloured text, colour
 // noise) may reach the target only where the encoder stops subsampling
-// chroma (Prepared.FullChromaFrom: JPEG's q95 here): every subsampled
-// quality falls short, and the answer is the costliest encode of the
-// range. When the search lands there, it searches again below that
-// quality with full chroma, which reaches the target sooner: for colour
-// noise at 480 px, a third fewer bytes than JPEG's q95 at the same target.
+// chroma (Prepared.FullChromaFrom: JPEG's q95 here, AVIF's q90 for
+// outputs it can afford to search twice): every subsampled quality falls
+// short, and the answer is the costliest encode of the range. When the
+// search lands there, it searches again below that quality with full
+// chroma, which reaches the target sooner: for colour noise at 480 px, a
+// third fewer bytes than JPEG's q95 at the same target.
 func (s *Service) searchQuality(ctx context.Context, prep Prepared, spec variant.Spec, toBeat int) (Output, variant.Spec, int, error) {
 	a := s.cfg.Auto
 	r, err := s.searchRange(ctx, prep, spec, a.MinQuality, a.MaxQuality, toBeat, nil)
