@@ -123,6 +123,9 @@ func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, 
 			best = r
 		}
 	}
+	if best.out.Data == nil { // never stores an empty variant, whatever the candidates
+		return Output{}, variant.Spec{}, fmt.Errorf("auto-quality: none of %d candidates gave a result", len(specs))
+	}
 	return best.out, best.spec, nil
 }
 
