@@ -208,7 +208,7 @@ func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
 func TestBestKeepsTransparency(t *testing.T) {
 	st := newLocalStore(t)
 	h := startServer(t, st, nil)
-	putVia(t, st)("logo.png", testimages.TranslucentPNG(300, 200))
+	putVia(t, st)("logo.png", testimages.WhiteAlphaNoisePNG(300, 200))
 	call := func(f imgedgev1.Format, accept string) *imgedgev1.EnsureVariantResponse {
 		return ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "logo.png", Variant: &imgedgev1.VariantSpec{
 			Format: f, AutoQuality: true, Viewer: &imgedgev1.VariantSpec_Accept{Accept: accept}}})

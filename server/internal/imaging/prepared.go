@@ -45,8 +45,11 @@ func (p *Processor) Prepare(data []byte, op transform.Operation) (transform.Prep
 	}
 	pr := &prepared{p: p, pixels: mid.Data, width: mid.Width, height: mid.Height, bands: bands}
 	pr.translucent = translucent(pr.pixels, bands)
-	if pr.width < 8 || pr.height < 8 {
-		return pr, nil // too small to score: Score says so
+	if quality.Scales(pr.width, pr.height) < 6 {
+		// Under 113 px on a side, SSIMULACRA2 has fewer than six scales
+		// and its scores stop tracking quality (quality.Scales): too small
+		// to score, Score says so.
+		return pr, nil
 	}
 	rects := scoreTilesOf(pr.width, pr.height)
 	tiles, err := pr.viewed(mid.Data, pr.width, pr.height, pr.bands, rects)

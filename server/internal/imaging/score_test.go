@@ -70,15 +70,20 @@ func TestScoreTracksQuality(t *testing.T) {
 			t.Errorf("%s: scores at q20, q60, q95: %.1f; want rising, q95 over 70", name, scores)
 		}
 	}
-	tiny := testimages.JPEG(6, 4, 90)
-	info, _ := proc.Probe(tiny)
-	prep, err := proc.Prepare(tiny, transform.Operation{Spec: variant.Spec{}, Source: info})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := prep.Encode(variant.Spec{Format: variant.FormatJPEG, Quality: 80})
-	if _, err := prep.Score(out.Data); !errors.Is(err, transform.ErrCannotScore) {
-		t.Errorf("a 6×4 image: %v, want ErrCannotScore", err)
+	// Under 113 px on a side SSIMULACRA2 has fewer than six scales and its
+	// scores stop tracking quality: too small to score.
+	for _, size := range []struct{ w, h int }{{6, 4}, {112, 600}, {600, 112}, {113, 113}} {
+		src := testimages.JPEG(size.w, size.h, 90)
+		info, _ := proc.Probe(src)
+		prep, err := proc.Prepare(src, transform.Operation{Spec: variant.Spec{}, Source: info})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := prep.Encode(variant.Spec{Format: variant.FormatJPEG, Quality: 80})
+		_, err = prep.Score(out.Data)
+		if small := size.w < 113 || size.h < 113; small != errors.Is(err, transform.ErrCannotScore) {
+			t.Errorf("a %d×%d image: %v; want ErrCannotScore: %v", size.w, size.h, err, small)
+		}
 	}
 }
 

@@ -3,17 +3,15 @@ package quality
 import "math"
 
 // The inner loops of a score, over one row or plane at a time. Where the
-// build and the CPU allow (kernels_simd.go), they are replaced by 8-lane
-// versions that compute the same sums in the same float32 steps (fused
-// multiply-adds and lane-wise sums aside: a score moves by 0.0002 on the
-// test image, under 0.001 as tested).
+// build and the CPU allow (kernels_simd.go), they are replaced by vector
+// versions that compute the same sums in the same float32 steps: the
+// blurs to the bit, the others but for fused multiply-adds and lane-wise
+// sums (a score moves by under 0.01, as tested).
 var (
-	// blurRowsH blurs each w-pixel row of src horizontally into dst,
-	// away from the row's ends (blurRadius pixels each side are left).
-	blurRowsH = blurRowsHScalar
-	// blurRowsV blurs the w-pixel rows of src vertically into dst, away
-	// from the first and last blurRadius rows (left as they were).
-	blurRowsV = blurRowsVScalar
+	// blurRows blurs each w-pixel row of src into dst (gauss.go).
+	blurRows = blurRowsScalar
+	// blurCols blurs the columns of the w-pixel rows of src into dst.
+	blurCols = blurColsScalar
 	// mulInto sets dst to a×b, element by element.
 	mulInto = mulIntoScalar
 	// xybRow converts linear sRGB to positive XYB (see positiveXYB); a nil
@@ -26,40 +24,6 @@ var (
 	// from the planes and their blurs.
 	edgeSums = edgeSumsScalar
 )
-
-// blurRadius is the Gaussian's radius in taps: 4σ.
-const blurRadius = 6
-
-func blurRowsHScalar(dst, src []float32, w int) {
-	k0, k1, k2, k3, k4, k5, k6 := gaussTaps()
-	const r = blurRadius
-	for y := 0; y+w <= len(src); y += w {
-		row, out := src[y:y+w:y+w], dst[y:y+w:y+w]
-		for x := r; x < w-r; x++ {
-			v := row[x-r : x+r+1 : x+r+1]
-			out[x] = k0*v[6] + k1*(v[5]+v[7]) + k2*(v[4]+v[8]) + k3*(v[3]+v[9]) + k4*(v[2]+v[10]) + k5*(v[1]+v[11]) + k6*(v[0]+v[12])
-		}
-	}
-}
-
-func blurRowsVScalar(dst, src []float32, w int) {
-	k0, k1, k2, k3, k4, k5, k6 := gaussTaps()
-	for y := blurRadius * w; y+(blurRadius+1)*w <= len(src); y += w {
-		row := func(d int) []float32 { return src[y+d*w : y+d*w+w : y+d*w+w] }
-		u6, u5, u4, u3, u2, u1 := row(-6), row(-5), row(-4), row(-3), row(-2), row(-1)
-		c, out := row(0), dst[y:y+w:y+w]
-		d1, d2, d3, d4, d5, d6 := row(1), row(2), row(3), row(4), row(5), row(6)
-		for x := range out {
-			out[x] = k0*c[x] + k1*(u1[x]+d1[x]) + k2*(u2[x]+d2[x]) + k3*(u3[x]+d3[x]) + k4*(u4[x]+d4[x]) + k5*(u5[x]+d5[x]) + k6*(u6[x]+d6[x])
-		}
-	}
-}
-
-// gaussTaps are the kernel's centre tap and the taps 1…6 away.
-func gaussTaps() (k0, k1, k2, k3, k4, k5, k6 float32) {
-	k := gaussKernel[blurRadius:]
-	return k[0], k[1], k[2], k[3], k[4], k[5], k[6]
-}
 
 func mulIntoScalar(dst, a, b []float32) {
 	a, b = a[:len(dst)], b[:len(dst)]

@@ -9,7 +9,7 @@ import "simd/archsimd"
 // rows shorter than a vector run the scalar loops.
 func init() {
 	if simdKernels() {
-		blurRowsH, blurRowsV, mulInto = blurRowsHAVX2, blurRowsVAVX2, mulIntoAVX2
+		blurRows, blurCols, mulInto = blurRowsAVX2, blurColsAVX2, mulIntoAVX2
 		xybRow, ssimSums, edgeSums = xybRowAVX2, ssimSumsAVX2, edgeSumsAVX2
 	}
 }
@@ -23,62 +23,187 @@ func load(s []float32) f32x8 { return archsimd.LoadFloat32x8Slice(s) }
 
 func splat(v float32) f32x8 { return archsimd.BroadcastFloat32x8(v) }
 
-func gaussTapVectors() [blurRadius + 1]f32x8 {
-	var k [blurRadius + 1]f32x8
-	for i := range k {
-		k[i] = splat(gaussKernel[blurRadius+i])
-	}
-	return k
+type f32x4 = archsimd.Float32x4
+
+func load4(s []float32) f32x4 { return archsimd.LoadFloat32x4Slice(s) }
+
+// pair8 puts a in the low four lanes and b in the high four.
+func pair8(a, b f32x4) f32x8 { return f32x8{}.SetLo(a).SetHi(b) }
+
+// rowCoefficients are refGauss's row coefficients as vectors, each the
+// same four lanes twice (two rows run side by side, one per half): for
+// term k, in[k][s] is mulIn shifted s lanes up (zeros below), the weight
+// of the sum s lanes into a step on each of its four outputs.
+type rowCoefficients struct {
+	in                 [3][4]f32x8
+	prev, prev2        [3]f32x8
+	in0, prev0, prev20 [3]f32x8 // lane 0's, in every lane: single steps
 }
 
-func blurRowsHAVX2(dst, src []float32, w int) {
-	const r = blurRadius
-	k := gaussTapVectors()
-	for y := 0; y+w <= len(src); y += w {
-		row, out := src[y:y+w:y+w], dst[y:y+w:y+w]
-		x := r
-		for ; x+8 <= w-r; x += 8 {
-			v := row[x-r : x+r+8 : x+r+8]
-			acc := load(v[6:]).Mul(k[0])
-			acc = load(v[5:]).Add(load(v[7:])).MulAdd(k[1], acc)
-			acc = load(v[4:]).Add(load(v[8:])).MulAdd(k[2], acc)
-			acc = load(v[3:]).Add(load(v[9:])).MulAdd(k[3], acc)
-			acc = load(v[2:]).Add(load(v[10:])).MulAdd(k[4], acc)
-			acc = load(v[1:]).Add(load(v[11:])).MulAdd(k[5], acc)
-			acc = load(v[0:]).Add(load(v[12:])).MulAdd(k[6], acc)
-			acc.StoreSlice(out[x:])
+func newRowCoefficients(g *recursiveGauss) *rowCoefficients {
+	c := &rowCoefficients{}
+	twice := func(v [4]float32) f32x8 { return pair8(load4(v[:]), load4(v[:])) }
+	for k := range 3 {
+		for s := range 4 {
+			var shifted [4]float32
+			copy(shifted[s:], g.mulIn[k][:4-s])
+			c.in[k][s] = twice(shifted)
 		}
-		if x < w-r {
-			// The last few outputs: the scalar loop on a window that
-			// ends where the row does.
-			blurRowsHScalar(out[x-r:], row[x-r:], w-x+r)
+		c.prev[k], c.prev2[k] = twice(g.mulPrev[k]), twice(g.mulPrev2[k])
+		c.in0[k], c.prev0[k], c.prev20[k] = splat(g.mulIn[k][0]), splat(g.mulPrev[k][0]), splat(g.mulPrev2[k][0])
+	}
+	return c
+}
+
+var rowCoeffs = newRowCoefficients(&refGauss)
+
+// blurRowsAVX2 is blurRowsScalar four outputs at a time, as the reference
+// runs it on four lanes, for two rows at once (one per half of a vector:
+// a row's steps form one long chain of dependent multiply-adds, two rows
+// two chains). The steps are the same fused ones, so the rounding is too.
+// It stays in vector instructions throughout, even for the single steps at
+// a row's ends (mixing in scalar float32 arithmetic costs far more here
+// than the arithmetic itself): rows are read from copies with zeros around
+// them, and written through buffers with room for a vector past the end.
+func blurRowsAVX2(dst, src []float32, w int) {
+	N := refGauss.radius
+	before := 2 * N // the first window reaches this far left
+	var rows rowPair
+	for i := range 2 {
+		rows.padded[i] = make([]float32, before+w+N+3)
+		rows.staged[i] = make([]float32, w+4)
+	}
+	for y := 0; y+w <= len(src); y += 2 * w {
+		copy(rows.padded[0][before:], src[y:y+w])
+		second := y+2*w <= len(src)
+		if second {
+			copy(rows.padded[1][before:], src[y+w:y+2*w])
+		}
+		rows.blur(w)
+		copy(dst[y:y+w], rows.staged[0][:w])
+		if second {
+			copy(dst[y+w:y+2*w], rows.staged[1][:w])
 		}
 	}
 }
 
-func blurRowsVAVX2(dst, src []float32, w int) {
-	const r = blurRadius
-	k := gaussTapVectors()
-	k0, k1, k2, k3, k4, k5, k6 := gaussTaps()
-	for y := r * w; y+(r+1)*w <= len(src); y += w {
-		out := dst[y : y+w : y+w]
-		row := func(d int) []float32 { return src[y+d*w : y+d*w+w : y+d*w+w] }
-		u6, u5, u4, u3, u2, u1 := row(-6), row(-5), row(-4), row(-3), row(-2), row(-1)
-		c := row(0)
-		d1, d2, d3, d4, d5, d6 := row(1), row(2), row(3), row(4), row(5), row(6)
-		x := 0
-		for ; x+8 <= w; x += 8 {
-			acc := load(c[x:]).Mul(k[0])
-			acc = load(u1[x:]).Add(load(d1[x:])).MulAdd(k[1], acc)
-			acc = load(u2[x:]).Add(load(d2[x:])).MulAdd(k[2], acc)
-			acc = load(u3[x:]).Add(load(d3[x:])).MulAdd(k[3], acc)
-			acc = load(u4[x:]).Add(load(d4[x:])).MulAdd(k[4], acc)
-			acc = load(u5[x:]).Add(load(d5[x:])).MulAdd(k[5], acc)
-			acc = load(u6[x:]).Add(load(d6[x:])).MulAdd(k[6], acc)
-			acc.StoreSlice(out[x:])
+// rowPair is two rows blurred side by side: each padded with zeros (2N
+// before, N+3 after), each staged with four spare floats at the end.
+type rowPair struct {
+	padded, staged [2][]float32
+}
+
+// blur blurs the two w-pixel rows.
+func (r *rowPair) blur(w int) {
+	c := rowCoeffs
+	N := refGauss.radius
+	// Output n sums the row's pixels n-N-1 and n+N-1: the padded row's
+	// pixels at left(n) and 2N further on.
+	left := func(n int) int { return 2*N + n - N - 1 }
+	window := func(n int) f32x8 {
+		a, b := r.padded[0][left(n):], r.padded[1][left(n):]
+		return pair8(load4(a).Add(load4(a[2*N:])), load4(b).Add(load4(b[2*N:])))
+	}
+	store := func(n int, o f32x8) {
+		o.GetLo().StoreSlice(r.staged[0][n:])
+		o.GetHi().StoreSlice(r.staged[1][n:])
+	}
+	// Each half of p1…p5 (pp1…pp5) holds its row's last (second to last)
+	// output of term 1, 3, 5 in every lane.
+	var p1, p3, p5, pp1, pp3, pp5 f32x8
+	single := func(n int) {
+		sum := window(n)
+		sum = sum.SelectFromPairGrouped(0, 0, 0, 0, sum)
+		o1 := c.prev0[0].MulAdd(p1, c.prev20[0].MulAdd(pp1, sum.Mul(c.in0[0])))
+		o3 := c.prev0[1].MulAdd(p3, c.prev20[1].MulAdd(pp3, sum.Mul(c.in0[1])))
+		o5 := c.prev0[2].MulAdd(p5, c.prev20[2].MulAdd(pp5, sum.Mul(c.in0[2])))
+		pp1, pp3, pp5, p1, p3, p5 = p1, p3, p5, o1, o3, o5
+		if n >= 0 { // all four lanes are stored: the next outputs overwrite three
+			store(n, o1.Add(o3.Add(o5)))
 		}
-		for ; x < w; x++ {
-			out[x] = k0*c[x] + k1*(u1[x]+d1[x]) + k2*(u2[x]+d2[x]) + k3*(u3[x]+d3[x]) + k4*(u4[x]+d4[x]) + k5*(u5[x]+d5[x]) + k6*(u6[x]+d6[x])
+	}
+	n := -N + 1
+	for ; n < min(refGauss.firstUnrolled(), w); n++ {
+		single(n)
+	}
+	for ; n < w-N+1-3; n += 4 {
+		sum := window(n)
+		s0, s1 := sum.SelectFromPairGrouped(0, 0, 0, 0, sum), sum.SelectFromPairGrouped(1, 1, 1, 1, sum)
+		s2, s3 := sum.SelectFromPairGrouped(2, 2, 2, 2, sum), sum.SelectFromPairGrouped(3, 3, 3, 3, sum)
+		o1 := c.term(0, s0, s1, s2, s3, p1, pp1)
+		o3 := c.term(1, s0, s1, s2, s3, p3, pp3)
+		o5 := c.term(2, s0, s1, s2, s3, p5, pp5)
+		pp1, p1 = o1.SelectFromPairGrouped(2, 2, 2, 2, o1), o1.SelectFromPairGrouped(3, 3, 3, 3, o1)
+		pp3, p3 = o3.SelectFromPairGrouped(2, 2, 2, 2, o3), o3.SelectFromPairGrouped(3, 3, 3, 3, o3)
+		pp5, p5 = o5.SelectFromPairGrouped(2, 2, 2, 2, o5), o5.SelectFromPairGrouped(3, 3, 3, 3, o5)
+		store(n, o1.Add(o3.Add(o5)))
+	}
+	for ; n < w; n++ {
+		single(n)
+	}
+}
+
+// term is term k's four outputs from the window sums s0…s3 (each
+// broadcast in its half) and the term's last two outputs: the reference's
+// multiply-adds, in its order.
+func (c *rowCoefficients) term(k int, s0, s1, s2, s3, prev, prev2 f32x8) f32x8 {
+	in := &c.in[k]
+	v := s0.Mul(in[0])
+	v = in[1].MulAdd(s1, v)
+	v = in[2].MulAdd(s2, v)
+	v = in[3].MulAdd(s3, v)
+	v = c.prev2[k].MulAdd(prev2, v)
+	return c.prev[k].MulAdd(prev, v)
+}
+
+// blurColsAVX2 is blurColsScalar on sixteen columns at a time, each lane
+// its own column, in two vectors (two chains of dependent multiply-adds
+// side by side). Where w is not a multiple of eight, the last vector takes
+// the last eight columns again: a column's outputs depend on it alone.
+// Rows under 8 pixels, which no score blurs, take the scalar loop.
+func blurColsAVX2(dst, src []float32, w int) {
+	if w < 8 {
+		blurColsScalar(dst, src, w)
+		return
+	}
+	g := &refGauss
+	N, h := g.radius, len(src)/w
+	var n2, negD1 [3]f32x8
+	for k := range 3 {
+		n2[k], negD1[k] = splat(g.n2[k]), splat(-g.d1[k])
+	}
+	var zero f32x8
+	sumAt := func(x, n int) f32x8 {
+		t, b := n-N-1, n+N-1
+		switch {
+		case t >= 0 && b < h:
+			return load(src[t*w+x:]).Add(load(src[b*w+x:]))
+		case t >= 0:
+			return load(src[t*w+x:])
+		case b < h:
+			return load(src[b*w+x:])
+		}
+		return zero
+	}
+	for x0 := 0; x0 < w; x0 += 16 {
+		xa, xb := min(x0, w-8), min(x0+8, w-8)
+		// The last two outputs of terms 1, 3 and 5, for columns xa… and xb…
+		var a1, a3, a5, aa1, aa3, aa5, b1, b3, b5, bb1, bb3, bb5 f32x8
+		for n := -N + 1; n < h; n++ {
+			sumA, sumB := sumAt(xa, n), sumAt(xb, n)
+			// −d1·prev − prev2, then + n2·sum: NegMulSub and MulAdd.
+			oa1 := n2[0].MulAdd(sumA, negD1[0].MulAdd(a1, zero.Sub(aa1)))
+			oa3 := n2[1].MulAdd(sumA, negD1[1].MulAdd(a3, zero.Sub(aa3)))
+			oa5 := n2[2].MulAdd(sumA, negD1[2].MulAdd(a5, zero.Sub(aa5)))
+			ob1 := n2[0].MulAdd(sumB, negD1[0].MulAdd(b1, zero.Sub(bb1)))
+			ob3 := n2[1].MulAdd(sumB, negD1[1].MulAdd(b3, zero.Sub(bb3)))
+			ob5 := n2[2].MulAdd(sumB, negD1[2].MulAdd(b5, zero.Sub(bb5)))
+			aa1, aa3, aa5, a1, a3, a5 = a1, a3, a5, oa1, oa3, oa5
+			bb1, bb3, bb5, b1, b3, b5 = b1, b3, b5, ob1, ob3, ob5
+			if n >= 0 {
+				oa1.Add(oa3.Add(oa5)).StoreSlice(dst[n*w+xa:])
+				ob1.Add(ob3.Add(ob5)).StoreSlice(dst[n*w+xb:])
+			}
 		}
 	}
 }

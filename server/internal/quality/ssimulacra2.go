@@ -18,9 +18,9 @@ import (
 // It follows the published algorithm: linear sRGB downscaled over six
 // scales, the XYB colour space made positive, SSIM without the luminance
 // gamma term, and "ringing" and "blurring" edge maps, each in a 1-norm and
-// a 4-norm, weighted by the published weights. The blur is a zero-padded
-// Gaussian (σ 1.5) where the reference uses a recursive approximation of
-// the same Gaussian. Terms whose published weight is below negligibleWeight
+// a 4-norm, weighted by the published weights. The blur is the
+// reference's own recursive Gaussian (σ 1.5), rounded step by step as the
+// reference rounds it (gauss.go). Terms whose published weight is below negligibleWeight
 // are not computed: 61 of the 108 weights are zero or nearly so, and
 // skipping them (whole channels at full resolution among them) makes a
 // score ~2.5× cheaper while moving it by less than 0.001 (tested).
@@ -78,10 +78,13 @@ func newTermSet(minWeight float64) *termSet {
 
 func (t *termSet) needed(c, scale int) bool { return t.ssim[c][scale] || t.edges[c][scale] }
 
-// weighedTerms are the terms computed for scoring; allTerms for tests.
+// weighedTerms are the terms computed for scoring six scales, allTerms
+// those with any weight (for tests), everyTerm all of them (for fewer
+// scales).
 var (
 	weighedTerms = newTermSet(negligibleWeight)
 	allTerms     = newTermSet(math.SmallestNonzeroFloat64)
+	everyTerm    = newTermSet(0)
 )
 
 // NewSSIMULACRA2Reference prepares ref for scoring.
@@ -94,19 +97,17 @@ func newReference(ref image.Image, terms *termSet) (*SSIMULACRA2Reference, error
 	if w < 8 || h < 8 {
 		return nil, fmt.Errorf("ssimulacra2: %d×%d is too small (8×8 at least)", w, h)
 	}
-	if min(w, h)>>5 < 8 {
+	if Scales(w, h) < 6 {
 		// Fewer than six scales: the reference runs the weights on across
-		// channels (see ssimulacra2Score), so every term may count.
-		terms = allTerms
+		// channels (see ssimulacra2Score), so a term weighs what another
+		// term of the six-scale layout does: every one is computed.
+		terms = everyTerm
 	}
 	r := &SSIMULACRA2Reference{w: w, h: h, terms: terms}
 	lin := linearPlanes(ref)
-	for scale := range 6 {
+	for scale := range Scales(w, h) {
 		if scale > 0 {
 			lin = lin.half()
-		}
-		if lin.w < 8 || lin.h < 8 {
-			break
 		}
 		x := positiveXYB(lin)
 		rs := refScale{xyb: x, mu: planes3{w: x.w, h: x.h}, s11: planes3{w: x.w, h: x.h}}
@@ -126,6 +127,28 @@ func newReference(ref image.Image, terms *termSet) (*SSIMULACRA2Reference, error
 		r.scales = append(r.scales, rs)
 	}
 	return r, nil
+}
+
+// Scales is how many of SSIMULACRA2's six scales the reference computes
+// for a w×h image (0 below 8×8): it halves the image for the next scale
+// while the current one is at least 8 pixels each way, so its last scale
+// may be smaller than that (a 200 px side is scored down to 7 px, six
+// scales). With fewer than six (a side under 113 px), the reference runs
+// its weights on across channels, each term weighed as another of the
+// six-scale layout, and its scores stop tracking quality: a 40×30 photo
+// scores -31 as a q30 JPEG and -20 at q90, a 120×90 one 34 and 42.
+// Scores here follow the reference there too; the service does not search
+// on them (imaging.Prepare).
+func Scales(w, h int) int {
+	if w < 8 || h < 8 {
+		return 0
+	}
+	n := 1
+	for n < 6 && w >= 8 && h >= 8 { // w×h is scale n-1's: scale n halves it
+		w, h = (w+1)/2, (h+1)/2
+		n++
+	}
+	return n
 }
 
 // Score scores dist against the reference (same size).
@@ -327,75 +350,12 @@ func positiveXYBInto(out, lin planes3, withB bool) {
 	xybRow(out.c[0][:n], out.c[1][:n], ob, lin.c[0], lin.c[1][:n], lin.c[2][:n])
 }
 
-// gaussKernel is a normalised Gaussian with σ 1.5.
-var gaussKernel = func() []float32 {
-	const sigma, radius = 1.5, blurRadius
-	k := make([]float32, 2*radius+1)
-	var sum float64
-	for i := range k {
-		d := float64(i - radius)
-		v := math.Exp(-d * d / (2 * sigma * sigma))
-		k[i] = float32(v)
-		sum += v
-	}
-	for i := range k {
-		k[i] = float32(float64(k[i]) / sum)
-	}
-	return k
-}()
-
-// gaussBlur applies the Gaussian separably; pixels outside count as zero.
-// Away from the borders each output is one fused sum of tap pairs (the
-// kernel is symmetric, see blurRowH and blurRowV); near them, tap by tap
-// with the pixels outside left out.
+// gaussBlur blurs a w×h plane as the reference does (see gauss.go), rows
+// into tmp, then columns into out; pixels outside count as zero.
 func gaussBlur(in []float32, w, h int, tmp, out []float32) {
-	k := gaussKernel
-	const r = blurRadius
 	tmp, out = tmp[:w*h], out[:w*h]
-	if w > 2*r {
-		blurRowsH(tmp, in, w)
-	}
-	for y := range h {
-		row, dst := in[y*w:(y+1)*w], tmp[y*w:(y+1)*w]
-		for x := 0; x < w; x++ { // the first and last blurRadius pixels
-			if x == r && w > 2*r {
-				x = w - r // blurRowsH did the interior
-			}
-			sum := row[x] * k[r]
-			for d := 1; d <= r; d++ {
-				if x-d >= 0 {
-					sum += k[r+d] * row[x-d]
-				}
-				if x+d < w {
-					sum += k[r+d] * row[x+d]
-				}
-			}
-			dst[x] = sum
-		}
-	}
-	if h > 2*r {
-		blurRowsV(out, tmp, w)
-	}
-	for y := 0; y < h; y++ {
-		if y == r && h > 2*r {
-			y = h - r // blurRowsV did the interior
-		}
-		dst := out[y*w : (y+1)*w : (y+1)*w]
-		for x, v := range tmp[y*w : (y+1)*w] {
-			dst[x] = v * k[r]
-		}
-		for d := 1; d <= r; d++ {
-			kd := k[r+d]
-			for _, j := range [2]int{y - d, y + d} {
-				if j < 0 || j >= h {
-					continue
-				}
-				for x, v := range tmp[j*w : (j+1)*w] {
-					dst[x] += kd * v
-				}
-			}
-		}
-	}
+	blurRows(tmp, in[:w*h], w)
+	blurCols(out, tmp, w)
 }
 
 // scaleScores computes one scale's 18 sub-scores, channel by channel: SSIM

@@ -128,6 +128,25 @@ func TranslucentPNG(w, h int) []byte {
 	return buf.Bytes()
 }
 
+// WhiteAlphaNoisePNG is PhotoImage(w, h), opaque on its right half, and
+// white at random opacities on its left: on white (as JPEG flattens it)
+// that half is plain white, nearly free; a format that keeps alpha pays
+// for the noise.
+func WhiteAlphaNoisePNG(w, h int) []byte {
+	img := PhotoImage(w, h)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for y := range h {
+		for x := range w / 2 {
+			copy(img.Pix[y*img.Stride+4*x:], []byte{0xFF, 0xFF, 0xFF, uint8(rng.IntN(256))})
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, (*image.NRGBA)(img)); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
 // OpaqueRGBAPNG is PhotoImage(w, h) stored as 8-bit RGBA with every pixel
 // opaque, as many tools save screenshots (the standard library's encoder
 // drops an alpha channel that is all opaque, so this one writes its own).
