@@ -339,10 +339,9 @@ type scored struct {
 	score float64
 }
 
-// closeEnough ends a search at a pass this close to the target: SSIMULACRA2
-// differences under a point are within the metric's own agreement with the
-// reference tool (±1.1 here), and one more step down would most likely
-// fall short, for a trial's cost.
+// closeEnough ends a search at a pass this close to the target: around 70
+// one quality step moves a score by half a point to a point (searchModel),
+// so one more step down would most likely fall short, for a trial's cost.
 const closeEnough = 1.0
 
 // searchModel is where a format's SSIMULACRA2 usually meets 70 and how
