@@ -19,7 +19,7 @@ import (
 )
 
 // Scoring looks at tiles of scoreTile×scoreTile pixels (the smallest size
-// SSIMULACRA2 sees at all six scales), at most scoreTiles of them spread
+// whose six SSIMULACRA2 scales are all 8 px or more), at most scoreTiles of them spread
 // over the image, so its cost is bounded whatever the image's size while
 // every region has a say; the worst tile decides. Tiles start on multiples
 // of tileAlign, a multiple of every codec's block (JPEG's 8 and 16, WebP's
