@@ -1,6 +1,11 @@
 package quality
 
-import "math"
+import (
+	"math"
+	"runtime"
+
+	"golang.org/x/sys/cpu"
+)
 
 // The reference blurs with libjxl's FastGaussian, not with a Gaussian
 // kernel: Charalampidis' recursive approximation (2016), three
@@ -15,7 +20,8 @@ import "math"
 // multiply-adds in the same order, and rows in the reference's own
 // four-pixel unrolling. blurRowsScalar and blurColsScalar are that
 // arithmetic written out; the vector kernels (kernels_simd.go) run the
-// same operations.
+// same operations. On a CPU without fused multiply-add the reference runs
+// its SSE4 code, which rounds each multiply-add twice, and so does madd.
 
 // recursiveGauss holds the filter's coefficients for one σ, as the
 // reference computes them (CreateRecursiveGaussian): per term k, n2 feeds
@@ -73,11 +79,20 @@ func invert3x3(m [9]float64) [9]float64 {
 	return inv
 }
 
-// fma32 is a float32 fused multiply-add, a×b+c rounded once (through
-// float64, which holds a float32 product exactly; rounding twice can
-// differ in the last bit, rarely).
-func fma32(a, b, c float32) float32 {
-	return float32(math.FMA(float64(a), float64(b), float64(c)))
+// fusedMultiplyAdd says whether this CPU has fused multiply-add, and so
+// whether the reference, dispatching on the CPU as it does, rounds a
+// multiply-add once (AVX2 and later, NEON) or twice (SSE4): madd follows.
+var fusedMultiplyAdd = runtime.GOARCH == "arm64" || cpu.X86.HasFMA
+
+// madd is a×b+c as the reference computes it on this CPU: rounded once
+// where the CPU fuses (through float64, which holds a float32 product
+// exactly; rounding twice can differ in the last bit, rarely), else
+// twice (the conversion keeps a compiler from fusing it).
+func madd(a, b, c float32) float32 {
+	if fusedMultiplyAdd {
+		return float32(math.FMA(float64(a), float64(b), float64(c)))
+	}
+	return float32(a*b) + c
 }
 
 // firstUnrolled is where the reference's rows start their four-output
@@ -98,8 +113,8 @@ func (g *recursiveGauss) rowStep(row, out []float32, n int, prev, prev2 *[3]floa
 	var o [3]float32
 	for k := range o {
 		v := sum * g.mulIn[k][0]
-		v = fma32(g.mulPrev2[k][0], prev2[k], v)
-		v = fma32(g.mulPrev[k][0], prev[k], v)
+		v = madd(g.mulPrev2[k][0], prev2[k], v)
+		v = madd(g.mulPrev[k][0], prev[k], v)
 		prev2[k], prev[k], o[k] = prev[k], v, v
 	}
 	if n >= 0 {
@@ -129,10 +144,10 @@ func blurRowsScalar(dst, src []float32, w int) {
 				for j := range 4 {
 					v := sum[0] * mi[j]
 					for s := 1; s <= j; s++ { // the taps ahead of output j are zero
-						v = fma32(mi[j-s], sum[s], v)
+						v = madd(mi[j-s], sum[s], v)
 					}
-					v = fma32(g.mulPrev2[k][j], prev2[k], v)
-					o[k][j] = fma32(g.mulPrev[k][j], prev[k], v)
+					v = madd(g.mulPrev2[k][j], prev2[k], v)
+					o[k][j] = madd(g.mulPrev[k][j], prev[k], v)
 				}
 				prev2[k], prev[k] = o[k][2], o[k][3]
 			}
@@ -147,30 +162,45 @@ func blurRowsScalar(dst, src []float32, w int) {
 }
 
 // blurColsScalar blurs the w-pixel rows of src vertically into dst, each
-// column its own recursion.
+// column its own recursion, run row by row (the state of every column at
+// hand) so that memory is read in order.
 func blurColsScalar(dst, src []float32, w int) {
 	g := &refGauss
 	N, h := g.radius, len(src)/w
-	for x := range w {
-		var prev, prev2 [3]float32
-		for n := -N + 1; n < h; n++ {
-			var sum float32
-			t, b := n-N-1, n+N-1
-			switch {
-			case t >= 0 && b < h:
-				sum = src[t*w+x] + src[b*w+x]
-			case t >= 0:
-				sum = src[t*w+x]
-			case b < h:
-				sum = src[b*w+x]
+	state := make([]float32, 6*w) // per term: the last output, the one before
+	var prev, prev2 [3][]float32
+	for k := range 3 {
+		prev[k], prev2[k] = state[2*k*w:(2*k+1)*w], state[(2*k+1)*w:(2*k+2)*w]
+	}
+	sum := make([]float32, w)
+	for n := -N + 1; n < h; n++ {
+		t, b := n-N-1, n+N-1
+		switch {
+		case t >= 0 && b < h:
+			for x, v := range src[t*w : (t+1)*w] {
+				sum[x] = v + src[b*w+x]
 			}
-			var o [3]float32
-			for k := range o {
-				v := fma32(g.n2[k], sum, fma32(-g.d1[k], prev[k], -prev2[k]))
-				prev2[k], prev[k], o[k] = prev[k], v, v
-			}
-			if n >= 0 {
-				dst[n*w+x] = o[0] + (o[1] + o[2])
+		case t >= 0:
+			copy(sum, src[t*w:(t+1)*w])
+		case b < h:
+			copy(sum, src[b*w:(b+1)*w])
+		default:
+			clear(sum)
+		}
+		var out []float32
+		if n >= 0 {
+			out = dst[n*w : (n+1)*w]
+		}
+		p1, p3, p5 := prev[0][:w], prev[1][:w], prev[2][:w]
+		q1, q3, q5 := prev2[0][:w], prev2[1][:w], prev2[2][:w]
+		for x, s := range sum {
+			o1 := madd(g.n2[0], s, madd(-g.d1[0], p1[x], -q1[x]))
+			o3 := madd(g.n2[1], s, madd(-g.d1[1], p3[x], -q3[x]))
+			o5 := madd(g.n2[2], s, madd(-g.d1[2], p5[x], -q5[x]))
+			q1[x], q3[x], q5[x] = p1[x], p3[x], p5[x]
+			p1[x], p3[x], p5[x] = o1, o3, o5
+			if out != nil {
+				out[x] = o1 + (o3 + o5)
 			}
 		}
 	}

@@ -28,7 +28,7 @@ var referenceDir = filepath.Join("..", "..", "..", "..", "shared", "quality-refe
 // checks every pair whose bytes match the reference's: this implementation
 // must agree with the reference tool within ±2, and does within 0.1 (it
 // blurs and rounds as the reference does, gauss.go): past 0.25, something
-// has drifted.
+// has drifted (see referenceAgreement for CPUs without fused multiply-add).
 func TestSSIMULACRA2MatchesTheReference(t *testing.T) {
 	if testing.Short() {
 		t.Skip("rebuilds 96 encodes")
@@ -46,7 +46,7 @@ func TestSSIMULACRA2MatchesTheReference(t *testing.T) {
 	if msg, err := script.CombinedOutput(); err != nil {
 		t.Fatalf("make-encodes.sh: %v\n%s", err, msg)
 	}
-	const agreement = 0.25
+	agreement := referenceAgreement()
 	refs := map[string]*SSIMULACRA2Reference{}
 	sc := bufio.NewScanner(scores)
 	sc.Scan() // header
@@ -85,6 +85,18 @@ func TestSSIMULACRA2MatchesTheReference(t *testing.T) {
 	t.Logf("%.0f pairs within ±%.3f of the reference SSIMULACRA2", compared, worstDelta)
 }
 
+// referenceAgreement is how close a score must come to the reference
+// scores here, made by the reference tool on a CPU with fused
+// multiply-add. Without one, the reference rounds its blur twice where it
+// rounded once, and so does this implementation (madd): both then score
+// q95 JPEGs up to 0.9 lower, still within the ±2 required.
+func referenceAgreement() float64 {
+	if fusedMultiplyAdd {
+		return 0.25
+	}
+	return 1.5
+}
+
 // TestSSIMULACRA2MatchesTheReferenceOnSmallImages checks images with fewer
 // than six scales, from 8×8 up (testdata/small: reference scores made with
 // the reference tool, see its README), within the same bound as the
@@ -115,7 +127,7 @@ func TestSSIMULACRA2MatchesTheReferenceOnSmallImages(t *testing.T) {
 			t.Fatal(err)
 		}
 		worst = max(worst, math.Abs(got-want))
-		if math.Abs(got-want) > 0.25 {
+		if math.Abs(got-want) > referenceAgreement() {
 			t.Errorf("%s q%s (%d scales): %.3f, reference %.3f", name, q, Scales(ref.Bounds().Dx(), ref.Bounds().Dy()), got, want)
 		}
 	}
