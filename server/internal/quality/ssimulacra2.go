@@ -12,8 +12,10 @@ import (
 // (Cloudinary's perceptual metric): 100 is identical, 90 visually lossless,
 // 80 very high quality, 70 high, 50 medium, 30 low; negative scores are
 // possible for very poor images. Both images are 8-bit sRGB of the same
-// size; alpha is blended onto middle grey as the reference tool does (flatten
-// first to score what a viewer sees on another background).
+// size. Alpha is blended as the reference tool blends it: a translucent
+// reference is scored on dark grey (0.1) and on bright (0.9), the worse
+// score counting, and a translucent candidate of an opaque one on middle
+// grey (flatten both first to score what a viewer sees on a background).
 //
 // It follows the published algorithm: linear sRGB downscaled over six
 // scales, the XYB colour space made positive, SSIM without the luminance
@@ -36,10 +38,25 @@ func SSIMULACRA2(ref, dist image.Image) (float64, error) {
 // every scale (its XYB planes and their blurred moments), so that a quality
 // search scores many candidates for the cost of their half of the work.
 type SSIMULACRA2Reference struct {
-	w, h   int
-	scales []refScale
-	terms  *termSet
+	w, h  int
+	views []refView
+	terms *termSet
 }
+
+// refView is the reference as scored on one background: an opaque
+// reference has one (a translucent candidate is blended onto middle
+// grey), a translucent one two, dark and bright, and the worse score
+// counts, as the reference tool does.
+type refView struct {
+	background float64 // alpha is blended onto this, in sRGB's encoding
+	scales     []refScale
+}
+
+// Backgrounds, as the reference tool picks them.
+var (
+	opaqueBackground       = []float64{0.5}
+	translucentBackgrounds = []float64{0.1, 0.9}
+)
 
 // refScale is the reference at one scale.
 type refScale struct {
@@ -104,7 +121,29 @@ func newReference(ref image.Image, terms *termSet) (*SSIMULACRA2Reference, error
 		terms = everyTerm
 	}
 	r := &SSIMULACRA2Reference{w: w, h: h, terms: terms}
-	lin := linearPlanes(ref)
+	backgrounds := opaqueBackground
+	if translucent(ref) {
+		backgrounds = translucentBackgrounds
+	}
+	for _, bg := range backgrounds {
+		r.views = append(r.views, refView{background: bg, scales: referenceScales(ref, bg, terms)})
+	}
+	return r, nil
+}
+
+// translucent says whether any pixel of img is below opaque.
+func translucent(img image.Image) bool {
+	if o, ok := img.(interface{ Opaque() bool }); ok {
+		return !o.Opaque()
+	}
+	return true
+}
+
+// referenceScales prepares ref, blended onto background, at every scale.
+func referenceScales(ref image.Image, background float64, terms *termSet) []refScale {
+	w, h := ref.Bounds().Dx(), ref.Bounds().Dy()
+	var scales []refScale
+	lin := linearPlanes(ref, background)
 	for scale := range Scales(w, h) {
 		if scale > 0 {
 			lin = lin.half()
@@ -124,9 +163,9 @@ func newReference(ref image.Image, terms *termSet) (*SSIMULACRA2Reference, error
 				gaussBlur(sq, x.w, x.h, tmp, rs.s11.c[c])
 			}
 		}
-		r.scales = append(r.scales, rs)
+		scales = append(scales, rs)
 	}
-	return r, nil
+	return scales
 }
 
 // Scales is how many of SSIMULACRA2's six scales the reference computes
@@ -151,17 +190,27 @@ func Scales(w, h int) int {
 	return n
 }
 
-// Score scores dist against the reference (same size).
+// Score scores dist against the reference (same size): the worse score of
+// the reference's views.
 func (r *SSIMULACRA2Reference) Score(dist image.Image) (float64, error) {
 	if dist.Bounds().Dx() != r.w || dist.Bounds().Dy() != r.h {
 		return 0, fmt.Errorf("ssimulacra2: sizes differ: %d×%d and %v", r.w, r.h, dist.Bounds().Size())
 	}
 	scratch := getScoreScratch(r.w, r.h)
 	defer scratchBuffers.Put(scratch)
+	score := math.Inf(1)
+	for _, v := range r.views {
+		score = min(score, r.scoreView(v, dist, scratch))
+	}
+	return score, nil
+}
+
+// scoreView scores dist, blended onto v's background, against v.
+func (r *SSIMULACRA2Reference) scoreView(v refView, dist image.Image, scratch *scoreScratch) float64 {
 	lin := scratch.lin[0]
-	linearPlanesInto(lin, dist)
-	sums := make([]float64, 0, 18*len(r.scales))
-	for scale, rs := range r.scales {
+	linearPlanesInto(lin, dist, v.background)
+	sums := make([]float64, 0, 18*len(v.scales))
+	for scale, rs := range v.scales {
 		if scale > 0 {
 			lin = lin.halfInto(scratch.lin[scale%2])
 		}
@@ -169,7 +218,7 @@ func (r *SSIMULACRA2Reference) Score(dist image.Image) (float64, error) {
 		positiveXYBInto(xyb, lin, r.terms.needed(2, scale))
 		sums = append(sums, scaleScores(rs, xyb, r.terms, scale, scratch)...)
 	}
-	return ssimulacra2Score(sums), nil
+	return ssimulacra2Score(sums)
 }
 
 // scoreScratch holds the buffers one score needs, sized for the first
@@ -253,16 +302,16 @@ var srgbToLinear = func() (t [256]float32) {
 	return t
 }()
 
-// linearPlanes decodes an image to linear sRGB, blending alpha onto grey
-// (0.5 in sRGB's encoding) first, as the reference tool does by default.
-func linearPlanes(img image.Image) planes3 {
+// linearPlanes decodes an image to linear sRGB, blending alpha onto
+// background (in sRGB's encoding, 0–1) first, as the reference tool does.
+func linearPlanes(img image.Image, background float64) planes3 {
 	p := newPlanes3(img.Bounds().Dx(), img.Bounds().Dy())
-	linearPlanesInto(p, img)
+	linearPlanesInto(p, img, background)
 	return p
 }
 
 // linearPlanesInto is linearPlanes into p, of the image's size.
-func linearPlanesInto(p planes3, img image.Image) {
+func linearPlanesInto(p planes3, img image.Image, background float64) {
 	b := img.Bounds()
 	nrgba, ok := img.(*image.NRGBA)
 	if !ok || b.Min != (image.Point{}) {
@@ -279,7 +328,7 @@ func linearPlanesInto(p planes3, img image.Image) {
 				continue
 			}
 			a := float64(px[3]) / 255
-			blend := func(v uint8) float32 { return float32(decodeSRGB(a*float64(v)/255 + (1-a)*0.5)) }
+			blend := func(v uint8) float32 { return float32(decodeSRGB(a*float64(v)/255 + (1-a)*background)) }
 			r[x], g[x], bl[x] = blend(px[0]), blend(px[1]), blend(px[2])
 		}
 	}
