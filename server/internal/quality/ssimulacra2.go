@@ -3,6 +3,7 @@ package quality
 import (
 	"fmt"
 	"image"
+	"image/color"
 	"image/draw"
 	"math"
 	"sync"
@@ -312,6 +313,10 @@ func linearPlanes(img image.Image, background float64) planes3 {
 
 // linearPlanesInto is linearPlanes into p, of the image's size.
 func linearPlanesInto(p planes3, img image.Image, background float64) {
+	if deepColour(img) {
+		linearPlanes16Into(p, img, background)
+		return
+	}
 	b := img.Bounds()
 	nrgba, ok := img.(*image.NRGBA)
 	if !ok || b.Min != (image.Point{}) {
@@ -330,6 +335,31 @@ func linearPlanesInto(p planes3, img image.Image, background float64) {
 			a := float64(px[3]) / 255
 			blend := func(v uint8) float32 { return float32(decodeSRGB(a*float64(v)/255 + (1-a)*background)) }
 			r[x], g[x], bl[x] = blend(px[0]), blend(px[1]), blend(px[2])
+		}
+	}
+}
+
+// deepColour says whether img has more than 8 bits a sample (a 16-bit
+// PNG, as some decoders write a 10-bit AVIF): the reference reads those
+// bits, so they are scored, not rounded to 8 first.
+func deepColour(img image.Image) bool {
+	switch img.(type) {
+	case *image.NRGBA64, *image.RGBA64, *image.Gray16:
+		return true
+	}
+	return false
+}
+
+// linearPlanes16Into is linearPlanesInto at 16 bits a sample.
+func linearPlanes16Into(p planes3, img image.Image, background float64) {
+	b := img.Bounds()
+	for y := range p.h {
+		r, g, bl := p.c[0][y*p.w:][:p.w], p.c[1][y*p.w:][:p.w], p.c[2][y*p.w:][:p.w]
+		for x := range p.w {
+			c := color.NRGBA64Model.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA64)
+			a := float64(c.A) / 0xFFFF
+			lin := func(v uint16) float32 { return float32(decodeSRGB(a*float64(v)/0xFFFF + (1-a)*background)) }
+			r[x], g[x], bl[x] = lin(c.R), lin(c.G), lin(c.B)
 		}
 	}
 }
