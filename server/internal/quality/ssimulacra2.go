@@ -12,8 +12,8 @@ import (
 // SSIMULACRA2 scores how close dist looks to ref, with SSIMULACRA 2.1
 // (Cloudinary's perceptual metric): 100 is identical, 90 visually lossless,
 // 80 very high quality, 70 high, 50 medium, 30 low; negative scores are
-// possible for very poor images. Both images are 8-bit sRGB of the same
-// size. Alpha is blended as the reference tool blends it: a translucent
+// possible for very poor images. Both images are sRGB of the same size, 8
+// or 16 bits a sample. Alpha is blended as the reference tool blends it: a translucent
 // reference is scored on dark grey (0.1) and on bright (0.9), the worse
 // score counting, and a translucent candidate of an opaque one on middle
 // grey (flatten both first to score what a viewer sees on a background).
