@@ -89,11 +89,7 @@ func ColourNoisePNG(w, h int) []byte {
 	for i := 1; i < len(img.Pix); i += 4 {
 		img.Pix[i] = uint8(min(max(int(img.Pix[i])+rng.IntN(161)-80, 0), 255))
 	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		panic(err)
-	}
-	return buf.Bytes()
+	return encodePNG(img)
 }
 
 // PNG encodes PhotoImage(w, h) with the right half transparent.
@@ -104,11 +100,7 @@ func PNG(w, h int) []byte {
 			img.SetRGBA(x, y, color.RGBA{})
 		}
 	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		panic(err)
-	}
-	return buf.Bytes()
+	return encodePNG(img)
 }
 
 // TranslucentPNG is PhotoImage(w, h) with an alpha that varies from pixel
@@ -121,11 +113,7 @@ func TranslucentPNG(w, h int) []byte {
 			img.Pix[y*img.Stride+4*x+3] = uint8(x * y % 256)
 		}
 	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, (*image.NRGBA)(img)); err != nil {
-		panic(err)
-	}
-	return buf.Bytes()
+	return encodePNG((*image.NRGBA)(img))
 }
 
 // WhiteAlphaNoisePNG is PhotoImage(w, h), opaque on its right half, and
@@ -140,8 +128,14 @@ func WhiteAlphaNoisePNG(w, h int) []byte {
 			copy(img.Pix[y*img.Stride+4*x:], []byte{0xFF, 0xFF, 0xFF, uint8(rng.IntN(256))})
 		}
 	}
+	return encodePNG((*image.NRGBA)(img))
+}
+
+// encodePNG is img as a PNG (the standard library's encoder, which cannot
+// fail writing to memory).
+func encodePNG(img image.Image) []byte {
 	var buf bytes.Buffer
-	if err := png.Encode(&buf, (*image.NRGBA)(img)); err != nil {
+	if err := png.Encode(&buf, img); err != nil {
 		panic(err)
 	}
 	return buf.Bytes()
@@ -186,11 +180,7 @@ func OneBitPNG(w, h int) []byte {
 			row[x] = uint8((x / 4) % 2)
 		}
 	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		panic(err)
-	}
-	return buf.Bytes()
+	return encodePNG(img)
 }
 
 // WithOrientation inserts an EXIF APP1 segment carrying orientation o right
