@@ -16,6 +16,7 @@ import (
 
 	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/store"
+	"github.com/imgedge/imgedge/server/internal/warmgo"
 	"github.com/imgedge/imgedge/server/internal/workpool"
 )
 
@@ -48,6 +49,8 @@ type Service struct {
 	lookups singleflight.Group
 	// known spares a hot variant's own HEAD: only its original's is needed.
 	known *knownAnswers
+	// runners runs lookups and their HEADs on kept goroutines.
+	runners *warmgo.Pool
 	// tracer starts the stages' spans, from the TracerProvider in place
 	// when the service was made (tracing is set up before).
 	tracer trace.Tracer
@@ -79,7 +82,7 @@ func New(cfg Config, st Store, proc Processor, pool *workpool.Pool) (*Service, e
 		obs = nopObserver{}
 	}
 	return &Service{cfg: cfg, store: st, proc: proc, pool: pool, obs: obs, known: newKnownAnswers(cfg.KnownVariantTTL),
-		tracer: otel.Tracer(tracerName)}, nil
+		runners: warmgo.New(lookupRunners, time.Minute), tracer: otel.Tracer(tracerName)}, nil
 }
 
 // EnsureResult is the answer to EnsureVariant.
