@@ -293,15 +293,24 @@ func (s *Store) Put(_ context.Context, bucket, key string, data []byte, opts sto
 		// Buckets are made by CreateBucket (or mkdir), never by a write.
 		return store.ObjectInfo{}, s.missing(bucket, classify(err, bucket))
 	}
-	if err := s.root.MkdirAll(path.Dir(p), 0o755); err != nil {
-		return store.ObjectInfo{}, classify(err, key)
-	}
 	tmp, err := s.writeTemp(data)
 	if err != nil {
 		return store.ObjectInfo{}, err
 	}
 	err = s.place(tmp, p, key, opts)
-	_ = s.root.Remove(tmp) // a no-op once renamed; after a link, drops the extra name
+	if err != nil && !errors.Is(err, store.ErrPreconditionFailed) {
+		// Most writes go to a directory an earlier one made: it is made
+		// (walking each component of the path) only when placing the file
+		// failed, which also tells a new directory from a refused path.
+		if err = s.root.MkdirAll(path.Dir(p), 0o755); err != nil {
+			err = classify(err, key)
+		} else {
+			err = s.place(tmp, p, key, opts)
+		}
+	}
+	if err != nil || opts.IfNoneMatch {
+		_ = s.root.Remove(tmp) // after a link, drops the extra name
+	}
 	if err != nil {
 		return store.ObjectInfo{}, err
 	}
@@ -311,9 +320,11 @@ func (s *Store) Put(_ context.Context, bucket, key string, data []byte, opts sto
 	if err != nil {
 		return store.ObjectInfo{}, classify(err, key)
 	}
-	if err := s.writeSidecar(p, sidecar{ETag: etagOf(fi), ContentType: opts.ContentType, Metadata: opts.Metadata}); err != nil {
+	sc := sidecar{ETag: etagOf(fi), ContentType: opts.ContentType, Metadata: opts.Metadata}
+	if err := s.writeSidecar(p, sc); err != nil {
 		return store.ObjectInfo{}, err
 	}
+	s.sidecars.put(p, sc) // the HEADs that follow need not read it back
 	return s.stat(p, key)
 }
 
@@ -373,14 +384,17 @@ func (s *Store) writeSidecar(objPath string, sc sidecar) error {
 		return fmt.Errorf("local store: encoding metadata: %w", err)
 	}
 	dst := sidecarPath(objPath)
-	if err := s.root.MkdirAll(path.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
-	}
 	tmp, err := s.writeTemp(raw)
 	if err != nil {
 		return err
 	}
-	if err := s.root.Rename(tmp, dst); err != nil {
+	err = s.root.Rename(tmp, dst)
+	if err != nil { // perhaps a new directory, as in Put
+		if err = s.root.MkdirAll(path.Dir(dst), 0o755); err == nil {
+			err = s.root.Rename(tmp, dst)
+		}
+	}
+	if err != nil {
 		_ = s.root.Remove(tmp)
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}

@@ -353,3 +353,23 @@ func BenchmarkStat(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPut: a cold build's write of a 720 px variant and its sidecar,
+// each to a new key in a directory an earlier write made.
+func BenchmarkPut(b *testing.B) {
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	s.CreateBucket("demo")
+	data := make([]byte, 56_000)
+	opts := store.PutOptions{ContentType: "image/jpeg", Metadata: map[string]string{"source-etag": `"1a2b-3c4d"`, "width": "720", "height": "588", "quality": "80"}}
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := s.Put(context.Background(), "demo", fmt.Sprintf("ProcessedImages/w720_q80/photos/%05d.jpg.jpg", i), data, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
