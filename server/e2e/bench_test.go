@@ -202,6 +202,7 @@ func newBenchEnv(t *testing.T) *benchEnv {
 	cfg.Workers, cfg.Queue, cfg.MinSaving = runtime.NumCPU(), 16*runtime.NumCPU(), 0
 	cfg.MaxSourcePixels = 30_000_000
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	app.TuneGC(cfg, os.LookupEnv) // as the server binary does
 	env := &benchEnv{proc: app.NewProcessor(cfg)}
 	start := func(cfg config.Config, st transform.Store) *client.Client {
 		srv, err := app.New(cfg, st, env.proc, logger, nil)
@@ -506,6 +507,7 @@ func benchServer(b *testing.B) (*local.Store, *client.Client) {
 	}
 	st.CreateBucket(bucket)
 	cfg := config.Default()
+	app.TuneGC(cfg, os.LookupEnv)
 	srv, err := app.New(cfg, st, app.NewProcessor(cfg), slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
 	if err != nil {
 		b.Fatal(err)

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -46,11 +45,7 @@ func Run(ctx context.Context, args []string, logOut io.Writer) error {
 	}
 	level, _ := config.ParseLevel(cfg.LogLevel)
 	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
-		// Uploads and sources live on the Go heap: collect their garbage
-		// before the heap outgrows the memory budget, not at twice its size.
-		debug.SetMemoryLimit(int64(cfg.MaxMemory))
-	}
+	TuneGC(cfg, os.LookupEnv)
 
 	stopTracing, err := tracing.Setup(ctx, os.LookupEnv, "imgedge-server")
 	if err != nil {
