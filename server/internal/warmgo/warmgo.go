@@ -13,32 +13,32 @@ import (
 	"time"
 )
 
-// Pool runs functions on at most Max kept goroutines; a call that finds
-// them all busy runs on a goroutine of its own, so Go never waits for a
-// free one. A kept goroutine ends after Idle without work.
+// Pool runs functions on a bounded number of kept goroutines; a call that
+// finds them all busy runs on a goroutine of its own, so Go never waits
+// for a free one.
 type Pool struct {
 	jobs    chan func()
 	idle    time.Duration
-	max     int32
+	limit   int32
 	running atomic.Int32
 }
 
-// New returns a pool of at most max kept goroutines, each ending after
-// idle without work.
-func New(max int, idle time.Duration) *Pool {
-	return &Pool{jobs: make(chan func()), idle: idle, max: int32(max)}
+// New returns a pool that keeps at most limit goroutines, each ending
+// after idle without work.
+func New(limit int, idle time.Duration) *Pool {
+	return &Pool{jobs: make(chan func()), idle: idle, limit: int32(limit)}
 }
 
 // Go runs f on another goroutine and returns at once: an idle kept
-// goroutine's, a new kept one's while fewer than Max exist, else a new
-// goroutine that ends with f.
+// goroutine's, a new kept one's while fewer than the limit exist, else a
+// new goroutine that ends with f.
 func (p *Pool) Go(f func()) {
 	select {
 	case p.jobs <- f:
 		return
 	default:
 	}
-	if p.running.Add(1) <= p.max {
+	if p.running.Add(1) <= p.limit {
 		go p.keep(f)
 		return
 	}
@@ -62,5 +62,5 @@ func (p *Pool) keep(f func()) {
 	}
 }
 
-// Kept reports how many kept goroutines exist.
-func (p *Pool) Kept() int { return int(p.running.Load()) }
+// kept reports how many kept goroutines exist.
+func (p *Pool) kept() int { return int(p.running.Load()) }

@@ -43,9 +43,9 @@ func TestSequentialCallsReuseOneGoroutine(t *testing.T) {
 
 func TestBusyPoolNeverWaits(t *testing.T) {
 	tests := []struct {
-		name          string
-		max, parallel int
-		wantKept      int
+		name            string
+		limit, parallel int
+		wantKept        int
 	}{
 		{"fewer calls than kept goroutines", 4, 2, 2},
 		{"as many", 4, 4, 4},
@@ -54,7 +54,7 @@ func TestBusyPoolNeverWaits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := New(tt.max, time.Minute)
+			p := New(tt.limit, time.Minute)
 			release := make(chan struct{})
 			var started, finished sync.WaitGroup
 			started.Add(tt.parallel)
@@ -69,7 +69,7 @@ func TestBusyPoolNeverWaits(t *testing.T) {
 			// Every call runs at once, however many are kept: none waits
 			// for another to finish.
 			started.Wait()
-			if got := p.Kept(); got != tt.wantKept {
+			if got := p.kept(); got != tt.wantKept {
 				t.Errorf("kept goroutines: %d, want %d", got, tt.wantKept)
 			}
 			close(release)
@@ -87,10 +87,10 @@ func TestIdleGoroutinesEnd(t *testing.T) {
 	}
 	wg.Wait()
 	deadline := time.Now().Add(5 * time.Second)
-	for p.Kept() > 0 && time.Now().Before(deadline) {
+	for p.kept() > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if n := p.Kept(); n != 0 {
+	if n := p.kept(); n != 0 {
 		t.Fatalf("%d kept goroutines after their idle time, want 0", n)
 	}
 	// The pool still works after its goroutines ended.
