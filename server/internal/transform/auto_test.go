@@ -6,8 +6,10 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/workpool"
 )
 
 // curvePrepared scores a quality by a curve: what a codec's score looks
@@ -242,6 +244,53 @@ func TestBestPrefersAFormatThatMeetsTheTarget(t *testing.T) {
 			}
 			if chosen.Format != tc.want || out.Score != tc.score {
 				t.Errorf("best chose %v q%d scoring %.0f (%d B), want %v scoring %.0f", chosen.Format, chosen.Quality, out.Score, len(out.Data), tc.want, tc.score)
+			}
+		})
+	}
+}
+
+// TestBestStopsSearchingWhenTimeRunsShort: once a format has met its
+// target, "best" starts another format's search only while half the
+// work's time is left, so a slow search cannot fail a build that already
+// has an answer; one that has met no target yet keeps searching.
+func TestBestStopsSearchingWhenTimeRunsShort(t *testing.T) {
+	src := make([]byte, 10000)
+	best := Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}, Viewer: variant.ClassWebP}}
+	// The test service negotiates WebP, then JPEG. WebP meets the target
+	// in 3 trials; capped below it, it makes 5, and JPEG then 3.
+	for _, tc := range []struct {
+		name         string
+		trialDelay   time.Duration
+		webpCap      float64
+		want         variant.Format
+		jpegSearched bool
+	}{
+		{"time for both", 0, 0, variant.FormatWebP, true},
+		// 1.2 s of 2: JPEG's search is not started.
+		{"WebP took over half the time", 400 * time.Millisecond, 0, variant.FormatWebP, false},
+		// 1.1 s of 2, no answer yet: JPEG's search runs (0.66 s).
+		{"WebP took over half the time and met no target", 220 * time.Millisecond, 60, variant.FormatJPEG, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.ProcessTimeout = 2 * time.Second
+			proc := &fakeProcessor{ratio: 0.5, trialDelay: tc.trialDelay}
+			if tc.webpCap > 0 {
+				proc.scoreCap = map[variant.Format]float64{variant.FormatWebP: tc.webpCap}
+			}
+			svc, err := New(cfg, newMemStore(), proc, workpool.New(workpool.Limits{Workers: 1, Queue: 1}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, chosen, err := svc.Transform(context.Background(), src, best)
+			if err != nil {
+				t.Fatalf("best: %v", err)
+			}
+			if chosen.Format != tc.want {
+				t.Errorf("best chose %v, want %v", chosen.Format, tc.want)
+			}
+			if got := proc.trials.of(variant.FormatJPEG) > 0; got != tc.jpegSearched {
+				t.Errorf("JPEG searched: %v, want %v (trials: WebP %d, JPEG %d)", got, tc.jpegSearched, proc.trials.of(variant.FormatWebP), proc.trials.of(variant.FormatJPEG))
 			}
 		})
 	}

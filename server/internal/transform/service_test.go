@@ -130,6 +130,30 @@ type fakeProcessor struct {
 	// tooLargeFor are the formats that cannot store the output.
 	tooLargeFor map[variant.Format]bool
 	prepares    atomic.Int64
+	// trialDelay is how long each search trial takes.
+	trialDelay time.Duration
+	trials     trialCount
+}
+
+// trialCount counts search trials per format.
+type trialCount struct {
+	mu sync.Mutex
+	n  map[variant.Format]int
+}
+
+func (c *trialCount) add(f variant.Format) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[variant.Format]int{}
+	}
+	c.n[f]++
+}
+
+func (c *trialCount) of(f variant.Format) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[f]
 }
 
 func (f *fakeProcessor) Probe(data []byte) (ImageInfo, error) {
@@ -164,7 +188,7 @@ func (f *fakeProcessor) Fits(op Operation) error {
 // q90), up to the format's scoreCap.
 func (f *fakeProcessor) Prepare(data []byte, op Operation) (Prepared, error) {
 	f.prepares.Add(1)
-	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs, scoreCap: f.scoreCap, chromaFrom: f.chromaFrom, translucent: f.translucent}, nil
+	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs, scoreCap: f.scoreCap, chromaFrom: f.chromaFrom, translucent: f.translucent, trialDelay: f.trialDelay, trials: &f.trials}, nil
 }
 
 type fakePrepared struct {
@@ -174,6 +198,8 @@ type fakePrepared struct {
 	scoreCap    map[variant.Format]float64
 	chromaFrom  int
 	translucent bool
+	trialDelay  time.Duration
+	trials      *trialCount
 }
 
 var formatFactor = map[variant.Format]float64{variant.FormatAVIF: 0.5, variant.FormatWebP: 0.7, variant.FormatJPEG: 1}
@@ -211,6 +237,8 @@ func (p fakePrepared) Score(encoded []byte) (float64, error) {
 }
 
 func (p fakePrepared) Trial(spec variant.Spec) (Output, float64, error) {
+	p.trials.add(spec.Format)
+	time.Sleep(p.trialDelay)
 	out, _ := p.Encode(spec)
 	score, err := p.Score(out.Data)
 	return out, score, err
