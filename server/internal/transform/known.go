@@ -68,6 +68,9 @@ func newKnownAnswers(ttl time.Duration) *knownAnswers {
 	return &knownAnswers{ttl: ttl, now: time.Now, cache: cache}
 }
 
+// enabled reports whether anything is remembered (a TTL above 0).
+func (k *knownAnswers) enabled() bool { return k.cache != nil }
+
 // get returns what is remembered for a lookup (see lookupID), unless it
 // has expired.
 func (k *knownAnswers) get(id string) (knownAnswer, bool) {

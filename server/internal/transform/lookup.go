@@ -18,33 +18,36 @@ import (
 // HEADs older than the call. The shared lookup runs on its own clock (one
 // caller giving up does not fail the others); each caller still leaves
 // when its own context ends.
-func (s *Service) sharedLookup(ctx context.Context, bucket, key string, cands []candidate) (EnsureResult, bool, error) {
+func (s *Service) sharedLookup(ctx context.Context, bucket, key string, cands []candidate) (lookupAnswer, error) {
 	id := lookupID(bucket, key, cands)
-	type answer struct {
-		res  EnsureResult
-		done bool
-	}
 	// singleflight's DoChan, on a kept goroutine (see lookupRunners).
 	ch := make(chan singleflight.Result, 1)
 	s.runners.Go(func() {
 		v, err, shared := s.lookups.Do(id, func() (any, error) {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProcessTimeout)
 			defer cancel()
-			res, done, _, err := s.lookup(ctx, bucket, key, cands)
-			return answer{res, done}, err
+			res, done, stale, err := s.lookup(ctx, bucket, key, cands)
+			return lookupAnswer{res, done, stale}, err
 		})
 		ch <- singleflight.Result{Val: v, Err: err, Shared: shared}
 	})
 	select {
 	case r := <-ch:
 		if r.Err != nil {
-			return EnsureResult{}, false, r.Err
+			return lookupAnswer{}, r.Err
 		}
-		a := r.Val.(answer)
-		return a.res, a.done, nil
+		return r.Val.(lookupAnswer), nil
 	case <-ctx.Done():
-		return EnsureResult{}, false, ctx.Err()
+		return lookupAnswer{}, ctx.Err()
 	}
+}
+
+// lookupAnswer is what a lookup found: the answer when done, else the
+// original's size and the stale variants' ETags (see lookup).
+type lookupAnswer struct {
+	res   EnsureResult
+	done  bool
+	stale map[string]string
 }
 
 // lookupRunners bounds the goroutines kept to run lookups and their HEADs:

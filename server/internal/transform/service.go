@@ -156,12 +156,14 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 	if err != nil {
 		return EnsureResult{}, err
 	}
-	res, done, err := s.sharedLookup(ctx, bucket, key, cands)
-	if err != nil || done {
-		if err == nil {
-			s.obs.Ensured(res.Outcome, res.OriginalSize, res.Size)
-		}
-		return res, err
+	first, err := s.sharedLookup(ctx, bucket, key, cands)
+	if err != nil {
+		return EnsureResult{}, err
+	}
+	res := first.res
+	if first.done {
+		s.obs.Ensured(res.Outcome, res.OriginalSize, res.Size)
+		return res, nil
 	}
 
 	// Collapse identical concurrent builds into one. The build runs detached
@@ -172,7 +174,7 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 		flight += "\x00dry-run"
 	}
 	ch := s.group.DoChan(flight, func() (any, error) {
-		return s.build(context.WithoutCancel(ctx), bucket, key, cands, req.DryRun)
+		return s.build(context.WithoutCancel(ctx), bucket, key, cands, first, req.DryRun)
 	})
 	var patience <-chan time.Time
 	if req.MaxWait > 0 && !req.DryRun {
@@ -198,20 +200,31 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 }
 
 // build fetches the original, transforms it and stores the variant (or the
-// marker saying the original is smaller). It runs once per key at a time. A
-// dry run stops before writing and reports what would have been stored.
+// marker saying the original is smaller), from what the caller's lookup
+// found (first). It runs once per key at a time. A dry run stops before
+// writing and reports what would have been stored.
 //
 // Each step has its own ProcessTimeout: fetching, waiting for memory and a
 // worker, the work itself (whose clock starts when a worker takes it), and
 // storing. Work that finished is stored, however long the queue was.
-func (s *Service) build(ctx context.Context, bucket, key string, cands []candidate, dryRun bool) (EnsureResult, error) {
+func (s *Service) build(ctx context.Context, bucket, key string, cands []candidate, first lookupAnswer, dryRun bool) (EnsureResult, error) {
 	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, s.cfg.ProcessTimeout) }
 	fetchCtx, cancel := step()
 	defer cancel()
-	// Another build may have finished between our lookup and now.
-	res, done, stale, err := s.lookup(fetchCtx, bucket, key, cands)
-	if err != nil || done {
-		return res, err
+	res, stale := first.res, first.stale
+	if _, found := s.known.get(lookupID(bucket, key, cands)); found || !s.known.enabled() {
+		// A build of the same variant may have finished since that lookup
+		// (a herd of callers for a new image: those whose lookup ran while
+		// it was storing): this service remembers what its builds stored,
+		// so the lookup is repeated only when something is remembered, or
+		// when nothing can be. A write from another replica is caught when
+		// storing (a conditional write), at the cost of a build.
+		var done bool
+		var err error
+		res, done, stale, err = s.lookup(fetchCtx, bucket, key, cands)
+		if err != nil || done {
+			return res, err
+		}
 	}
 	if res.OriginalSize > s.cfg.Limits.MaxSourceBytes {
 		return EnsureResult{}, fmt.Errorf("%w: %q is %d bytes, the limit is %d", ErrTooLarge, key, res.OriginalSize, s.cfg.Limits.MaxSourceBytes)

@@ -274,6 +274,58 @@ func newTestService(t *testing.T, st Store, p Processor, workers, queue int) *Se
 	return s
 }
 
+// TestColdBuildLooksUpOnce: a cold call HEADs the original, its variant
+// and the marker once, then builds. The lookup is repeated before building
+// only when a build of the same variant may have finished since: this
+// service remembers what its builds stored, so a caller whose lookup ran
+// while another build was storing (a herd asking for a new image) does not
+// build it again; with nothing remembered (--known-variant-ttl 0), it is
+// always repeated.
+func TestColdBuildLooksUpOnce(t *testing.T) {
+	// Three HEADs a lookup; the fake store's GET counts one more.
+	for _, tc := range []struct {
+		ttl       time.Duration
+		coldHeads int64
+	}{
+		{time.Minute, 3 + 1},
+		{0, 2*3 + 1},
+	} {
+		t.Run(fmt.Sprint("known-variant-ttl ", tc.ttl), func(t *testing.T) {
+			st := newMemStore()
+			proc := &fakeProcessor{ratio: 0.5}
+			cfg := testConfig()
+			cfg.KnownVariantTTL = tc.ttl
+			svc, err := New(cfg, st, proc, workpool.New(workpool.Limits{Workers: 1, Queue: 1}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.set("a.jpg", make([]byte, 1000))
+			ctx := context.Background()
+			res, err := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{})
+			if err != nil || res.Outcome != Created {
+				t.Fatalf("cold call: %+v, %v", res, err)
+			}
+			if n := st.heads.Load(); n != tc.coldHeads {
+				t.Errorf("cold call: %d HEADs, want %d", n, tc.coldHeads)
+			}
+			// A build from a lookup that ran before that build stored its
+			// variant: it finds the variant instead of building it again.
+			cands, err := svc.candidates("a.jpg", variant.Request{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			late := lookupAnswer{res: EnsureResult{OriginalSize: 1000}}
+			res, err = svc.build(ctx, "bkt", "a.jpg", cands, late, false)
+			if err != nil || res.Outcome != AlreadyExisted {
+				t.Errorf("late build: %+v, %v; want the variant the first stored", res, err)
+			}
+			if n := proc.runs.Load(); n != 1 {
+				t.Errorf("%d transforms, want 1", n)
+			}
+		})
+	}
+}
+
 func TestEnsureVariantOutcomes(t *testing.T) {
 	st := newMemStore()
 	proc := &fakeProcessor{ratio: 0.5}
