@@ -43,7 +43,8 @@ func (s *Service) sharedLookup(ctx context.Context, bucket, key string, cands []
 }
 
 // lookupAnswer is what a lookup found: the answer when done, else the
-// original's size and the stale variants' ETags (see lookup).
+// original's size and the stale variants' ETags (see lookup). Every caller
+// that shared the lookup holds the same answer: it is read, never changed.
 type lookupAnswer struct {
 	res   EnsureResult
 	done  bool
