@@ -115,12 +115,11 @@ func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, 
 	if err != nil {
 		return Output{}, variant.Spec{}, err
 	}
-	deadline, bounded := ctx.Deadline()
-	half := time.Until(deadline) / 2
+	timeLeft := halfTimeLeft(ctx)
 	var best candidateResult
 	formats := keepingAlpha(specs, prep)
 	for i, spec := range formats {
-		if best.met && bounded && time.Until(deadline) < half {
+		if best.met && !timeLeft() {
 			trace.SpanFromContext(ctx).AddEvent("out of time for more formats", trace.WithAttributes(
 				attribute.Int("formats_left", len(formats)-i), attribute.String("kept", best.spec.Format.String())))
 			break
@@ -218,6 +217,16 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, 
 	return out, chosen, err
 }
 
+// halfTimeLeft returns a check of whether half of the time ctx has now is
+// still left (always true without a deadline). Work that could only improve
+// an answer already in hand starts only while it is, so that on a slower
+// machine it cannot run past the deadline and fail the build instead.
+func halfTimeLeft(ctx context.Context) func() bool {
+	deadline, bounded := ctx.Deadline()
+	half := time.Until(deadline) / 2
+	return func() bool { return !bounded || time.Until(deadline) >= half }
+}
+
 // searchQuality is search for a lossy format; it also returns how many
 // trials it made.
 //
@@ -228,9 +237,11 @@ func (s *Service) search(ctx context.Context, prep Prepared, spec variant.Spec, 
 // short, and the answer is the costliest encode of the range. When the
 // search lands there, it searches again below that quality with full
 // chroma, which reaches the target sooner: for colour noise at 480 px, a
-// third fewer bytes than JPEG's q95 at the same target.
+// third fewer bytes than JPEG's q95 at the same target. That second search
+// starts only while half of the time the first began with is left.
 func (s *Service) searchQuality(ctx context.Context, prep Prepared, spec variant.Spec, toBeat int) (Output, variant.Spec, int, error) {
 	a := s.cfg.Auto
+	timeLeft := halfTimeLeft(ctx)
 	r, err := s.searchRange(ctx, prep, spec, a.MinQuality, a.MaxQuality, toBeat, nil)
 	if errors.Is(err, ErrCannotScore) {
 		// Too small to judge: the format's default quality.
@@ -242,7 +253,7 @@ func (s *Service) searchQuality(ctx context.Context, prep Prepared, spec variant
 	if err != nil {
 		return Output{}, spec, r.trials, err
 	}
-	if from := prep.FullChromaFrom(spec.Format); r.found && !spec.FullChroma && from > a.MinQuality && r.spec.Quality >= from {
+	if from := prep.FullChromaFrom(spec.Format); r.found && !spec.FullChroma && from > a.MinQuality && r.spec.Quality >= from && fullChromaTime(ctx, timeLeft) {
 		full := spec
 		full.FullChroma = true
 		// Every full-chroma pass below from is smaller than the answer,
@@ -277,6 +288,15 @@ func (s *Service) searchQuality(ctx context.Context, prep Prepared, spec variant
 		return whole, r.spec, r.trials, err
 	}
 	return r.out, r.spec, r.trials, nil
+}
+
+// fullChromaTime is timeLeft(), with a span event when it is false.
+func fullChromaTime(ctx context.Context, timeLeft func() bool) bool {
+	if timeLeft() {
+		return true
+	}
+	trace.SpanFromContext(ctx).AddEvent("out of time for a full-chroma search")
+	return false
 }
 
 // rangeSearch is what a search of one quality range found.

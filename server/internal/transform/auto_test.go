@@ -435,3 +435,38 @@ func TestStorableFormatsAreJudgedFromTheHeader(t *testing.T) {
 		})
 	}
 }
+
+// TestFullChromaSearchNeedsHalfTheTime: the second, full-chroma search
+// starts only while half of the time the first began with is left; else the
+// first search's answer (q95, full chroma by itself, not asked) is kept.
+func TestFullChromaSearchNeedsHalfTheTime(t *testing.T) {
+	jpeg := Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatJPEG, AutoQuality: true}}}
+	src := make([]byte, 10000)
+	for _, tc := range []struct {
+		name       string
+		trialDelay time.Duration
+		quality    int
+		fullChroma bool // asked for by the second search
+	}{
+		{"time for both", 0, 90, true},
+		// The first search's trials take over 1 s of the 2.
+		{"the first search took over half the time", 250 * time.Millisecond, 95, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.ProcessTimeout = 2 * time.Second
+			proc := &fakeProcessor{ratio: 0.5, scoreCap: map[variant.Format]float64{variant.FormatJPEG: 60}, chromaFrom: 95, trialDelay: tc.trialDelay}
+			svc, err := New(cfg, newMemStore(), proc, workpool.New(workpool.Limits{Workers: 1, Queue: 1}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, chosen, err := svc.Transform(context.Background(), src, jpeg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if chosen.Quality != tc.quality || chosen.FullChroma != tc.fullChroma {
+				t.Errorf("chose q%d, full chroma asked %v; want q%d, %v (trials: %d)", chosen.Quality, chosen.FullChroma, tc.quality, tc.fullChroma, proc.trials.of(variant.FormatJPEG))
+			}
+		})
+	}
+}
