@@ -13,30 +13,53 @@ import (
 	"github.com/imgedge/imgedge/client/variant"
 )
 
-// AVIFSpeedBySize picks the AV1 speed from the output's size (avifSpeedFor).
+// AVIFSpeedBySize picks the AV1 speed, and the bit depth, from the output's
+// size (avifEncodingFor).
 const AVIFSpeedBySize = -1
 
-// avifSpeedFor is the slowest AV1 speed whose encode of pixels stays
-// within about avifEncodeBudget of CPU on one core for the costliest
-// content measured on the project's machine (libvips 8.18, aom): a detailed
-// photo at the qualities auto-quality picks (q60–65) costs per megapixel
-// 2.6 s at speed 6, 1.2 s at 8 and 0.35 s at 9 — typical photos at q50 five
-// times less (0.48, 0.13, 0.06 s). Speed 7 was no smaller than 8. Speed 6
-// needs 3–12 % fewer bytes than 8 at the same SSIMULACRA2, so it is used
-// where even the worst case is cheap: up to 3 MP; 8 up to 6.5 MP; 9 above,
-// which keeps the largest source allowed (50 MP) under ~18 s in the worst
-// case, inside the default 30 s process timeout with one job per core.
-func avifSpeedFor(pixels int) int {
+// avifEncoding is how aom encodes an AVIF: its speed, and the bit depth it
+// codes at (the 8-bit pixels are widened to 10 bits before coding).
+type avifEncoding struct {
+	speed    int // 0 (slowest, smallest) to 9 (fastest)
+	bitDepth int // 8 or 10
+}
+
+// avifRungs are the encodings avifEncodingFor chooses from, the fewest
+// bytes first, each with the CPU a megapixel costs on the costliest content
+// measured on the project's machine (libvips 8.18, aom): a detailed photo
+// at the qualities auto-quality picks (q60–65) costs per megapixel 2.6 s at
+// speed 6, 1.2 s at 8 and 0.35 s at 9 — typical photos at q50 five times
+// less (0.48, 0.13, 0.06 s). Speed 7 was no smaller than 8. Speed 6 needs
+// 3–12 % fewer bytes than 8 at the same SSIMULACRA2.
+var avifRungs = []struct {
+	enc      avifEncoding
+	secPerMP float64 // worst case measured
+}{
+	{avifEncoding{speed: 6, bitDepth: 10}, 2.6 * avif10BitCost},
+	{avifEncoding{speed: 6, bitDepth: 8}, 2.6},
+	{avifEncoding{speed: 8, bitDepth: 8}, 1.2},
+}
+
+// avif10BitCost bounds the CPU of coding at 10 bits against 8, at speed 6:
+// measured 1.15–1.49× on the corpus at 720 px and at its own size, and on
+// noise. It needs 1–5 % fewer bytes at the same SSIMULACRA2 (seven photos
+// at 720 px around 70; 1.3–4.6 % on the corpus at its own size).
+const avif10BitCost = 1.5
+
+// avifEncodingFor is the encoding with the fewest bytes whose encode of
+// pixels stays within about avifEncodeBudget of CPU on one core for the
+// costliest content: speed 6 at 10 bits up to 2 MP (1600×1200); at 8 bits
+// up to 3 MP; speed 8 up to 6.5 MP; 9 above, which keeps the largest source
+// allowed (50 MP) under ~18 s in the worst case, inside the default 30 s
+// process timeout with one job per core.
+func avifEncodingFor(pixels int) avifEncoding {
 	mp := float64(pixels) / 1e6
-	for _, s := range []struct {
-		speed    int
-		secPerMP float64 // worst case measured
-	}{{6, 2.6}, {8, 1.2}} {
-		if mp*s.secPerMP <= avifEncodeBudget.Seconds() {
-			return s.speed
+	for _, r := range avifRungs {
+		if mp*r.secPerMP <= avifEncodeBudget.Seconds() {
+			return r.enc
 		}
 	}
-	return 9
+	return avifEncoding{speed: 9, bitDepth: 8}
 }
 
 // WebPEffortBySize picks libwebp's method from the output's size
@@ -80,12 +103,12 @@ func (p *Processor) webpEffort(pixels int) int {
 // avifEncodeBudget bounds one AVIF encode's CPU when the speed is by size.
 const avifEncodeBudget = 8 * time.Second
 
-// A by-size speed is sized for the costliest content, and most photos cost
-// a fifth of it: an auto-quality search, which encodes a mosaic of the
+// A by-size encoding is sized for the costliest content, and most photos
+// cost a fifth of it: an auto-quality search, which encodes a mosaic of the
 // image's tiles first, measures what this content costs and encodes at
-// avifMeasuredSpeed when that fits avifMeasuredBudget (settleAVIFSpeed).
-// Speed 6 needs 6–12 % fewer bytes than 9 at the same SSIMULACRA2 on the
-// corpus's 6–24 MP photos.
+// avifMeasuredSpeed, at 10 bits or else at 8, when that fits
+// avifMeasuredBudget (settleAVIF). Speed 6 needs 6–12 % fewer bytes than 9
+// at the same SSIMULACRA2 on the corpus's 6–24 MP photos.
 const (
 	avifMeasuredSpeed  = 6
 	avifMeasuredBudget = 16 * time.Second
@@ -174,7 +197,7 @@ func (p *Processor) fullChromaFrom(f variant.Format, pixels int) int {
 	case variant.FormatJPEG:
 		return cmp.Or(p.cfg.JPEG.FullChromaFrom, libvipsFullChromaFrom)
 	case variant.FormatAVIF:
-		if pixels <= avifFullChromaPixels && p.avifSpeed(pixels) >= avifMeasuredSpeed {
+		if pixels <= avifFullChromaPixels && p.avifEncoding(pixels).speed >= avifMeasuredSpeed {
 			return libvipsFullChromaFrom
 		}
 	}
@@ -204,10 +227,11 @@ func (t JPEGTuning) subsampling(q int) C.int {
 	}
 }
 
-// avifSpeed is the configured AV1 speed, or the one for an output of pixels.
-func (p *Processor) avifSpeed(pixels int) int {
+// avifEncoding is the encoding for an output of pixels: by its size, or at
+// the configured speed and 8 bits.
+func (p *Processor) avifEncoding(pixels int) avifEncoding {
 	if p.cfg.AVIFSpeed == AVIFSpeedBySize {
-		return avifSpeedFor(pixels)
+		return avifEncodingFor(pixels)
 	}
-	return p.cfg.AVIFSpeed
+	return avifEncoding{speed: p.cfg.AVIFSpeed, bitDepth: 8}
 }

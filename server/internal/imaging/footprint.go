@@ -39,8 +39,12 @@ func (p *Processor) Footprint(op transform.Operation) int64 {
 	work := 2 * outPixels * 4 // resampling and encoding
 	if op.Spec.Format == variant.FormatAVIF {
 		// aom's frames and lookahead: 20 bytes an output pixel measured
-		// (4.3–24 MP, speeds 8 and 9), 12 beyond the general 8.
+		// (4.3–24 MP, speeds 8 and 9), 12 beyond the general 8; coding at
+		// 10 bits, 10–12 more (measured at 0.8 and 2 MP).
 		work += outPixels * 12
+		if pl.opts.avif_bitdepth > 8 {
+			work += outPixels * 12
+		}
 	}
 	if op.Spec.AutoQuality {
 		// The kept intermediate, and the metric's planes for what it

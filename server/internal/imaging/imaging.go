@@ -184,6 +184,7 @@ func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.in
 		}
 	}
 	pl := plan{shrink: shrinkOnLoad(src, upW, upH, outW, outH)}
+	avif := p.avifEncoding(outW * outH)
 	pl.opts = C.imgedge_opts{
 		width:         C.int(outW),
 		height:        C.int(outH),
@@ -191,7 +192,8 @@ func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.in
 		format:        format,
 		quality:       C.int(spec.Quality),
 		interlace:     cbool(spec.Progressive || p.cfg.JPEG.Progressive),
-		effort:        C.int(9 - p.avifSpeed(outW*outH)),
+		effort:        C.int(9 - avif.speed),
+		avif_bitdepth: C.int(avif.bitDepth),
 		webp_effort:   C.int(p.webpEffort(outW * outH)),
 		keep_metadata: cbool(p.cfg.KeepMetadata),
 		trellis:       cbool(p.cfg.JPEG.Trellis),

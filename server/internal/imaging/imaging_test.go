@@ -335,35 +335,65 @@ func TestWebPEffortBySize(t *testing.T) {
 	}
 }
 
-func TestAVIFSpeedBySize(t *testing.T) {
+func TestAVIFEncodingBySize(t *testing.T) {
 	for _, tt := range []struct {
-		pixels, speed int
+		pixels int
+		want   avifEncoding
 	}{
-		{720 * 540, 6},
-		{1920 * 1440, 6}, // 2.8 MP
-		{2725 * 2225, 8}, // 6 MP
-		{4032 * 3024, 9}, // a 12 MP phone photo
-		{7000 * 7000, 9}, // the 50 MP source limit
+		{720 * 540, avifEncoding{speed: 6, bitDepth: 10}},
+		{1600 * 1200, avifEncoding{speed: 6, bitDepth: 10}}, // 1.9 MP
+		{1920 * 1440, avifEncoding{speed: 6, bitDepth: 8}},  // 2.8 MP
+		{2725 * 2225, avifEncoding{speed: 8, bitDepth: 8}},  // 6 MP
+		{4032 * 3024, avifEncoding{speed: 9, bitDepth: 8}},  // a 12 MP phone photo
+		{7000 * 7000, avifEncoding{speed: 9, bitDepth: 8}},  // the 50 MP source limit
 	} {
-		if got := avifSpeedFor(tt.pixels); got != tt.speed {
-			t.Errorf("%d pixels: speed %d, want %d", tt.pixels, got, tt.speed)
+		if got := avifEncodingFor(tt.pixels); got != tt.want {
+			t.Errorf("%d pixels: %+v, want %+v", tt.pixels, got, tt.want)
 		}
 	}
 	fixed := New(Config{AVIFSpeed: 7})
-	if fixed.avifSpeed(50_000_000) != 7 {
-		t.Error("a configured speed is not kept")
+	if got := fixed.avifEncoding(50_000_000); got != (avifEncoding{speed: 7, bitDepth: 8}) {
+		t.Errorf("a configured speed gives %+v, want speed 7 at 8 bits", got)
+	}
+
+	// What the encoder writes: a 10-bit AVIF decodes to 16-bit samples.
+	src := testimages.JPEG(640, 480, 90)
+	for _, tt := range []struct {
+		name        string
+		p           *Processor
+		sampleBytes int
+	}{
+		{"by size", New(Config{AVIFSpeed: AVIFSpeedBySize}), 2},
+		{"configured speed", New(Config{AVIFSpeed: 6}), 1},
+	} {
+		srcInfo, err := tt.p.Probe(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := tt.p.Process(src, transform.Operation{Spec: variant.Spec{Format: variant.FormatAVIF, Quality: 60}, Source: srcInfo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := tt.p.Probe(out.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.SampleBytes != tt.sampleBytes {
+			t.Errorf("%s: the AVIF decodes to %d-byte samples, want %d", tt.name, info.SampleBytes, tt.sampleBytes)
+		}
 	}
 }
 
 // TestAVIFSearchSpeedFollowsTheContent: a search whose output the size rule
 // would encode at speed 8 measures the content on its first trial. An easy
-// photo-like image is searched and encoded at speed 6 (its final encode is
-// byte for byte speed 6's); noise, which would cost too much there, keeps
-// the size's speed 8, and so does any configured speed.
+// photo-like image is searched and encoded at speed 6 and 10 bits (its
+// final encode is byte for byte that encoding's); noise, which would cost
+// too much there, keeps the size's speed 8, and so does any configured
+// speed.
 func TestAVIFSearchSpeedFollowsTheContent(t *testing.T) {
 	const w, h = 1800, 1800 // 3.2 MP: speed 8 by size
 	spec := variant.Spec{Format: variant.FormatAVIF, Quality: 62, AutoQuality: true}
-	search := func(p *Processor, src []byte) *prepared {
+	prepare := func(p *Processor, src []byte) *prepared {
 		t.Helper()
 		info, err := p.Probe(src)
 		if err != nil {
@@ -373,44 +403,51 @@ func TestAVIFSearchSpeedFollowsTheContent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		return pr.(*prepared)
+	}
+	search := func(p *Processor, src []byte) *prepared {
+		t.Helper()
+		pr := prepare(p, src)
 		if _, _, err := pr.Trial(spec); err != nil {
 			t.Fatal(err)
 		}
-		return pr.(*prepared)
+		return pr
 	}
-	if avifSpeedFor(w*h) != 8 {
-		t.Fatalf("%d×%d is speed %d by size, not 8", w, h, avifSpeedFor(w*h))
+	if got := avifEncodingFor(w * h); got != (avifEncoding{speed: 8, bitDepth: 8}) {
+		t.Fatalf("%d×%d is %+v by size, not speed 8 at 8 bits", w, h, got)
 	}
 	bySize := New(Config{AVIFSpeed: AVIFSpeedBySize})
 	photo := testimages.JPEG(w, h, 90)
 	for _, tt := range []struct {
-		name  string
-		p     *Processor
-		src   []byte
-		speed int
+		name string
+		p    *Processor
+		src  []byte
+		want avifEncoding
 	}{
-		{"photo", bySize, photo, 6},
-		{"noise", bySize, testimages.NoiseJPEG(w, h, 90), 8},
-		{"photo at a configured speed", New(Config{AVIFSpeed: 9}), photo, 9},
+		{"photo", bySize, photo, avifEncoding{speed: 6, bitDepth: 10}},
+		{"noise", bySize, testimages.NoiseJPEG(w, h, 90), avifEncoding{speed: 8, bitDepth: 8}},
+		{"photo at a configured speed", New(Config{AVIFSpeed: 9}), photo, avifEncoding{speed: 9, bitDepth: 8}},
 	} {
 		pr := search(tt.p, tt.src)
 		if pr.mosaic == nil {
 			t.Fatalf("%s: no mosaic: the trial judged the whole image", tt.name)
 		}
-		if pr.avifSpeed != tt.speed {
-			t.Errorf("%s: speed %d, want %d", tt.name, pr.avifSpeed, tt.speed)
+		if pr.avif != tt.want {
+			t.Errorf("%s: %+v, want %+v", tt.name, pr.avif, tt.want)
 		}
 	}
 	settled, err := search(bySize, photo).Encode(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	at6, err := search(New(Config{AVIFSpeed: 6}), photo).Encode(spec)
+	at6 := prepare(bySize, photo)
+	at6.avif, at6.avifSettled = avifEncoding{speed: 6, bitDepth: 10}, true
+	want, err := at6.Encode(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(settled.Data, at6.Data) {
-		t.Errorf("the final encode (%d B) is not speed 6's (%d B)", len(settled.Data), len(at6.Data))
+	if !bytes.Equal(settled.Data, want.Data) {
+		t.Errorf("the final encode (%d B) is not speed 6's at 10 bits (%d B)", len(settled.Data), len(want.Data))
 	}
 }
 

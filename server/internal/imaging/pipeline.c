@@ -165,7 +165,7 @@ static int save(VipsImage *img, const imgedge_opts *o, void **out, size_t *outle
 	case IMGEDGE_AVIF:
 		return vips_heifsave_buffer(img, out, outlen, "Q", o->quality, "strip", strip,
 			"compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "effort", o->effort,
-			"subsample_mode", o->subsample, NULL);
+			"bitdepth", o->avif_bitdepth > 8 ? 10 : 8, "subsample_mode", o->subsample, NULL);
 	case IMGEDGE_PNG:
 		return vips_pngsave_buffer(img, out, outlen, "compression", 6, "strip", strip, NULL);
 	case IMGEDGE_RAW:

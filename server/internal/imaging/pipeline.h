@@ -31,6 +31,7 @@ typedef struct {
 	int shrink;         // JPEG shrink-on-load factor: 1, 2, 4 or 8
 	int format;         // IMGEDGE_*
 	int quality, interlace, effort; // effort: AVIF's (9 - speed)
+	int avif_bitdepth;  // the bit depth AV1 codes at: 8 or 10
 	int webp_effort;    // libwebp's method, 0 (fastest) to 6
 	int trellis, deringing, quant_table; // mozjpeg's encoder settings
 	int subsample;      // JPEG and AVIF chroma: VipsForeignSubsample

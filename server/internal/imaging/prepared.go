@@ -150,9 +150,9 @@ type prepared struct {
 	// that is smaller than the image; nil otherwise.
 	mosaic []byte
 	mw, mh int
-	// avifSpeed is the AV1 speed of every AVIF encode, trial or final,
-	// once the first trial has settled it (avifSettled).
-	avifSpeed   int
+	// avif is the encoding of every AVIF encode, trial or final, once the
+	// first trial has settled it (avifSettled).
+	avif        avifEncoding
 	avifSettled bool
 	translucent bool // some pixel's alpha is below opaque
 }
@@ -176,8 +176,9 @@ func (pr *prepared) encode(spec variant.Spec, pixels []byte, w, h int) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	// The mosaic is encoded with the whole image's speed, as it stands for it.
-	pl.opts.effort = C.int(9 - pr.wholeAVIFSpeed())
+	// The mosaic is encoded as the whole image is, as it stands for it.
+	avif := pr.wholeAVIF()
+	pl.opts.effort, pl.opts.avif_bitdepth = C.int(9-avif.speed), C.int(avif.bitDepth)
 	pl.opts.webp_effort = C.int(pr.p.webpEffort(pr.width * pr.height))
 	var out unsafe.Pointer
 	var outLen C.size_t
@@ -245,7 +246,7 @@ func (pr *prepared) Trial(spec variant.Spec) (transform.Output, float64, error) 
 	var data []byte
 	var err error
 	if spec.Format == variant.FormatAVIF && !pr.avifSettled {
-		data, err = pr.settleAVIFSpeed(spec)
+		data, err = pr.settleAVIF(spec)
 	} else {
 		data, err = pr.encode(spec, pr.mosaic, pr.mw, pr.mh)
 	}
@@ -256,35 +257,48 @@ func (pr *prepared) Trial(spec variant.Spec) (transform.Output, float64, error) 
 	return transform.Output{}, score, err
 }
 
-// wholeAVIFSpeed is the AV1 speed for the whole image: the settled one, or
+// wholeAVIF is the AV1 encoding for the whole image: the settled one, or
 // the configured one (by the output's size unless set).
-func (pr *prepared) wholeAVIFSpeed() int {
+func (pr *prepared) wholeAVIF() avifEncoding {
 	if pr.avifSettled {
-		return pr.avifSpeed
+		return pr.avif
 	}
-	return pr.p.avifSpeed(pr.width * pr.height)
+	return pr.p.avifEncoding(pr.width * pr.height)
 }
 
-// settleAVIFSpeed encodes the mosaic for an AVIF search's first trial at
-// the speed the output's size allows, then settles the speed of the search
-// and of its final encode: avifMeasuredSpeed when, by the bits that encode
-// took (at the quality the search starts from, usually near its answer),
-// the search's trials and the final encode at that speed fit
-// avifMeasuredBudget (the trial is then encoded again at it), or else the
-// size's. A configured speed is kept as it is.
-func (pr *prepared) settleAVIFSpeed(spec variant.Spec) ([]byte, error) {
-	pr.avifSpeed, pr.avifSettled = pr.wholeAVIFSpeed(), true
+// settleAVIF encodes the mosaic for an AVIF search's first trial as the
+// output's size allows, then settles the encoding of the search and of its
+// final encode: avifMeasuredSpeed at 10 bits, or else at 8, when by the bits
+// that encode took (at the quality the search starts from, usually near its
+// answer) the search's trials and the final encode fit avifMeasuredBudget
+// (the trial is then encoded again), or else the size's. A configured speed
+// is kept as it is.
+func (pr *prepared) settleAVIF(spec variant.Spec) ([]byte, error) {
+	pr.avif, pr.avifSettled = pr.wholeAVIF(), true
 	data, err := pr.encode(spec, pr.mosaic, pr.mw, pr.mh)
-	if err != nil || pr.p.cfg.AVIFSpeed != AVIFSpeedBySize || pr.avifSpeed <= avifMeasuredSpeed {
+	if err != nil || pr.p.cfg.AVIFSpeed != AVIFSpeedBySize || pr.avif == avifRungs[0].enc {
 		return data, err
 	}
 	bitsPerPixel := float64(8*len(data)) / float64(pr.mw*pr.mh)
 	megapixels := float64(pr.width*pr.height+searchTrials*pr.mw*pr.mh) / 1e6
-	if time.Duration(megapixels*float64(avifSpeed6PerMP(bitsPerPixel))) > avifMeasuredBudget {
-		return data, nil
+	at8 := megapixels * float64(avifSpeed6PerMP(bitsPerPixel))
+	for _, c := range []struct {
+		enc  avifEncoding
+		cost time.Duration
+	}{
+		{avifEncoding{speed: avifMeasuredSpeed, bitDepth: 10}, time.Duration(at8 * avif10BitCost)},
+		{avifEncoding{speed: avifMeasuredSpeed, bitDepth: 8}, time.Duration(at8)},
+	} {
+		if c.cost > avifMeasuredBudget {
+			continue
+		}
+		if c.enc == pr.avif {
+			return data, nil
+		}
+		pr.avif = c.enc
+		return pr.encode(spec, pr.mosaic, pr.mw, pr.mh)
 	}
-	pr.avifSpeed = avifMeasuredSpeed
-	return pr.encode(spec, pr.mosaic, pr.mw, pr.mh)
+	return data, nil
 }
 
 // worst decodes an encoded w×h image as a viewer sees it and scores the
