@@ -116,6 +116,22 @@ const (
 	searchTrials = 4
 )
 
+// searchMaySettle10Bits is whether an auto-quality search may settle an
+// output of pixels at 10 bits, where its content is cheap enough
+// (settleAVIF): up to avif10BitSearchPixels.
+func (p *Processor) searchMaySettle10Bits(pixels int) bool {
+	return p.cfg.AVIFSpeed == AVIFSpeedBySize && pixels <= avif10BitSearchPixels
+}
+
+// avif10BitSearchPixels bounds the outputs a search may code at 10 bits
+// beyond the size rule's 2 MP. The encoder holds ~12 bytes more an output
+// pixel at 10 bits, which admission counts wherever a search may settle
+// there: up to 6.5 MP that is at most 75 MB, while a same-size search of a
+// 12 MP phone photo, which would count 139 MiB more (577 MiB), still fits the
+// default memory budget's 576 MiB for pixels (437 MiB). The corpus's 6 MP
+// photo needs 6 % fewer bytes at 10 bits.
+const avif10BitSearchPixels = 6_500_000
+
 // avifSpeed6PerMP bounds the CPU a megapixel costs at speed 6 from the bits
 // per pixel an encode of the same content takes at a faster speed and the
 // same quality: above every measurement on this project's machine (6–24 MP

@@ -40,9 +40,10 @@ func (p *Processor) Footprint(op transform.Operation) int64 {
 	if op.Spec.Format == variant.FormatAVIF {
 		// aom's frames and lookahead: 20 bytes an output pixel measured
 		// (4.3–24 MP, speeds 8 and 9), 12 beyond the general 8; coding at
-		// 10 bits, 10–12 more (measured at 0.8 and 2 MP).
+		// 10 bits (by size, or as a search may settle it), 10–12 more
+		// (measured at 0.8 and 2 MP).
 		work += outPixels * 12
-		if pl.opts.avif_bitdepth > 8 {
+		if pl.opts.avif_bitdepth > 8 || op.Spec.AutoQuality && p.searchMaySettle10Bits(int(outPixels)) {
 			work += outPixels * 12
 		}
 	}

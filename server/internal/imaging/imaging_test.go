@@ -601,6 +601,17 @@ func TestFootprintCoversMeasuredPeaks(t *testing.T) {
 	if got := p.Footprint(transform.Operation{Spec: spec(variant.FormatJPEG, 0, true), Source: jpeg24}); got > 576<<20 {
 		t.Errorf("a same-size auto JPEG of a 24 MP photo needs %d MB: more than the default budget", got/mb)
 	}
+	phone := rgb("jpeg", 4032, 3024)
+	if got := p.Footprint(transform.Operation{Spec: spec(variant.FormatAVIF, 0, true), Source: phone}); got > 576<<20 {
+		t.Errorf("a same-size auto AVIF of a 12 MP photo needs %d MB: more than the default budget", got/mb)
+	}
+	// Where a search may settle at 10 bits, aom's larger frames are counted.
+	six := rgb("jpeg", 3000, 2000)
+	fixed := p.Footprint(transform.Operation{Spec: spec(variant.FormatAVIF, 0, false), Source: six})
+	searched := p.Footprint(transform.Operation{Spec: spec(variant.FormatAVIF, 0, true), Source: six})
+	if autoExtra := int64(3000 * 2000 * (4 + 12)); searched-fixed < autoExtra+int64(mosaicPixels(scoreTiles))*110 {
+		t.Errorf("a same-size auto AVIF of a 6 MP photo counts %d MB over a fixed one: not its 10-bit frames", (searched-fixed)/mb)
+	}
 }
 
 // TestFits: the format's side limit is judged from the header, on the

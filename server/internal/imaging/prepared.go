@@ -268,10 +268,11 @@ func (pr *prepared) wholeAVIF() avifEncoding {
 
 // settleAVIF encodes the mosaic for an AVIF search's first trial as the
 // output's size allows, then settles the encoding of the search and of its
-// final encode: avifMeasuredSpeed at 10 bits, or else at 8, when by the bits
-// that encode took (at the quality the search starts from, usually near its
-// answer) the search's trials and the final encode fit avifMeasuredBudget
-// (the trial is then encoded again), or else the size's. A configured speed
+// final encode: avifMeasuredSpeed at 10 bits (up to avif10BitSearchPixels),
+// or else at 8, when by the bits that encode took (at the quality the search
+// starts from, usually near its answer) the search's trials and the final
+// encode fit avifMeasuredBudget (the trial is then encoded again), or else
+// the size's. A configured speed
 // is kept as it is.
 func (pr *prepared) settleAVIF(spec variant.Spec) ([]byte, error) {
 	pr.avif, pr.avifSettled = pr.wholeAVIF(), true
@@ -285,11 +286,12 @@ func (pr *prepared) settleAVIF(spec variant.Spec) ([]byte, error) {
 	for _, c := range []struct {
 		enc  avifEncoding
 		cost time.Duration
+		fits bool
 	}{
-		{avifEncoding{speed: avifMeasuredSpeed, bitDepth: 10}, time.Duration(at8 * avif10BitCost)},
-		{avifEncoding{speed: avifMeasuredSpeed, bitDepth: 8}, time.Duration(at8)},
+		{avifEncoding{speed: avifMeasuredSpeed, bitDepth: 10}, time.Duration(at8 * avif10BitCost), pr.p.searchMaySettle10Bits(pr.width * pr.height)},
+		{avifEncoding{speed: avifMeasuredSpeed, bitDepth: 8}, time.Duration(at8), true},
 	} {
-		if c.cost > avifMeasuredBudget {
+		if !c.fits || c.cost > avifMeasuredBudget {
 			continue
 		}
 		if c.enc == pr.avif {
