@@ -223,12 +223,13 @@ func (p *Processor) fullChromaFrom(f variant.Format, pixels int) int {
 // avifFullChromaPixels bounds the AVIF outputs searched a second time with
 // full chroma (where no subsampled quality met the target: charts, coloured
 // text, colour noise). Measured at 70 on testimages.ColourNoisePNG, the
-// costliest content: at 1200×800, 593,532 B became 349,588 B (−41 %) for
-// 10.4 s of CPU instead of 7.9 ("best", which searches JPEG and WebP too,
-// 11.6 s at 1250×800). At 1600×1000 it gained as much (−38 %) for 15.1 s
-// instead of 12.8: at the edge of the 16 s an AVIF search may take
-// (avifMeasuredBudget), with nothing to spare for a slower machine. Larger
-// outputs keep the first answer.
+// costliest content, at 8 bits: at 1200×800, 593,532 B became 349,588 B
+// (−41 %) for 10.4 s of CPU instead of 7.9 ("best", which searches JPEG and
+// WebP too, 11.6 s at 1250×800); at 10 bits, 355,317 B for 15.3 s. At
+// 1600×1000 it gained as much (−38 %) for 15.1 s instead of 12.8 (8 bits):
+// at the edge of the 16 s an AVIF search may take (avifMeasuredBudget).
+// Larger outputs keep the first answer; so does a search that has used
+// half its time (searchQuality).
 const avifFullChromaPixels = 1_000_000
 
 // subsampling is the libvips chroma subsampling mode for a JPEG of quality q.
