@@ -190,7 +190,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.WebPQuality, "webp-quality", c.WebPQuality, "default WebP quality")
 	fs.IntVar(&c.AVIFQuality, "avif-quality", c.AVIFQuality, "default AVIF quality")
 	fs.IntVar(&c.WebPEffort, "webp-effort", c.WebPEffort, "WebP encoder effort (libwebp's method), 0 (fastest) to 6; -1: by the output's size\n(4 up to 13 MP, 2 above: an auto-quality search of the costliest content stays inside the process timeout)")
-	fs.IntVar(&c.AVIFSpeed, "avif-speed", c.AVIFSpeed, "AVIF encoder speed, 0 (slowest) to 9 (fastest); -1: by the output's size\n(6 up to 3 MP, 8 up to 6.5 MP, 9 above: one encode of the costliest content stays within ~8 s of CPU;\nan auto-quality search measures its content on the first trial and keeps 6 where that fits ~16 s)")
+	fs.IntVar(&c.AVIFSpeed, "avif-speed", c.AVIFSpeed, "AVIF encoder speed, 0 (slowest) to 9 (fastest), coding at 8 bits; -1: by the output's size\n(6 at 10 bits up to 2 MP, 6 up to 3 MP, 8 up to 6.5 MP, 9 above: one encode of the costliest content stays within ~8 s of CPU;\nan auto-quality search measures its content on the first trial and keeps 6 where that fits ~16 s, at 10 bits up to 6.5 MP)")
 	fs.BoolVar(&c.AutoAVIF, "auto-avif", c.AutoAVIF, "format auto may choose AVIF")
 	fs.BoolVar(&c.AutoWebP, "auto-webp", c.AutoWebP, "format auto may choose WebP")
 	fs.BoolVar(&c.KeepMetadata, "keep-metadata", c.KeepMetadata, "keep EXIF/XMP metadata in variants")
