@@ -273,8 +273,7 @@ func (pr *prepared) wholeAVIF() avifEncoding {
 // or else at 8, when by the bits that encode took (at the quality the search
 // starts from, usually near its answer) the search's trials and the final
 // encode fit avifMeasuredBudget (the trial is then encoded again), or else
-// the size's. A configured speed
-// is kept as it is.
+// the size's. A configured speed is kept as it is.
 func (pr *prepared) settleAVIF(spec variant.Spec) ([]byte, error) {
 	pr.avif, pr.avifSettled = pr.wholeAVIF(), true
 	data, err := pr.encode(spec, pr.mosaic, pr.mw, pr.mh)
