@@ -126,3 +126,33 @@ func TestJPEGScanLimit(t *testing.T) {
 		t.Errorf("%d×%d, centre %v: want 720×540 mid-grey (every coefficient zero)", out.Width, out.Height, img.At(360, 270))
 	}
 }
+
+// TestRecoveredErrorsStayWithTheirCall: libvips' error buffer is one for
+// the process. An image whose ICC profile is corrupt is still served (the
+// import falls back to sRGB) but leaves the profile's error there; the next
+// image to fail must report its own reason, not that one.
+func TestRecoveredErrorsStayWithTheirCall(t *testing.T) {
+	jpg := testimages.JPEG(320, 240, 90)
+	profile := bytes.Repeat([]byte("not a colour profile "), 40)
+	app2 := append([]byte("ICC_PROFILE\x00\x01\x01"), profile...)
+	segment := append([]byte{0xFF, 0xE2, byte((len(app2) + 2) >> 8), byte(len(app2) + 2)}, app2...)
+	corruptProfile := append(append(append([]byte{}, jpg[:2]...), segment...), jpg[2:]...)
+	cut := append([]byte{}, jpg[:len(jpg)/2]...)
+
+	for _, f := range []variant.Format{variant.FormatJPEG, variant.FormatWebP} {
+		if out, _ := run(t, corruptProfile, variant.Spec{Width: 160, Format: f}); len(out.Data) == 0 {
+			t.Fatalf("%s of a JPEG with a corrupt ICC profile: no output", f)
+		}
+		info, err := proc.Probe(cut)
+		if err != nil {
+			t.Fatalf("Probe(half a JPEG) = %v; its header is whole", err)
+		}
+		_, err = proc.Process(cut, transform.Operation{Spec: resolved(variant.Spec{Width: 160, Format: variant.FormatJPEG}), Source: info})
+		if !errors.Is(err, transform.ErrUnsupportedImage) {
+			t.Fatalf("Process(half a JPEG) = %v, want ErrUnsupportedImage", err)
+		}
+		if msg := strings.ToLower(err.Error()); strings.Contains(msg, "icc") || !strings.Contains(msg, "jpeg") {
+			t.Errorf("after a %s with a corrupt profile, half a JPEG fails with %q: want its own reason", f, err)
+		}
+	}
+}

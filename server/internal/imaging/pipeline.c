@@ -15,7 +15,20 @@ void imgedge_init(void) {
 	vips_block_untrusted_set(TRUE);
 }
 
-int imgedge_probe(const void *buf, size_t len, imgedge_header *h) {
+// settled ends an entry point: after a success it empties libvips' error
+// buffer, which is one for the whole process. A step that recovered (an
+// ICC import falls back to sRGB from a corrupt profile) leaves its message
+// there, and the next call to fail, another caller's maybe, would report
+// it as its own. A failure's message stays for the caller to read; one
+// that fails while another call succeeds may lose it to this clear, and
+// then reads as a generic failure rather than as someone else's.
+static int settled(int rc) {
+	if (rc == 0 && *vips_error_buffer())
+		vips_error_clear();
+	return rc;
+}
+
+static int probe(const void *buf, size_t len, imgedge_header *h) {
 	const char *loader = vips_foreign_find_load_buffer(buf, len);
 	VipsImage *img;
 	const char *compression;
@@ -243,6 +256,10 @@ static int resize(VipsImage *in, VipsImage **out, double hscale, double vscale) 
 	return rc;
 }
 
+int imgedge_probe(const void *buf, size_t len, imgedge_header *h) {
+	return settled(probe(buf, len, h));
+}
+
 int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
 	void **out, size_t *outlen, int *ow, int *oh, int *obands) {
 	VipsImage *base = vips_image_new();
@@ -303,7 +320,7 @@ int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
 done:
 	g_object_unref(base);
 	vips_thread_shutdown();
-	return rc ? -1 : 0;
+	return settled(rc ? -1 : 0);
 }
 
 static VipsImage *from_raw(const void *pix, size_t len, int width, int height, int bands) {
@@ -323,7 +340,7 @@ int imgedge_encode_raw(const void *pix, size_t len, int width, int height, int b
 		rc = finish(base, t[0], o, out, outlen, &obands);
 	g_object_unref(base);
 	vips_thread_shutdown();
-	return rc ? -1 : 0;
+	return settled(rc ? -1 : 0);
 }
 
 int imgedge_viewed(const void *buf, size_t len, int width, int height, int bands,
@@ -358,5 +375,5 @@ int imgedge_viewed(const void *buf, size_t len, int width, int height, int bands
 done:
 	g_object_unref(base);
 	vips_thread_shutdown();
-	return rc;
+	return settled(rc);
 }
