@@ -117,6 +117,9 @@ func (f Format) Concrete() bool { return f >= FormatJPEG && f <= FormatPNG }
 // Lossy reports whether the format takes a quality setting.
 func (f Format) Lossy() bool { return f == FormatJPEG || f == FormatWebP || f == FormatAVIF }
 
+// KeepsAlpha reports whether the format stores transparency.
+func (f Format) KeepsAlpha() bool { return f == FormatWebP || f == FormatAVIF || f == FormatPNG }
+
 // MarshalText writes the format's name, as configuration files do.
 func (f Format) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
 
@@ -283,6 +286,29 @@ func (s Spec) Resolve(c Class, d Defaults) []Spec {
 		f = d.Negotiation.Choose(c)
 	}
 	return []Spec{s.withFormat(f, d)}
+}
+
+// ForTranslucent is what answers s for a viewer of class c, in place of
+// what Resolve gives, when the image turns out translucent: the same
+// variant as PNG, when s leaves the format to the service ("auto", none,
+// or "best") and none of the formats it resolves to keeps alpha (JPEG,
+// for a viewer of neither WebP nor AVIF, or one that sent no Accept
+// header). Flattened onto white, a translucent logo is a white box on any
+// other background; image servers keep such an image in a format with
+// alpha unless a format is asked for by name, as it is here (a JPEG asked
+// for is a flattened JPEG). ok is false when there is no such variant.
+func (s Spec) ForTranslucent(c Class, d Defaults) (spec Spec, ok bool) {
+	if s.Format.Concrete() {
+		return Spec{}, false
+	}
+	for _, r := range s.Resolve(c, d) {
+		if r.Format.KeepsAlpha() {
+			return Spec{}, false
+		}
+	}
+	// Lossless: no quality to search, and the key an explicit PNG has.
+	s.AutoQuality, s.TargetScore = false, 0
+	return s.withFormat(FormatPNG, d), true
 }
 
 // withFormat resolves s for the concrete format f.

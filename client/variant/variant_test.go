@@ -55,6 +55,45 @@ func TestResolveAndCanonical(t *testing.T) {
 	}
 }
 
+func TestForTranslucent(t *testing.T) {
+	webpFallback := Defaults{Quality: defaults.Quality, Negotiation: Negotiation{Fallback: FormatWebP}}
+	tests := []struct {
+		name      string
+		spec      Spec
+		accept    string
+		d         Defaults
+		canonical string // "" when there is none
+	}{
+		{"auto, JPEG-only viewer", Spec{Width: 100, Format: FormatAuto}, "*/*", defaults, "w100"},
+		{"no format, no Accept header", Spec{Width: 100}, "", defaults, "w100"},
+		{"auto-quality: PNG has no quality", Spec{Width: 100, Format: FormatAuto, TargetScore: 80}, "", defaults, "w100"},
+		{"best, JPEG-only viewer", Spec{Width: 100, Format: FormatBest}, "*/*", defaults, "w100"},
+		{"auto, WebP viewer: WebP keeps alpha", Spec{Width: 100, Format: FormatAuto}, "image/webp", defaults, ""},
+		{"best, AVIF viewer", Spec{Width: 100, Format: FormatBest}, "image/avif", defaults, ""},
+		{"a JPEG asked for by name", Spec{Width: 100, Format: FormatJPEG}, "", defaults, ""},
+		{"a fallback that keeps alpha", Spec{Width: 100, Format: FormatAuto}, "", webpFallback, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := tt.spec.ForTranslucent(ParseAccept(tt.accept), tt.d)
+			if want := tt.canonical != ""; ok != want {
+				t.Fatalf("ForTranslucent = %+v, %v; want ok %v", got, ok, want)
+			}
+			if !ok {
+				return
+			}
+			if got.Format != FormatPNG || got.AutoQuality || got.Canonical() != tt.canonical {
+				t.Errorf("ForTranslucent = %+v (%q), want PNG %q", got, got.Canonical(), tt.canonical)
+			}
+			// The key an explicit PNG of the same variant has.
+			explicit := Spec{Width: 100, Format: FormatPNG}.Resolve(ClassJPEG, tt.d)[0]
+			if Key("v/", "a.png", got) != Key("v/", "a.png", explicit) {
+				t.Errorf("key %q, an explicit PNG's %q", Key("v/", "a.png", got), Key("v/", "a.png", explicit))
+			}
+		})
+	}
+}
+
 func TestNegotiationDisabledFormats(t *testing.T) {
 	n := Negotiation{AVIF: false, WebP: true}
 	if got := n.Choose(ClassAVIF); got != FormatWebP {
