@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -188,6 +189,13 @@ func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
 					want = f
 				}
 			}
+			if name == "alpha.png" && accept == "*/*" {
+				// Translucent, and JPEG would flatten it: PNG (TestBestKeepsTransparency).
+				if resp.GetFormat() != imgedgev1.Format_FORMAT_PNG {
+					t.Errorf("%s, Accept %q: best gave %v, want FORMAT_PNG", name, accept, resp.GetFormat())
+				}
+				continue
+			}
 			if resp.GetFormat() != want || resp.GetSize() != results[want].size {
 				t.Errorf("%s, Accept %q: best gave %v (%d B), want %v of %v", name, accept, resp.GetFormat(), resp.GetSize(), want, results)
 			}
@@ -202,9 +210,10 @@ func TestBestPicksTheSmallestAcceptedFormat(t *testing.T) {
 }
 
 // TestBestKeepsTransparency: "best" never serves a translucent image as a
-// JPEG (flattened onto white) to a viewer that accepts a format with
-// alpha, even where the JPEG is the smallest result that meets the target;
-// a viewer of JPEG alone still gets the JPEG.
+// JPEG (flattened onto white), even where the JPEG is the smallest result
+// that meets the target: a viewer that accepts a format with alpha gets
+// that, a viewer of JPEG alone the PNG, and so does "auto"; a JPEG asked
+// for by name is still the flattened JPEG.
 func TestBestKeepsTransparency(t *testing.T) {
 	st := newLocalStore(t)
 	h := startServer(t, st, nil)
@@ -217,12 +226,30 @@ func TestBestKeepsTransparency(t *testing.T) {
 	if jpeg.GetOutcome() == imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER || jpeg.GetSize() >= avif.GetSize() {
 		t.Fatalf("JPEG %v (%d B), AVIF %v (%d B): the case wants a stored JPEG smaller than the AVIF", jpeg.GetOutcome(), jpeg.GetSize(), avif.GetOutcome(), avif.GetSize())
 	}
-	for accept, want := range map[string]imgedgev1.Format{
-		"image/avif,image/webp,*/*": imgedgev1.Format_FORMAT_AVIF,
-		"*/*":                       imgedgev1.Format_FORMAT_JPEG,
-	} {
-		if got := call(imgedgev1.Format_FORMAT_BEST, accept); got.GetFormat() != want {
-			t.Errorf("Accept %q: best gave %v (%d B, score %.1f), want %v", accept, got.GetFormat(), got.GetSize(), got.GetScore(), want)
+	if got := call(imgedgev1.Format_FORMAT_BEST, "image/avif,image/webp,*/*"); got.GetFormat() != imgedgev1.Format_FORMAT_AVIF {
+		t.Errorf("AVIF viewer: best gave %v (%d B, score %.1f), want FORMAT_AVIF", got.GetFormat(), got.GetSize(), got.GetScore())
+	}
+	// A JPEG-only viewer: a PNG, or the original PNG where that is smaller
+	// (here, at the original's size).
+	if got := call(imgedgev1.Format_FORMAT_BEST, "*/*"); got.GetKey() != "logo.png" && got.GetFormat() != imgedgev1.Format_FORMAT_PNG {
+		t.Errorf("JPEG-only viewer: best served %s (%v, %v), want a PNG or the original", got.GetKey(), got.GetOutcome(), got.GetFormat())
+	}
+	for _, accept := range []string{"*/*", ""} {
+		got := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "logo.png", Variant: &imgedgev1.VariantSpec{
+			Width: ptr(uint32(150)), Format: imgedgev1.Format_FORMAT_AUTO, Viewer: &imgedgev1.VariantSpec_Accept{Accept: accept}}})
+		if got.GetOutcome() != imgedgev1.Outcome_OUTCOME_CREATED && got.GetOutcome() != imgedgev1.Outcome_OUTCOME_ALREADY_EXISTED || got.GetFormat() != imgedgev1.Format_FORMAT_PNG {
+			t.Fatalf("Accept %q: auto gave %v %v, want a FORMAT_PNG variant", accept, got.GetOutcome(), got.GetFormat())
+		}
+		data, _, err := st.Get(context.Background(), bucket, got.GetKey(), 0)
+		if err != nil || got.GetContentType() != "image/png" {
+			t.Fatalf("Accept %q: %s (%s): %v", accept, got.GetKey(), got.GetContentType(), err)
+		}
+		img, err := png.Decode(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("Accept %q: %s: %v", accept, got.GetKey(), err)
+		}
+		if opaque(img) {
+			t.Errorf("Accept %q: %s lost its transparency", accept, got.GetKey())
 		}
 	}
 }
@@ -419,4 +446,17 @@ func TestSearchedScoreSurvivesTheStore(t *testing.T) {
 			t.Errorf("created: q%d scoring %.1f; looked up: q%d scoring %.1f", first.GetQuality(), first.GetScore(), again.GetQuality(), again.GetScore())
 		}
 	})
+}
+
+// opaque says whether every pixel of img is opaque.
+func opaque(img image.Image) bool {
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			if _, _, _, a := img.At(x, y).RGBA(); a < 0xffff {
+				return false
+			}
+		}
+	}
+	return true
 }

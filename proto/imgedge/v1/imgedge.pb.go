@@ -94,7 +94,8 @@ const (
 	// Use the preset's format (the default preset uses JPEG).
 	Format_FORMAT_UNSPECIFIED Format = 0
 	// Negotiate from the viewer's Accept header: AVIF, then WebP, then JPEG,
-	// each only when enabled in the server's configuration.
+	// each only when enabled in the server's configuration. Where that is
+	// JPEG, a translucent image is PNG instead (not flattened onto white).
 	Format_FORMAT_AUTO Format = 1
 	// Baseline or progressive JPEG. Transparency is flattened onto white.
 	Format_FORMAT_JPEG Format = 2
@@ -107,7 +108,8 @@ const (
 	// Among the formats the viewer accepts (by the Accept header, as for
 	// AUTO), the smallest one that meets the quality target. Implies
 	// auto_quality. A translucent image is not served as JPEG (flattened onto
-	// white) to a viewer that accepts a format with alpha that can store it.
+	// white) to a viewer that accepts a format with alpha that can store it,
+	// and is PNG for a viewer that accepts JPEG alone.
 	Format_FORMAT_BEST Format = 6
 )
 

@@ -110,11 +110,7 @@ type Scored struct {
 // the deadline and fail the whole build (again at every retry) with an
 // answer already in hand. The formats left out are still recorded as
 // compared: the variant is the best found in the time.
-func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, specs []variant.Spec) (Output, variant.Spec, error) {
-	prep, err := s.proc.Prepare(data, Operation{Spec: specs[0], Source: info})
-	if err != nil {
-		return Output{}, variant.Spec{}, err
-	}
+func (s *Service) autoQuality(ctx context.Context, prep Prepared, specs []variant.Spec) (Output, variant.Spec, error) {
 	timeLeft := halfTimeLeft(ctx)
 	var best candidateResult
 	formats := keepingAlpha(specs, prep)
@@ -152,8 +148,9 @@ func (s *Service) autoQuality(ctx context.Context, data []byte, info ImageInfo, 
 // the image is translucent and another candidate keeps alpha. The score
 // cannot tell them apart: it judges every output as a viewer sees it on
 // white, where a flattened JPEG looks right; on any other background it
-// is the image in a white box. A viewer of JPEG alone, or an image only
-// JPEG can store, still gets the JPEG.
+// is the image in a white box. A viewer of JPEG alone gets PNG instead
+// (choices.forTranslucent, see process); an image that only JPEG, of the
+// formats the viewer accepts, can store is still the JPEG.
 func keepingAlpha(specs []variant.Spec, prep Prepared) []variant.Spec {
 	if len(specs) < 2 || !prep.Translucent() {
 		return specs

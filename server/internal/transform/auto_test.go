@@ -299,7 +299,7 @@ func TestBestStopsSearchingWhenTimeRunsShort(t *testing.T) {
 // TestBestKeepsTransparency: for a translucent image, "best" leaves JPEG
 // (which flattens it onto white) out of the comparison where another
 // accepted format keeps alpha, even when JPEG would have won; a viewer
-// that accepts only JPEG still gets it.
+// that accepts only JPEG gets PNG (TestTranslucentKeepsAlpha).
 func TestBestKeepsTransparency(t *testing.T) {
 	src := make([]byte, 10000)
 	// Neither reaches the target; JPEG comes closer (the test service
@@ -313,7 +313,7 @@ func TestBestKeepsTransparency(t *testing.T) {
 	}{
 		{"opaque", variant.ClassWebP, false, variant.FormatJPEG},
 		{"translucent", variant.ClassWebP, true, variant.FormatWebP},
-		{"translucent, JPEG-only viewer", variant.ClassJPEG, true, variant.FormatJPEG},
+		{"translucent, JPEG-only viewer", variant.ClassJPEG, true, variant.FormatPNG},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			proc := &fakeProcessor{ratio: 0.5, scoreCap: jpegCloser, translucent: tc.translucent}
@@ -377,10 +377,11 @@ func TestFullChromaWhereSubsamplingFallsShort(t *testing.T) {
 // end: the smallest of each format's own search.
 func searchEvery(t *testing.T, svc *Service, src []byte, req Request) (Output, variant.Spec) {
 	t.Helper()
-	specs, err := svc.cfg.resolve(req.Variant)
+	ch, err := svc.cfg.resolve(req.Variant)
 	if err != nil {
 		t.Fatal(err)
 	}
+	specs := ch.specs
 	prep, err := svc.proc.Prepare(src, Operation{Spec: specs[0]})
 	if err != nil {
 		t.Fatal(err)

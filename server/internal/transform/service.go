@@ -106,16 +106,20 @@ type EnsureResult struct {
 }
 
 // candidate is one variant EnsureVariant may store: a resolved spec with a
-// concrete format, and its key. "best" has one per accepted format.
+// concrete format, and its key. "best" has one per accepted format, and a
+// request whose formats cannot keep alpha one more, the PNG that answers
+// for a translucent image (forTranslucent).
 type candidate struct {
-	spec variant.Spec
-	key  string
+	spec           variant.Spec
+	key            string
+	forTranslucent bool
 }
 
-// bestOf names the formats a "best" choice compared ("" for one candidate):
-// a stored variant answers a "best" request only if it won among the same
-// formats, so a JPEG made for a JPEG-only viewer never stands in for the
-// WebP a WebP viewer should get.
+// bestOf names the formats a choice was made among ("" for one candidate):
+// a stored variant answers a request with several candidates only if it
+// was chosen among the same formats, so a JPEG made for a JPEG-only viewer
+// never stands in for the WebP a WebP viewer should get, nor a JPEG made
+// flattened (asked for by name) for the PNG a translucent image gets.
 func bestOf(cands []candidate) string {
 	if len(cands) < 2 {
 		return ""
@@ -130,17 +134,25 @@ func bestOf(cands []candidate) string {
 // candidates resolves a requested variant of source into the variants to
 // consider, with their keys.
 func (s *Service) candidates(source string, r variant.Request) ([]candidate, error) {
-	specs, err := s.cfg.resolve(r)
+	ch, err := s.cfg.resolve(r)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]candidate, len(specs))
-	for i, spec := range specs {
+	add := func(out []candidate, spec variant.Spec, forTranslucent bool) ([]candidate, error) {
 		key := variant.Key(s.cfg.Prefix, source, spec)
 		if err := variant.ValidateKey(key); err != nil {
 			return nil, fmt.Errorf("variant key for %q: %w", source, err)
 		}
-		out[i] = candidate{spec, key}
+		return append(out, candidate{spec, key, forTranslucent}), nil
+	}
+	var out []candidate
+	for _, spec := range ch.specs {
+		if out, err = add(out, spec, false); err != nil {
+			return nil, err
+		}
+	}
+	if ch.forTranslucent != nil {
+		return add(out, *ch.forTranslucent, true)
 	}
 	return out, nil
 }
@@ -250,11 +262,7 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 	if err := s.holdBuffer(ticket, int64(len(data))-res.OriginalSize); err != nil {
 		return EnsureResult{}, err
 	}
-	specs := make([]variant.Spec, len(cands))
-	for i, c := range cands {
-		specs[i] = c.spec
-	}
-	out, chosen, err := s.work(ctx, ticket, data, specs, true)
+	out, chosen, err := s.work(ctx, ticket, data, choicesOf(cands), true)
 	storeCtx, cancel := step()
 	defer cancel()
 	if errors.Is(err, errNotWorthIt) {
@@ -302,27 +310,47 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 	return res, err
 }
 
+// choicesOf gives back the choices candidates were made from.
+func choicesOf(cands []candidate) choices {
+	var ch choices
+	for _, c := range cands {
+		if c.forTranslucent {
+			ch.forTranslucent = &c.spec
+		} else {
+			ch.specs = append(ch.specs, c.spec)
+		}
+	}
+	return ch
+}
+
 // work reads the header, checks it against the limits, waits for the
 // memory its decoding needs and for a worker, then transforms. Waiting and
 // working each get ProcessTimeout; the work's clock starts with the work.
 // When the original can be served instead (keepable), work that cannot pay
 // is refused with errNotWorthIt before it waits for anything.
-func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte, specs []variant.Spec, keepable bool) (Output, variant.Spec, error) {
+func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte, ch choices, keepable bool) (Output, variant.Spec, error) {
 	info, err := s.probe(data)
 	if err != nil {
 		return Output{}, variant.Spec{}, err
 	}
 	if keepable {
-		if err := s.cannotPay(data, info, specs); err != nil {
+		if err := s.cannotPay(data, info, ch.specs); err != nil {
 			return Output{}, variant.Spec{}, err
 		}
 	}
-	if specs, err = s.storable(info, specs); err != nil {
+	if ch.specs, err = s.storable(info, ch.specs); err != nil {
 		return Output{}, variant.Spec{}, err
+	}
+	if !info.Alpha {
+		ch.forTranslucent = nil // nothing to decide: the image is opaque
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
 	defer cancel()
-	need := s.proc.Footprint(Operation{Spec: specs[0], Source: info})
+	planned := ch.specs[0]
+	if ch.forTranslucent != nil {
+		planned.AutoQuality = true // prepared whole to look at its alpha (process)
+	}
+	need := s.proc.Footprint(Operation{Spec: planned, Source: info})
 	if err := ticket.HoldPixels(waitCtx, need); err != nil {
 		if errors.Is(err, workpool.ErrTooBig) {
 			return Output{}, variant.Spec{}, fmt.Errorf("%w: decoding %d×%d pixels needs about %d MiB, the memory budget is smaller: %w", ErrTooLarge, info.Width, info.Height, need>>20, err)
@@ -337,7 +365,7 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 	defer stopWork()
 	workCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
 	defer cancel()
-	return s.process(workCtx, data, info, specs)
+	return s.process(workCtx, data, info, ch)
 }
 
 // storable keeps the specs whose format can store the output, judged from
@@ -442,7 +470,7 @@ func (s *Service) keepOriginal(ctx context.Context, bucket, vkey string, orig st
 type Upload struct {
 	s      *Service
 	req    Request
-	specs  []variant.Spec
+	ch     choices
 	ticket *workpool.Ticket
 	size   int64
 }
@@ -450,7 +478,7 @@ type Upload struct {
 // StartTransform validates req and admits a Transform before any of its
 // input is read, so that a full service refuses it at the first message.
 func (s *Service) StartTransform(req Request) (*Upload, error) {
-	specs, err := s.cfg.resolve(req.Variant)
+	ch, err := s.cfg.resolve(req.Variant)
 	if err != nil {
 		return nil, err
 	}
@@ -458,7 +486,7 @@ func (s *Service) StartTransform(req Request) (*Upload, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Upload{s: s, req: req, specs: specs, ticket: ticket}, nil
+	return &Upload{s: s, req: req, ch: ch, ticket: ticket}, nil
 }
 
 // Receive accounts for n more input bytes about to be held in memory. It
@@ -474,15 +502,15 @@ func (u *Upload) Receive(n int) error {
 
 // Transform converts the received bytes, which must be all of them.
 func (u *Upload) Transform(ctx context.Context, data []byte) (Output, variant.Spec, error) {
-	s, specs := u.s, u.specs
+	s, first := u.s, u.ch.specs[0]
 	if int64(len(data)) != u.size {
-		return Output{}, specs[0], fmt.Errorf("transform: %d bytes received, %d accounted for", len(data), u.size)
+		return Output{}, first, fmt.Errorf("transform: %d bytes received, %d accounted for", len(data), u.size)
 	}
 	// Transform always answers with an image: the search runs whatever
 	// the source's quality.
-	out, chosen, err := s.work(ctx, u.ticket, data, specs, false)
+	out, chosen, err := s.work(ctx, u.ticket, data, u.ch, false)
 	if err != nil {
-		return Output{}, specs[0], err
+		return Output{}, first, err
 	}
 	return out, chosen, nil
 }
@@ -499,7 +527,7 @@ func (s *Service) Transform(ctx context.Context, data []byte, req Request) (Outp
 	}
 	defer up.Close()
 	if err := up.Receive(len(data)); err != nil {
-		return Output{}, up.specs[0], err
+		return Output{}, up.ch.specs[0], err
 	}
 	return up.Transform(ctx, data)
 }
@@ -556,19 +584,36 @@ func (s *Service) probe(data []byte) (ImageInfo, error) {
 
 // process encodes: one fixed spec directly, or, with auto quality, each
 // candidate format at the lowest quality meeting its target, keeping the
-// smallest. It returns the output and the spec that produced it (with the
-// quality chosen).
-func (s *Service) process(ctx context.Context, data []byte, info ImageInfo, specs []variant.Spec) (out Output, chosen variant.Spec, err error) {
+// smallest. Where a translucent image would be flattened (ch.forTranslucent,
+// set only for an image with an alpha band), the image is prepared first to
+// see whether any pixel is below opaque, and such an image is encoded as
+// that spec (PNG) instead. It returns the output and the spec that produced
+// it (with the quality chosen).
+func (s *Service) process(ctx context.Context, data []byte, info ImageInfo, ch choices) (out Output, chosen variant.Spec, err error) {
 	if err := ctx.Err(); err != nil {
 		return Output{}, variant.Spec{}, err
 	}
 	ctx, end := s.stage(ctx, "process")
 	defer func() { end(err) }()
-	if !specs[0].AutoQuality {
-		out, err := s.proc.Process(data, Operation{Spec: specs[0], Source: info})
-		return out, specs[0], err
+	spec := ch.specs[0]
+	if !spec.AutoQuality && ch.forTranslucent == nil {
+		out, err := s.proc.Process(data, Operation{Spec: spec, Source: info})
+		return out, spec, err
 	}
-	return s.autoQuality(ctx, data, info, specs)
+	prep, err := s.proc.Prepare(data, Operation{Spec: spec, Source: info})
+	if err != nil {
+		return Output{}, variant.Spec{}, err
+	}
+	switch {
+	case ch.forTranslucent != nil && prep.Translucent():
+		spec = *ch.forTranslucent
+		out, err := prep.Encode(spec)
+		return out, spec, err
+	case !spec.AutoQuality:
+		out, err := prep.Encode(spec)
+		return out, spec, err
+	}
+	return s.autoQuality(ctx, prep, ch.specs)
 }
 
 // tracerName names the domain's spans.

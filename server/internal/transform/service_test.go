@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -125,8 +126,9 @@ type fakeProcessor struct {
 	// spec without FullChroma (full chroma costs 1.5× the bytes).
 	scoreCap   map[variant.Format]float64
 	chromaFrom int
-	// translucent images have pixels below opaque.
-	translucent bool
+	// translucent images have pixels below opaque; alpha ones an alpha
+	// band (translucent ones too).
+	translucent, alpha bool
 	// tooLargeFor are the formats that cannot store the output.
 	tooLargeFor map[variant.Format]bool
 	prepares    atomic.Int64
@@ -159,6 +161,9 @@ func (c *trialCount) of(f variant.Format) int {
 func (f *fakeProcessor) Probe(data []byte) (ImageInfo, error) {
 	if strings.HasPrefix(string(data), "bad") {
 		return ImageInfo{}, ErrUnsupportedImage
+	}
+	if f.alpha || f.translucent {
+		return ImageInfo{Format: "png", Width: 4000, Height: 3000, Bands: 4, Alpha: true}, nil
 	}
 	return ImageInfo{Format: "jpeg", Width: 4000, Height: 3000}, nil
 }
@@ -559,10 +564,66 @@ func TestAutoQualityAndBestFormat(t *testing.T) {
 	if res.Outcome != AlreadyExisted || res.Spec.Format != variant.FormatWebP {
 		t.Errorf("best, second call: %+v", res)
 	}
-	// A JPEG-only viewer gets the JPEG that auto quality made earlier.
-	res, _ = svc.EnsureVariant(ctx, "bkt", "a.png", Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}}})
-	if res.Outcome != AlreadyExisted || res.Spec.Format != variant.FormatJPEG {
-		t.Errorf("best for a JPEG viewer: %+v", res)
+	// A JPEG-only viewer's "best" is chosen between JPEG and, were the
+	// image translucent, PNG: the JPEG that auto quality made earlier,
+	// the same bytes, was not chosen that way, so it is made again once.
+	jpegViewer := Request{Variant: variant.Request{Override: variant.Spec{Width: 720, Format: variant.FormatBest}}}
+	for _, want := range []Outcome{Created, AlreadyExisted} {
+		res, _ = svc.EnsureVariant(ctx, "bkt", "a.png", jpegViewer)
+		if res.Outcome != want || res.Spec.Format != variant.FormatJPEG || res.Key != "ProcessedImages/w720_qauto/a.png.jpg" {
+			t.Errorf("best for a JPEG viewer: %+v, want %v", res, want)
+		}
+	}
+}
+
+// TestTranslucentKeepsAlpha: a translucent image asked for in a format
+// left to the service, by a viewer that decodes neither WebP nor AVIF (or
+// that says nothing), is stored and served as PNG rather than flattened
+// into a JPEG; an opaque one, or one whose format was named, is the JPEG.
+// An image without an alpha band is not prepared to find out.
+func TestTranslucentKeepsAlpha(t *testing.T) {
+	auto := variant.Spec{Width: 720, Format: variant.FormatAuto}
+	for _, tc := range []struct {
+		name               string
+		spec               variant.Spec
+		viewer             variant.Class
+		translucent, alpha bool
+		wantKey            string
+		prepares           int64
+	}{
+		{"translucent, auto", auto, variant.ClassJPEG, true, true, "ProcessedImages/w720/a.png.png", 1},
+		{"translucent, no Accept", auto, variant.ClassUnspecified, true, true, "ProcessedImages/w720/a.png.png", 1},
+		{"translucent, auto quality", variant.Spec{Width: 720, Format: variant.FormatAuto, TargetScore: 80}, variant.ClassJPEG, true, true, "ProcessedImages/w720/a.png.png", 1},
+		{"translucent, best", variant.Spec{Width: 720, Format: variant.FormatBest}, variant.ClassJPEG, true, true, "ProcessedImages/w720/a.png.png", 1},
+		{"translucent, WebP viewer", auto, variant.ClassWebP, true, true, "ProcessedImages/w720_q75/a.png.webp", 0},
+		{"translucent, JPEG by name", variant.Spec{Width: 720, Format: variant.FormatJPEG}, variant.ClassJPEG, true, true, "ProcessedImages/w720_q90/a.png.jpg", 0}, // the preset's quality
+		{"opaque with an alpha band", auto, variant.ClassJPEG, false, true, "ProcessedImages/w720_q80/a.png.jpg", 1},
+		{"no alpha band", auto, variant.ClassJPEG, false, false, "ProcessedImages/w720_q80/a.png.jpg", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newMemStore()
+			proc := &fakeProcessor{ratio: 0.5, translucent: tc.translucent, alpha: tc.alpha}
+			svc := newTestService(t, st, proc, 1, 1)
+			st.set("a.png", make([]byte, 10000))
+			req := Request{Variant: variant.Request{Override: tc.spec, Viewer: tc.viewer}}
+			for _, want := range []Outcome{Created, AlreadyExisted} {
+				res, err := svc.EnsureVariant(context.Background(), "bkt", "a.png", req)
+				if err != nil || res.Outcome != want || res.Key != tc.wantKey {
+					t.Fatalf("EnsureVariant = %+v, %v; want %v at %s", res, err, want, tc.wantKey)
+				}
+				if wantType := "image/" + strings.TrimPrefix(path.Ext(tc.wantKey), "."); res.ContentType != strings.Replace(wantType, "jpg", "jpeg", 1) {
+					t.Errorf("content type %q for %s", res.ContentType, tc.wantKey)
+				}
+			}
+			if got := proc.prepares.Load(); got != tc.prepares {
+				t.Errorf("%d images prepared, want %d", got, tc.prepares)
+			}
+			// Transform answers the same way, without storage.
+			_, chosen, err := svc.Transform(context.Background(), make([]byte, 10000), req)
+			if err != nil || chosen.Format.Extension() != strings.TrimPrefix(path.Ext(tc.wantKey), ".") {
+				t.Errorf("Transform chose %v, %v; want the format of %s", chosen.Format, err, tc.wantKey)
+			}
+		})
 	}
 }
 

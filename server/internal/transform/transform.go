@@ -186,22 +186,35 @@ type Request struct {
 	MaxWait time.Duration
 }
 
-// resolve turns a requested variant into the validated, resolved specs that
-// can answer it (several for "best"), once per request.
-func (c *Config) resolve(r variant.Request) ([]variant.Spec, error) {
+// choices are the resolved specs that can answer a request: one, or one
+// per format "best" compares; and forTranslucent, when set, what answers
+// instead if the image turns out translucent (variant.Spec.ForTranslucent:
+// the PNG of a variant whose formats cannot keep alpha).
+type choices struct {
+	specs          []variant.Spec
+	forTranslucent *variant.Spec
+}
+
+// resolve turns a requested variant into the validated, resolved choices
+// that can answer it, once per request.
+func (c *Config) resolve(r variant.Request) (choices, error) {
 	name := r.Preset
 	if name == "" {
 		name = c.DefaultPreset
 	}
 	base, ok := c.Presets[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: unknown preset %q (known: %s)", ErrInvalidArgument, name, c.presetNames())
+		return choices{}, fmt.Errorf("%w: unknown preset %q (known: %s)", ErrInvalidArgument, name, c.presetNames())
 	}
 	spec := base.Override(r.Override)
 	if err := spec.Validate(variant.Limits{MaxWidth: c.Limits.MaxWidth, MaxHeight: c.Limits.MaxHeight}); err != nil {
-		return nil, err
+		return choices{}, err
 	}
-	return spec.Resolve(r.Viewer, c.Defaults), nil
+	ch := choices{specs: spec.Resolve(r.Viewer, c.Defaults)}
+	if png, ok := spec.ForTranslucent(r.Viewer, c.Defaults); ok {
+		ch.forTranslucent = &png
+	}
+	return ch, nil
 }
 
 func (c *Config) presetNames() string {
