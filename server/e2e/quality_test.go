@@ -252,6 +252,13 @@ func TestBestKeepsTransparency(t *testing.T) {
 			t.Errorf("Accept %q: %s lost its transparency", accept, got.GetKey())
 		}
 	}
+	// An alpha band with every pixel opaque (a screenshot) is the JPEG.
+	putVia(t, st)("screenshot.png", testimages.OpaqueRGBAPNG(300, 200))
+	got := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "screenshot.png", Variant: &imgedgev1.VariantSpec{
+		Width: ptr(uint32(150)), Format: imgedgev1.Format_FORMAT_AUTO, Viewer: &imgedgev1.VariantSpec_Accept{Accept: "*/*"}}})
+	if got.GetFormat() != imgedgev1.Format_FORMAT_JPEG || got.GetOutcome() != imgedgev1.Outcome_OUTCOME_CREATED {
+		t.Errorf("opaque RGBA, Accept */*: auto gave %v %v, want a JPEG variant", got.GetOutcome(), got.GetFormat())
+	}
 }
 
 // TestAutoKeepsFullChromaWhereSubsamplingFallsShort: on fine colour
