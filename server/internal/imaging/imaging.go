@@ -138,6 +138,11 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 		SampleBytes: int(h.sample_bytes),
 		Orientation: orientation,
 		Alpha:       h.alpha != 0,
+		Frames:      int(h.pages),
+	}
+	if name == "png" {
+		// libpng reads an APNG's default image and nothing of its frames.
+		info.Frames = max(info.Frames, apngFrames(data))
 	}
 	if name == "jpeg" {
 		st, err := jpegscan.Read(data)

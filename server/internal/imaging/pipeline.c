@@ -48,6 +48,7 @@ static int probe(const void *buf, size_t len, imgedge_header *h) {
 		orientation = 1;
 	h->orientation = orientation;
 	h->alpha = vips_image_hasalpha(img);
+	h->pages = vips_image_get_n_pages(img);
 	g_strlcpy(h->loader, loader, sizeof(h->loader));
 	h->compression[0] = 0;
 	if (vips_image_get_typeof(img, "heif-compression") &&

@@ -23,6 +23,7 @@ typedef struct {
 	int alpha;          // the last band is alpha
 	char loader[32];    // libvips loader, e.g. "jpegload_buffer"
 	char compression[8]; // a HEIF's codec: "hevc" or "av1"; empty for other formats
+	int pages;          // frames of an animation (GIF, WebP), else 1
 } imgedge_header;
 
 typedef struct {

@@ -10,6 +10,8 @@ import (
 	"hash/crc32"
 	"image"
 	"image/color"
+	"image/color/palette"
+	"image/gif"
 	"image/jpeg"
 	"image/png"
 	"math"
@@ -208,6 +210,26 @@ func WithOrientation(jpg []byte, o uint16) []byte {
 	out := append([]byte{}, jpg[:2]...)
 	out = append(out, seg...)
 	return append(out, jpg[2:]...)
+}
+
+// AnimatedGIF is a GIF animation of frames frames of w×h, each its own
+// colours.
+func AnimatedGIF(w, h, frames int) []byte {
+	g := &gif.GIF{}
+	for f := range frames {
+		img := image.NewPaletted(image.Rect(0, 0, w, h), palette.Plan9)
+		for y := range h {
+			for x := range w {
+				img.Set(x, y, color.RGBA{uint8(x + 40*f), uint8(2 * y), uint8(40 * f), 255})
+			}
+		}
+		g.Image, g.Delay = append(g.Image, img), append(g.Delay, 20)
+	}
+	var b bytes.Buffer
+	if err := gif.EncodeAll(&b, g); err != nil {
+		panic(err) // paletted frames of one size always encode
+	}
+	return b.Bytes()
 }
 
 // BombPNG is a tiny PNG whose header claims w×h pixels: a decompression bomb

@@ -42,7 +42,13 @@ type ImageInfo struct {
 	// JPEG's coefficients, a GIF's frame. 0 when the decoder works a few
 	// rows at a time.
 	DecodeBuffer int64
+	// Frames is how many frames an animation has (GIF, WebP, APNG); 0 or 1
+	// for a still image. A variant is a still image: the first frame.
+	Frames int
 }
+
+// Animated says whether the image has more than one frame.
+func (i ImageInfo) Animated() bool { return i.Frames > 1 }
 
 // Pixels is Width×Height.
 func (i ImageInfo) Pixels() int64 { return int64(i.Width) * int64(i.Height) }
