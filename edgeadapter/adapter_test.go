@@ -40,7 +40,7 @@ func (f *fakeService) EnsureVariant(_ context.Context, req *imgedgev1.EnsureVari
 	if f.err != nil {
 		return nil, f.err
 	}
-	if f.outcome == imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER {
+	if f.outcome == imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER || f.outcome == imgedgev1.Outcome_OUTCOME_ORIGINAL_KEPT {
 		return &imgedgev1.EnsureVariantResponse{Outcome: f.outcome, Key: req.Key}, nil
 	}
 	wanted, err := variant.FromProto(req.GetVariant())
@@ -190,6 +190,7 @@ func TestFallbacks(t *testing.T) {
 	in := requestBytes(t, event)
 	for name, svc := range map[string]*fakeService{
 		"original is smaller": {outcome: imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER},
+		"original kept":       {outcome: imgedgev1.Outcome_OUTCOME_ORIGINAL_KEPT},
 		"not found":           {err: status.Error(codes.NotFound, "no such key")},
 		"invalid":             {err: status.Error(codes.InvalidArgument, "truncated")},
 		"overloaded":          {err: status.Error(codes.ResourceExhausted, "busy")},

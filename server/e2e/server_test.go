@@ -151,6 +151,37 @@ func TestLargerVariantServesOriginal(t *testing.T) {
 	})
 }
 
+// TestAnimatedOriginalServedAsIs: a variant is a still image, so for an
+// animated original (GIF, or a PNG with an animation chunk) EnsureVariant
+// answers ORIGINAL_KEPT with the original's key on both stores, without
+// decoding it, and again on the next call; Transform makes a still image
+// of its first frame, as asked.
+func TestAnimatedOriginalServedAsIs(t *testing.T) {
+	stores(t, func(t *testing.T, st transform.Store, put func(string, []byte), get func(string) []byte) {
+		h := startServer(t, st, nil)
+		anim := testimages.AnimatedGIF(120, 90, 4)
+		put("banner.gif", anim)
+		for i := range 2 {
+			for _, v := range []*imgedgev1.VariantSpec{
+				{Format: imgedgev1.Format_FORMAT_AUTO, Viewer: &imgedgev1.VariantSpec_Accept{Accept: "image/avif,image/webp,*/*"}},
+				{Width: ptr(uint32(60)), Format: imgedgev1.Format_FORMAT_WEBP},
+			} {
+				resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "banner.gif", Variant: v})
+				if resp.Outcome != imgedgev1.Outcome_OUTCOME_ORIGINAL_KEPT || resp.Key != "banner.gif" || resp.Size != int64(len(anim)) {
+					t.Fatalf("call %d, %v: %v; want the original kept", i, v, resp)
+				}
+			}
+		}
+		if n := h.proc.runs.Load(); n != 0 {
+			t.Errorf("%d transforms, want none", n)
+		}
+		out, result := transformCall(t, h, &imgedgev1.VariantSpec{Width: ptr(uint32(60)), Format: imgedgev1.Format_FORMAT_PNG}, anim)
+		if result.Width != 60 || result.Height != 45 || len(out) == 0 {
+			t.Errorf("Transform of the animation: %v", result)
+		}
+	})
+}
+
 func TestTransformStreamsLargeImages(t *testing.T) {
 	st, err := local.Open(t.TempDir())
 	if err != nil {

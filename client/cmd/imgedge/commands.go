@@ -212,6 +212,9 @@ func addToSummary(s *imgedgev1.BackfillSummary, p *imgedgev1.BackfillProgress) {
 		s.AlreadyExisted++
 		s.ServedBytes += p.GetVariantSize()
 		s.VariantBytes += p.GetVariantSize()
+	case imgedgev1.Outcome_OUTCOME_ORIGINAL_KEPT:
+		s.OriginalKept++
+		s.ServedBytes += p.GetOriginalSize()
 	default:
 		s.OriginalIsSmaller++
 		s.ServedBytes += p.GetOriginalSize()
@@ -224,7 +227,7 @@ func printProgress(w io.Writer, p *imgedgev1.BackfillProgress, dryRun bool) {
 		return
 	}
 	served := p.GetVariantSize()
-	if p.GetOutcome() == imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER {
+	if o := p.GetOutcome(); o == imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER || o == imgedgev1.Outcome_OUTCOME_ORIGINAL_KEPT {
 		served = p.GetOriginalSize()
 	}
 	fmt.Fprintf(w, "%s\t%s\t%d → %d bytes\n", outcomeName(p.GetOutcome(), dryRun), p.GetKey(), p.GetOriginalSize(), served)
@@ -239,7 +242,7 @@ func printSummary(w io.Writer, s *imgedgev1.BackfillSummary) {
 	fmt.Fprintln(w, title)
 	fmt.Fprintf(tw, "objects\t%s\texisting\tkept original\tskipped\terrors\tbytes before\tbytes after\tsaving\t\n", created)
 	fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.GetObjects(), s.GetCreated(), s.GetAlreadyExisted(),
-		s.GetOriginalIsSmaller(), s.GetSkipped(), s.GetErrors(), s.GetOriginalBytes(), s.GetServedBytes(),
+		s.GetOriginalIsSmaller()+s.GetOriginalKept(), s.GetSkipped(), s.GetErrors(), s.GetOriginalBytes(), s.GetServedBytes(),
 		savingOf(s.GetOriginalBytes(), s.GetServedBytes()))
 	_ = tw.Flush() // a summary on the terminal: nothing to do if it fails
 }
@@ -266,6 +269,8 @@ func outcomeName(o imgedgev1.Outcome, dryRun bool) string {
 			return "would-keep-original"
 		}
 		return "kept-original"
+	case imgedgev1.Outcome_OUTCOME_ORIGINAL_KEPT:
+		return "kept-animated"
 	case imgedgev1.Outcome_OUTCOME_PENDING:
 		return "pending"
 	}

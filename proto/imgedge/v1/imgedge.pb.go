@@ -180,6 +180,10 @@ const (
 	// will find the variant). `key` is the original's key, `variant_key` the
 	// variant's.
 	Outcome_OUTCOME_PENDING Outcome = 4
+	// No variant can stand for the original, so `key` is the original's key:
+	// serve it unchanged. The original is animated (a GIF, WebP or PNG of
+	// several frames), and a variant would be its first frame alone.
+	Outcome_OUTCOME_ORIGINAL_KEPT Outcome = 5
 )
 
 // Enum value maps for Outcome.
@@ -190,6 +194,7 @@ var (
 		2: "OUTCOME_ALREADY_EXISTED",
 		3: "OUTCOME_ORIGINAL_IS_SMALLER",
 		4: "OUTCOME_PENDING",
+		5: "OUTCOME_ORIGINAL_KEPT",
 	}
 	Outcome_value = map[string]int32{
 		"OUTCOME_UNSPECIFIED":         0,
@@ -197,6 +202,7 @@ var (
 		"OUTCOME_ALREADY_EXISTED":     2,
 		"OUTCOME_ORIGINAL_IS_SMALLER": 3,
 		"OUTCOME_PENDING":             4,
+		"OUTCOME_ORIGINAL_KEPT":       5,
 	}
 )
 
@@ -1186,7 +1192,7 @@ type BackfillSummary struct {
 	Created int64 `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
 	// Variants that already existed.
 	AlreadyExisted int64 `protobuf:"varint,3,opt,name=already_existed,json=alreadyExisted,proto3" json:"already_existed,omitempty"`
-	// Originals kept because no variant was worth serving.
+	// Originals kept because no variant was smaller enough to serve.
 	OriginalIsSmaller int64 `protobuf:"varint,4,opt,name=original_is_smaller,json=originalIsSmaller,proto3" json:"original_is_smaller,omitempty"`
 	// Objects that failed.
 	Errors int64 `protobuf:"varint,5,opt,name=errors,proto3" json:"errors,omitempty"`
@@ -1199,7 +1205,9 @@ type BackfillSummary struct {
 	// Total size of the variants (created or existing) for them.
 	VariantBytes int64 `protobuf:"varint,9,opt,name=variant_bytes,json=variantBytes,proto3" json:"variant_bytes,omitempty"`
 	// True when nothing was written.
-	DryRun        bool `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	DryRun bool `protobuf:"varint,10,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Originals kept because no variant can stand for them (animated).
+	OriginalKept  int64 `protobuf:"varint,11,opt,name=original_kept,json=originalKept,proto3" json:"original_kept,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1302,6 +1310,13 @@ func (x *BackfillSummary) GetDryRun() bool {
 		return x.DryRun
 	}
 	return false
+}
+
+func (x *BackfillSummary) GetOriginalKept() int64 {
+	if x != nil {
+		return x.OriginalKept
+	}
+	return 0
 }
 
 // BackfillResponse is one message of the Backfill stream.
@@ -1470,7 +1485,7 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\x05error\x18\a \x01(\tR\x05error\x12\x14\n" +
 	"\x05total\x18\b \x01(\x03R\x05total\x12\x1f\n" +
 	"\vtotal_final\x18\t \x01(\bR\n" +
-	"totalFinal\"\xd8\x02\n" +
+	"totalFinal\"\xfd\x02\n" +
 	"\x0fBackfillSummary\x12\x18\n" +
 	"\aobjects\x18\x01 \x01(\x03R\aobjects\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\x03R\acreated\x12'\n" +
@@ -1482,7 +1497,8 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\fserved_bytes\x18\b \x01(\x03R\vservedBytes\x12#\n" +
 	"\rvariant_bytes\x18\t \x01(\x03R\fvariantBytes\x12\x17\n" +
 	"\adry_run\x18\n" +
-	" \x01(\bR\x06dryRun\"\x90\x01\n" +
+	" \x01(\bR\x06dryRun\x12#\n" +
+	"\roriginal_kept\x18\v \x01(\x03R\foriginalKept\"\x90\x01\n" +
 	"\x10BackfillResponse\x12:\n" +
 	"\bprogress\x18\x01 \x01(\v2\x1c.imgedge.v1.BackfillProgressH\x00R\bprogress\x127\n" +
 	"\asummary\x18\x02 \x01(\v2\x1b.imgedge.v1.BackfillSummaryH\x00R\asummaryB\a\n" +
@@ -1501,13 +1517,14 @@ const file_imgedge_v1_imgedge_proto_rawDesc = "" +
 	"\vFORMAT_AVIF\x10\x04\x12\x0e\n" +
 	"\n" +
 	"FORMAT_PNG\x10\x05\x12\x0f\n" +
-	"\vFORMAT_BEST\x10\x06*\x8a\x01\n" +
+	"\vFORMAT_BEST\x10\x06*\xa5\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_CREATED\x10\x01\x12\x1b\n" +
 	"\x17OUTCOME_ALREADY_EXISTED\x10\x02\x12\x1f\n" +
 	"\x1bOUTCOME_ORIGINAL_IS_SMALLER\x10\x03\x12\x13\n" +
-	"\x0fOUTCOME_PENDING\x10\x04*p\n" +
+	"\x0fOUTCOME_PENDING\x10\x04\x12\x19\n" +
+	"\x15OUTCOME_ORIGINAL_KEPT\x10\x05*p\n" +
 	"\vFormatClass\x12\x1c\n" +
 	"\x18FORMAT_CLASS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11FORMAT_CLASS_JPEG\x10\x01\x12\x15\n" +

@@ -160,7 +160,7 @@ func (s *Server) Backfill(in *imgedgev1.BackfillRequest, stream imgedgev1.ImageT
 		} else {
 			p.Outcome = outcomeToProto(it.Result.Outcome)
 			p.OriginalSize = it.Result.OriginalSize
-			if it.Result.Outcome != transform.OriginalIsSmaller {
+			if it.Result.Outcome != transform.OriginalIsSmaller && it.Result.Outcome != transform.OriginalKept {
 				p.VariantSize = it.Result.Size
 			}
 		}
@@ -172,7 +172,7 @@ func (s *Server) Backfill(in *imgedgev1.BackfillRequest, stream imgedgev1.ImageT
 	setLogAttrs(ctx, slog.Int64("objects", sum.Objects), slog.Int64("errors", sum.Errors),
 		slog.Int64("original_bytes", sum.OriginalBytes), slog.Int64("served_bytes", sum.ServedBytes))
 	return stream.Send(&imgedgev1.BackfillResponse{Event: &imgedgev1.BackfillResponse_Summary{Summary: &imgedgev1.BackfillSummary{
-		Objects: sum.Objects, Created: sum.Created, AlreadyExisted: sum.AlreadyExisted, OriginalIsSmaller: sum.OriginalIsSmaller,
+		Objects: sum.Objects, Created: sum.Created, AlreadyExisted: sum.AlreadyExisted, OriginalIsSmaller: sum.OriginalIsSmaller, OriginalKept: sum.OriginalKept,
 		Errors: sum.Errors, Skipped: sum.Skipped, OriginalBytes: sum.OriginalBytes, ServedBytes: sum.ServedBytes,
 		VariantBytes: sum.VariantBytes, DryRun: req.DryRun,
 	}}})
@@ -222,6 +222,8 @@ func outcomeToProto(o transform.Outcome) imgedgev1.Outcome {
 		return imgedgev1.Outcome_OUTCOME_ORIGINAL_IS_SMALLER
 	case transform.Pending:
 		return imgedgev1.Outcome_OUTCOME_PENDING
+	case transform.OriginalKept:
+		return imgedgev1.Outcome_OUTCOME_ORIGINAL_KEPT
 	}
 	return imgedgev1.Outcome_OUTCOME_UNSPECIFIED
 }

@@ -59,7 +59,7 @@ func New(pool Pool) *Metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"stage"}),
 		variants: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "imgedge_variants_total", Help: "EnsureVariant outcomes: created, already_existed, original_is_smaller.",
+			Name: "imgedge_variants_total", Help: "EnsureVariant outcomes: created, already_existed, original_is_smaller, original_kept.",
 		}, []string{"outcome"}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "imgedge_lookups_total", Help: "Freshness checks, by how the variants were found: remembered (only the original HEADed) or headed.",
@@ -94,7 +94,7 @@ func New(pool Pool) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	for _, o := range []transform.Outcome{transform.Created, transform.AlreadyExisted, transform.OriginalIsSmaller} {
+	for _, o := range []transform.Outcome{transform.Created, transform.AlreadyExisted, transform.OriginalIsSmaller, transform.OriginalKept} {
 		m.variants.WithLabelValues(o.String())
 	}
 	m.remembered, m.headed = m.lookups.WithLabelValues("remembered"), m.lookups.WithLabelValues("headed")

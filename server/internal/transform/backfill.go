@@ -33,8 +33,8 @@ type BackfillItem struct {
 
 // BackfillSummary totals a backfill.
 type BackfillSummary struct {
-	Objects, Created, AlreadyExisted, OriginalIsSmaller, Errors, Skipped int64
-	OriginalBytes, ServedBytes, VariantBytes                             int64
+	Objects, Created, AlreadyExisted, OriginalIsSmaller, OriginalKept, Errors, Skipped int64
+	OriginalBytes, ServedBytes, VariantBytes                                           int64
 }
 
 func (sum *BackfillSummary) add(it BackfillItem) {
@@ -54,6 +54,8 @@ func (sum *BackfillSummary) add(it BackfillItem) {
 		sum.VariantBytes += it.Result.Size
 	case OriginalIsSmaller:
 		sum.OriginalIsSmaller++
+	case OriginalKept:
+		sum.OriginalKept++
 	}
 }
 

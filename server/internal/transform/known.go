@@ -41,7 +41,7 @@ type knownAnswers struct {
 // back from the lookup that asks again.
 type knownAnswer struct {
 	sourceETag string  // the original's ETag the answer was found for
-	outcome    Outcome // AlreadyExisted or OriginalIsSmaller
+	outcome    Outcome // AlreadyExisted, OriginalIsSmaller or OriginalKept
 	cand       int     // the answering candidate (the first for a marker)
 	spec       variant.Spec
 	size       int64
@@ -112,7 +112,7 @@ func (k *knownAnswers) remember(id string, cands []candidate, sourceETag string,
 		return
 	case a.outcome == Created:
 		a.outcome = AlreadyExisted
-	case a.outcome != AlreadyExisted && a.outcome != OriginalIsSmaller:
+	case a.outcome != AlreadyExisted && a.outcome != OriginalIsSmaller && a.outcome != OriginalKept:
 		return
 	}
 	k.cache.Add(sha256.Sum256([]byte(id)), a)
@@ -148,8 +148,8 @@ func (k *knownAnswers) forget(id string) {
 // fresh HEAD of the original says about it.
 func (a knownAnswer) answer(orig store.ObjectInfo, cands []candidate) EnsureResult {
 	c := cands[a.cand]
-	if a.outcome == OriginalIsSmaller {
-		return originalResult(orig, c.key, c.spec)
+	if a.outcome != AlreadyExisted {
+		return originalResult(a.outcome, orig, c.key, c.spec)
 	}
 	return EnsureResult{
 		Outcome:      AlreadyExisted,

@@ -160,7 +160,7 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 	marker, err := s.store.Head(ctx, bucket, cands[0].key+markerSuffix)
 	switch {
 	case err == nil && marker.Metadata[MetaSourceETag] == orig.ETag:
-		return originalResult(orig, cands[0].key, cands[0].spec), true, nil, nil
+		return originalResult(keptReason(marker.Metadata[MetaKept]).outcome(), orig, cands[0].key, cands[0].spec), true, nil, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return EnsureResult{}, false, nil, fmt.Errorf("marker: %w", err)
 	}
@@ -193,9 +193,11 @@ func variantResult(o Outcome, orig, v store.ObjectInfo, vkey string, spec varian
 	}
 }
 
-func originalResult(orig store.ObjectInfo, vkey string, spec variant.Spec) EnsureResult {
+// originalResult answers with the original: o is OriginalIsSmaller or
+// OriginalKept.
+func originalResult(o Outcome, orig store.ObjectInfo, vkey string, spec variant.Spec) EnsureResult {
 	return EnsureResult{
-		Outcome:      OriginalIsSmaller,
+		Outcome:      o,
 		Key:          orig.Key,
 		ContentType:  orig.ContentType,
 		Size:         orig.Size,

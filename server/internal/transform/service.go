@@ -30,6 +30,7 @@ const (
 	MetaChroma     = "chroma"       // "full" where the search kept chroma whole below the encoder's own switch
 	MetaVariant    = "variant-size" // on markers: the size the rejected variant had
 	MetaBestOf     = "best-of"      // on "best" variants: the formats compared, e.g. "avif,webp,jpeg"
+	MetaKept       = "kept"         // on markers of an original no variant stands for: why ("animated")
 )
 
 // markerSuffix names the object that remembers "the original is smaller":
@@ -265,11 +266,11 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 	out, chosen, err := s.work(ctx, ticket, data, choicesOf(cands), true)
 	storeCtx, cancel := step()
 	defer cancel()
-	if errors.Is(err, errNotWorthIt) {
+	if why, keep := keptBecause(err); keep {
 		if dryRun {
-			return originalResult(orig, cands[0].key, cands[0].spec), nil
+			return originalResult(why.outcome(), orig, cands[0].key, cands[0].spec), nil
 		}
-		res, err := s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, 0)
+		res, err := s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, 0, why)
 		if err == nil {
 			s.known.remember(lookupID(bucket, key, cands), cands, orig.ETag, res)
 		}
@@ -289,14 +290,14 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 	smaller := float64(len(out.Data)) > float64(orig.Size)*(1-s.cfg.MinSaving)
 	if dryRun {
 		if smaller {
-			return originalResult(orig, c.key, chosen), nil
+			return originalResult(OriginalIsSmaller, orig, c.key, chosen), nil
 		}
 		info := store.ObjectInfo{Size: int64(len(out.Data)), Metadata: variantMetadata(out, chosen)}
 		return variantResult(Created, orig, info, c.key, chosen), nil
 	}
 	storeCtx, end = s.stage(storeCtx, "store")
 	if smaller {
-		res, err = s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, len(out.Data))
+		res, err = s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, len(out.Data), "")
 	} else {
 		res, err = s.storeVariant(storeCtx, variantWrite{
 			bucket: bucket, key: key, variantKey: c.key, staleETag: stale[c.key],
@@ -327,13 +328,17 @@ func choicesOf(cands []candidate) choices {
 // memory its decoding needs and for a worker, then transforms. Waiting and
 // working each get ProcessTimeout; the work's clock starts with the work.
 // When the original can be served instead (keepable), work that cannot pay
-// is refused with errNotWorthIt before it waits for anything.
+// is refused with errNotWorthIt, and an animated original with
+// errAnimated, before either waits for anything.
 func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte, ch choices, keepable bool) (Output, variant.Spec, error) {
 	info, err := s.probe(data)
 	if err != nil {
 		return Output{}, variant.Spec{}, err
 	}
 	if keepable {
+		if info.Animated() {
+			return Output{}, variant.Spec{}, fmt.Errorf("%w (%d frames)", errAnimated, info.Frames)
+		}
 		if err := s.cannotPay(data, info, ch.specs); err != nil {
 			return Output{}, variant.Spec{}, err
 		}
@@ -450,19 +455,50 @@ func (s *Service) storeVariant(ctx context.Context, w variantWrite) (EnsureResul
 	return variantResult(Created, w.orig, info, w.variantKey, w.spec), nil
 }
 
-// keepOriginal remembers that the original is the better answer.
-func (s *Service) keepOriginal(ctx context.Context, bucket, vkey string, orig store.ObjectInfo, spec variant.Spec, variantSize int) (EnsureResult, error) {
+// keptReason says why an original is served rather than a variant: ""
+// when the variant is not smaller enough (or cannot be), "animated" when
+// no variant can stand for it.
+type keptReason string
+
+// outcome is what a call answers for an original kept for this reason.
+func (r keptReason) outcome() Outcome {
+	if r == "" {
+		return OriginalIsSmaller
+	}
+	return OriginalKept
+}
+
+// keptBecause says whether err means "serve the original", and why.
+func keptBecause(err error) (keptReason, bool) {
+	switch {
+	case errors.Is(err, errNotWorthIt):
+		return "", true
+	case errors.Is(err, errAnimated):
+		return "animated", true
+	}
+	return "", false
+}
+
+// errAnimated refuses to make a still variant of an animated original.
+var errAnimated = errors.New("the original is animated, and a variant would be its first frame alone")
+
+// keepOriginal remembers that the original is the answer, and why.
+func (s *Service) keepOriginal(ctx context.Context, bucket, vkey string, orig store.ObjectInfo, spec variant.Spec, variantSize int, why keptReason) (EnsureResult, error) {
+	meta := map[string]string{
+		MetaSourceETag: orig.ETag,
+		MetaVariant:    strconv.Itoa(variantSize),
+	}
+	if why != "" {
+		meta[MetaKept] = string(why)
+	}
 	_, err := s.store.Put(ctx, bucket, vkey+markerSuffix, nil, store.PutOptions{
 		ContentType: "application/octet-stream",
-		Metadata: map[string]string{
-			MetaSourceETag: orig.ETag,
-			MetaVariant:    strconv.Itoa(variantSize),
-		},
+		Metadata:    meta,
 	})
 	if err != nil {
 		return EnsureResult{}, fmt.Errorf("storing the keep-original marker: %w", err)
 	}
-	return originalResult(orig, vkey, spec), nil
+	return originalResult(why.outcome(), orig, vkey, spec), nil
 }
 
 // Upload is an admitted Transform: its input is received chunk by chunk

@@ -129,6 +129,8 @@ type fakeProcessor struct {
 	// translucent images have pixels below opaque; alpha ones an alpha
 	// band (translucent ones too).
 	translucent, alpha bool
+	// frames is what Probe says the image has.
+	frames int
 	// tooLargeFor are the formats that cannot store the output.
 	tooLargeFor map[variant.Format]bool
 	prepares    atomic.Int64
@@ -163,9 +165,9 @@ func (f *fakeProcessor) Probe(data []byte) (ImageInfo, error) {
 		return ImageInfo{}, ErrUnsupportedImage
 	}
 	if f.alpha || f.translucent {
-		return ImageInfo{Format: "png", Width: 4000, Height: 3000, Bands: 4, Alpha: true}, nil
+		return ImageInfo{Format: "png", Width: 4000, Height: 3000, Bands: 4, Alpha: true, Frames: f.frames}, nil
 	}
-	return ImageInfo{Format: "jpeg", Width: 4000, Height: 3000}, nil
+	return ImageInfo{Format: "jpeg", Width: 4000, Height: 3000, Frames: f.frames}, nil
 }
 
 func (f *fakeProcessor) Process(data []byte, op Operation) (Output, error) {
@@ -386,6 +388,48 @@ func TestEnsureVariantKeepsOriginalWhenNotSmaller(t *testing.T) {
 	res, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", Request{})
 	if err != nil || res.Outcome != Created {
 		t.Fatalf("after overwrite: %+v, %v", res, err)
+	}
+}
+
+// TestAnimatedOriginalIsKept: no variant stands for an animated original
+// (a variant is its first frame): EnsureVariant answers OriginalKept with
+// the original's key, without transforming, and says so again from the
+// marker once the service no longer remembers it, until the original is
+// replaced by a still image. Transform, asked for an image, makes the
+// first frame's.
+func TestAnimatedOriginalIsKept(t *testing.T) {
+	for _, ttl := range []time.Duration{0, time.Minute} {
+		st := newMemStore()
+		proc := &fakeProcessor{ratio: 0.5, frames: 6}
+		cfg := testConfig()
+		cfg.KnownVariantTTL = ttl
+		svc, err := New(cfg, st, proc, workpool.New(workpool.Limits{Workers: 1, Queue: 1}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.set("a.gif", make([]byte, 1000))
+		for range 3 {
+			res, err := svc.EnsureVariant(context.Background(), "bkt", "a.gif", Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassAVIF}})
+			if err != nil || res.Outcome != OriginalKept || res.Key != "a.gif" || res.Size != 1000 {
+				t.Fatalf("ttl %v: %+v, %v; want the original kept", ttl, res, err)
+			}
+		}
+		if proc.runs.Load() != 0 {
+			t.Errorf("ttl %v: %d transforms, want none", ttl, proc.runs.Load())
+		}
+		marker, err := st.Head(context.Background(), "bkt", "ProcessedImages/w480_q75/a.gif.webp"+markerSuffix)
+		if err != nil || marker.Metadata[MetaKept] != "animated" {
+			t.Errorf("ttl %v: marker %+v, %v; want kept: animated", ttl, marker, err)
+		}
+		if _, _, err := svc.Transform(context.Background(), make([]byte, 1000), Request{}); err != nil || proc.runs.Load() != 1 {
+			t.Errorf("ttl %v: Transform = %v after %d runs; want the first frame's image", ttl, err, proc.runs.Load())
+		}
+		proc.frames = 1
+		st.set("a.gif", make([]byte, 2000))
+		res, err := svc.EnsureVariant(context.Background(), "bkt", "a.gif", Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassAVIF}})
+		if err != nil || res.Outcome != Created {
+			t.Errorf("ttl %v: after a still replaced it: %+v, %v", ttl, res, err)
+		}
 	}
 }
 

@@ -101,6 +101,9 @@ const (
 	// Pending: the build outlasted the caller's MaxWait; it goes on and
 	// stores the variant, and the original is served meanwhile.
 	Pending
+	// OriginalKept: the original is served as it is, because no variant
+	// can stand for it: it is animated, and a variant is a still image.
+	OriginalKept
 )
 
 func (o Outcome) String() string {
@@ -113,6 +116,8 @@ func (o Outcome) String() string {
 		return "original_is_smaller"
 	case Pending:
 		return "pending"
+	case OriginalKept:
+		return "original_kept"
 	}
 	return "unknown"
 }
