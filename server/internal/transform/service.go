@@ -456,8 +456,8 @@ func (s *Service) storeVariant(ctx context.Context, w variantWrite) (EnsureResul
 }
 
 // keptReason says why an original is served rather than a variant: ""
-// when the variant is not smaller enough (or cannot be), "animated" when
-// no variant can stand for it.
+// when no variant is smaller by the configured margin (or could be),
+// "animated" when no variant can stand for it.
 type keptReason string
 
 // outcome is what a call answers for an original kept for this reason.
