@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -70,14 +72,20 @@ func FuzzAPNGFrames(f *testing.F) {
 // and a variant of it is its first frame.
 func TestAnimationFrames(t *testing.T) {
 	anim := testimages.AnimatedGIF(40, 30, 5)
+	// Three frames of 48×32, made by libvips 8.14 from a GIF.
+	webp, err := os.ReadFile(filepath.Join("testdata", "animated.webp"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, tc := range map[string]struct {
 		data []byte
 		want int
 	}{
-		"gif of 5 frames": {anim, 5},
-		"still gif":       {testimages.AnimatedGIF(40, 30, 1), 1},
-		"apng of 7":       {withChunk(testimages.PNG(40, 30), "acTL", acTL(7)), 7},
-		"jpeg":            {testimages.JPEG(40, 30, 80), 1},
+		"gif of 5 frames":  {anim, 5},
+		"webp of 3 frames": {webp, 3},
+		"still gif":        {testimages.AnimatedGIF(40, 30, 1), 1},
+		"apng of 7":        {withChunk(testimages.PNG(40, 30), "acTL", acTL(7)), 7},
+		"jpeg":             {testimages.JPEG(40, 30, 80), 1},
 	} {
 		info, err := proc.Probe(tc.data)
 		if err != nil || info.Frames != tc.want || info.Animated() != (tc.want > 1) {
