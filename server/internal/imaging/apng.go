@@ -7,7 +7,8 @@ import (
 
 // apngFrames is the number of frames an animated PNG declares in its acTL
 // chunk, which comes before the first IDAT; 0 for a still PNG or data that
-// is not a PNG. It reads chunk headers only.
+// is not a PNG. It reads chunk headers only; a count past 2^20 (the field
+// is 32 bits, and nothing is allocated by it) reads as 2^20.
 func apngFrames(data []byte) int {
 	const signature = "\x89PNG\r\n\x1a\n"
 	if !bytes.HasPrefix(data, []byte(signature)) {
