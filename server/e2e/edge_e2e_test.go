@@ -93,6 +93,24 @@ func TestEdgeEndToEnd(t *testing.T) {
 			t.Errorf("Accept %s: %s, %d bytes", accept, ct, len(body))
 		}
 	}
+	// A translucent original for a viewer of neither WebP nor AVIF: a PNG
+	// that keeps its alpha, not a JPEG flattened onto white.
+	putVia(t, st)("photos/logo.png", testimages.PNG(800, 600))
+	resp, body = get("/photos/logo.png?preset=small", "")
+	if uri := resp.Header.Get("X-Imgedge-Uri"); uri != "/ProcessedImages/w480/photos/logo.png.png" || resp.Header.Get("Content-Type") != "image/png" {
+		t.Errorf("translucent PNG, no Accept: forwarded %q (%s)", uri, resp.Header.Get("Content-Type"))
+	} else if img, _, err := testimages.Decode(body); err != nil || opaque(img) {
+		t.Errorf("translucent PNG, no Accept: the variant lost its alpha (%v)", err)
+	}
+	// An animated original is served as it is: a variant would be still.
+	banner := testimages.AnimatedGIF(160, 120, 4)
+	putVia(t, st)("photos/banner.gif", banner)
+	for _, accept := range []string{"image/avif,image/webp,*/*", ""} {
+		resp, body := get("/photos/banner.gif?preset=small", accept)
+		if uri := resp.Header.Get("X-Imgedge-Uri"); uri != "/photos/banner.gif" || !bytes.Equal(body, banner) {
+			t.Errorf("animated GIF, Accept %q: forwarded %q, %d bytes (want the original's %d)", accept, uri, len(body), len(banner))
+		}
+	}
 	// A request the adapter does not handle goes to the origin as it came.
 	putVia(t, st)("notes.txt", []byte("plain text"))
 	if resp, body := get("/notes.txt", ""); resp.Header.Get("X-Imgedge-Uri") != "/notes.txt" || string(body) != "plain text" {
