@@ -89,7 +89,7 @@ func ParseKey(prefix, key string) (source string, s Spec, err error) {
 		return "", Spec{}, fmt.Errorf("%w: %q has an unknown format extension", ErrBadKey, key)
 	}
 	s.Format = f
-	if !f.Lossy() && (s.Quality != 0 || s.AutoQuality || s.TargetScore != 0) || f.Lossy() && s.Quality == 0 && !s.AutoQuality || f != FormatJPEG && s.Progressive {
+	if !f.Lossy() && s.Quality != 0 || f.Lossy() && s.Quality == 0 && !s.AutoQuality || f != FormatJPEG && s.Progressive {
 		return "", Spec{}, fmt.Errorf("%w: %q is not a resolved %s variant", ErrBadKey, key, f)
 	}
 	source = rest[:dot]

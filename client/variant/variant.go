@@ -167,6 +167,8 @@ type Spec struct {
 	Progressive bool   `yaml:"progressive,omitempty"` // progressive JPEG
 	// AutoQuality searches, per image, the lowest quality whose perceptual
 	// score meets the configured target; Quality then reports the choice.
+	// For PNG it searches a palette (libimagequant's quality), and keeps
+	// the image lossless where no palette meets the target.
 	AutoQuality bool `yaml:"auto_quality,omitempty"`
 	// TargetScore is the SSIMULACRA2 score auto-quality must reach, 1–100
 	// (70 high, 80 very high, 90 visually lossless), in place of the
@@ -296,7 +298,10 @@ func (s Spec) Resolve(c Class, d Defaults) []Spec {
 // header). Flattened onto white, a translucent logo is a white box on any
 // other background; image servers keep such an image in a format with
 // alpha unless a format is asked for by name, as it is here (a JPEG asked
-// for is a flattened JPEG). ok is false when there is no such variant.
+// for is a flattened JPEG). With auto quality ("best" always has it), the
+// PNG is searched too: a palette where one meets the target, or else
+// lossless; at a fixed quality it is lossless, with the key an explicit
+// PNG has. ok is false when there is no such variant.
 func (s Spec) ForTranslucent(c Class, d Defaults) (spec Spec, ok bool) {
 	if s.Format.Concrete() {
 		return Spec{}, false
@@ -306,18 +311,17 @@ func (s Spec) ForTranslucent(c Class, d Defaults) (spec Spec, ok bool) {
 			return Spec{}, false
 		}
 	}
-	// Lossless: no quality to search, and the key an explicit PNG has.
-	s.AutoQuality, s.TargetScore = false, 0
+	s.AutoQuality = s.AutoQuality || s.TargetScore > 0 || s.Format == FormatBest
 	return s.withFormat(FormatPNG, d), true
 }
 
 // withFormat resolves s for the concrete format f.
 func (s Spec) withFormat(f Format, d Defaults) Spec {
 	s.Format = f
-	if !s.AutoQuality || !f.Lossy() {
+	if !s.AutoQuality {
 		s.TargetScore = 0
 	}
-	if s.AutoQuality && f != FormatPNG {
+	if s.AutoQuality {
 		s.Quality = 0
 	} else if f.Lossy() {
 		if s.Quality == 0 {
@@ -363,9 +367,9 @@ func (s Spec) Canonical() string {
 		add(s.Fit.String())
 	}
 	switch {
-	case s.AutoQuality && s.Format != FormatPNG && s.TargetScore > 0:
+	case s.AutoQuality && s.TargetScore > 0:
 		add(autoToken + strconv.Itoa(s.TargetScore))
-	case s.AutoQuality && s.Format != FormatPNG:
+	case s.AutoQuality:
 		add(autoToken)
 	case s.Quality > 0:
 		add("q" + strconv.Itoa(s.Quality))

@@ -66,8 +66,8 @@ func TestForTranslucent(t *testing.T) {
 	}{
 		{"auto, JPEG-only viewer", Spec{Width: 100, Format: FormatAuto}, "*/*", defaults, "w100"},
 		{"no format, no Accept header", Spec{Width: 100}, "", defaults, "w100"},
-		{"auto-quality: PNG has no quality", Spec{Width: 100, Format: FormatAuto, TargetScore: 80}, "", defaults, "w100"},
-		{"best, JPEG-only viewer", Spec{Width: 100, Format: FormatBest}, "*/*", defaults, "w100"},
+		{"auto-quality: a palette searched at the request's target", Spec{Width: 100, Format: FormatAuto, TargetScore: 80}, "", defaults, "w100_qauto80"},
+		{"best, JPEG-only viewer: a palette searched", Spec{Width: 100, Format: FormatBest}, "*/*", defaults, "w100_qauto"},
 		{"auto, WebP viewer: WebP keeps alpha", Spec{Width: 100, Format: FormatAuto}, "image/webp", defaults, ""},
 		{"best, AVIF viewer", Spec{Width: 100, Format: FormatBest}, "image/avif", defaults, ""},
 		{"a JPEG asked for by name", Spec{Width: 100, Format: FormatJPEG}, "", defaults, ""},
@@ -82,11 +82,12 @@ func TestForTranslucent(t *testing.T) {
 			if !ok {
 				return
 			}
-			if got.Format != FormatPNG || got.AutoQuality || got.Canonical() != tt.canonical {
+			if got.Format != FormatPNG || got.Quality != 0 || got.Canonical() != tt.canonical {
 				t.Errorf("ForTranslucent = %+v (%q), want PNG %q", got, got.Canonical(), tt.canonical)
 			}
-			// The key an explicit PNG of the same variant has.
-			explicit := Spec{Width: 100, Format: FormatPNG}.Resolve(ClassJPEG, tt.d)[0]
+			// The key an explicit PNG of the same variant has, with the
+			// same auto quality.
+			explicit := Spec{Width: 100, Format: FormatPNG, AutoQuality: got.AutoQuality, TargetScore: got.TargetScore}.Resolve(ClassJPEG, tt.d)[0]
 			if Key("v/", "a.png", got) != Key("v/", "a.png", explicit) {
 				t.Errorf("key %q, an explicit PNG's %q", Key("v/", "a.png", got), Key("v/", "a.png", explicit))
 			}
@@ -295,18 +296,24 @@ func TestAutoQualityAndBest(t *testing.T) {
 	if got := n.Candidates(ParseAccept("*/*")); len(got) != 1 || got[0] != FormatJPEG {
 		t.Errorf("candidates for */*: %v", got)
 	}
-	if _, _, err := ParseKey(DefaultPrefix, "ProcessedImages/w1_qauto/a.png.png"); err == nil {
-		t.Error("qauto PNG key accepted")
+	if _, s, err := ParseKey(DefaultPrefix, "ProcessedImages/w1_qauto/a.png.png"); err != nil || !s.AutoQuality || s.Format != FormatPNG {
+		t.Errorf("qauto PNG key (a searched palette): %+v, %v", s, err)
+	}
+	if _, _, err := ParseKey(DefaultPrefix, "ProcessedImages/w1_q80/a.png.png"); err == nil {
+		t.Error("a PNG key with a fixed quality accepted")
 	}
 }
 
-// TestTargetScore: a target of its own turns auto-quality on, is the same
-// for every format "best" compares, and is dropped where no search runs
-// (PNG), so that equal outputs keep equal keys (the round trips are in
-// TestResolveAndCanonical).
+// TestTargetScore: a target of its own turns auto-quality on (for PNG, a
+// palette search), is the same for every format "best" compares, and is
+// dropped where no search runs, so that equal outputs keep equal keys (the
+// round trips are in TestResolveAndCanonical).
 func TestTargetScore(t *testing.T) {
-	if png := (Spec{Width: 720, Format: FormatPNG, TargetScore: 80}).Resolve(ClassJPEG, defaults)[0]; png.Canonical() != "w720" || png.TargetScore != 0 {
-		t.Errorf("PNG with a target: %+v %q, want no target", png, png.Canonical())
+	if png := (Spec{Width: 720, Format: FormatPNG, TargetScore: 80}).Resolve(ClassJPEG, defaults)[0]; png.Canonical() != "w720_qauto80" || !png.AutoQuality {
+		t.Errorf("PNG with a target: %+v %q, want a palette search at 80", png, png.Canonical())
+	}
+	if png := (Spec{Width: 720, Format: FormatPNG, Quality: 60}).Resolve(ClassJPEG, defaults)[0]; png.Canonical() != "w720" || png.Quality != 0 {
+		t.Errorf("PNG with a quality: %+v %q, want lossless", png, png.Canonical())
 	}
 	for _, s := range (Spec{Format: FormatBest, TargetScore: 85}).Resolve(ClassAVIF, defaults) {
 		if s.TargetScore != 85 || s.Canonical() != "full_qauto85" {
@@ -321,8 +328,8 @@ func TestTargetScore(t *testing.T) {
 			t.Errorf("ParseCanonical(%q) = %+v, want an error", bad, s)
 		}
 	}
-	if _, _, err := ParseKey(DefaultPrefix, "ProcessedImages/w1_qauto80/a.png.png"); err == nil {
-		t.Error("a PNG key with a target accepted")
+	if _, s, err := ParseKey(DefaultPrefix, "ProcessedImages/w1_qauto80/a.png.png"); err != nil || s.TargetScore != 80 {
+		t.Errorf("a PNG key with a target: %+v, %v", s, err)
 	}
 	if err := (Spec{TargetScore: 101}).Validate(Limits{}); err == nil || !strings.Contains(err.Error(), "target score 101") {
 		t.Errorf("Validate(target 101) = %v", err)

@@ -261,6 +261,53 @@ func TestBestKeepsTransparency(t *testing.T) {
 	}
 }
 
+// TestTranslucentPaletteMeetsTheTarget: a translucent image for a viewer
+// of JPEG alone, with auto quality, is a palette PNG where one meets the
+// target (with its transparency, in a fraction of the lossless bytes),
+// and lossless where none does; a PNG without auto quality stays lossless.
+func TestTranslucentPaletteMeetsTheTarget(t *testing.T) {
+	st := newLocalStore(t)
+	h := startServer(t, st, nil)
+	putVia(t, st)("logo.png", testimages.TranslucentPNG(480, 360))
+	call := func(f imgedgev1.Format, target uint32) (*imgedgev1.EnsureVariantResponse, []byte) {
+		t.Helper()
+		v := &imgedgev1.VariantSpec{Width: ptr(uint32(320)), Format: f, Viewer: &imgedgev1.VariantSpec_Accept{Accept: "*/*"}}
+		if target > 0 {
+			v.TargetScore = ptr(target)
+		}
+		resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "logo.png", Variant: v})
+		if resp.GetOutcome() != imgedgev1.Outcome_OUTCOME_CREATED || resp.GetFormat() != imgedgev1.Format_FORMAT_PNG {
+			t.Fatalf("%v at %d: %v %v, want a created PNG", f, target, resp.GetOutcome(), resp.GetFormat())
+		}
+		data, _, err := st.Get(context.Background(), bucket, resp.GetKey(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(bytes.NewReader(data))
+		if err != nil || opaque(img) {
+			t.Fatalf("%s: %v, or it lost its transparency", resp.GetKey(), err)
+		}
+		return resp, data
+	}
+	const indexed, rgba = 3, 6 // IHDR colour types
+	lossless, data := call(imgedgev1.Format_FORMAT_PNG, 0)
+	if lossless.GetQuality() != 0 || data[25] != rgba {
+		t.Fatalf("an explicit PNG: quality %d, colour type %d; want lossless RGBA", lossless.GetQuality(), data[25])
+	}
+	palette, data := call(imgedgev1.Format_FORMAT_BEST, 0)
+	target := float32(config.Default().AutoQuality.Targets["png"])
+	if data[25] != indexed || palette.GetQuality() == 0 || palette.GetScore() < target || palette.GetSize()*3 > lossless.GetSize() || !strings.Contains(palette.GetKey(), "_qauto/") {
+		t.Errorf("best: %s, colour type %d, q%d scoring %.1f, %d B; want a palette meeting %.0f in under a third of the lossless %d B",
+			palette.GetKey(), data[25], palette.GetQuality(), palette.GetScore(), palette.GetSize(), target, lossless.GetSize())
+	}
+	t.Logf("lossless %d B; palette q%d, %d B, scoring %.1f", lossless.GetSize(), palette.GetQuality(), palette.GetSize(), palette.GetScore())
+	// No palette of this gradient reaches 95: lossless, under its own key.
+	high, data := call(imgedgev1.Format_FORMAT_AUTO, 95)
+	if data[25] != rgba || high.GetQuality() != 0 || high.GetSize() != lossless.GetSize() || high.GetKey() == lossless.GetKey() {
+		t.Errorf("auto at 95: %s, colour type %d, q%d, %d B; want the lossless %d B under a key of its own", high.GetKey(), data[25], high.GetQuality(), high.GetSize(), lossless.GetSize())
+	}
+}
+
 // TestAutoKeepsFullChromaWhereSubsamplingFallsShort: on fine colour
 // detail no subsampled quality reaches the target, and the first search
 // lands where the encoder keeps full chroma by itself (JPEG's q95, AVIF's

@@ -103,7 +103,8 @@ const (
 	Format_FORMAT_WEBP Format = 3
 	// AVIF (AV1 in HEIF), encoded at the server's configured speed.
 	Format_FORMAT_AVIF Format = 4
-	// Lossless PNG.
+	// PNG: lossless, or with auto_quality a palette of at most 256 colours
+	// (with their alpha) where one meets the target.
 	Format_FORMAT_PNG Format = 5
 	// Among the formats the viewer accepts (by the Accept header, as for
 	// AUTO), the smallest one that meets the quality target. Implies
@@ -320,7 +321,8 @@ type VariantSpec struct {
 	// Search the lowest encoder quality whose perceptual score (SSIMULACRA2
 	// against the resized source, as a viewer sees both) meets the server's
 	// target for the format, or target_score. The quality chosen and its
-	// score are reported in the response.
+	// score are reported in the response. For PNG, the quality is a
+	// palette's; where no palette meets the target, the PNG is lossless.
 	AutoQuality bool `protobuf:"varint,8,opt,name=auto_quality,json=autoQuality,proto3" json:"auto_quality,omitempty"`
 	// What the viewer decodes, used when the format is FORMAT_AUTO or
 	// FORMAT_BEST. Neither set: JPEG.
@@ -578,14 +580,16 @@ type EnsureVariantResponse struct {
 	Width uint32 `protobuf:"varint,9,opt,name=width,proto3" json:"width,omitempty"`
 	// Height in pixels of the variant (0 when the original is served).
 	Height uint32 `protobuf:"varint,10,opt,name=height,proto3" json:"height,omitempty"`
-	// Encoder quality the variant was encoded with (0 for PNG or the original);
-	// with auto_quality, the quality the search chose.
+	// Encoder quality the variant was encoded with (0 for a lossless PNG or
+	// the original); with auto_quality, the quality the search chose (for
+	// PNG, its palette's).
 	Quality uint32 `protobuf:"varint,11,opt,name=quality,proto3" json:"quality,omitempty"`
 	// With auto_quality: the SSIMULACRA2 score the search measured for that
 	// quality (the worst of the scored tiles, against the resized original,
 	// as a viewer sees both), which meets the target; for a target out of
 	// reach, the score of the top of the search range, which was served. 0
-	// for a fixed quality, PNG, the original, or an image too small to score.
+	// for a fixed quality, a lossless PNG, the original, or an image too small
+	// to score.
 	Score         float32 `protobuf:"fixed32,12,opt,name=score,proto3" json:"score,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -805,7 +809,7 @@ type TransformResult struct {
 	Height uint32 `protobuf:"varint,4,opt,name=height,proto3" json:"height,omitempty"`
 	// The output format the request resolved to (never AUTO).
 	Format Format `protobuf:"varint,5,opt,name=format,proto3,enum=imgedge.v1.Format" json:"format,omitempty"`
-	// Encoder quality used (0 for PNG).
+	// Encoder quality used (0 for a lossless PNG; a PNG palette's quality).
 	Quality uint32 `protobuf:"varint,6,opt,name=quality,proto3" json:"quality,omitempty"`
 	// With auto_quality: the SSIMULACRA2 score the search measured, as in
 	// EnsureVariantResponse.score.

@@ -158,7 +158,7 @@ func Default() Config {
 		ReadinessInterval: 10 * time.Second,
 
 		AutoQuality: AutoQuality{
-			Targets:    map[string]float64{"jpeg": 70, "webp": 70, "avif": 70},
+			Targets:    map[string]float64{"jpeg": 70, "webp": 70, "avif": 70, "png": 70},
 			MinQuality: 40, MaxQuality: 95, Steps: 6, SkipJPEGAtOrBelow: 25,
 		},
 	}
@@ -384,8 +384,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("auto_quality: want 1 ≤ min_quality ≤ max_quality ≤ 100 and steps ≥ 1, got %+v", a))
 	}
 	for f, target := range a.Targets {
-		if ff, err := variant.ParseFormat(f); err != nil || !ff.Lossy() || target <= 0 || target > 100 {
-			errs = append(errs, fmt.Errorf("auto_quality target %s: %v must be a lossy format with a SSIMULACRA2 score in (0, 100]", f, target))
+		if ff, err := variant.ParseFormat(f); err != nil || !ff.Concrete() || target <= 0 || target > 100 {
+			errs = append(errs, fmt.Errorf("auto_quality target %s: %v must be jpeg, webp, avif or png with a SSIMULACRA2 score in (0, 100]", f, target))
 		}
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {

@@ -156,3 +156,61 @@ func TestTranslucent(t *testing.T) {
 		})
 	}
 }
+
+// TestPNGPalette: a PNG with a quality is a palette (libimagequant) that
+// keeps the alpha, scored as a viewer sees it, smaller as the quality
+// falls; without one it is lossless, every pixel as prepared.
+func TestPNGPalette(t *testing.T) {
+	data := testimages.TranslucentPNG(320, 240)
+	info, err := proc.Probe(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prep, err := proc.Prepare(data, transform.Operation{Spec: resolved(variant.Spec{Format: variant.FormatPNG, AutoQuality: true}), Source: info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lossless, err := prep.Encode(variant.Spec{Format: variant.FormatPNG})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(lossless.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := img.(*image.NRGBA); !ok {
+		t.Errorf("lossless: %T, want RGBA (*image.NRGBA)", img)
+	}
+	if score, err := prep.Score(lossless.Data); err != nil || score < 99.9 {
+		t.Errorf("lossless scores %.2f, %v; want 100", score, err)
+	}
+	prevSize, prevScore := len(lossless.Data), 100.0
+	for _, q := range []int{90, 60, 30} {
+		out, score, err := prep.Trial(variant.Spec{Format: variant.FormatPNG, Quality: q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(bytes.NewReader(out.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := img.(*image.Paletted)
+		if !ok || len(p.Palette) > 256 {
+			t.Fatalf("q%d: %T, want a palette of at most 256 colours", q, img)
+		}
+		translucent := false
+		for _, c := range p.Palette {
+			if _, _, _, a := c.RGBA(); a < 0xffff {
+				translucent = true
+			}
+		}
+		if !translucent {
+			t.Errorf("q%d: the palette lost the alpha", q)
+		}
+		if len(out.Data) >= prevSize || score > prevScore {
+			t.Errorf("q%d: %d B scoring %.1f; want fewer bytes than %d and at most %.1f", q, len(out.Data), score, prevSize, prevScore)
+		}
+		t.Logf("q%d: %d B, %.1f (lossless %d B)", q, len(out.Data), score, len(lossless.Data))
+		prevSize, prevScore = len(out.Data), score
+	}
+}

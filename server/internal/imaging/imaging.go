@@ -206,6 +206,7 @@ func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.in
 		quant_table:   C.int(p.cfg.JPEG.quantTable(spec.Quality)),
 		subsample:     p.chroma(spec),
 		flatten:       cbool(format == C.IMGEDGE_JPEG),
+		palette:       cbool(format == C.IMGEDGE_PNG && spec.Quality > 0),
 	}
 	if spec.Fit == variant.FitCover {
 		pl.opts.cover = 1

@@ -181,7 +181,9 @@ static int save(VipsImage *img, const imgedge_opts *o, void **out, size_t *outle
 			"compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "effort", o->effort,
 			"bitdepth", o->avif_bitdepth > 8 ? 10 : 8, "subsample_mode", o->subsample, NULL);
 	case IMGEDGE_PNG:
-		return vips_pngsave_buffer(img, out, outlen, "compression", 6, "strip", strip, NULL);
+		// With palette, libimagequant (dithered) aims for quality "Q".
+		return vips_pngsave_buffer(img, out, outlen, "compression", 6, "strip", strip,
+			"palette", o->palette ? TRUE : FALSE, "Q", VIPS_CLIP(1, o->quality, 100), NULL);
 	case IMGEDGE_RAW:
 		*out = vips_image_write_to_memory(img, outlen);
 		return *out ? 0 : -1;

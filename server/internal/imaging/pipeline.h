@@ -37,6 +37,7 @@ typedef struct {
 	int trellis, deringing, quant_table; // mozjpeg's encoder settings
 	int subsample;      // JPEG and AVIF chroma: VipsForeignSubsample
 	int flatten;        // composite alpha onto white (formats without alpha)
+	int palette;        // PNG: quantise to a palette of at most 256 colours at quality
 	int keep_metadata;  // keep EXIF/XMP/IPTC (never on by default)
 } imgedge_opts;
 

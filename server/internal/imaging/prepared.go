@@ -233,10 +233,11 @@ func (pr *prepared) Trial(spec variant.Spec) (transform.Output, float64, error) 
 	if len(pr.tiles) == 0 {
 		return transform.Output{}, 0, fmt.Errorf("%w: %d×%d", transform.ErrCannotScore, pr.width, pr.height)
 	}
-	if pr.mosaic == nil || spec.Format == variant.FormatWebP {
+	if pr.mosaic == nil || spec.Format == variant.FormatWebP || spec.Format == variant.FormatPNG {
 		// WebP picks its quantisers per segment from statistics of the
 		// whole picture, so a mosaic is judged on other terms (scores
-		// 0.3–3 lower, measured); it is cheap enough to encode whole.
+		// 0.3–3 lower, measured); it is cheap enough to encode whole. A
+		// PNG's palette, likewise, is chosen for the whole picture.
 		out, err := pr.Encode(spec)
 		if err != nil {
 			return transform.Output{}, 0, err

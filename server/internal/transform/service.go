@@ -623,8 +623,9 @@ func (s *Service) probe(data []byte) (ImageInfo, error) {
 // smallest. Where a translucent image would be flattened (ch.forTranslucent,
 // set only for an image with an alpha band), the image is prepared first to
 // see whether any pixel is below opaque, and such an image is encoded as
-// that spec (PNG) instead. It returns the output and the spec that produced
-// it (with the quality chosen).
+// that spec (PNG) instead: with auto quality, its palette searched. It
+// returns the output and the spec that produced it (with the quality
+// chosen).
 func (s *Service) process(ctx context.Context, data []byte, info ImageInfo, ch choices) (out Output, chosen variant.Spec, err error) {
 	if err := ctx.Err(); err != nil {
 		return Output{}, variant.Spec{}, err
@@ -643,6 +644,9 @@ func (s *Service) process(ctx context.Context, data []byte, info ImageInfo, ch c
 	switch {
 	case ch.forTranslucent != nil && prep.Translucent():
 		spec = *ch.forTranslucent
+		if spec.AutoQuality {
+			return s.autoQuality(ctx, prep, []variant.Spec{spec})
+		}
 		out, err := prep.Encode(spec)
 		return out, spec, err
 	case !spec.AutoQuality:

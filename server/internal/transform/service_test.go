@@ -634,15 +634,18 @@ func TestTranslucentKeepsAlpha(t *testing.T) {
 		translucent, alpha bool
 		wantKey            string
 		prepares           int64
+		quality            int // chosen: a palette's, or 0 (lossless PNG)
 	}{
-		{"translucent, auto", auto, variant.ClassJPEG, true, true, "ProcessedImages/w720/a.png.png", 1},
-		{"translucent, no Accept", auto, variant.ClassUnspecified, true, true, "ProcessedImages/w720/a.png.png", 1},
-		{"translucent, auto quality", variant.Spec{Width: 720, Format: variant.FormatAuto, TargetScore: 80}, variant.ClassJPEG, true, true, "ProcessedImages/w720/a.png.png", 1},
-		{"translucent, best", variant.Spec{Width: 720, Format: variant.FormatBest}, variant.ClassJPEG, true, true, "ProcessedImages/w720/a.png.png", 1},
-		{"translucent, WebP viewer", auto, variant.ClassWebP, true, true, "ProcessedImages/w720_q75/a.png.webp", 0},
-		{"translucent, JPEG by name", variant.Spec{Width: 720, Format: variant.FormatJPEG}, variant.ClassJPEG, true, true, "ProcessedImages/w720_q90/a.png.jpg", 0}, // the preset's quality
-		{"opaque with an alpha band", auto, variant.ClassJPEG, false, true, "ProcessedImages/w720_q80/a.png.jpg", 1},
-		{"no alpha band", auto, variant.ClassJPEG, false, false, "ProcessedImages/w720_q80/a.png.jpg", 0},
+		{"translucent, auto", auto, variant.ClassJPEG, true, true, "ProcessedImages/w720/a.png.png", 1, 0},
+		{"translucent, no Accept", auto, variant.ClassUnspecified, true, true, "ProcessedImages/w720/a.png.png", 1, 0},
+		// The fake scores q-20: a palette cannot reach 80 (lossless) but
+		// reaches 70 (best's target) at q90.
+		{"translucent, auto quality", variant.Spec{Width: 720, Format: variant.FormatAuto, TargetScore: 80}, variant.ClassJPEG, true, true, "ProcessedImages/w720_qauto80/a.png.png", 1, 0},
+		{"translucent, best", variant.Spec{Width: 720, Format: variant.FormatBest}, variant.ClassJPEG, true, true, "ProcessedImages/w720_qauto/a.png.png", 1, 90},
+		{"translucent, WebP viewer", auto, variant.ClassWebP, true, true, "ProcessedImages/w720_q75/a.png.webp", 0, 75},
+		{"translucent, JPEG by name", variant.Spec{Width: 720, Format: variant.FormatJPEG}, variant.ClassJPEG, true, true, "ProcessedImages/w720_q90/a.png.jpg", 0, 90}, // the preset's quality
+		{"opaque with an alpha band", auto, variant.ClassJPEG, false, true, "ProcessedImages/w720_q80/a.png.jpg", 1, 80},
+		{"no alpha band", auto, variant.ClassJPEG, false, false, "ProcessedImages/w720_q80/a.png.jpg", 0, 80},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := newMemStore()
@@ -652,8 +655,8 @@ func TestTranslucentKeepsAlpha(t *testing.T) {
 			req := Request{Variant: variant.Request{Override: tc.spec, Viewer: tc.viewer}}
 			for _, want := range []Outcome{Created, AlreadyExisted} {
 				res, err := svc.EnsureVariant(context.Background(), "bkt", "a.png", req)
-				if err != nil || res.Outcome != want || res.Key != tc.wantKey {
-					t.Fatalf("EnsureVariant = %+v, %v; want %v at %s", res, err, want, tc.wantKey)
+				if err != nil || res.Outcome != want || res.Key != tc.wantKey || res.Spec.Quality != tc.quality {
+					t.Fatalf("EnsureVariant = %+v, %v; want %v at %s, quality %d", res, err, want, tc.wantKey, tc.quality)
 				}
 				if wantType := "image/" + strings.TrimPrefix(path.Ext(tc.wantKey), "."); res.ContentType != strings.Replace(wantType, "jpg", "jpeg", 1) {
 					t.Errorf("content type %q for %s", res.ContentType, tc.wantKey)
