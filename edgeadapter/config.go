@@ -93,7 +93,7 @@ func DefaultConfig() Config {
 	return Config{
 		DeadlineMS:         2500,
 		LauncherDeadlineMS: 3000,
-		Extensions:         []string{".jpg", ".jpeg", ".png", ".webp"},
+		Extensions:         []string{".jpg", ".jpeg", ".png", ".webp", ".gif"},
 		PathPrefixes:       []string{"/"},
 		ProcessedPrefix:    variant.DefaultPrefix,
 		Presets:            variant.PublicPresetNames(),

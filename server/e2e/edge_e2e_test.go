@@ -102,14 +102,20 @@ func TestEdgeEndToEnd(t *testing.T) {
 	} else if img, _, err := testimages.Decode(body); err != nil || opaque(img) {
 		t.Errorf("translucent PNG, no Accept: the variant lost its alpha (%v)", err)
 	}
-	// An animated original is served as it is: a variant would be still.
+	// An animated GIF is an animated WebP for a viewer of WebP or AVIF
+	// (AVIF keeps no frames), and the original itself for any other: a
+	// variant would be still.
 	banner := testimages.AnimatedGIF(160, 120, 4)
 	putVia(t, st)("photos/banner.gif", banner)
-	for _, accept := range []string{"image/avif,image/webp,*/*", ""} {
-		resp, body := get("/photos/banner.gif?preset=small", accept)
-		if uri := resp.Header.Get("X-Imgedge-Uri"); uri != "/photos/banner.gif" || !bytes.Equal(body, banner) {
-			t.Errorf("animated GIF, Accept %q: forwarded %q, %d bytes (want the original's %d)", accept, uri, len(body), len(banner))
-		}
+	resp, body = get("/photos/banner.gif?preset=small", "image/avif,image/webp,*/*")
+	if uri := resp.Header.Get("X-Imgedge-Uri"); uri != "/ProcessedImages/w480_q75/photos/banner.gif.webp" || resp.Header.Get("Content-Type") != "image/webp" || len(body) >= len(banner) {
+		t.Errorf("animated GIF, AVIF viewer: forwarded %q (%s), %d bytes (the original: %d)", uri, resp.Header.Get("Content-Type"), len(body), len(banner))
+	} else if info, err := h.proc.Probe(body); err != nil || info.Frames != 4 || info.Width != 160 {
+		t.Errorf("animated GIF, AVIF viewer: the WebP is %+v (%v), want 4 frames of 160 px", info, err)
+	}
+	resp, body = get("/photos/banner.gif?preset=small", "")
+	if uri := resp.Header.Get("X-Imgedge-Uri"); uri != "/photos/banner.gif" || !bytes.Equal(body, banner) {
+		t.Errorf("animated GIF, no Accept: forwarded %q, %d bytes (want the original's %d)", uri, len(body), len(banner))
 	}
 	// A request the adapter does not handle goes to the origin as it came.
 	putVia(t, st)("notes.txt", []byte("plain text"))

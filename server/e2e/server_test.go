@@ -151,29 +151,52 @@ func TestLargerVariantServesOriginal(t *testing.T) {
 	})
 }
 
-// TestAnimatedOriginalServedAsIs: a variant is a still image, so for an
-// animated original (GIF, or a PNG with an animation chunk) EnsureVariant
-// answers ORIGINAL_KEPT with the original's key on both stores, without
-// decoding it, and again on the next call; Transform makes a still image
-// of its first frame, as asked.
-func TestAnimatedOriginalServedAsIs(t *testing.T) {
+// TestAnimations: an animated GIF asked for in WebP, or negotiated for a
+// viewer of WebP or AVIF, is an animated WebP of every frame, on both
+// stores, made once; for a viewer of neither, or in a format that keeps no
+// frames, EnsureVariant answers ORIGINAL_KEPT with the original's key,
+// without decoding it, and again on the next call. Transform makes a still
+// image of the first frame where the format keeps no frames.
+func TestAnimations(t *testing.T) {
 	stores(t, func(t *testing.T, st transform.Store, put func(string, []byte), get func(string) []byte) {
 		h := startServer(t, st, nil)
 		anim := testimages.AnimatedGIF(120, 90, 4)
 		put("banner.gif", anim)
-		for i := range 2 {
-			for _, v := range []*imgedgev1.VariantSpec{
-				{Format: imgedgev1.Format_FORMAT_AUTO, Viewer: &imgedgev1.VariantSpec_Accept{Accept: "image/avif,image/webp,*/*"}},
-				{Width: ptr(uint32(60)), Format: imgedgev1.Format_FORMAT_WEBP},
-			} {
-				resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "banner.gif", Variant: v})
-				if resp.Outcome != imgedgev1.Outcome_OUTCOME_ORIGINAL_KEPT || resp.Key != "banner.gif" || resp.Size != int64(len(anim)) {
-					t.Fatalf("call %d, %v: %v; want the original kept", i, v, resp)
+		avifViewer := &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_AUTO, Viewer: &imgedgev1.VariantSpec_Accept{Accept: "image/avif,image/webp,*/*"}}
+		for _, tc := range []struct {
+			variant *imgedgev1.VariantSpec
+			key     string // "" for the original
+			width   int
+		}{
+			{avifViewer, "ProcessedImages/full_q75/banner.gif.webp", 120},
+			{&imgedgev1.VariantSpec{Width: ptr(uint32(60)), Format: imgedgev1.Format_FORMAT_WEBP}, "ProcessedImages/w60_q75/banner.gif.webp", 60},
+			{&imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_AUTO, Viewer: &imgedgev1.VariantSpec_Accept{Accept: "*/*"}}, "", 0},
+			{&imgedgev1.VariantSpec{Width: ptr(uint32(60)), Format: imgedgev1.Format_FORMAT_AVIF}, "", 0},
+		} {
+			runs := h.proc.runs.Load()
+			for i := range 2 {
+				resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "banner.gif", Variant: tc.variant})
+				if tc.key == "" {
+					if resp.Outcome != imgedgev1.Outcome_OUTCOME_ORIGINAL_KEPT || resp.Key != "banner.gif" || resp.Size != int64(len(anim)) {
+						t.Fatalf("call %d, %v: %v; want the original kept", i, tc.variant, resp)
+					}
+					continue
+				}
+				if resp.Key != tc.key || resp.ContentType != "image/webp" || resp.Size >= int64(len(anim)) {
+					t.Fatalf("call %d, %v: %v; want a WebP smaller than the original at %s", i, tc.variant, resp, tc.key)
+				}
+				info, err := h.proc.Probe(get(resp.Key))
+				if err != nil || info.Frames != 4 || info.Width != tc.width {
+					t.Errorf("%s: %+v, %v; want 4 frames %d px wide", resp.Key, info, err, tc.width)
 				}
 			}
-		}
-		if n := h.proc.runs.Load(); n != 0 {
-			t.Errorf("%d transforms, want none", n)
+			want := int64(1) // made once
+			if tc.key == "" {
+				want = 0 // never decoded
+			}
+			if h.proc.runs.Load()-runs != want {
+				t.Errorf("%v: %d transforms, want %d", tc.variant, h.proc.runs.Load()-runs, want)
+			}
 		}
 		out, result := transformCall(t, h, &imgedgev1.VariantSpec{Width: ptr(uint32(60)), Format: imgedgev1.Format_FORMAT_PNG}, anim)
 		if result.Width != 60 || result.Height != 45 || len(out) == 0 {

@@ -95,7 +95,8 @@ const (
 	Format_FORMAT_UNSPECIFIED Format = 0
 	// Negotiate from the viewer's Accept header: AVIF, then WebP, then JPEG,
 	// each only when enabled in the server's configuration. Where that is
-	// JPEG, a translucent image is PNG instead (not flattened onto white).
+	// JPEG, a translucent image is PNG instead (not flattened onto white). A
+	// GIF (by its key) skips AVIF, which keeps no animation.
 	Format_FORMAT_AUTO Format = 1
 	// Baseline or progressive JPEG. Transparency is flattened onto white.
 	Format_FORMAT_JPEG Format = 2
@@ -183,7 +184,9 @@ const (
 	Outcome_OUTCOME_PENDING Outcome = 4
 	// No variant can stand for the original, so `key` is the original's key:
 	// serve it unchanged. The original is animated (a GIF, WebP or PNG of
-	// several frames), and a variant would be its first frame alone.
+	// several frames), and a variant in the format asked for or negotiated
+	// would be its first frame alone (WebP keeps the frames of a GIF or
+	// WebP; a GIF is negotiated for an AVIF viewer as for a WebP viewer).
 	Outcome_OUTCOME_ORIGINAL_KEPT Outcome = 5
 )
 

@@ -54,6 +54,15 @@ func (p *Processor) Footprint(op transform.Operation) int64 {
 		scored := min(outPixels, int64(mosaicPixels(scoreTiles)))
 		work += outPixels*4 + scored*110
 	}
+	if src.AnimatesAs(op.Spec.Format) {
+		// Every output frame, held until the animation is encoded, with
+		// ~16 KiB of its own; libwebp's canvases; and the decoder's
+		// previous frame, which the next one is drawn over. Measured (GIFs
+		// of 10–2000 frames, 100×75 to 2000×1500, fitted to 50–720 px or
+		// at their size): 15–197 MB, estimated 16–214 (80 frames at 480 px:
+		// 55 MB, estimated 62).
+		work += int64(src.Frames)*(outPixels*4+16<<10) + 4*outPixels*4 + src.Pixels()*4
+	}
 	return decoded + max(work, decodePeak(src)) + src.DecodeBuffer
 }
 

@@ -207,6 +207,7 @@ func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.in
 		subsample:     p.chroma(spec),
 		flatten:       cbool(format == C.IMGEDGE_JPEG),
 		palette:       cbool(format == C.IMGEDGE_PNG && spec.Quality > 0),
+		animate:       cbool(format == C.IMGEDGE_WEBP && src.AnimatesAs(spec.Format)),
 	}
 	if spec.Fit == variant.FitCover {
 		pl.opts.cover = 1

@@ -219,16 +219,21 @@ static int finish(VipsImage *base, VipsImage *img, const imgedge_opts *o, void *
 	return save(img, o, out, outlen);
 }
 
-static int load(const void *buf, size_t len, int shrink, VipsImage **out) {
+static int load(const void *buf, size_t len, const imgedge_opts *o, VipsImage **out) {
 	// Fail on the decoder's first warning, for every loader (sharp's default
 	// too): libvips would otherwise only warn about truncated or corrupt
 	// data and fill the missing rows with grey or black, and a damaged
 	// original must never become a stored variant.
-	if (shrink > 1)
-		return vips_jpegload_buffer((void *) buf, len, out, "shrink", shrink,
+	if (o->shrink > 1)
+		return vips_jpegload_buffer((void *) buf, len, out, "shrink", o->shrink,
 			"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
-	*out = vips_image_new_from_buffer(buf, len, "",
-		"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
+	if (o->animate)
+		// Every frame, one under the other (a strip of pages).
+		*out = vips_image_new_from_buffer(buf, len, "", "n", -1,
+			"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
+	else
+		*out = vips_image_new_from_buffer(buf, len, "",
+			"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
 	return *out ? 0 : -1;
 }
 
@@ -263,24 +268,24 @@ int imgedge_probe(const void *buf, size_t len, imgedge_header *h) {
 	return settled(probe(buf, len, h));
 }
 
-int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
-	void **out, size_t *outlen, int *ow, int *oh, int *obands) {
-	VipsImage *base = vips_image_new();
-	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 8);
-	VipsImage *img;
-	int orientation = 1, turned, tw, th, w, h, alpha, rc = -1;
-	double hscale, vscale;
-	VipsBandFormat format;
-
-	if (load(buf, len, o->shrink, &t[0]))
-		goto done;
-	img = t[0];
+// orientation_of is an image's EXIF orientation, 1 where it has none or
+// an invalid one.
+static int orientation_of(VipsImage *img) {
+	int orientation = 1;
 	if (vips_image_get_typeof(img, VIPS_META_ORIENTATION) &&
 		vips_image_get_int(img, VIPS_META_ORIENTATION, &orientation))
 		orientation = 1;
-	if (orientation < 1 || orientation > 8)
-		orientation = 1;
-	turned = orientation >= 5;
+	return orientation < 1 || orientation > 8 ? 1 : orientation;
+}
+
+// fit resizes a decoded image to exactly o's box, upright. Its steps, and
+// the result, are held by scope.
+static int fit(VipsObject *scope, VipsImage *img, const imgedge_opts *o, VipsImage **out) {
+	VipsImage **t = (VipsImage **) vips_object_local_array(scope, 7);
+	int orientation = orientation_of(img), turned = orientation >= 5, tw, th, w, h, alpha;
+	double hscale, vscale;
+	VipsBandFormat format;
+
 	// The box in stored orientation: resize first, orient the small result.
 	tw = turned ? o->height : o->width;
 	th = turned ? o->width : o->height;
@@ -296,30 +301,81 @@ int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
 	alpha = vips_image_hasalpha(img) && (hscale != 1.0 || vscale != 1.0);
 	format = vips_image_get_format(img);
 	if (alpha) {
-		if (vips_premultiply(img, &t[1], NULL))
-			goto done;
-		img = t[1];
+		if (vips_premultiply(img, &t[0], NULL))
+			return -1;
+		img = t[0];
 	}
-	if (resize(img, &t[2], hscale, vscale))
-		goto done;
-	img = t[2];
+	if (resize(img, &t[1], hscale, vscale))
+		return -1;
+	img = t[1];
 	if (alpha) {
-		if (vips_unpremultiply(img, &t[3], NULL) || vips_cast(t[3], &t[4], format, NULL))
-			goto done;
-		img = t[4];
+		if (vips_unpremultiply(img, &t[2], NULL) || vips_cast(t[2], &t[3], format, NULL))
+			return -1;
+		img = t[3];
 	}
 	if (orientation > 1) {
 		// Rotation reads out of order: hold the (small) resized image.
-		if (!(t[5] = vips_image_copy_memory(img)) || vips_autorot(t[5], &t[6], NULL))
-			goto done;
-		img = t[6];
+		if (!(t[4] = vips_image_copy_memory(img)) || vips_autorot(t[4], &t[5], NULL))
+			return -1;
+		img = t[5];
 	}
-	if (exact_size(img, &t[7], o->width, o->height))
+	if (exact_size(img, &t[6], o->width, o->height))
+		return -1;
+	*out = t[6];
+	return 0;
+}
+
+// fit_frames fits each frame of an animation (a strip of pages) to o's box
+// on its own, so that no frame's resampling reads its neighbours, and joins
+// them into a strip of pages again, with the animation's delays and loop
+// count. Each fitted frame is rendered to memory and its pipeline dropped
+// at once: what stays is the output's frames, not a pipeline per frame.
+// The result is held by scope.
+static int fit_frames(VipsObject *scope, VipsImage *strip, const imgedge_opts *o, VipsImage **out) {
+	int page = vips_image_get_page_height(strip), width = vips_image_get_width(strip);
+	int n = vips_image_get_height(strip) / page, i, rc = -1;
+	VipsImage **frames = g_new0(VipsImage *, n), *joined = NULL;
+
+	for (i = 0; i < n; i++) {
+		VipsImage *frame_scope = vips_image_new(), *frame, *fitted;
+		if (!vips_extract_area(strip, &frame, 0, i * page, width, page, NULL)) {
+			vips_object_local(frame_scope, frame);
+			if (!fit(VIPS_OBJECT(frame_scope), frame, o, &fitted))
+				frames[i] = vips_image_copy_memory(fitted);
+		}
+		g_object_unref(frame_scope);
+		if (!frames[i])
+			goto done;
+	}
+	if (vips_arrayjoin(frames, &joined, n, "across", 1, NULL) || vips_copy(joined, out, NULL))
 		goto done;
-	img = t[7];
-	*ow = vips_image_get_width(img);
-	*oh = vips_image_get_height(img);
-	rc = finish(base, img, o, out, outlen, obands);
+	vips_object_local(scope, *out);
+	vips_image_set_int(*out, VIPS_META_PAGE_HEIGHT, o->height);
+	rc = 0;
+done:
+	if (joined)
+		g_object_unref(joined);
+	for (i = 0; i < n; i++)
+		if (frames[i])
+			g_object_unref(frames[i]);
+	g_free(frames);
+	return rc;
+}
+
+int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
+	void **out, size_t *outlen, int *ow, int *oh, int *obands) {
+	VipsImage *base = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 1);
+	VipsImage *fitted; // base holds it
+	int rc = -1;
+
+	if (load(buf, len, o, &t[0]))
+		goto done;
+	if (o->animate ? fit_frames(VIPS_OBJECT(base), t[0], o, &fitted) : fit(VIPS_OBJECT(base), t[0], o, &fitted))
+		goto done;
+	*ow = o->width;
+	*oh = o->height;
+	rc = finish(base, fitted, o, out, outlen, obands);
 done:
 	g_object_unref(base);
 	vips_thread_shutdown();

@@ -38,6 +38,7 @@ typedef struct {
 	int subsample;      // JPEG and AVIF chroma: VipsForeignSubsample
 	int flatten;        // composite alpha onto white (formats without alpha)
 	int palette;        // PNG: quantise to a palette of at most 256 colours at quality
+	int animate;        // every frame of an animation (GIF, WebP), each fitted to the box
 	int keep_metadata;  // keep EXIF/XMP/IPTC (never on by default)
 } imgedge_opts;
 
@@ -51,7 +52,8 @@ int imgedge_probe(const void *buf, size_t len, imgedge_header *h);
 // imgedge_process decodes buf (failing on truncated or damaged data),
 // shrinks on load, resizes with premultiplied alpha, orients, converts to
 // sRGB, drops metadata and encodes as o says. On success *out is a g_malloc'd
-// buffer of *outlen bytes, and *ow, *oh, *obands describe the result.
+// buffer of *outlen bytes, and *ow, *oh, *obands describe the result (with
+// animate, each of its frames).
 int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
 	void **out, size_t *outlen, int *ow, int *oh, int *obands);
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -133,8 +135,13 @@ func bestOf(cands []candidate) string {
 }
 
 // candidates resolves a requested variant of source into the variants to
-// consider, with their keys.
+// consider, with their keys. A GIF (by its key, which the edge sees too)
+// is negotiated for an AVIF viewer as for a viewer of WebP: most GIFs are
+// animations, which WebP keeps and AVIF, as libvips saves it, does not.
 func (s *Service) candidates(source string, r variant.Request) ([]candidate, error) {
+	if r.Viewer == variant.ClassAVIF && strings.EqualFold(path.Ext(source), ".gif") {
+		r.Viewer = variant.ClassWebP
+	}
 	ch, err := s.cfg.resolve(r)
 	if err != nil {
 		return nil, err
@@ -335,10 +342,16 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 	if err != nil {
 		return Output{}, variant.Spec{}, err
 	}
-	if keepable {
-		if info.Animated() {
+	if info.Animated() {
+		animation, ok := s.animation(info, ch.specs)
+		switch {
+		case ok:
+			ch = choices{specs: []variant.Spec{animation}}
+		case keepable:
 			return Output{}, variant.Spec{}, fmt.Errorf("%w (%d frames)", errAnimated, info.Frames)
 		}
+	}
+	if keepable {
 		if err := s.cannotPay(data, info, ch.specs); err != nil {
 			return Output{}, variant.Spec{}, err
 		}
@@ -371,6 +384,23 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 	workCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
 	defer cancel()
 	return s.process(workCtx, data, info, ch)
+}
+
+// animation is the spec an animated image is encoded with, when one of
+// specs keeps its frames (ImageInfo.AnimatesAs: WebP) and they hold no
+// more pixels together than a still source may. Its frames are not
+// searched (the search judges one picture): auto quality takes the
+// format's configured quality.
+func (s *Service) animation(info ImageInfo, specs []variant.Spec) (variant.Spec, bool) {
+	i := slices.IndexFunc(specs, func(spec variant.Spec) bool { return info.AnimatesAs(spec.Format) })
+	if i < 0 || info.Pixels()*int64(info.Frames) > s.cfg.Limits.MaxSourcePixels {
+		return variant.Spec{}, false
+	}
+	spec := specs[i]
+	if spec.AutoQuality {
+		spec.AutoQuality, spec.TargetScore, spec.Quality = false, 0, defaultQuality(s.cfg.Defaults, spec.Format)
+	}
+	return spec, true
 }
 
 // storable keeps the specs whose format can store the output, judged from
@@ -479,7 +509,8 @@ func keptBecause(err error) (keptReason, bool) {
 	return "", false
 }
 
-// errAnimated refuses to make a still variant of an animated original.
+// errAnimated refuses to make a still variant of an animated original
+// (for a viewer of no format that keeps the frames).
 var errAnimated = errors.New("the original is animated, and a variant would be its first frame alone")
 
 // keepOriginal remembers that the original is the answer, and why.

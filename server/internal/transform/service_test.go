@@ -129,8 +129,12 @@ type fakeProcessor struct {
 	// translucent images have pixels below opaque; alpha ones an alpha
 	// band (translucent ones too).
 	translucent, alpha bool
-	// frames is what Probe says the image has.
+	// frames is what Probe says the image has; an animation of a GIF
+	// (gif) is 400×300 a frame.
 	frames int
+	gif    bool
+	// processed is the last spec Process encoded.
+	processed atomic.Pointer[variant.Spec]
 	// tooLargeFor are the formats that cannot store the output.
 	tooLargeFor map[variant.Format]bool
 	prepares    atomic.Int64
@@ -164,6 +168,9 @@ func (f *fakeProcessor) Probe(data []byte) (ImageInfo, error) {
 	if strings.HasPrefix(string(data), "bad") {
 		return ImageInfo{}, ErrUnsupportedImage
 	}
+	if f.gif {
+		return ImageInfo{Format: "gif", Width: 400, Height: 300, Bands: 4, Alpha: true, Frames: f.frames}, nil
+	}
 	if f.alpha || f.translucent {
 		return ImageInfo{Format: "png", Width: 4000, Height: 3000, Bands: 4, Alpha: true, Frames: f.frames}, nil
 	}
@@ -172,6 +179,7 @@ func (f *fakeProcessor) Probe(data []byte) (ImageInfo, error) {
 
 func (f *fakeProcessor) Process(data []byte, op Operation) (Output, error) {
 	f.runs.Add(1)
+	f.processed.Store(&op.Spec)
 	if f.started != nil {
 		f.started <- struct{}{}
 	}
@@ -409,7 +417,7 @@ func TestAnimatedOriginalIsKept(t *testing.T) {
 		}
 		st.set("a.gif", make([]byte, 1000))
 		for range 3 {
-			res, err := svc.EnsureVariant(context.Background(), "bkt", "a.gif", Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassAVIF}})
+			res, err := svc.EnsureVariant(context.Background(), "bkt", "a.gif", Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassJPEG}})
 			if err != nil || res.Outcome != OriginalKept || res.Key != "a.gif" || res.Size != 1000 {
 				t.Fatalf("ttl %v: %+v, %v; want the original kept", ttl, res, err)
 			}
@@ -417,7 +425,7 @@ func TestAnimatedOriginalIsKept(t *testing.T) {
 		if proc.runs.Load() != 0 {
 			t.Errorf("ttl %v: %d transforms, want none", ttl, proc.runs.Load())
 		}
-		marker, err := st.Head(context.Background(), "bkt", "ProcessedImages/w480_q75/a.gif.webp"+markerSuffix)
+		marker, err := st.Head(context.Background(), "bkt", "ProcessedImages/w480_q80/a.gif.jpg"+markerSuffix)
 		if err != nil || marker.Metadata[MetaKept] != "animated" {
 			t.Errorf("ttl %v: marker %+v, %v; want kept: animated", ttl, marker, err)
 		}
@@ -426,10 +434,64 @@ func TestAnimatedOriginalIsKept(t *testing.T) {
 		}
 		proc.frames = 1
 		st.set("a.gif", make([]byte, 2000))
-		res, err := svc.EnsureVariant(context.Background(), "bkt", "a.gif", Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassAVIF}})
+		res, err := svc.EnsureVariant(context.Background(), "bkt", "a.gif", Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassJPEG}})
 		if err != nil || res.Outcome != Created {
 			t.Errorf("ttl %v: after a still replaced it: %+v, %v", ttl, res, err)
 		}
+	}
+}
+
+// TestAnimationsBecomeAnimatedWebP: an animated GIF (or WebP) asked for
+// in WebP, or negotiated for a viewer of WebP or AVIF (a GIF key is
+// negotiated as for WebP: AVIF keeps no frames), is encoded whole as an
+// animated WebP, at the format's quality where auto quality was asked (the
+// search judges one picture); one of more frames than a still image's
+// pixel limit, or one libvips cannot animate (APNG), is the original.
+func TestAnimationsBecomeAnimatedWebP(t *testing.T) {
+	avif := testConfig()
+	avif.Defaults.Negotiation.AVIF = true
+	autoWebP := variant.Spec{Width: 480, Format: variant.FormatWebP, AutoQuality: true}
+	for _, tc := range []struct {
+		name    string
+		source  string
+		proc    *fakeProcessor
+		viewer  variant.Class
+		spec    variant.Spec
+		wantKey string // "" when the original is kept
+	}{
+		{"GIF, WebP viewer", "a.gif", &fakeProcessor{ratio: 0.5, frames: 6, gif: true}, variant.ClassWebP, variant.Spec{}, "ProcessedImages/w480_q75/a.gif.webp"},
+		{"GIF, AVIF viewer", "a.gif", &fakeProcessor{ratio: 0.5, frames: 6, gif: true}, variant.ClassAVIF, variant.Spec{}, "ProcessedImages/w480_q75/a.gif.webp"},
+		{"GIF, auto quality", "a.gif", &fakeProcessor{ratio: 0.5, frames: 6, gif: true}, variant.ClassJPEG, autoWebP, "ProcessedImages/w480_qauto/a.gif.webp"},
+		{"GIF, JPEG viewer", "a.gif", &fakeProcessor{ratio: 0.5, frames: 6, gif: true}, variant.ClassJPEG, variant.Spec{}, ""},
+		{"GIF of more pixels than a still may have", "a.gif", &fakeProcessor{ratio: 0.5, frames: 200, gif: true}, variant.ClassWebP, variant.Spec{}, ""},
+		{"APNG, WebP viewer", "a.png", &fakeProcessor{ratio: 0.5, frames: 7, alpha: true}, variant.ClassWebP, variant.Spec{}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newMemStore()
+			svc, err := New(avif, st, tc.proc, workpool.New(workpool.Limits{Workers: 1, Queue: 1}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.set(tc.source, make([]byte, 1000))
+			req := Request{Variant: variant.Request{Preset: "small", Viewer: tc.viewer, Override: tc.spec}}
+			res, err := svc.EnsureVariant(context.Background(), "bkt", tc.source, req)
+			if tc.wantKey == "" {
+				if err != nil || res.Outcome != OriginalKept || tc.proc.runs.Load() != 0 {
+					t.Fatalf("%+v, %v after %d encodes; want the original kept", res, err, tc.proc.runs.Load())
+				}
+				return
+			}
+			if err != nil || res.Outcome != Created || res.Key != tc.wantKey || res.ContentType != "image/webp" || res.Spec.Quality != 75 {
+				t.Fatalf("%+v, %v; want a q75 WebP created at %s", res, err, tc.wantKey)
+			}
+			if got := tc.proc.processed.Load(); got.Format != variant.FormatWebP || got.AutoQuality || got.Quality != 75 || tc.proc.prepares.Load() != 0 {
+				t.Errorf("encoded %+v after %d searches; want one WebP at q75", got, tc.proc.prepares.Load())
+			}
+			again, err := svc.EnsureVariant(context.Background(), "bkt", tc.source, req)
+			if err != nil || again.Outcome != AlreadyExisted || again.Key != tc.wantKey || tc.proc.runs.Load() != 1 {
+				t.Errorf("again: %+v, %v after %d encodes", again, err, tc.proc.runs.Load())
+			}
+		})
 	}
 }
 

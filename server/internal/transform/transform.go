@@ -43,12 +43,20 @@ type ImageInfo struct {
 	// rows at a time.
 	DecodeBuffer int64
 	// Frames is how many frames an animation has (GIF, WebP, APNG); 0 or 1
-	// for a still image. A variant is a still image: the first frame.
+	// for a still image. Width and Height are a frame's.
 	Frames int
 }
 
 // Animated says whether the image has more than one frame.
 func (i ImageInfo) Animated() bool { return i.Frames > 1 }
+
+// AnimatesAs says whether a variant of the image in format f is an
+// animation of all its frames: a WebP of an animated GIF or WebP (libvips
+// decodes an APNG's default image alone, and saves no other format's
+// animation here). Any other variant of an animation is its first frame.
+func (i ImageInfo) AnimatesAs(f variant.Format) bool {
+	return i.Animated() && f == variant.FormatWebP && (i.Format == "gif" || i.Format == "webp")
+}
 
 // Pixels is Width×Height.
 func (i ImageInfo) Pixels() int64 { return int64(i.Width) * int64(i.Height) }

@@ -1,0 +1,110 @@
+package imaging
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/testimages"
+	"github.com/imgedge/imgedge/server/internal/transform"
+)
+
+// TestAnimationsStayAnimatedAsWebP: a WebP of an animated GIF or WebP is
+// an animation of every frame, each fitted to the box on its own (cover
+// crops each alike), with the original's delays and loop count; in any
+// other format, the variant is the first frame.
+func TestAnimationsStayAnimatedAsWebP(t *testing.T) {
+	gif := testimages.AnimatedGIF(40, 30, 5) // 200 ms a frame, looping
+	webp, err := os.ReadFile(filepath.Join("testdata", "animated.webp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	still := func(ms int, n int) []int { return slices.Repeat([]int{ms}, n) }
+	for _, tc := range []struct {
+		name   string
+		data   []byte
+		spec   variant.Spec
+		w, h   int
+		delays []int // nil: a still image
+	}{
+		{"GIF, fitted inside", gif, variant.Spec{Width: 20, Format: variant.FormatWebP}, 20, 15, still(200, 5)},
+		{"GIF, covering a square", gif, variant.Spec{Width: 16, Height: 16, Fit: variant.FitCover, Format: variant.FormatWebP}, 16, 16, still(200, 5)},
+		{"GIF, at its own size", gif, variant.Spec{Format: variant.FormatWebP}, 40, 30, still(200, 5)},
+		{"WebP (3 frames of 48×32)", webp, variant.Spec{Width: 24, Format: variant.FormatWebP}, 24, 16, still(300, 3)},
+		{"GIF as PNG: the first frame", gif, variant.Spec{Width: 20, Format: variant.FormatPNG}, 20, 15, nil},
+		{"GIF as AVIF: the first frame", gif, variant.Spec{Width: 20, Format: variant.FormatAVIF}, 20, 15, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _ := run(t, tc.data, tc.spec)
+			info, err := proc.Probe(out.Data)
+			if err != nil || out.Width != tc.w || out.Height != tc.h || info.Width != tc.w || info.Height != tc.h {
+				t.Fatalf("%d×%d (probed %+v, %v), want %d×%d", out.Width, out.Height, info, err, tc.w, tc.h)
+			}
+			if want := max(len(tc.delays), 1); info.Frames != want {
+				t.Fatalf("%d frames, want %d", info.Frames, want)
+			}
+			if tc.delays == nil {
+				return
+			}
+			w, h, delays, loops, err := webpAnimation(out.Data)
+			if err != nil || w != tc.w || h != tc.h || !slices.Equal(delays, tc.delays) || loops != 0 {
+				t.Errorf("animation %d×%d, delays %v, %d loops (%v); want %d×%d, %v, looping for ever", w, h, delays, loops, err, tc.w, tc.h, tc.delays)
+			}
+		})
+	}
+	// The first frame is the first frame's pixels, resized alone.
+	anim, _ := run(t, gif, variant.Spec{Width: 20, Format: variant.FormatWebP, Quality: 95})
+	first, firstImg := run(t, gif, variant.Spec{Width: 20, Format: variant.FormatPNG})
+	info, err := proc.Probe(anim.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := proc.Process(anim.Data, transform.Operation{Spec: resolved(variant.Spec{Format: variant.FormatPNG}), Source: info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _, err := testimages.Decode(back.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := testimages.MeanAbsDiff(img, firstImg); d > 4 {
+		t.Errorf("the animation's first frame differs from the first frame's variant (%d B) by %.1f on average", len(first.Data), d)
+	}
+}
+
+// webpAnimation reads an animated WebP's canvas size, its frames' delays
+// in milliseconds and its loop count (0: for ever) from its VP8X, ANIM and
+// ANMF chunks.
+func webpAnimation(data []byte) (w, h int, delays []int, loops int, err error) {
+	u24 := func(b []byte) int { return int(b[0]) | int(b[1])<<8 | int(b[2])<<16 }
+	if len(data) < 12 || string(data[:4]) != "RIFF" || string(data[8:12]) != "WEBP" {
+		return 0, 0, nil, 0, errors.New("not a WebP")
+	}
+	for p := 12; p+8 <= len(data); {
+		size := int(binary.LittleEndian.Uint32(data[p+4:]))
+		body := data[p+8 : min(p+8+size, len(data))]
+		switch string(data[p : p+4]) {
+		case "VP8X":
+			if len(body) >= 10 {
+				w, h = u24(body[4:])+1, u24(body[7:])+1
+			}
+		case "ANIM":
+			if len(body) >= 6 {
+				loops = int(binary.LittleEndian.Uint16(body[4:]))
+			}
+		case "ANMF":
+			if len(body) >= 15 {
+				delays = append(delays, u24(body[12:]))
+			}
+		}
+		p += 8 + size + size%2
+	}
+	if delays == nil {
+		return w, h, nil, loops, errors.New("no ANMF frames")
+	}
+	return w, h, delays, loops, nil
+}
