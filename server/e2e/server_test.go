@@ -155,8 +155,9 @@ func TestLargerVariantServesOriginal(t *testing.T) {
 // viewer of WebP or AVIF, is an animated WebP of every frame, on both
 // stores, made once; for a viewer of neither, or in a format that keeps no
 // frames, EnsureVariant answers ORIGINAL_KEPT with the original's key,
-// without decoding it, and again on the next call. Transform makes a still
-// image of the first frame where the format keeps no frames.
+// without decoding it, and again on the next call. Transform makes an
+// animated WebP too, and a still image of the first frame in a format that
+// keeps no frames.
 func TestAnimations(t *testing.T) {
 	stores(t, func(t *testing.T, st transform.Store, put func(string, []byte), get func(string) []byte) {
 		h := startServer(t, st, nil)
@@ -201,6 +202,10 @@ func TestAnimations(t *testing.T) {
 		out, result := transformCall(t, h, &imgedgev1.VariantSpec{Width: ptr(uint32(60)), Format: imgedgev1.Format_FORMAT_PNG}, anim)
 		if result.Width != 60 || result.Height != 45 || len(out) == 0 {
 			t.Errorf("Transform of the animation: %v", result)
+		}
+		out, result = transformCall(t, h, &imgedgev1.VariantSpec{Width: ptr(uint32(60)), Format: imgedgev1.Format_FORMAT_WEBP}, anim)
+		if info, err := h.proc.Probe(out); err != nil || info.Frames != 4 || result.Width != 60 {
+			t.Errorf("Transform of the animation as WebP: %v, %+v, %v; want 4 frames 60 px wide", result, info, err)
 		}
 	})
 }

@@ -35,6 +35,9 @@ func TestDamagedInputsAreRefused(t *testing.T) {
 		"png cut in half, IEND added": append(half(png), png[len(png)-12:]...),
 		"webp cut in half":            half(webp),
 		"interlaced png cut in half":  half(interlaced),
+		// libvips draws an animation's last frame cut short over the one
+		// before, without a warning.
+		"animated gif cut in its last frame": testimages.AnimatedGIF(40, 30, 5)[:len(testimages.AnimatedGIF(40, 30, 5))-3],
 	}
 	for name, data := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -45,7 +48,7 @@ func TestDamagedInputsAreRefused(t *testing.T) {
 				}
 				return
 			}
-			for _, f := range []variant.Format{variant.FormatJPEG, variant.FormatPNG} {
+			for _, f := range []variant.Format{variant.FormatJPEG, variant.FormatPNG, variant.FormatWebP} {
 				out, err := proc.Process(data, transform.Operation{Spec: resolved(variant.Spec{Width: 160, Format: f}), Source: info})
 				if !errors.Is(err, transform.ErrUnsupportedImage) {
 					t.Fatalf("Process(%s) = %d bytes, %v; want ErrUnsupportedImage", f, len(out.Data), err)

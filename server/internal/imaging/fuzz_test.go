@@ -57,6 +57,11 @@ func FuzzDecode(f *testing.F) {
 		f.Add(img[:len(img)*2/3], uint8(1))
 	}
 	f.Add(testimages.WithOrientation(testimages.JPEG(40, 24, 90), 6), uint8(2))
+	// Animations, as WebP: every frame decoded and fitted.
+	f.Add(shapeImage("animated-gif", 33, 17), uint8(1))
+	if data, err := os.ReadFile(filepath.Join("testdata", "animated.webp")); err == nil {
+		f.Add(data, uint8(1))
+	}
 	for _, name := range []string{"cmyk.jpg", "photo.heic", "interlaced.png"} {
 		data, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
@@ -76,7 +81,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		if info.Pixels() > 1<<22 {
+		if info.Pixels()*int64(max(info.Frames, 1)) > 1<<22 {
 			t.Skip("a header larger than this target decodes")
 		}
 		spec := variant.Spec{Width: 64, Format: formats[int(format)%len(formats)], Quality: 60}
@@ -94,9 +99,13 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
+		wantFrames := 1
+		if info.AnimatesAs(spec.Format) {
+			wantFrames = info.Frames
+		}
 		got, err := sweepProc.Probe(out.Data)
-		if err != nil || got.Format != spec.Format.String() || got.Width != wantW || got.Height != wantH {
-			t.Fatalf("the output is %+v (%v), want %s %d×%d", got, err, spec.Format, wantW, wantH)
+		if err != nil || got.Format != spec.Format.String() || got.Width != wantW || got.Height != wantH || max(got.Frames, 1) != wantFrames {
+			t.Fatalf("the output is %+v (%v), want %s %d×%d of %d frames", got, err, spec.Format, wantW, wantH, wantFrames)
 		}
 	})
 }

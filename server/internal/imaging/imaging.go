@@ -156,6 +156,9 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 		info.DecodeBuffer = st.CoefficientBytes()
 	}
 	if name == "gif" {
+		if frames, complete := gifFrames(data); !complete {
+			return transform.ImageInfo{}, fmt.Errorf("%w: the GIF is cut short inside a block, after %d whole frames", transform.ErrUnsupportedImage, frames)
+		}
 		// The decoder keeps the whole frame, RGBA, while libvips reads it.
 		info.DecodeBuffer = info.Pixels() * 4
 	}
@@ -208,6 +211,7 @@ func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.in
 		flatten:       cbool(format == C.IMGEDGE_JPEG),
 		palette:       cbool(format == C.IMGEDGE_PNG && spec.Quality > 0),
 		animate:       cbool(format == C.IMGEDGE_WEBP && src.AnimatesAs(spec.Format)),
+		frames:        C.int(src.Frames),
 	}
 	if spec.Fit == variant.FitCover {
 		pl.opts.cover = 1

@@ -334,7 +334,15 @@ static int fit(VipsObject *scope, VipsImage *img, const imgedge_opts *o, VipsIma
 static int fit_frames(VipsObject *scope, VipsImage *strip, const imgedge_opts *o, VipsImage **out) {
 	int page = vips_image_get_page_height(strip), width = vips_image_get_width(strip);
 	int n = vips_image_get_height(strip) / page, i, rc = -1;
-	VipsImage **frames = g_new0(VipsImage *, n), *joined = NULL;
+	VipsImage **frames, *joined = NULL;
+
+	// A GIF cut short loads as fewer frames than its header counted (the
+	// probe's), without a warning: that is damage, as a short still is.
+	if (n != o->frames) {
+		vips_error("imgedge", "the animation is truncated or damaged: %d of its %d frames decode", n, o->frames);
+		return -1;
+	}
+	frames = g_new0(VipsImage *, n);
 
 	for (i = 0; i < n; i++) {
 		VipsImage *frame_scope = vips_image_new(), *frame, *fitted;

@@ -39,6 +39,7 @@ typedef struct {
 	int flatten;        // composite alpha onto white (formats without alpha)
 	int palette;        // PNG: quantise to a palette of at most 256 colours at quality
 	int animate;        // every frame of an animation (GIF, WebP), each fitted to the box
+	int frames;         // with animate: how many frames the header counts
 	int keep_metadata;  // keep EXIF/XMP/IPTC (never on by default)
 } imgedge_opts;
 

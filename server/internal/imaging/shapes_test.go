@@ -52,7 +52,7 @@ func describe(s variant.Spec) string {
 // PNG, 16-bit PNG, 1-bit PNG, WebP, AVIF, GIF, colour JPEG (chroma
 // subsampled 4:2:0) and colour JPEG stored on its side (EXIF orientation
 // 6). The fuzz targets' seeds index it: new kinds go at the end.
-var sweepInputs = []string{"jpeg", "png", "png16", "gray1", "webp", "avif", "gif", "colour-jpeg", "rotated-jpeg"}
+var sweepInputs = []string{"jpeg", "png", "png16", "gray1", "webp", "avif", "gif", "animated-gif", "colour-jpeg", "rotated-jpeg"}
 
 // sweepShapes are thin and tiny shapes, the reported crashers first, up to
 // a million pixels (IMGEDGE_SHAPE_SWEEP_FULL=1 adds sides up to the
@@ -87,7 +87,7 @@ func inputFits(input string, w, h int) bool {
 		return w <= 16_383 && h <= 16_383
 	case "avif":
 		return w <= 16_384 && h <= 16_384 && w*h <= 1<<20
-	case "gif":
+	case "gif", "animated-gif":
 		return w <= 65_535 && h <= 65_535
 	}
 	return w*h <= 50_000_000
@@ -342,6 +342,16 @@ func shapeImage(input string, w, h int) []byte {
 			img.Pix[i] = uint8(i % 3)
 		}
 		err = gif.Encode(&buf, img, nil)
+	case "animated-gif": // three frames, each its own phase of the pattern
+		anim := &gif.GIF{}
+		for f := range 3 {
+			img := image.NewPaletted(image.Rect(0, 0, w, h), []color.Color{color.Black, color.White, color.Transparent})
+			for i := range img.Pix {
+				img.Pix[i] = uint8((i + f) % 3)
+			}
+			anim.Image, anim.Delay = append(anim.Image, img), append(anim.Delay, 10)
+		}
+		err = gif.EncodeAll(&buf, anim)
 	case "webp", "avif":
 		f := variant.FormatWebP
 		if input == "avif" {
