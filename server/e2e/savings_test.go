@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -22,7 +23,6 @@ import (
 	"github.com/imgedge/imgedge/server/internal/app"
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/quality"
-	"github.com/imgedge/imgedge/server/internal/store/local"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 	"github.com/imgedge/imgedge/server/internal/transform"
 	"github.com/imgedge/imgedge/server/internal/workpool"
@@ -38,7 +38,8 @@ func TestSavingsReport(t *testing.T) {
 	if os.Getenv("IMGEDGE_SAVINGS") == "" {
 		t.Skip("set IMGEDGE_SAVINGS=1 (make savings)")
 	}
-	files, _ := filepath.Glob(filepath.Join("..", "..", "deploy", "dev", "samples", "photos", "*.jpg"))
+	samples, _ := filepath.Glob(filepath.Join("..", "..", "deploy", "dev", "samples", "photos", "*.jpg"))
+	files := slices.Clone(samples)
 	if dir := os.Getenv("IMGEDGE_CORPUS"); dir != "" {
 		corpus, _ := filepath.Glob(filepath.Join(dir, "*.jpg"))
 		if len(corpus) == 0 {
@@ -48,10 +49,7 @@ func TestSavingsReport(t *testing.T) {
 	}
 	cfg := config.Default()
 	proc := app.NewProcessor(cfg)
-	st, err := local.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := newLocalStore(t)
 	svc, err := app.NewService(cfg, st, proc, workpool.New(workpool.Limits{Workers: 1, Queue: 1}), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +163,7 @@ func TestSavingsReport(t *testing.T) {
 		return totals[i].after, mean, worst
 	})
 	writeAutoCost(t, &b, svc, srcs)
+	writeAnimationSavings(t, &b, svc, st, proc, samples)
 	if dir := os.Getenv("IMGEDGE_CORPUS"); dir != "" {
 		if encodes := referenceEncodes(t, filepath.Join(dir, "..", "quality-reference")); encodes != "" {
 			writeEncoderComparison(t, &b, proc, encodes)

@@ -386,21 +386,33 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 	return s.process(workCtx, data, info, ch)
 }
 
-// animation is the spec an animated image is encoded with, when one of
-// specs keeps its frames (ImageInfo.AnimatesAs: WebP) and they hold no
-// more pixels together than a still source may. Its frames are not
-// searched (the search judges one picture): auto quality takes the
-// format's configured quality.
+// animation is the spec an animated image is encoded with: the first of
+// specs that keeps its frames (ImageInfo.AnimatesAs: WebP), when they hold
+// no more pixels together than a still source may.
 func (s *Service) animation(info ImageInfo, specs []variant.Spec) (variant.Spec, bool) {
 	i := slices.IndexFunc(specs, func(spec variant.Spec) bool { return info.AnimatesAs(spec.Format) })
 	if i < 0 || info.Pixels()*int64(info.Frames) > s.cfg.Limits.MaxSourcePixels {
 		return variant.Spec{}, false
 	}
-	spec := specs[i]
-	if spec.AutoQuality {
-		spec.AutoQuality, spec.TargetScore, spec.Quality = false, 0, defaultQuality(s.cfg.Defaults, spec.Format)
+	return specs[i], true
+}
+
+// animatedAutoQuality searches the quality of an animation on its first
+// frame (the search judges one picture, and the first frame is what shows
+// before the animation plays, and where it stops), then encodes every frame
+// at that quality. The result reports the first frame's score.
+func (s *Service) animatedAutoQuality(ctx context.Context, data []byte, info ImageInfo, spec variant.Spec) (Output, variant.Spec, error) {
+	first, err := s.proc.Prepare(data, Operation{Spec: spec, Source: info})
+	if err != nil {
+		return Output{}, variant.Spec{}, err
 	}
-	return spec, true
+	found, chosen, err := s.autoQuality(ctx, first, []variant.Spec{spec})
+	if err != nil {
+		return Output{}, variant.Spec{}, err
+	}
+	out, err := s.proc.Process(data, Operation{Spec: chosen, Source: info})
+	out.Score = found.Score
+	return out, chosen, err
 }
 
 // storable keeps the specs whose format can store the output, judged from
@@ -667,6 +679,9 @@ func (s *Service) process(ctx context.Context, data []byte, info ImageInfo, ch c
 	if !spec.AutoQuality && ch.forTranslucent == nil {
 		out, err := s.proc.Process(data, Operation{Spec: spec, Source: info})
 		return out, spec, err
+	}
+	if info.AnimatesAs(spec.Format) {
+		return s.animatedAutoQuality(ctx, data, info, spec)
 	}
 	prep, err := s.proc.Prepare(data, Operation{Spec: spec, Source: info})
 	if err != nil {
