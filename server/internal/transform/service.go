@@ -349,6 +349,8 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 			ch = choices{specs: []variant.Spec{animation}}
 		case keepable:
 			return Output{}, variant.Spec{}, fmt.Errorf("%w (%d frames)", errAnimated, info.Frames)
+		default: // Transform: the first frame, a still image
+			info.Frames = 1
 		}
 	}
 	if keepable {

@@ -133,8 +133,8 @@ type fakeProcessor struct {
 	// (gif) is 400×300 a frame.
 	frames int
 	gif    bool
-	// processed is the last spec Process encoded.
-	processed atomic.Pointer[variant.Spec]
+	// lastOp is the last operation Process or Prepare was given.
+	lastOp atomic.Pointer[Operation]
 	// tooLargeFor are the formats that cannot store the output.
 	tooLargeFor map[variant.Format]bool
 	prepares    atomic.Int64
@@ -179,7 +179,7 @@ func (f *fakeProcessor) Probe(data []byte) (ImageInfo, error) {
 
 func (f *fakeProcessor) Process(data []byte, op Operation) (Output, error) {
 	f.runs.Add(1)
-	f.processed.Store(&op.Spec)
+	f.lastOp.Store(&op)
 	if f.started != nil {
 		f.started <- struct{}{}
 	}
@@ -203,6 +203,7 @@ func (f *fakeProcessor) Fits(op Operation) error {
 // q90), up to the format's scoreCap.
 func (f *fakeProcessor) Prepare(data []byte, op Operation) (Prepared, error) {
 	f.prepares.Add(1)
+	f.lastOp.Store(&op)
 	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs, scoreCap: f.scoreCap, chromaFrom: f.chromaFrom, translucent: f.translucent, trialDelay: f.trialDelay, trials: &f.trials}, nil
 }
 
@@ -481,6 +482,10 @@ func TestAnimationsBecomeAnimatedWebP(t *testing.T) {
 				if err != nil || res.Outcome != OriginalKept || tc.proc.runs.Load() != 0 {
 					t.Fatalf("%+v, %v after %d encodes; want the original kept", res, err, tc.proc.runs.Load())
 				}
+				// Transform, with no original to serve, makes the first frame.
+				if _, _, err := svc.Transform(context.Background(), make([]byte, 1000), req); err != nil || tc.proc.lastOp.Load().Source.Animated() {
+					t.Errorf("Transform: %v, encoding %+v; want the first frame", err, tc.proc.lastOp.Load())
+				}
 				return
 			}
 			if err != nil || res.Outcome != Created || res.Key != tc.wantKey || res.ContentType != "image/webp" || res.Spec.Quality != tc.quality {
@@ -490,7 +495,7 @@ func TestAnimationsBecomeAnimatedWebP(t *testing.T) {
 			if tc.spec.AutoQuality {
 				searches = 1 // on the first frame
 			}
-			if got := tc.proc.processed.Load(); got.Format != variant.FormatWebP || got.Quality != tc.quality || tc.proc.prepares.Load() != searches {
+			if got := tc.proc.lastOp.Load().Spec; got.Format != variant.FormatWebP || got.Quality != tc.quality || tc.proc.prepares.Load() != searches {
 				t.Errorf("encoded %+v after %d searches; want one WebP at q%d after %d", got, tc.proc.prepares.Load(), tc.quality, searches)
 			}
 			runs := tc.proc.runs.Load()
