@@ -99,13 +99,15 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		wantFrames := 1
+		// An animation keeps its frames, less those that repeat the frame
+		// before (libwebp merges them, adding up their delays).
+		maxFrames := 1
 		if info.AnimatesAs(spec.Format) {
-			wantFrames = info.Frames
+			maxFrames = info.Frames
 		}
 		got, err := sweepProc.Probe(out.Data)
-		if err != nil || got.Format != spec.Format.String() || got.Width != wantW || got.Height != wantH || max(got.Frames, 1) != wantFrames {
-			t.Fatalf("the output is %+v (%v), want %s %d×%d of %d frames", got, err, spec.Format, wantW, wantH, wantFrames)
+		if err != nil || got.Format != spec.Format.String() || got.Width != wantW || got.Height != wantH || max(got.Frames, 1) > maxFrames {
+			t.Fatalf("the output is %+v (%v), want %s %d×%d of at most %d frames", got, err, spec.Format, wantW, wantH, maxFrames)
 		}
 	})
 }

@@ -208,6 +208,9 @@ func (pr *prepared) FullChromaFrom(f variant.Format) int {
 // Translucent says whether a pixel of the prepared image is below opaque.
 func (pr *prepared) Translucent() bool { return pr.translucent }
 
+// Pixels is the prepared image's width × height.
+func (pr *prepared) Pixels() int { return pr.width * pr.height }
+
 // translucent says whether any of 8-bit interleaved pixels of the given
 // bands (alpha last, where their number is even: grey and alpha, RGBA) is
 // below opaque.

@@ -32,6 +32,8 @@ func (c *curvePrepared) FullChromaFrom(variant.Format) int { return 0 }
 
 func (c *curvePrepared) Translucent() bool { return false }
 
+func (c *curvePrepared) Pixels() int { return 720 * 480 }
+
 func (c *curvePrepared) Trial(spec variant.Spec) (Output, float64, error) {
 	c.trials = append(c.trials, spec.Quality)
 	return Output{Data: []byte{byte(spec.Quality)}}, c.score(spec.Quality), nil

@@ -2,6 +2,7 @@ package transform
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -133,6 +134,8 @@ type fakeProcessor struct {
 	// (gif) is 400×300 a frame.
 	frames int
 	gif    bool
+	// outputPixels is what a prepared image holds (0: 720×540).
+	outputPixels int
 	// lastOp is the last operation Process or Prepare was given.
 	lastOp atomic.Pointer[Operation]
 	// tooLargeFor are the formats that cannot store the output.
@@ -204,7 +207,7 @@ func (f *fakeProcessor) Fits(op Operation) error {
 func (f *fakeProcessor) Prepare(data []byte, op Operation) (Prepared, error) {
 	f.prepares.Add(1)
 	f.lastOp.Store(&op)
-	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs, scoreCap: f.scoreCap, chromaFrom: f.chromaFrom, translucent: f.translucent, trialDelay: f.trialDelay, trials: &f.trials}, nil
+	return fakePrepared{n: len(data), ratio: f.ratio, runs: &f.runs, scoreCap: f.scoreCap, chromaFrom: f.chromaFrom, translucent: f.translucent, trialDelay: f.trialDelay, trials: &f.trials, pixels: cmp.Or(f.outputPixels, 720*540)}, nil
 }
 
 type fakePrepared struct {
@@ -216,6 +219,7 @@ type fakePrepared struct {
 	translucent bool
 	trialDelay  time.Duration
 	trials      *trialCount
+	pixels      int
 }
 
 var formatFactor = map[variant.Format]float64{variant.FormatAVIF: 0.5, variant.FormatWebP: 0.7, variant.FormatJPEG: 1}
@@ -261,6 +265,8 @@ func (p fakePrepared) Trial(spec variant.Spec) (Output, float64, error) {
 }
 
 func (p fakePrepared) Translucent() bool { return p.translucent }
+
+func (p fakePrepared) Pixels() int { return p.pixels }
 
 func (p fakePrepared) FullChromaFrom(f variant.Format) int {
 	if f == variant.FormatJPEG {
@@ -709,21 +715,23 @@ func TestTranslucentKeepsAlpha(t *testing.T) {
 		wantKey            string
 		prepares           int64
 		quality            int // chosen: a palette's, or 0 (lossless PNG)
+		outputPixels       int
 	}{
-		{"translucent, auto", auto, variant.ClassJPEG, true, true, "ProcessedImages/w720/a.png.png", 1, 0},
-		{"translucent, no Accept", auto, variant.ClassUnspecified, true, true, "ProcessedImages/w720/a.png.png", 1, 0},
+		{"translucent, auto", auto, variant.ClassJPEG, true, true, "ProcessedImages/w720/a.png.png", 1, 0, 0},
+		{"translucent, no Accept", auto, variant.ClassUnspecified, true, true, "ProcessedImages/w720/a.png.png", 1, 0, 0},
 		// The fake scores q-20: a palette cannot reach 80 (lossless) but
 		// reaches 70 (best's target) at q90.
-		{"translucent, auto quality", variant.Spec{Width: 720, Format: variant.FormatAuto, TargetScore: 80}, variant.ClassJPEG, true, true, "ProcessedImages/w720_qauto80/a.png.png", 1, 0},
-		{"translucent, best", variant.Spec{Width: 720, Format: variant.FormatBest}, variant.ClassJPEG, true, true, "ProcessedImages/w720_qauto/a.png.png", 1, 90},
-		{"translucent, WebP viewer", auto, variant.ClassWebP, true, true, "ProcessedImages/w720_q75/a.png.webp", 0, 75},
-		{"translucent, JPEG by name", variant.Spec{Width: 720, Format: variant.FormatJPEG}, variant.ClassJPEG, true, true, "ProcessedImages/w720_q90/a.png.jpg", 0, 90}, // the preset's quality
-		{"opaque with an alpha band", auto, variant.ClassJPEG, false, true, "ProcessedImages/w720_q80/a.png.jpg", 1, 80},
-		{"no alpha band", auto, variant.ClassJPEG, false, false, "ProcessedImages/w720_q80/a.png.jpg", 0, 80},
+		{"translucent, auto quality", variant.Spec{Width: 720, Format: variant.FormatAuto, TargetScore: 80}, variant.ClassJPEG, true, true, "ProcessedImages/w720_qauto80/a.png.png", 1, 0, 0},
+		{"translucent, best", variant.Spec{Width: 720, Format: variant.FormatBest}, variant.ClassJPEG, true, true, "ProcessedImages/w720_qauto/a.png.png", 1, 90, 0},
+		{"translucent, best, past a megapixel: lossless", variant.Spec{Width: 720, Format: variant.FormatBest}, variant.ClassJPEG, true, true, "ProcessedImages/w720_qauto/a.png.png", 1, 0, 1200 * 1000},
+		{"translucent, WebP viewer", auto, variant.ClassWebP, true, true, "ProcessedImages/w720_q75/a.png.webp", 0, 75, 0},
+		{"translucent, JPEG by name", variant.Spec{Width: 720, Format: variant.FormatJPEG}, variant.ClassJPEG, true, true, "ProcessedImages/w720_q90/a.png.jpg", 0, 90, 0}, // the preset's quality
+		{"opaque with an alpha band", auto, variant.ClassJPEG, false, true, "ProcessedImages/w720_q80/a.png.jpg", 1, 80, 0},
+		{"no alpha band", auto, variant.ClassJPEG, false, false, "ProcessedImages/w720_q80/a.png.jpg", 0, 80, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := newMemStore()
-			proc := &fakeProcessor{ratio: 0.5, translucent: tc.translucent, alpha: tc.alpha}
+			proc := &fakeProcessor{ratio: 0.5, translucent: tc.translucent, alpha: tc.alpha, outputPixels: tc.outputPixels}
 			svc := newTestService(t, st, proc, 1, 1)
 			st.set("a.png", make([]byte, 10000))
 			req := Request{Variant: variant.Request{Override: tc.spec, Viewer: tc.viewer}}
