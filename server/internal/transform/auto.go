@@ -316,11 +316,12 @@ func (s *Service) searchPalette(ctx context.Context, prep Prepared, spec variant
 
 // maxPalettePixels bounds the PNGs whose palette is searched: a trial
 // (libimagequant at its default effort, zlib, a decode to score) took
-// 1.1–1.3 s at a megapixel and 1.7–2.5 s at three, against 0.07 and 0.19 s
-// for the lossless encode, and a search makes 2–3. Translucent images
-// served without WebP or AVIF are mostly logos and icons well under it; a
-// larger one stays lossless.
-const maxPalettePixels = 1 << 20
+// 1.1–1.3 s at a megapixel, against 0.07 s for the lossless encode, and a
+// palette's score climbs in steps, so a search makes 3 trials, or its 6 at
+// worst (7.4 s for a megapixel of gradient; 1.2 s for 480×360 of it).
+// Translucent images served without WebP or AVIF are mostly logos and
+// icons under it (724×724); a larger one stays lossless.
+const maxPalettePixels = 1 << 19
 
 // fullChromaTime is timeLeft(), with a span event when it is false.
 func fullChromaTime(ctx context.Context, timeLeft func() bool) bool {
