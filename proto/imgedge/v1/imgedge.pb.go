@@ -111,7 +111,8 @@ const (
 	// AUTO), the smallest one that meets the quality target. Implies
 	// auto_quality. A translucent image is not served as JPEG (flattened onto
 	// white) to a viewer that accepts a format with alpha that can store it,
-	// and is PNG for a viewer that accepts JPEG alone.
+	// and is PNG for a viewer that accepts JPEG alone (a palette where one
+	// meets the target). A GIF skips AVIF, as for AUTO.
 	Format_FORMAT_BEST Format = 6
 )
 
