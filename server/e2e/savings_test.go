@@ -94,14 +94,7 @@ func TestSavingsReport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := proc.Probe(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref, err := proc.Prepare(src, transform.Operation{Spec: variant.Spec{Format: variant.FormatPNG, Fit: variant.FitInside}, Source: info})
-		if err != nil {
-			t.Fatal(err)
-		}
+		ref := reference(t, proc, src)
 		srcs, refs, names = append(srcs, src), append(refs, ref), append(names, filepath.Base(f))
 		fmt.Fprintf(&b, "| %s | %d B |", filepath.Base(f), len(src))
 		for i, c := range columns {
@@ -175,6 +168,21 @@ func TestSavingsReport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// reference prepares an image at its own size as the reference scores are
+// measured against (its first frame, for an animation).
+func reference(t *testing.T, proc transform.Processor, data []byte) transform.Prepared {
+	t.Helper()
+	info, err := proc.Probe(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := proc.Prepare(data, transform.Operation{Spec: variant.Spec{Format: variant.FormatPNG, Fit: variant.FitInside}, Source: info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
 
 // writeAutoCost compares, at 720 px wide (the edge's typical job), the CPU
