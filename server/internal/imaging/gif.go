@@ -11,7 +11,7 @@ import "bytes"
 // bytes that start no block (decoders stop there, as browsers do, with
 // every frame before whole). complete is false for data that is not a GIF.
 func gifFrames(data []byte) (frames int, complete bool) {
-	if len(data) < 13 || !bytes.HasPrefix(data, []byte("GIF87a")) && !bytes.HasPrefix(data, []byte("GIF89a")) {
+	if len(data) < 13 || !bytes.HasPrefix(data, []byte("GIF")) { // any version, as libnsgif reads it
 		return 0, false
 	}
 	p := 13 + colourTableBytes(data[10])

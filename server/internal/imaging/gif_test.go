@@ -26,6 +26,7 @@ func TestGIFFrames(t *testing.T) {
 		{"cut in the screen's colour table", anim[:20], 0, false},
 		{"junk after a frame", append(bytes.Clone(still[:len(still)-1]), 0x00, 0x3B), 1, true},
 		{"a PNG", testimages.PNG(8, 8), 0, false},
+		{"another version", append([]byte("GIF88a"), anim[6:]...), 5, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if frames, complete := gifFrames(tc.data); frames != tc.frames || complete != tc.complete {
