@@ -473,3 +473,20 @@ func TestFullChromaSearchNeedsHalfTheTime(t *testing.T) {
 		})
 	}
 }
+
+// TestTargetsFallBackPerFormat: a configuration that sets some formats'
+// targets keeps the default for the others (PNG's palette among them), so
+// that no search runs against a target of 0, which any encode meets.
+func TestTargetsFallBackPerFormat(t *testing.T) {
+	cfg := testConfig()
+	cfg.Auto.Targets = map[variant.Format]float64{variant.FormatJPEG: 80}
+	svc, err := New(cfg, newMemStore(), &fakeProcessor{ratio: 0.5}, workpool.New(workpool.Limits{Workers: 1, Queue: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range map[variant.Format]float64{variant.FormatJPEG: 80, variant.FormatPNG: 70, variant.FormatWebP: 70} {
+		if got := svc.target(variant.Spec{Format: f, AutoQuality: true}); got != want {
+			t.Errorf("%s: target %v, want %v", f, got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -62,9 +63,10 @@ type Service struct {
 // New returns a service. The pool bounds concurrent image work.
 func New(cfg Config, st Store, proc Processor, pool *workpool.Pool) (*Service, error) {
 	d := DefaultAutoQuality
-	if cfg.Auto.Targets == nil {
-		cfg.Auto.Targets = d.Targets
-	}
+	// A format without a target of its own has the default's.
+	targets := maps.Clone(d.Targets)
+	maps.Copy(targets, cfg.Auto.Targets)
+	cfg.Auto.Targets = targets
 	if cfg.Auto.MinQuality == 0 {
 		cfg.Auto.MinQuality = d.MinQuality
 	}
