@@ -23,7 +23,7 @@ func TestAnimationsStayAnimatedAsWebP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	still := func(ms int, n int) []int { return slices.Repeat([]int{ms}, n) }
+	each := func(ms, frames int) []int { return slices.Repeat([]int{ms}, frames) } // delays
 	for _, tc := range []struct {
 		name   string
 		data   []byte
@@ -31,10 +31,10 @@ func TestAnimationsStayAnimatedAsWebP(t *testing.T) {
 		w, h   int
 		delays []int // nil: a still image
 	}{
-		{"GIF, fitted inside", gif, variant.Spec{Width: 20, Format: variant.FormatWebP}, 20, 15, still(200, 5)},
-		{"GIF, covering a square", gif, variant.Spec{Width: 16, Height: 16, Fit: variant.FitCover, Format: variant.FormatWebP}, 16, 16, still(200, 5)},
-		{"GIF, at its own size", gif, variant.Spec{Format: variant.FormatWebP}, 40, 30, still(200, 5)},
-		{"WebP (3 frames of 48×32)", webp, variant.Spec{Width: 24, Format: variant.FormatWebP}, 24, 16, still(300, 3)},
+		{"GIF, fitted inside", gif, variant.Spec{Width: 20, Format: variant.FormatWebP}, 20, 15, each(200, 5)},
+		{"GIF, covering a square", gif, variant.Spec{Width: 16, Height: 16, Fit: variant.FitCover, Format: variant.FormatWebP}, 16, 16, each(200, 5)},
+		{"GIF, at its own size", gif, variant.Spec{Format: variant.FormatWebP}, 40, 30, each(200, 5)},
+		{"WebP (3 frames of 48×32)", webp, variant.Spec{Width: 24, Format: variant.FormatWebP}, 24, 16, each(300, 3)},
 		{"GIF as PNG: the first frame", gif, variant.Spec{Width: 20, Format: variant.FormatPNG}, 20, 15, nil},
 		{"GIF as AVIF: the first frame", gif, variant.Spec{Width: 20, Format: variant.FormatAVIF}, 20, 15, nil},
 	} {
