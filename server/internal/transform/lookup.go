@@ -159,12 +159,19 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 	}
 	marker, err := s.store.Head(ctx, bucket, cands[0].key+markerSuffix)
 	switch {
-	case err == nil && marker.Metadata[MetaSourceETag] == orig.ETag:
+	case err == nil && marker.Metadata[MetaSourceETag] == orig.ETag && decidedNow(marker):
 		return originalResult(keptReason(marker.Metadata[MetaKept]).outcome(), orig, cands[0].key, cands[0].spec), true, nil, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return EnsureResult{}, false, nil, fmt.Errorf("marker: %w", err)
 	}
 	return EnsureResult{OriginalSize: orig.Size}, false, stale, nil
+}
+
+// decidedNow says whether a keep-original marker still holds under this
+// release's rules: "no variant is smaller" always does (it is decided again
+// when the original changes); a kept reason only under keptRules.
+func decidedNow(marker store.ObjectInfo) bool {
+	return marker.Metadata[MetaKept] == "" || marker.Metadata[MetaKeptRules] == keptRules
 }
 
 func variantResult(o Outcome, orig, v store.ObjectInfo, vkey string, spec variant.Spec) EnsureResult {

@@ -34,7 +34,16 @@ const (
 	MetaVariant    = "variant-size" // on markers: the size the rejected variant had
 	MetaBestOf     = "best-of"      // on "best" variants: the formats compared, e.g. "avif,webp,jpeg"
 	MetaKept       = "kept"         // on markers of an original no variant stands for: why ("animated")
+	MetaKeptRules  = "kept-rules"   // on those markers: the generation of the rules that decided it (keptRules)
 )
+
+// keptRules is the generation of the rules that keep an original no
+// variant stands for. A marker with a reason (MetaKept) decided under
+// other rules is decided again: the first generation kept every
+// animation, where this one makes an animated WebP for a WebP or AVIF
+// viewer, so a deployment upgraded over its markers would otherwise serve
+// those originals until they changed.
+const keptRules = "2"
 
 // markerSuffix names the object that remembers "the original is smaller":
 // it sits beside the variant's key and never ends in an image extension.
@@ -537,6 +546,7 @@ func (s *Service) keepOriginal(ctx context.Context, bucket, vkey string, orig st
 	}
 	if why != "" {
 		meta[MetaKept] = string(why)
+		meta[MetaKeptRules] = keptRules
 	}
 	_, err := s.store.Put(ctx, bucket, vkey+markerSuffix, nil, store.PutOptions{
 		ContentType: "application/octet-stream",

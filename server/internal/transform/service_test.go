@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -508,6 +509,49 @@ func TestAnimationsBecomeAnimatedWebP(t *testing.T) {
 			again, err := svc.EnsureVariant(context.Background(), "bkt", tc.source, req)
 			if err != nil || again.Outcome != AlreadyExisted || again.Key != tc.wantKey || again.Spec.Quality != tc.quality || tc.proc.runs.Load() != runs {
 				t.Errorf("again: %+v, %v after %d more encodes", again, err, tc.proc.runs.Load()-runs)
+			}
+		})
+	}
+}
+
+// TestKeptMarkersOfOlderRulesAreDecidedAgain: the first release kept every
+// animated original, leaving "kept: animated" markers at WebP keys too. A
+// marker with a reason but without this release's rules is decided again
+// (here: an animated WebP is made), one with them answers from the marker,
+// and a "no variant is smaller" marker, which needs no rules, still holds.
+func TestKeptMarkersOfOlderRulesAreDecidedAgain(t *testing.T) {
+	const vkey = "ProcessedImages/w480_q75/a.gif.webp"
+	for _, tc := range []struct {
+		name   string
+		marker map[string]string // besides the source's ETag
+		want   Outcome
+	}{
+		{"kept by the first rules", map[string]string{MetaKept: "animated"}, Created},
+		{"kept by other rules", map[string]string{MetaKept: "animated", MetaKeptRules: "1"}, Created},
+		{"kept by these rules", map[string]string{MetaKept: "animated", MetaKeptRules: keptRules}, OriginalKept},
+		{"no variant is smaller", map[string]string{}, OriginalIsSmaller},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newMemStore()
+			proc := &fakeProcessor{ratio: 0.5, frames: 6, gif: true}
+			svc := newTestService(t, st, proc, 1, 1)
+			st.set("a.gif", make([]byte, 1000))
+			orig, err := st.Head(context.Background(), "bkt", "a.gif")
+			if err != nil {
+				t.Fatal(err)
+			}
+			meta := maps.Clone(tc.marker)
+			meta[MetaSourceETag] = orig.ETag
+			if _, err := st.Put(context.Background(), "bkt", vkey+markerSuffix, nil, store.PutOptions{Metadata: meta}); err != nil {
+				t.Fatal(err)
+			}
+			req := Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassWebP}}
+			res, err := svc.EnsureVariant(context.Background(), "bkt", "a.gif", req)
+			if err != nil || res.Outcome != tc.want {
+				t.Fatalf("%+v, %v; want %v", res, err, tc.want)
+			}
+			if made := proc.runs.Load() > 0; made != (tc.want == Created) || made && res.Key != vkey {
+				t.Errorf("%d encodes, answered %s; want an animated WebP only where the marker is stale", proc.runs.Load(), res.Key)
 			}
 		})
 	}
