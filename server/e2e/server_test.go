@@ -156,8 +156,8 @@ func TestLargerVariantServesOriginal(t *testing.T) {
 // stores, made once; for a viewer of neither, or in a format that keeps no
 // frames, EnsureVariant answers ORIGINAL_KEPT with the original's key,
 // without decoding it, and again on the next call. Transform makes an
-// animated WebP too, and a still image of the first frame in a format that
-// keeps no frames.
+// animated WebP too (for an AVIF viewer as well), and a still image of the
+// first frame in a format asked for by name that keeps no frames.
 func TestAnimations(t *testing.T) {
 	stores(t, func(t *testing.T, st transform.Store, put func(string, []byte), get func(string) []byte) {
 		h := startServer(t, st, nil)
@@ -206,6 +206,10 @@ func TestAnimations(t *testing.T) {
 		out, result = transformCall(t, h, &imgedgev1.VariantSpec{Width: ptr(uint32(60)), Format: imgedgev1.Format_FORMAT_WEBP}, anim)
 		if info, err := h.proc.Probe(out); err != nil || info.Frames != 4 || result.Width != 60 {
 			t.Errorf("Transform of the animation as WebP: %v, %+v, %v; want 4 frames 60 px wide", result, info, err)
+		}
+		out, result = transformCall(t, h, avifViewer, anim)
+		if info, err := h.proc.Probe(out); err != nil || info.Format != "webp" || info.Frames != 4 || result.Format != imgedgev1.Format_FORMAT_WEBP {
+			t.Errorf("Transform of the animation for an AVIF viewer: %v, %+v, %v; want the animated WebP", result, info, err)
 		}
 	})
 }

@@ -355,6 +355,9 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 	}
 	if info.Animated() {
 		animation, ok := s.animation(info, ch.specs)
+		if !ok && ch.forAnimation != nil {
+			animation, ok = s.animation(info, ch.forAnimation)
+		}
 		switch {
 		case ok:
 			ch = choices{specs: []variant.Spec{animation}}
@@ -574,6 +577,16 @@ func (s *Service) StartTransform(req Request) (*Upload, error) {
 	ch, err := s.cfg.resolve(req.Variant)
 	if err != nil {
 		return nil, err
+	}
+	if req.Variant.Viewer == variant.ClassAVIF {
+		// The format left to the service is AVIF, which keeps no frames:
+		// an animation is answered as for a WebP viewer, as EnsureVariant
+		// answers for a GIF key.
+		asWebP := req.Variant
+		asWebP.Viewer = variant.ClassWebP
+		if alt, err := s.cfg.resolve(asWebP); err == nil {
+			ch.forAnimation = alt.specs
+		}
 	}
 	ticket, err := s.admit()
 	if err != nil {

@@ -514,6 +514,37 @@ func TestAnimationsBecomeAnimatedWebP(t *testing.T) {
 	}
 }
 
+// TestTransformAnimatesForAnAVIFViewer: Transform of an animated GIF for a
+// viewer of AVIF, the format left to the service, makes the animated WebP
+// a WebP viewer gets; AVIF asked for by name makes the first frame's.
+func TestTransformAnimatesForAnAVIFViewer(t *testing.T) {
+	avif := testConfig()
+	avif.Defaults.Negotiation.AVIF = true
+	for _, tc := range []struct {
+		name     string
+		format   variant.Format
+		want     variant.Format
+		animated bool
+	}{
+		{"format left to the service", variant.FormatAuto, variant.FormatWebP, true},
+		{"AVIF by name", variant.FormatAVIF, variant.FormatAVIF, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proc := &fakeProcessor{ratio: 0.5, frames: 6, gif: true}
+			svc, err := New(avif, newMemStore(), proc, workpool.New(workpool.Limits{Workers: 1, Queue: 1}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassAVIF, Override: variant.Spec{Format: tc.format}}}
+			_, spec, err := svc.Transform(context.Background(), make([]byte, 1000), req)
+			op := proc.lastOp.Load()
+			if err != nil || spec.Format != tc.want || op.Spec.Format != tc.want || op.Source.Animated() != tc.animated {
+				t.Fatalf("%+v, %v, encoding %+v; want %v, animated %v", spec, err, op, tc.want, tc.animated)
+			}
+		})
+	}
+}
+
 // TestKeptMarkersOfOlderRulesAreDecidedAgain: the first release kept every
 // animated original, leaving "kept: animated" markers at WebP keys too. A
 // marker with a reason but without this release's rules is decided again

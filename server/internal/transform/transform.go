@@ -208,10 +208,13 @@ type Request struct {
 // choices are the resolved specs that can answer a request: one, or one
 // per format "best" compares; and forTranslucent, when set, what answers
 // instead if the image turns out translucent (variant.Spec.ForTranslucent:
-// the PNG of a variant whose formats cannot keep alpha).
+// the PNG of a variant whose formats cannot keep alpha); and forAnimation,
+// when set, the specs an animated image gets where specs keep no frames
+// (Transform only: a stored variant's key names its format).
 type choices struct {
 	specs          []variant.Spec
 	forTranslucent *variant.Spec
+	forAnimation   []variant.Spec
 }
 
 // resolve turns a requested variant into the validated, resolved choices
