@@ -155,7 +155,8 @@ func TestLargerVariantServesOriginal(t *testing.T) {
 // viewer of WebP or AVIF, is an animated WebP of every frame, on both
 // stores, made once; for a viewer of neither, or in a format that keeps no
 // frames, EnsureVariant answers ORIGINAL_KEPT with the original's key,
-// without decoding it, and again on the next call. Transform makes an
+// without decoding it, and again on the next call, as for an animation of
+// more frames than libvips animates. Transform makes an
 // animated WebP too (for an AVIF viewer as well), and a still image of the
 // first frame in a format asked for by name that keeps no frames.
 func TestAnimations(t *testing.T) {
@@ -197,6 +198,15 @@ func TestAnimations(t *testing.T) {
 			}
 			if h.proc.runs.Load()-runs != want {
 				t.Errorf("%v: %d transforms, want %d", tc.variant, h.proc.runs.Load()-runs, want)
+			}
+		}
+		// libvips animates up to 9,999 frames: an animation of more is kept.
+		long := testimages.TinyFramesGIF(transform.MaxAnimationFrames + 1)
+		put("long.gif", long)
+		for i := range 2 {
+			resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "long.gif", Variant: avifViewer})
+			if resp.Outcome != imgedgev1.Outcome_OUTCOME_ORIGINAL_KEPT || resp.Key != "long.gif" || resp.Size != int64(len(long)) {
+				t.Fatalf("call %d for an animation of %d frames: %v; want the original kept", i, transform.MaxAnimationFrames+1, resp)
 			}
 		}
 		out, result := transformCall(t, h, &imgedgev1.VariantSpec{Width: ptr(uint32(60)), Format: imgedgev1.Format_FORMAT_PNG}, anim)

@@ -76,6 +76,23 @@ func TestAnimationsStayAnimatedAsWebP(t *testing.T) {
 	}
 }
 
+// TestAnimationsPastThePageBound: libvips takes a strip of 10,000 pages or
+// more for one image (vips_image_get_n_pages), so an animation of that
+// many frames passed for a still and its variant was the first frame
+// alone. The probe counts every frame, and such an animation is not
+// animated: the service keeps the original.
+func TestAnimationsPastThePageBound(t *testing.T) {
+	for _, frames := range []int{transform.MaxAnimationFrames, transform.MaxAnimationFrames + 1, 20_000} {
+		info, err := proc.Probe(testimages.TinyFramesGIF(frames))
+		if err != nil || info.Frames != frames {
+			t.Fatalf("%d frames: probed %+v, %v", frames, info, err)
+		}
+		if animates := info.AnimatesAs(variant.FormatWebP); animates != (frames <= transform.MaxAnimationFrames) {
+			t.Errorf("%d frames: animated as WebP: %v", frames, animates)
+		}
+	}
+}
+
 // webpAnimation reads an animated WebP's canvas size, its frames' delays
 // in milliseconds and its loop count (0: for ever) from its VP8X, ANIM and
 // ANMF chunks.

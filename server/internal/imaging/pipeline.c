@@ -48,7 +48,11 @@ static int probe(const void *buf, size_t len, imgedge_header *h) {
 		orientation = 1;
 	h->orientation = orientation;
 	h->alpha = vips_image_hasalpha(img);
-	h->pages = vips_image_get_n_pages(img);
+	// The loader's own count: vips_image_get_n_pages calls an animation of
+	// 10,000 frames or more a single page, which would pass it for a still.
+	if (!vips_image_get_typeof(img, VIPS_META_N_PAGES) ||
+		vips_image_get_int(img, VIPS_META_N_PAGES, &h->pages) || h->pages < 1)
+		h->pages = 1;
 	g_strlcpy(h->loader, loader, sizeof(h->loader));
 	h->compression[0] = 0;
 	if (vips_image_get_typeof(img, "heif-compression") &&

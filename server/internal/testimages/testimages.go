@@ -232,6 +232,23 @@ func AnimatedGIF(w, h, frames int) []byte {
 	return b.Bytes()
 }
 
+// TinyFramesGIF is an animation of the given number of 1×1 frames, alternately
+// black and white, on one global palette (~20 bytes a frame).
+func TinyFramesGIF(frames int) []byte {
+	pal := color.Palette{color.Black, color.White}
+	g := &gif.GIF{Config: image.Config{ColorModel: pal, Width: 1, Height: 1}}
+	for f := range frames {
+		img := image.NewPaletted(image.Rect(0, 0, 1, 1), pal)
+		img.Pix[0] = uint8(f % 2)
+		g.Image, g.Delay = append(g.Image, img), append(g.Delay, 2)
+	}
+	var b bytes.Buffer
+	if err := gif.EncodeAll(&b, g); err != nil {
+		panic(err) // paletted frames of the screen's size always encode
+	}
+	return b.Bytes()
+}
+
 // BombPNG is a tiny PNG whose header claims w×h pixels: a decompression bomb
 // that must be refused from its header, before any decoding.
 func BombPNG(w, h uint32) []byte {

@@ -51,12 +51,19 @@ type ImageInfo struct {
 func (i ImageInfo) Animated() bool { return i.Frames > 1 }
 
 // AnimatesAs says whether a variant of the image in format f is an
-// animation of all its frames: a WebP of an animated GIF or WebP (libvips
-// decodes an APNG's default image alone, and saves no other format's
-// animation here). Any other variant of an animation is its first frame.
+// animation of all its frames: a WebP of an animated GIF or WebP of at
+// most MaxAnimationFrames (libvips decodes an APNG's default image alone,
+// and saves no other format's animation here). Any other variant of an
+// animation is its first frame.
 func (i ImageInfo) AnimatesAs(f variant.Format) bool {
-	return i.Animated() && f == variant.FormatWebP && (i.Format == "gif" || i.Format == "webp")
+	return i.Animated() && i.Frames <= MaxAnimationFrames && f == variant.FormatWebP && (i.Format == "gif" || i.Format == "webp")
 }
+
+// MaxAnimationFrames is the most frames an animation may have to be
+// animated: libvips takes a strip of 10,000 pages or more for one image.
+// An original of more is served as it is, as for a viewer of no animated
+// format.
+const MaxAnimationFrames = 9999
 
 // Pixels is Width×Height.
 func (i ImageInfo) Pixels() int64 { return int64(i.Width) * int64(i.Height) }
