@@ -404,10 +404,12 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 
 // animation is the spec an animated image is encoded with: the first of
 // specs that keeps its frames (ImageInfo.AnimatesAs: WebP), when they hold
-// no more pixels together than a still source may.
+// no more pixels together than a still source may, and the format can
+// store a frame of the variant's size.
 func (s *Service) animation(info ImageInfo, specs []variant.Spec) (variant.Spec, bool) {
 	i := slices.IndexFunc(specs, func(spec variant.Spec) bool { return info.AnimatesAs(spec.Format) })
-	if i < 0 || info.Pixels()*int64(info.Frames) > s.cfg.Limits.MaxSourcePixels {
+	if i < 0 || info.Pixels()*int64(info.Frames) > s.cfg.Limits.MaxSourcePixels ||
+		s.proc.Fits(Operation{Spec: specs[i], Source: info}) != nil {
 		return variant.Spec{}, false
 	}
 	return specs[i], true

@@ -454,7 +454,8 @@ func TestAnimatedOriginalIsKept(t *testing.T) {
 // negotiated as for WebP: AVIF keeps no frames), is encoded whole as an
 // animated WebP, at the quality searched on its first frame where auto
 // quality was asked; one of more frames than a still image's pixel limit,
-// or one libvips cannot animate (APNG), is the original.
+// one too large for a WebP, or one libvips cannot animate (APNG), is the
+// original.
 func TestAnimationsBecomeAnimatedWebP(t *testing.T) {
 	avif := testConfig()
 	avif.Defaults.Negotiation.AVIF = true
@@ -475,6 +476,7 @@ func TestAnimationsBecomeAnimatedWebP(t *testing.T) {
 		{"GIF, JPEG viewer", "a.gif", &fakeProcessor{ratio: 0.5, frames: 6, gif: true}, variant.ClassJPEG, variant.Spec{}, "", 0},
 		{"GIF of more pixels than a still may have", "a.gif", &fakeProcessor{ratio: 0.5, frames: 200, gif: true}, variant.ClassWebP, variant.Spec{}, "", 0},
 		{"APNG, WebP viewer", "a.png", &fakeProcessor{ratio: 0.5, frames: 7, alpha: true}, variant.ClassWebP, variant.Spec{}, "", 0},
+		{"GIF too large for a WebP, best", "a.gif", &fakeProcessor{ratio: 0.5, frames: 6, gif: true, tooLargeFor: map[variant.Format]bool{variant.FormatWebP: true}}, variant.ClassAVIF, variant.Spec{Format: variant.FormatBest}, "", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := newMemStore()
