@@ -77,20 +77,54 @@ func TestAnimationsStayAnimatedAsWebP(t *testing.T) {
 }
 
 // TestAnimationsPastThePageBound: libvips takes a strip of 10,000 pages or
-// more for one image (vips_image_get_n_pages), so an animation of that
-// many frames passed for a still and its variant was the first frame
-// alone. The probe counts every frame, and such an animation is not
+// more for one image (vips_image_get_n_pages), so a GIF or WebP animation
+// of that many frames passed for a still and its variant was the first
+// frame alone. The probe counts every frame, and such an animation is not
 // animated: the service keeps the original.
 func TestAnimationsPastThePageBound(t *testing.T) {
+	still, _ := run(t, testimages.PNG(1, 1), variant.Spec{Format: variant.FormatWebP})
 	for _, frames := range []int{transform.MaxAnimationFrames, transform.MaxAnimationFrames + 1, 20_000} {
-		info, err := proc.Probe(testimages.TinyFramesGIF(frames))
-		if err != nil || info.Frames != frames {
-			t.Fatalf("%d frames: probed %+v, %v", frames, info, err)
-		}
-		if animates := info.AnimatesAs(variant.FormatWebP); animates != (frames <= transform.MaxAnimationFrames) {
-			t.Errorf("%d frames: animated as WebP: %v", frames, animates)
+		for format, data := range map[string][]byte{
+			"gif":  testimages.TinyFramesGIF(frames),
+			"webp": repeatedWebP(t, still.Data, frames),
+		} {
+			info, err := proc.Probe(data)
+			if err != nil || info.Format != format || info.Frames != frames {
+				t.Fatalf("%s of %d frames: probed %+v, %v", format, frames, info, err)
+			}
+			if animates := info.AnimatesAs(variant.FormatWebP); animates != (frames <= transform.MaxAnimationFrames) {
+				t.Errorf("%s of %d frames: animated as WebP: %v", format, frames, animates)
+			}
 		}
 	}
+}
+
+// repeatedWebP is an animated WebP of the given number of frames, each the
+// image of still (a 1×1 lossy WebP), 20 ms long.
+func repeatedWebP(t *testing.T, still []byte, frames int) []byte {
+	t.Helper()
+	var vp8 []byte // the still's "VP8 " chunk, header and padding included
+	for p := 12; p+8 <= len(still); {
+		size := int(binary.LittleEndian.Uint32(still[p+4:]))
+		if string(still[p:p+4]) == "VP8 " {
+			vp8 = still[p : p+8+size+size%2]
+		}
+		p += 8 + size + size%2
+	}
+	if vp8 == nil {
+		t.Fatal("the still WebP has no VP8 chunk")
+	}
+	chunk := func(fourcc string, body []byte) []byte {
+		c := binary.LittleEndian.AppendUint32([]byte(fourcc), uint32(len(body)))
+		return append(c, body...) // every body here is of even length
+	}
+	out := chunk("VP8X", []byte{0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0}) // animated, 1×1 canvas
+	out = append(out, chunk("ANIM", []byte{0, 0, 0, 0, 0, 0})...) // no background, looping
+	frame := chunk("ANMF", append([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0}, vp8...))
+	for range frames {
+		out = append(out, frame...)
+	}
+	return append(binary.LittleEndian.AppendUint32([]byte("RIFF"), uint32(4+len(out))), append([]byte("WEBP"), out...)...)
 }
 
 // webpAnimation reads an animated WebP's canvas size, its frames' delays
