@@ -77,7 +77,11 @@ func TestDamagedOriginalsStoreNothing(t *testing.T) {
 		h := startServer(t, st, nil)
 		jpg := testimages.JPEG(640, 480, 90)
 		png := testimages.PNG(640, 480)
+		anim := testimages.AnimatedGIF(120, 90, 4)
 		damaged := map[string][]byte{
+			// The last frame cut short: libvips would draw it over the one
+			// before, without a warning, into a WebP of fewer frames.
+			"cut.gif":     anim[:len(anim)-3],
 			"cut.jpg":     jpg[:len(jpg)/2],
 			"cut-eoi.jpg": append(append([]byte{}, jpg[:len(jpg)/2]...), 0xFF, 0xD9),
 			"cut.png":     png[:len(png)/2],
