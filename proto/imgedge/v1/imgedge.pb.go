@@ -187,7 +187,9 @@ const (
 	// serve it unchanged. The original is animated (a GIF, WebP or PNG of
 	// several frames), and a variant in the format asked for or negotiated
 	// would be its first frame alone (WebP keeps the frames of a GIF or
-	// WebP; a GIF is negotiated for an AVIF viewer as for a WebP viewer).
+	// WebP of at most 9,999 frames, within the source pixel limit all
+	// together and a WebP's size; a GIF is negotiated for an AVIF viewer as
+	// for a WebP viewer).
 	Outcome_OUTCOME_ORIGINAL_KEPT Outcome = 5
 )
 
