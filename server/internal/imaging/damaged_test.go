@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"image/color"
+	"image/jpeg"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,6 +93,53 @@ func TestNoMetadataLeaves(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestUltraHDRGivesItsSDRImage: an UltraHDR JPEG (testdata/ultrahdr.jpg,
+// 96×64, made by libvips' uhdrsave) carries a gain map, a second JPEG after
+// the first, described in MPF and ISO 21496-1 segments; libvips reads it
+// with its own loader. A variant, in any format, is the SDR image alone:
+// no gain map, no MPF, no gain-map metadata. The gain map cut short does
+// not matter, since nothing of it is served.
+func TestUltraHDRGivesItsSDRImage(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("testdata", "ultrahdr.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gainMap := bytes.Index(src[2:], []byte{0xFF, 0xD8}) + 2 // the second SOI
+	if gainMap < 2 || !bytes.Contains(src, []byte("MPF\x00")) || !bytes.Contains(src, []byte("urn:iso:std:iso:ts:21496")) {
+		t.Fatal("the fixture is not an UltraHDR JPEG")
+	}
+	sdr, err := jpeg.Decode(bytes.NewReader(src)) // Go's decoder reads the first image alone
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []variant.Format{variant.FormatJPEG, variant.FormatWebP, variant.FormatAVIF, variant.FormatPNG} {
+		t.Run(f.String(), func(t *testing.T) {
+			out, _ := run(t, src, variant.Spec{Format: f, Quality: 95})
+			for _, marker := range []string{"MPF\x00", "urn:iso:std:iso:ts:21496", "Exif\x00\x00", "ICC_PROFILE"} {
+				if bytes.Contains(out.Data, []byte(marker)) {
+					t.Errorf("the %s output carries %q", f, marker)
+				}
+			}
+			if f == variant.FormatJPEG && bytes.Count(out.Data, []byte{0xFF, 0xD8}) != 1 {
+				t.Errorf("the JPEG holds %d images, want 1", bytes.Count(out.Data, []byte{0xFF, 0xD8}))
+			}
+			back, _ := run(t, out.Data, variant.Spec{Format: variant.FormatPNG})
+			img, _, err := testimages.Decode(back.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := testimages.MeanAbsDiff(img, sdr); d > 4 {
+				t.Errorf("the %s output differs from the SDR image by %.1f on average", f, d)
+			}
+		})
+	}
+	whole, _ := run(t, src, variant.Spec{Format: variant.FormatJPEG, Quality: 80})
+	cut, _ := run(t, src[:gainMap+(len(src)-gainMap)/2], variant.Spec{Format: variant.FormatJPEG, Quality: 80})
+	if !bytes.Equal(whole.Data, cut.Data) {
+		t.Errorf("the gain map cut short changed the variant: %d B against %d B", len(cut.Data), len(whole.Data))
 	}
 }
 
