@@ -28,15 +28,28 @@ static int settled(int rc) {
 	return rc;
 }
 
+// is_jpeg says whether buf starts like a JPEG. Every JPEG is read with
+// jpegload: libvips would hand an UltraHDR one (a gain map after the image)
+// to libultrahdr's loader, which parses the map too, and a variant is the
+// SDR image alone.
+static int is_jpeg(const void *buf, size_t len) {
+	const unsigned char *p = buf;
+	return len >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF;
+}
+
 static int probe(const void *buf, size_t len, imgedge_header *h) {
-	const char *loader = vips_foreign_find_load_buffer(buf, len);
-	VipsImage *img;
+	const char *loader = is_jpeg(buf, len) ? "VipsForeignLoadJpegBuffer" : vips_foreign_find_load_buffer(buf, len);
+	VipsImage *img = NULL;
 	const char *compression;
 	int orientation = 1;
 
 	if (!loader)
 		return -1;
-	img = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+	if (is_jpeg(buf, len)) {
+		if (vips_jpegload_buffer((void *) buf, len, &img, "access", VIPS_ACCESS_SEQUENTIAL, NULL))
+			return -1;
+	} else
+		img = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
 	if (!img)
 		return -1;
 	h->width = vips_image_get_width(img);
@@ -228,8 +241,8 @@ static int load(const void *buf, size_t len, const imgedge_opts *o, VipsImage **
 	// too): libvips would otherwise only warn about truncated or corrupt
 	// data and fill the missing rows with grey or black, and a damaged
 	// original must never become a stored variant.
-	if (o->shrink > 1)
-		return vips_jpegload_buffer((void *) buf, len, out, "shrink", o->shrink,
+	if (is_jpeg(buf, len))
+		return vips_jpegload_buffer((void *) buf, len, out, "shrink", VIPS_MAX(1, o->shrink),
 			"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
 	if (o->animate)
 		// Every frame, one under the other (a strip of pages).
