@@ -38,17 +38,17 @@ static int is_jpeg(const void *buf, size_t len) {
 }
 
 static int probe(const void *buf, size_t len, imgedge_header *h) {
-	const char *loader = is_jpeg(buf, len) ? "VipsForeignLoadJpegBuffer" : vips_foreign_find_load_buffer(buf, len);
+	int jpeg = is_jpeg(buf, len);
+	const char *loader = jpeg ? "VipsForeignLoadJpegBuffer" : vips_foreign_find_load_buffer(buf, len);
 	VipsImage *img = NULL;
 	const char *compression;
 	int orientation = 1;
 
 	if (!loader)
 		return -1;
-	if (is_jpeg(buf, len)) {
-		if (vips_jpegload_buffer((void *) buf, len, &img, "access", VIPS_ACCESS_SEQUENTIAL, NULL))
-			return -1;
-	} else
+	if (jpeg && vips_jpegload_buffer((void *) buf, len, &img, "access", VIPS_ACCESS_SEQUENTIAL, NULL))
+		return -1;
+	if (!jpeg)
 		img = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
 	if (!img)
 		return -1;
