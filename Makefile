@@ -43,10 +43,11 @@ setup: deps tools ## install everything the build and tests need
 deps: $(VIPS_DIR)/pkgconfig/vips.pc ## install libvips (sharp's build) and, with apt when missing, pkg-config, gcc, node, npm, zip and the libvips tools
 
 apt-deps:
-	@if command -v pkg-config gcc g++ node npm zip curl vips >/dev/null; then \
+	@missing=; for c in pkg-config gcc g++ node npm zip curl vips; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -z "$$missing" ]; then \
 		echo "pkg-config, gcc, node $$(node --version), npm, zip, curl and the libvips tools already installed"; \
 	else \
-		echo "installing pkg-config, gcc, nodejs, npm, zip and libvips-tools with apt"; \
+		echo "missing:$$missing; installing pkg-config, gcc, nodejs, npm, zip and libvips-tools with apt"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 			pkg-config gcc g++ libc6-dev zip curl libvips-tools $$(command -v node >/dev/null || echo nodejs) \
 			$$(command -v npm >/dev/null || echo npm) >/dev/null; \
