@@ -2,6 +2,8 @@ package transform
 
 import (
 	"errors"
+	"fmt"
+	"runtime/debug"
 
 	"github.com/imgedge/imgedge/server/internal/store"
 )
@@ -35,3 +37,17 @@ var (
 	// ErrConflict: a concurrent writer stored something unexpected; retrying helps.
 	ErrConflict = errors.New("concurrent write conflict")
 )
+
+// caught turns a panic in the function that defers it into *err, with the
+// panic's value and stack: an internal error, which the gRPC layer logs in
+// full and answers as Internal. Builds and lookups run on goroutines of
+// their own (shared by concurrent callers), beyond the gRPC layer's
+// recovery, where singleflight re-panics past any recover and so would
+// stop the process: a bug that one image triggers must fail the calls for
+// that image, not every call in flight. The work's own defers (admission,
+// worker, pixels) have run by the time it recovers.
+func caught(err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+	}
+}

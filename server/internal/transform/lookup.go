@@ -23,7 +23,8 @@ func (s *Service) sharedLookup(ctx context.Context, bucket, key string, cands []
 	// singleflight's DoChan, on a kept goroutine (see lookupRunners).
 	ch := make(chan singleflight.Result, 1)
 	s.runners.Go(func() {
-		v, err, shared := s.lookups.Do(id, func() (any, error) {
+		v, err, shared := s.lookups.Do(id, func() (answer any, err error) {
+			defer caught(&err)
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProcessTimeout)
 			defer cancel()
 			res, done, stale, err := s.lookup(ctx, bucket, key, cands)
@@ -79,8 +80,12 @@ func (s *Service) headVariants(ctx context.Context, bucket string, cands []candi
 	for i, c := range cands {
 		heads[i] = make(chan headResult, 1)
 		s.runners.Go(func() {
-			info, err := s.store.Head(ctx, bucket, c.key)
-			heads[i] <- headResult{info, err}
+			var r headResult
+			func() {
+				defer caught(&r.err)
+				r.info, r.err = s.store.Head(ctx, bucket, c.key)
+			}()
+			heads[i] <- r
 		})
 	}
 	return func() []headResult {

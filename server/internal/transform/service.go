@@ -204,7 +204,8 @@ func (s *Service) EnsureVariant(ctx context.Context, bucket, key string, req Req
 	if req.DryRun {
 		flight += "\x00dry-run"
 	}
-	ch := s.group.DoChan(flight, func() (any, error) {
+	ch := s.group.DoChan(flight, func() (res any, err error) {
+		defer caught(&err)
 		return s.build(context.WithoutCancel(ctx), bucket, key, cands, first, req.DryRun)
 	})
 	var patience <-chan time.Time
