@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -316,9 +317,11 @@ func (s *Service) searchPalette(ctx context.Context, prep Prepared, spec variant
 
 // maxPalettePixels bounds the PNGs whose palette is searched: a trial
 // (libimagequant at its default effort, zlib, a decode to score) took
-// 1.1–1.3 s at a megapixel, against 0.07 s for the lossless encode, and a
-// palette's score climbs in steps, so a search makes 3 trials, or its 6 at
-// worst (7.4 s for a megapixel of gradient; 1.2 s for 480×360 of it).
+// 1.1–1.3 s at a megapixel, and up to 2 s at half of one, against 0.07 s
+// for the lossless encode, and a palette's score climbs in steps, so a
+// search makes 3 trials, or its 6 at worst (7.4 s for a megapixel of
+// gradient; 1.2 s for 480×360 of it), fewer where the palette runs out of
+// colours (searchRange).
 // Translucent images served without WebP or AVIF are mostly logos and
 // icons under it (724×724); a larger one stays lossless.
 const maxPalettePixels = 1 << 19
@@ -357,6 +360,7 @@ func (s *Service) searchRange(ctx context.Context, prep Prepared, spec variant.S
 	// corpus, 3–5 at worst, where a bisection of the range takes 6.
 	m := modelOf(spec.Format)
 	var pass, fail, before *scored // the closest pass and fail, and the trial before the last
+	var failed []byte              // the closest fail's encode, when whole
 	q := min(max(m.start(target), lo), hi)
 	if above != nil {
 		pass = above
@@ -385,7 +389,14 @@ func (s *Service) searchRange(ctx context.Context, prep Prepared, spec variant.S
 			if toBeat > 0 && enc.Data != nil && len(enc.Data) >= toBeat {
 				return r, errCannotWin
 			}
-			fail, lo = last, q+1
+			if spec.Format == variant.FormatPNG && enc.Data != nil && bytes.Equal(enc.Data, failed) {
+				// Two qualities made the same palette: libimagequant ran
+				// out of colours short of both (a gradient's 256 are not
+				// enough), and any quality above asks more of the same
+				// 256. The PNG stays lossless (searchPalette).
+				break
+			}
+			fail, lo, failed = last, q+1, enc.Data
 		}
 		q = within(m.next(pass, fail, before, target), lo, hi)
 		before = last

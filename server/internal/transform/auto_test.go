@@ -15,12 +15,19 @@ import (
 // curvePrepared scores a quality by a curve: what a codec's score looks
 // like across its quality range, without encoding anything.
 type curvePrepared struct {
-	score  func(q int) float64
-	trials []int
+	score func(q int) float64
+	// palette, when set, is the quality from which every encode is the
+	// same: a palette that has run out of colours.
+	palette int
+	trials  []int
 }
 
 func (c *curvePrepared) Encode(spec variant.Spec) (Output, error) {
-	return Output{Data: []byte{byte(spec.Quality)}}, nil
+	q := spec.Quality
+	if c.palette > 0 {
+		q = min(q, c.palette)
+	}
+	return Output{Data: []byte{byte(q)}}, nil
 }
 
 func (c *curvePrepared) Score(encoded []byte) (float64, error) {
@@ -36,7 +43,41 @@ func (c *curvePrepared) Pixels() int { return 720 * 480 }
 
 func (c *curvePrepared) Trial(spec variant.Spec) (Output, float64, error) {
 	c.trials = append(c.trials, spec.Quality)
-	return Output{Data: []byte{byte(spec.Quality)}}, c.score(spec.Quality), nil
+	out, _ := c.Encode(spec)
+	score, err := c.Score(out.Data)
+	return out, score, err
+}
+
+// TestPaletteSearchEndsWhereThePaletteRunsOut: once two qualities make the
+// same palette (libimagequant out of colours, as on a gradient), no
+// quality above makes another, and the search ends, lossless, rather than
+// trying the rest of the range (each trial a quantisation of the whole
+// image); a palette that still grows is searched on, and one that meets the
+// target on the way is kept.
+func TestPaletteSearchEndsWhereThePaletteRunsOut(t *testing.T) {
+	svc := newTestService(t, newMemStore(), &fakeProcessor{}, 1, 1)
+	rising := func(q int) float64 { return 20 + 0.6*float64(q) } // meets 70 at q84
+	for _, tc := range []struct {
+		name      string
+		palette   int
+		maxTrials int
+		wantQ     int // 0: lossless
+	}{
+		{"out of colours below the search's start", 40, 2, 0},
+		{"out of colours on the way up", 70, 3, 0},
+		{"meets the target before it runs out", 90, 4, 84},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prep := &curvePrepared{score: rising, palette: tc.palette}
+			_, chosen, err := svc.search(context.Background(), prep, variant.Spec{Format: variant.FormatPNG, AutoQuality: true}, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if chosen.Quality != tc.wantQ || len(prep.trials) > tc.maxTrials {
+				t.Errorf("chose q%d after trials %v; want q%d in at most %d trials", chosen.Quality, prep.trials, tc.wantQ, tc.maxTrials)
+			}
+		})
+	}
 }
 
 // TestSearchFindsTheLowestPassingQuality: on curves shaped like the
