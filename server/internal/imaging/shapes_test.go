@@ -3,6 +3,7 @@ package imaging
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"image"
@@ -17,11 +18,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/config"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 	"github.com/imgedge/imgedge/server/internal/transform"
+	"github.com/imgedge/imgedge/server/internal/workpool"
 )
 
 // The shape sweep runs every case through the real libvips pipeline in a
@@ -78,6 +81,15 @@ func sweepShapes() [][2]int {
 	return out
 }
 
+// scoredShapes are the shapes an auto-quality search scores at their
+// edges, swept with the auto-quality specs only: the smallest side scored
+// (113) and one below it, a tile's size, strips whose tiles line up along
+// one axis, past the formats' sides, and an image larger than the tiles'
+// mosaic, which the trials then encode instead.
+func scoredShapes() [][2]int {
+	return [][2]int{{113, 113}, {112, 4000}, {113, 4000}, {4000, 113}, {257, 256}, {16385, 113}, {113, 16385}, {1500, 1000}}
+}
+
 // inputFits says whether a format can store a w×h image at all.
 func inputFits(input string, w, h int) bool {
 	switch input {
@@ -111,20 +123,30 @@ func sweepSpecs(t testing.TB) []shapeCase {
 	specs = append(specs,
 		shapeCase{label: "width", spec: variant.Spec{Width: 300}},
 		shapeCase{label: "height", spec: variant.Spec{Height: 300}},
+		// Auto quality: the service's search, its trials and their scores.
+		shapeCase{label: "auto cover", spec: variant.Spec{Width: 300, Height: 300, Fit: variant.FitCover, AutoQuality: true}},
+		shapeCase{label: "auto", spec: variant.Spec{AutoQuality: true}},
 	)
 	return specs
 }
 
 // sweepCases crosses shapes, input formats, specs and output formats. The
 // reported crashers get the whole product; every other shape and input get
-// a rotating eighth of the spec × format pairs, so each pair still meets
-// many shapes, and IMGEDGE_SHAPE_SWEEP_FULL=1 (make fuzz) runs everything.
+// a rotating sixteenth of the spec × format pairs (an eighth of the scored
+// shapes' auto-quality pairs), so each pair still meets many shapes, and
+// IMGEDGE_SHAPE_SWEEP_FULL=1 (make fuzz) runs everything.
 func sweepCases(t testing.TB) []shapeCase {
 	full := os.Getenv("IMGEDGE_SHAPE_SWEEP_FULL") != ""
 	specs := sweepSpecs(t)
 	formats := []variant.Format{variant.FormatJPEG, variant.FormatWebP, variant.FormatAVIF, variant.FormatPNG}
+	autoSpecs := slices.DeleteFunc(slices.Clone(specs), func(c shapeCase) bool { return !c.spec.AutoQuality })
+	shapes := sweepShapes()
 	var cases []shapeCase
-	for si, s := range sweepShapes() {
+	for si, s := range append(shapes, scoredShapes()...) {
+		specs, stride := specs, sweepStride
+		if si >= len(shapes) {
+			specs, stride = autoSpecs, scoredStride
+		}
 		for ii, input := range sweepInputs {
 			if !inputFits(input, s[0], s[1]) {
 				continue
@@ -132,7 +154,7 @@ func sweepCases(t testing.TB) []shapeCase {
 			for pi, sp := range specs {
 				for fi, f := range formats {
 					pair := pi*len(formats) + fi
-					if !full && si >= reportedShapes && (pair+3*si+5*ii)%sweepStride != 0 {
+					if !full && si >= reportedShapes && (pair+3*si+5*ii)%stride != 0 {
 						continue
 					}
 					c := sp
@@ -146,10 +168,12 @@ func sweepCases(t testing.TB) []shapeCase {
 }
 
 // reportedShapes is the number of shapes at the head of sweepShapes that
-// crashed the service once; sweepStride thins out the rest.
+// crashed the service once; sweepStride thins out the rest, and
+// scoredStride the scored shapes' fewer pairs.
 const (
 	reportedShapes = 4
 	sweepStride    = 16
+	scoredStride   = 8
 )
 
 func TestExtremeShapes(t *testing.T) {
@@ -271,6 +295,26 @@ var sweepProc = func() *Processor {
 	return New(Config{AVIFSpeed: 8, JPEG: jpeg})
 }()
 
+// sweepService runs the auto-quality cases through the service's own
+// search (Prepare, trials on the tiles' mosaic or the whole image, their
+// scores, the final encode) on sweepProc, with limits past every shape of
+// the sweep.
+var sweepService = func() *transform.Service {
+	const huge = 1 << 30
+	svc, err := transform.New(transform.Config{
+		Prefix:         "variants/",
+		Presets:        map[string]variant.Spec{"sweep": {}},
+		DefaultPreset:  "sweep",
+		Defaults:       variant.Defaults{Negotiation: variant.Negotiation{Fallback: variant.FormatJPEG}},
+		Limits:         transform.Limits{MaxSourceBytes: huge, MaxSourcePixels: huge, MaxWidth: huge, MaxHeight: huge},
+		ProcessTimeout: time.Minute,
+	}, nil, sweepProc, workpool.New(workpool.Limits{Workers: 1, Queue: 1, BufferBytes: huge, PixelBytes: 16 * huge}))
+	if err != nil {
+		panic(err)
+	}
+	return svc
+}()
+
 // checkShape runs one case: a valid image gets a variant of the expected
 // size, or a clear refusal when the output format cannot hold it.
 func checkShape(c shapeCase, data []byte) error {
@@ -291,7 +335,12 @@ func checkShape(c shapeCase, data []byte) error {
 	}
 	want := [2]int{}
 	want[0], want[1] = targetSize(spec, upW, upH)
-	out, err := proc.Process(data, transform.Operation{Spec: spec, Source: info})
+	var out transform.Output
+	if spec.AutoQuality {
+		out, _, err = sweepService.Transform(context.Background(), data, transform.Request{Variant: variant.Request{Override: spec}})
+	} else {
+		out, err = proc.Process(data, transform.Operation{Spec: spec, Source: info})
+	}
 	if err != nil {
 		if errors.Is(err, transform.ErrTooLargeForFormat) && strings.Contains(err.Error(), "stores at most") &&
 			(want[0] > maxSide[c.format] || want[1] > maxSide[c.format]) {
