@@ -164,7 +164,7 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 	}
 	marker, err := s.store.Head(ctx, bucket, cands[0].key+markerSuffix)
 	switch {
-	case err == nil && marker.Metadata[MetaSourceETag] == orig.ETag && decidedNow(marker):
+	case err == nil && marker.Metadata[MetaSourceETag] == orig.ETag && s.decidedNow(marker):
 		return originalResult(keptReason(marker.Metadata[MetaKept]).outcome(), orig, cands[0].key, cands[0].spec), true, nil, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return EnsureResult{}, false, nil, fmt.Errorf("marker: %w", err)
@@ -172,11 +172,11 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 	return EnsureResult{OriginalSize: orig.Size}, false, stale, nil
 }
 
-// decidedNow says whether a keep-original marker still holds under this
-// release's rules: "no variant is smaller" always does (it is decided again
+// decidedNow says whether a keep-original marker still holds under the
+// rules in force: "no variant is smaller" always does (it is decided again
 // when the original changes); a kept reason only under keptRules.
-func decidedNow(marker store.ObjectInfo) bool {
-	return marker.Metadata[MetaKept] == "" || marker.Metadata[MetaKeptRules] == keptRules
+func (s *Service) decidedNow(marker store.ObjectInfo) bool {
+	return marker.Metadata[MetaKept] == "" || marker.Metadata[MetaKeptRules] == s.keptRules()
 }
 
 func variantResult(o Outcome, orig, v store.ObjectInfo, vkey string, spec variant.Spec) EnsureResult {

@@ -34,16 +34,24 @@ const (
 	MetaVariant    = "variant-size" // on markers: the size the rejected variant had
 	MetaBestOf     = "best-of"      // on "best" variants: the formats compared, e.g. "avif,webp,jpeg"
 	MetaKept       = "kept"         // on markers of an original no variant stands for: why ("animated")
-	MetaKeptRules  = "kept-rules"   // on those markers: the generation of the rules that decided it (keptRules)
+	MetaKeptRules  = "kept-rules"   // on those markers: the rules that decided it (Service.keptRules)
 )
 
-// keptRules is the generation of the rules that keep an original no
-// variant stands for. A marker with a reason (MetaKept) decided under
+// keptRulesGeneration is the generation of the rules that keep an original
+// no variant stands for. A marker with a reason (MetaKept) decided under
 // other rules is decided again: the first generation kept every
-// animation, where this one makes an animated WebP for a WebP or AVIF
+// animation, where the second makes an animated WebP for a WebP or AVIF
 // viewer, so a deployment upgraded over its markers would otherwise serve
 // those originals until they changed.
-const keptRules = "2"
+const keptRulesGeneration = "2"
+
+// keptRules are the rules a kept marker is decided under: the generation,
+// and the pixel limit an animation's frames are held to together, which
+// an operator may raise (Limits.MaxSourcePixels): an animation kept under
+// a lower limit is then decided again, and made.
+func (s *Service) keptRules() string {
+	return keptRulesGeneration + "/" + strconv.FormatInt(s.cfg.Limits.MaxSourcePixels, 10)
+}
 
 // markerSuffix names the object that remembers "the original is smaller":
 // it sits beside the variant's key and never ends in an image extension.
@@ -552,7 +560,7 @@ func (s *Service) keepOriginal(ctx context.Context, bucket, vkey string, orig st
 	}
 	if why != "" {
 		meta[MetaKept] = string(why)
-		meta[MetaKeptRules] = keptRules
+		meta[MetaKeptRules] = s.keptRules()
 	}
 	_, err := s.store.Put(ctx, bucket, vkey+markerSuffix, nil, store.PutOptions{
 		ContentType: "application/octet-stream",

@@ -549,9 +549,11 @@ func TestTransformAnimatesForAnAVIFViewer(t *testing.T) {
 
 // TestKeptMarkersOfOlderRulesAreDecidedAgain: the first release kept every
 // animated original, leaving "kept: animated" markers at WebP keys too. A
-// marker with a reason but without this release's rules is decided again
-// (here: an animated WebP is made), one with them answers from the marker,
-// and a "no variant is smaller" marker, which needs no rules, still holds.
+// marker with a reason but without the rules in force (this generation and
+// this pixel limit: one raised since would make what it kept) is decided
+// again (here: an animated WebP is made), one with them answers from the
+// marker, and a "no variant is smaller" marker, which needs no rules,
+// still holds.
 func TestKeptMarkersOfOlderRulesAreDecidedAgain(t *testing.T) {
 	const vkey = "ProcessedImages/w480_q75/a.gif.webp"
 	for _, tc := range []struct {
@@ -561,7 +563,9 @@ func TestKeptMarkersOfOlderRulesAreDecidedAgain(t *testing.T) {
 	}{
 		{"kept by the first rules", map[string]string{MetaKept: "animated"}, Created},
 		{"kept by other rules", map[string]string{MetaKept: "animated", MetaKeptRules: "1"}, Created},
-		{"kept by these rules", map[string]string{MetaKept: "animated", MetaKeptRules: keptRules}, OriginalKept},
+		{"kept by this generation without its limit", map[string]string{MetaKept: "animated", MetaKeptRules: keptRulesGeneration}, Created},
+		{"kept under a lower pixel limit", map[string]string{MetaKept: "animated", MetaKeptRules: keptRulesGeneration + "/1000000"}, Created},
+		{"kept by these rules", map[string]string{MetaKept: "animated", MetaKeptRules: "now"}, OriginalKept},
 		{"no variant is smaller", map[string]string{}, OriginalIsSmaller},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -575,6 +579,9 @@ func TestKeptMarkersOfOlderRulesAreDecidedAgain(t *testing.T) {
 			}
 			meta := maps.Clone(tc.marker)
 			meta[MetaSourceETag] = orig.ETag
+			if meta[MetaKeptRules] == "now" {
+				meta[MetaKeptRules] = svc.keptRules()
+			}
 			if _, err := st.Put(context.Background(), "bkt", vkey+markerSuffix, nil, store.PutOptions{Metadata: meta}); err != nil {
 				t.Fatal(err)
 			}
