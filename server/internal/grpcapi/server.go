@@ -155,8 +155,8 @@ func (s *Server) Backfill(in *imgedgev1.BackfillRequest, stream imgedgev1.ImageT
 		p := &imgedgev1.BackfillProgress{Key: it.Key, OriginalSize: it.OriginalSize, VariantKey: it.Result.VariantKey,
 			Total: it.Total, TotalFinal: it.TotalFinal}
 		if it.Err != nil {
-			p.ErrorCode = Code(it.Err).String()
-			p.Error = status.Convert(toStatus(it.Err)).Message()
+			st := status.Convert(s.fail(ctx, it.Err)) // an internal error is logged in full
+			p.ErrorCode, p.Error = st.Code().String(), st.Message()
 		} else {
 			p.Outcome = outcomeToProto(it.Result.Outcome)
 			p.OriginalSize = it.Result.OriginalSize
