@@ -336,8 +336,9 @@ func checkShape(c shapeCase, data []byte) error {
 	want := [2]int{}
 	want[0], want[1] = targetSize(spec, upW, upH)
 	var out transform.Output
+	var chosen variant.Spec
 	if spec.AutoQuality {
-		out, _, err = sweepService.Transform(context.Background(), data, transform.Request{Variant: variant.Request{Override: spec}})
+		out, chosen, err = sweepService.Transform(context.Background(), data, transform.Request{Variant: variant.Request{Override: spec}})
 	} else {
 		out, err = proc.Process(data, transform.Operation{Spec: spec, Source: info})
 	}
@@ -358,7 +359,21 @@ func checkShape(c shapeCase, data []byte) error {
 	if got.Format != c.format.String() || got.Width != want[0] || got.Height != want[1] {
 		return fmt.Errorf("the output is %s %d×%d, want %s %d×%d", got.Format, got.Width, got.Height, c.format, want[0], want[1])
 	}
+	if spec.AutoQuality && !metTarget(out, chosen) {
+		return fmt.Errorf("auto quality answered q%d scoring %.1f: under the target %v, yet not the top of the range nor lossless",
+			chosen.Quality, out.Score, transform.DefaultAutoQuality.Targets[c.format])
+	}
 	return nil
+}
+
+// metTarget says whether an auto-quality answer keeps the search's
+// promise: a score at the target, or the top of the range where none
+// reaches it, or a lossless PNG; an image too small to score (no score)
+// has the format's default quality.
+func metTarget(out transform.Output, chosen variant.Spec) bool {
+	a := transform.DefaultAutoQuality
+	return out.Score == 0 || out.Score >= a.Targets[chosen.Format] ||
+		chosen.Quality == a.MaxQuality || chosen.Format == variant.FormatPNG && chosen.Quality == 0
 }
 
 // shapeImage makes a w×h image in the given input format: a gradient, so
