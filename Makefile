@@ -40,7 +40,7 @@ help: ## list the targets
 
 setup: deps tools ## install everything the build and tests need
 
-deps: $(VIPS_DIR)/pkgconfig/vips.pc ## install libvips (sharp's build) and, with apt when missing, pkg-config, gcc, node, npm, zip and the libvips tools
+deps: apt-deps $(VIPS_DIR)/pkgconfig/vips.pc ## install libvips (sharp's build) and, with apt when missing, pkg-config, gcc, node, npm, zip and the libvips tools
 
 apt-deps:
 	@missing=; for c in pkg-config gcc g++ node npm zip curl vips; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
