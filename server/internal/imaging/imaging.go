@@ -13,6 +13,7 @@ package imaging
 
 /*
 #cgo pkg-config: vips
+#cgo LDFLAGS: -lm
 #include <stdlib.h>
 #include <vips/vips.h>
 #include "pipeline.h"
@@ -213,6 +214,7 @@ func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.in
 		animate:       cbool(format == C.IMGEDGE_WEBP && src.AnimatesAs(spec.Format)),
 		frames:        C.int(src.Frames),
 	}
+	pl.opts.fit_luma = cbool(format == C.IMGEDGE_JPEG && p.fitLuma(spec, src.Format))
 	if spec.Fit == variant.FitCover {
 		pl.opts.cover = 1
 	}

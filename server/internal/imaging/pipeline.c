@@ -215,10 +215,36 @@ static int save(VipsImage *img, const imgedge_opts *o, void **out, size_t *outle
 	}
 }
 
+static void free_pixels(VipsImage *img, gpointer pixels) {
+	g_free(pixels);
+}
+
+// fit_luma fits a 3-band 8-bit image's luma for a 4:2:0 JPEG
+// (imgedge_fit_luma), which needs the whole image in memory.
+static int fit_luma(VipsImage *in, VipsImage **out) {
+	size_t len;
+	int w = vips_image_get_width(in), h = vips_image_get_height(in);
+	unsigned char *pix = vips_image_write_to_memory(in, &len);
+	if (!pix)
+		return -1;
+	if (imgedge_fit_luma(pix, w, h)) {
+		g_free(pix);
+		vips_error("imgedge", "out of memory for fitting luma");
+		return -1;
+	}
+	if (!(*out = vips_image_new_from_memory(pix, len, w, h, 3, VIPS_FORMAT_UCHAR))) {
+		g_free(pix);
+		return -1;
+	}
+	(*out)->Type = VIPS_INTERPRETATION_sRGB;
+	g_signal_connect(*out, "postclose", G_CALLBACK(free_pixels), pix);
+	return 0;
+}
+
 // finish converts a resized, upright image to what the output format needs
 // and encodes it.
 static int finish(VipsImage *base, VipsImage *img, const imgedge_opts *o, void **out, size_t *outlen, int *obands) {
-	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 3);
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 4);
 	if (to_srgb(img, &t[0]))
 		return -1;
 	img = t[0];
@@ -233,6 +259,12 @@ static int finish(VipsImage *base, VipsImage *img, const imgedge_opts *o, void *
 		img = t[2];
 	}
 	*obands = vips_image_get_bands(img);
+	if (o->fit_luma && o->format == IMGEDGE_JPEG && *obands == 3 &&
+		vips_image_get_format(img) == VIPS_FORMAT_UCHAR) {
+		if (fit_luma(img, &t[3]))
+			return -1;
+		img = t[3];
+	}
 	return save(img, o, out, outlen);
 }
 

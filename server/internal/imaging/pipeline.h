@@ -41,6 +41,7 @@ typedef struct {
 	int animate;        // every frame of an animation (GIF, WebP), each fitted to the box
 	int frames;         // with animate: how many frames the header counts
 	int keep_metadata;  // keep EXIF/XMP/IPTC (never on by default)
+	int fit_luma;       // JPEG 4:2:0: fit each pixel's luma to its decoded chroma (imgedge_fit_luma)
 } imgedge_opts;
 
 // imgedge_init applies process-wide settings: no operation cache, no
@@ -61,6 +62,11 @@ int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
 // imgedge_encode_raw encodes 8-bit sRGB pixels (as IMGEDGE_RAW produced them).
 int imgedge_encode_raw(const void *pix, size_t len, int width, int height, int bands,
 	const imgedge_opts *o, void **out, size_t *outlen);
+
+// imgedge_fit_luma moves each of w×h interleaved 8-bit sRGB pixels by a
+// grey offset so that their 4:2:0 JPEG decodes with each pixel's own
+// luminance (fit_luma.c). It fails only when memory runs out.
+int imgedge_fit_luma(unsigned char *rgb, int w, int h);
 
 // imgedge_viewed decodes an encoded image, or raw pixels when width > 0,
 // to what a viewer sees: 8-bit sRGB, 3 bands, alpha flattened onto white.

@@ -43,7 +43,7 @@ func (p *Processor) Prepare(data []byte, op transform.Operation) (transform.Prep
 	if err != nil {
 		return nil, err
 	}
-	pr := &prepared{p: p, pixels: mid.Data, width: mid.Width, height: mid.Height, bands: bands}
+	pr := &prepared{p: p, pixels: mid.Data, width: mid.Width, height: mid.Height, bands: bands, source: op.Source.Format}
 	pr.translucent = translucent(pr.pixels, bands)
 	if quality.Scales(pr.width, pr.height) < 6 {
 		// Under 113 px on a side, SSIMULACRA2 has fewer than six scales
@@ -145,6 +145,7 @@ type prepared struct {
 	p                    *Processor
 	pixels               []byte // 8-bit sRGB, alpha kept
 	width, height, bands int
+	source               string // the original's format ("png", "jpeg", ...)
 	tiles                []scoredTile
 	// mosaic holds the scored tiles side by side (mw×mh, same bands) when
 	// that is smaller than the image; nil otherwise.
@@ -180,6 +181,7 @@ func (pr *prepared) encode(spec variant.Spec, pixels []byte, w, h int) ([]byte, 
 	avif := pr.wholeAVIF()
 	pl.opts.effort, pl.opts.avif_bitdepth = C.int(9-avif.speed), C.int(avif.bitDepth)
 	pl.opts.webp_effort = C.int(pr.p.webpEffort(pr.width * pr.height))
+	pl.opts.fit_luma = cbool(spec.Format == variant.FormatJPEG && pr.p.fitLuma(spec, pr.source))
 	var out unsafe.Pointer
 	var outLen C.size_t
 	if C.imgedge_encode_raw(unsafe.Pointer(&pixels[0]), C.size_t(len(pixels)), C.int(w), C.int(h), C.int(pr.bands), &pl.opts, &out, &outLen) != 0 {
