@@ -194,7 +194,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AutoAVIF, "auto-avif", c.AutoAVIF, "format auto may choose AVIF")
 	fs.BoolVar(&c.AutoWebP, "auto-webp", c.AutoWebP, "format auto may choose WebP")
 	fs.BoolVar(&c.KeepMetadata, "keep-metadata", c.KeepMetadata, "keep EXIF/XMP metadata in variants")
-	fs.BoolVar(&c.MozJPEG, "mozjpeg", c.MozJPEG, "encode JPEG with mozjpeg's trellis quantisation, deringing and quant table 5, chroma subsampled below q95")
+	fs.BoolVar(&c.MozJPEG, "mozjpeg", c.MozJPEG, "encode JPEG with mozjpeg's trellis quantisation, deringing and quant table 5, chroma subsampled below q95 (with fitted luma for PNG and GIF originals)")
 	fs.BoolVar(&c.JPEGProgressive, "jpeg-progressive", c.JPEGProgressive, "make every JPEG progressive, scans optimised per image (fewer bytes at equal quality, more encode CPU)")
 	fs.StringVar(&c.CacheControl, "variant-cache-control", c.CacheControl, "Cache-Control stored on variants (originals keep their own)")
 	fs.Float64Var(&c.MinSaving, "min-saving", c.MinSaving, "fraction of the original's size a variant must save to be served")

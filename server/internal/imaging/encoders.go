@@ -157,7 +157,8 @@ func avifSpeed6PerMP(bitsPerPixel float64) time.Duration {
 // more bytes than a subsampled q9x at scores 83–90). With progressive
 // scans (Progressive, set apart: it is the operator's choice) the saving
 // is 13.7 % at scores 55–85, where the earlier baseline table-3 settings
-// saved 8.5 %; with fitted luma (FitLuma), XX % (README, "Savings").
+// saved 8.5 %; with fitted luma (FitLuma, PNG and GIF sources), 14.5 %
+// (README, "Savings").
 var MozJPEG = JPEGTuning{Trellis: true, Deringing: true, QuantTable: 5, FineQuantTable: 2, FineFrom: 88, FullChromaFrom: 95, FitLuma: true}
 
 // JPEGTuning are the JPEG encoder's settings. Trellis, Deringing and the
