@@ -286,6 +286,135 @@ static int load(const void *buf, size_t len, const imgedge_opts *o, VipsImage **
 	return *out ? 0 : -1;
 }
 
+// Converting an AVIF's or HEIF's coded values to sRGB (libvips' HEIF loader
+// ignores the file's nclx colour box). H.273 code points:
+enum {
+	CICP_PRIMARIES_BT2020 = 9,
+	CICP_PRIMARIES_P3 = 12,
+	CICP_TRANSFER_PQ = 16,
+	CICP_TRANSFER_HLG = 18,
+};
+
+// HDR white: BT.2408's reference white, 203 cd/m², is SDR's white.
+#define HDR_WHITE_NITS 203.0
+// HLG's nominal peak, at which its system gamma is 1.2 (BT.2100).
+#define HLG_PEAK_NITS 1000.0
+// Tone mapping leaves linear light up to this share of SDR white as it is
+// and rolls what is above off towards white: diffuse whites land at 0.93
+// (247 of 255), highlights a stop above at 0.99, brighter ones at white.
+#define TONE_KNEE 0.8
+
+// display_light is the linear light, relative to SDR white, that a coded
+// value v (0–1) stands for under transfer, tone-mapped into SDR for HDR.
+static double display_light(double v, int transfer) {
+	double light;
+	switch (transfer) {
+	case CICP_TRANSFER_PQ: {
+		// SMPTE ST 2084's EOTF: absolute luminance, 10,000 cd/m² at 1.
+		const double m1 = 2610.0 / 16384, m2 = 2523.0 / 4096 * 128;
+		const double c1 = 3424.0 / 4096, c2 = 2413.0 / 4096 * 32, c3 = 2392.0 / 4096 * 32;
+		double p = pow(v, 1 / m2);
+		light = pow(VIPS_MAX(p - c1, 0) / (c2 - c3 * p), 1 / m1) * 10000 / HDR_WHITE_NITS;
+		break;
+	}
+	case CICP_TRANSFER_HLG: {
+		// ARIB STD-B67's inverse OETF (scene light), then BT.2100's OOTF at
+		// the nominal peak, applied per channel.
+		const double a = 0.17883277, b = 1 - 4 * a, c = 0.5 - a * log(4 * a);
+		double scene = v <= 0.5 ? v * v / 3 : (exp((v - c) / a) + b) / 12;
+		light = pow(scene, 1.2) * HLG_PEAK_NITS / HDR_WHITE_NITS;
+		break;
+	}
+	default: // SDR: the sRGB EOTF, nothing to map
+		return v <= 0.04045 ? v / 12.92 : pow((v + 0.055) / 1.055, 2.4);
+	}
+	if (light <= TONE_KNEE)
+		return light;
+	return TONE_KNEE + (1 - TONE_KNEE) * (1 - exp(-(light - TONE_KNEE) / (1 - TONE_KNEE)));
+}
+
+// Linear-light conversions to BT.709's primaries (sRGB's), D65 white.
+static const double bt2020_to_bt709[9] = {
+	1.6605, -0.5876, -0.0728,
+	-0.1246, 1.1329, -0.0083,
+	-0.0182, -0.1006, 1.1187,
+};
+static const double p3_to_bt709[9] = {
+	1.2249, -0.2247, 0,
+	-0.0420, 1.0419, 0,
+	-0.0197, -0.0786, 1.0979,
+};
+
+// to_display converts an AVIF's or HEIF's decoded values from the coding its
+// nclx box states (o->cicp_*) to 8-bit sRGB: each code value to linear
+// light through a table (PQ or HLG tone-mapped), the primaries to
+// BT.709's, out-of-gamut colours clipped, alpha kept. It works a region at
+// a time, as the rest of the pipeline does.
+static int to_display(VipsObject *scope, VipsImage *in, const imgedge_opts *o, VipsImage **out) {
+	VipsImage **t = (VipsImage **) vips_object_local_array(scope, 12);
+	VipsBandFormat format = vips_image_get_format(in);
+	int alpha = vips_image_hasalpha(in), colours = vips_image_get_bands(in) - alpha;
+	int steps = format == VIPS_FORMAT_USHORT ? 65536 : 256;
+	const double *matrix = o->cicp_primaries == CICP_PRIMARIES_BT2020 ? bt2020_to_bt709 :
+		o->cicp_primaries == CICP_PRIMARIES_P3 ? p3_to_bt709 : NULL;
+	VipsImage *img = in;
+	float *table;
+
+	if (vips_image_get_typeof(in, VIPS_META_ICC_NAME)) {
+		// An ICC profile beside the nclx box: the profile decides, as
+		// for any other image (to_srgb).
+		*out = in;
+		return 0;
+	}
+	if ((format != VIPS_FORMAT_UCHAR && format != VIPS_FORMAT_USHORT) || (colours != 1 && colours != 3)) {
+		vips_error("imgedge", "no conversion from this coding for %d bands of format %d", colours, format);
+		return -1;
+	}
+	if (alpha) {
+		if (vips_extract_band(in, &t[0], 0, "n", colours, NULL) || vips_extract_band(in, &t[1], colours, NULL))
+			return -1;
+		img = t[0];
+	}
+	if (colours == 1) {
+		VipsImage *grey[3] = { img, img, img };
+		if (vips_bandjoin(grey, &t[2], 3, NULL))
+			return -1;
+		img = t[2];
+	}
+	table = g_new(float, steps);
+	for (int i = 0; i < steps; i++)
+		table[i] = (float) display_light((double) i / (steps - 1), o->cicp_transfer);
+	t[3] = vips_image_new_from_memory_copy(table, sizeof(float) * steps, steps, 1, 1, VIPS_FORMAT_FLOAT);
+	g_free(table);
+	if (!t[3] || vips_maplut(img, &t[4], t[3], NULL))
+		return -1;
+	img = t[4];
+	if (matrix) {
+		if (!(t[5] = vips_image_new_matrix_from_array(3, 3, matrix, 9)) || vips_recomb(img, &t[6], t[5], NULL))
+			return -1;
+		img = t[6];
+	}
+	// scRGB is linear light on sRGB's primaries; to sRGB clips to its range.
+	if (vips_copy(img, &t[7], "interpretation", VIPS_INTERPRETATION_scRGB, NULL) ||
+		vips_colourspace(t[7], &t[8], VIPS_INTERPRETATION_sRGB, NULL))
+		return -1;
+	img = t[8];
+	if (alpha) {
+		VipsImage *a = t[1];
+		if (format == VIPS_FORMAT_USHORT) {
+			if (vips_rshift_const1(a, &t[9], 8, NULL) || vips_cast_uchar(t[9], &t[10], NULL))
+				return -1;
+			a = t[10];
+		}
+		VipsImage *both[2] = { img, a };
+		if (vips_bandjoin(both, &t[11], 2, NULL))
+			return -1;
+		img = t[11];
+	}
+	*out = img;
+	return 0;
+}
+
 // libvips' reducers take factors up to 1,000,000, and a source within the
 // pixel limit can need more (1×50,000,000 to one pixel: 50 million): past
 // max_reduce, resize box-shrinks by a whole factor first, so that what is
@@ -423,12 +552,15 @@ int imgedge_process(const void *buf, size_t len, const imgedge_opts *o,
 	void **out, size_t *outlen, int *ow, int *oh, int *obands) {
 	VipsImage *base = vips_image_new();
 	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 1);
-	VipsImage *fitted; // base holds it
+	VipsImage *decoded, *fitted; // base holds them
 	int rc = -1;
 
 	if (load(buf, len, o, &t[0]))
 		goto done;
-	if (o->animate ? fit_frames(VIPS_OBJECT(base), t[0], o, &fitted) : fit(VIPS_OBJECT(base), t[0], o, &fitted))
+	decoded = t[0];
+	if ((o->cicp_primaries || o->cicp_transfer) && to_display(VIPS_OBJECT(base), t[0], o, &decoded))
+		goto done;
+	if (o->animate ? fit_frames(VIPS_OBJECT(base), decoded, o, &fitted) : fit(VIPS_OBJECT(base), decoded, o, &fitted))
 		goto done;
 	*ow = o->width;
 	*oh = o->height;

@@ -1,0 +1,208 @@
+package imaging
+
+import "encoding/binary"
+
+// cicp is how an image's values are coded, in the code points of ITU-T
+// H.273 that an AVIF or HEIF states in its "nclx" colour box. libvips'
+// HEIF loader ignores that box and hands the decoded values on as if they
+// were sRGB: an HDR image (PQ or HLG) then comes out grey and washed out,
+// a wide-gamut one (BT.2020, Display P3) dull.
+type cicp struct {
+	primaries, transfer uint16
+}
+
+// H.273 code points this service converts from.
+const (
+	primariesBT709  = 1
+	primariesBT2020 = 9
+	primariesP3     = 12 // SMPTE EG 432-1, Display P3
+
+	transferPQ  = 16 // SMPTE ST 2084
+	transferHLG = 18 // ARIB STD-B67
+)
+
+// hdr says whether the values are coded for high dynamic range.
+func (c cicp) hdr() bool { return c.transfer == transferPQ || c.transfer == transferHLG }
+
+// converted says whether the decoded values need converting to be sRGB:
+// HDR coding, or wide-gamut primaries. Anything else (BT.709 or unstated
+// primaries with an SDR transfer) is taken as sRGB, as libvips takes it.
+func (c cicp) converted() bool {
+	return c.hdr() || c.primaries == primariesBT2020 || c.primaries == primariesP3
+}
+
+// nclx reads the nclx colour box of an AVIF's or HEIF's primary item: the
+// colour property the item is associated with in ipma, or, in a file that
+// does not associate one, the first nclx box among the properties. ok is
+// false when the file states no nclx colour (an ICC profile, or nothing).
+// It reads only the header boxes and never fails: a damaged header is the
+// decoder's to report.
+func nclx(data []byte) (c cicp, ok bool) {
+	meta, found := child(data, "meta", true)
+	if !found {
+		return cicp{}, false
+	}
+	primary, hasPrimary := primaryItem(meta)
+	iprp, found := child(meta, "iprp", false)
+	if !found {
+		return cicp{}, false
+	}
+	ipco, found := child(iprp, "ipco", false)
+	if !found {
+		return cicp{}, false
+	}
+	// The properties, numbered from 1 as ipma refers to them.
+	var props [][]byte
+	var propTypes []string
+	walk(ipco, func(typ string, body []byte) bool {
+		props = append(props, body)
+		propTypes = append(propTypes, typ)
+		return true
+	})
+	if hasPrimary {
+		if ipma, found := child(iprp, "ipma", false); found {
+			for _, index := range associations(ipma, primary) {
+				if index >= 1 && index <= len(props) && propTypes[index-1] == "colr" {
+					if c, ok := nclxOf(props[index-1]); ok {
+						return c, true
+					}
+				}
+			}
+		}
+	}
+	for i, body := range props {
+		if propTypes[i] == "colr" {
+			if c, ok := nclxOf(body); ok {
+				return c, true
+			}
+		}
+	}
+	return cicp{}, false
+}
+
+// nclxOf reads a colr box's body when it is an nclx one.
+func nclxOf(body []byte) (cicp, bool) {
+	if len(body) < 10 || string(body[:4]) != "nclx" {
+		return cicp{}, false
+	}
+	return cicp{primaries: binary.BigEndian.Uint16(body[4:]), transfer: binary.BigEndian.Uint16(body[6:])}, true
+}
+
+// primaryItem reads pitm, the primary item's ID.
+func primaryItem(meta []byte) (uint32, bool) {
+	pitm, found := child(meta, "pitm", false)
+	if !found || len(pitm) < 4 {
+		return 0, false
+	}
+	r := reader{b: pitm[4:]}
+	id := uint32(r.u16())
+	if pitm[0] != 0 {
+		r = reader{b: pitm[4:]}
+		id = r.u32()
+	}
+	return id, r.ok()
+}
+
+// associations lists the property indices ipma associates with item.
+func associations(ipma []byte, item uint32) []int {
+	full, found := fullBody(ipma)
+	if !found {
+		return nil
+	}
+	version, flags := ipma[0], ipma[3]
+	r := reader{b: full}
+	entries := r.u32()
+	for e := uint32(0); e < entries && r.ok(); e++ {
+		var id uint32
+		if version < 1 {
+			id = uint32(r.u16())
+		} else {
+			id = r.u32()
+		}
+		count := int(r.u8())
+		var indices []int
+		for a := 0; a < count && r.ok(); a++ {
+			if flags&1 != 0 {
+				indices = append(indices, int(r.u16()&0x7fff))
+			} else {
+				indices = append(indices, int(r.u8()&0x7f))
+			}
+		}
+		if r.ok() && id == item {
+			return indices
+		}
+	}
+	return nil
+}
+
+// fullBody is a FullBox's body after its version and flags.
+func fullBody(body []byte) ([]byte, bool) {
+	if len(body) < 4 {
+		return nil, false
+	}
+	return body[4:], true
+}
+
+// child finds the first box of type typ directly inside container and
+// returns its body (past version and flags for a FullBox, when full).
+func child(container []byte, typ string, full bool) (found []byte, ok bool) {
+	walk(container, func(t string, body []byte) bool {
+		if t != typ {
+			return true
+		}
+		found, ok = body, true
+		if full {
+			found, ok = fullBody(body)
+		}
+		return false
+	})
+	return found, ok
+}
+
+// walk calls visit for each box in data, in order, until visit returns
+// false or the data ends or stops making sense.
+func walk(data []byte, visit func(typ string, body []byte) bool) {
+	for len(data) >= 8 {
+		size := uint64(binary.BigEndian.Uint32(data))
+		typ := string(data[4:8])
+		header := uint64(8)
+		switch size {
+		case 0: // to the end
+			size = uint64(len(data))
+		case 1: // a 64-bit size follows
+			if len(data) < 16 {
+				return
+			}
+			size, header = binary.BigEndian.Uint64(data[8:]), 16
+		}
+		if size < header || size > uint64(len(data)) {
+			return
+		}
+		if !visit(typ, data[header:size]) {
+			return
+		}
+		data = data[size:]
+	}
+}
+
+// reader reads big-endian integers, remembering whether it ran out.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) ok() bool { return !r.bad }
+
+func (r *reader) take(n int) []byte {
+	if r.bad || len(r.b) < n {
+		r.bad = true
+		return make([]byte, n)
+	}
+	p := r.b[:n]
+	r.b = r.b[n:]
+	return p
+}
+
+func (r *reader) u8() uint8   { return r.take(1)[0] }
+func (r *reader) u16() uint16 { return binary.BigEndian.Uint16(r.take(2)) }
+func (r *reader) u32() uint32 { return binary.BigEndian.Uint32(r.take(4)) }

@@ -1,0 +1,87 @@
+package imaging
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// box builds an ISOBMFF box.
+func box(typ string, body ...[]byte) []byte {
+	var b []byte
+	for _, part := range body {
+		b = append(b, part...)
+	}
+	out := binary.BigEndian.AppendUint32(nil, uint32(8+len(b)))
+	return append(append(out, typ...), b...)
+}
+
+func colr(primaries, transfer uint16) []byte {
+	b := []byte("nclx")
+	b = binary.BigEndian.AppendUint16(b, primaries)
+	b = binary.BigEndian.AppendUint16(b, transfer)
+	b = binary.BigEndian.AppendUint16(b, 9)
+	return box("colr", append(b, 0x80))
+}
+
+// heifWith is an AVIF header whose primary item (ID 1) has the properties
+// ipma lists for it (1-based indices into props); item 2 (an alpha or gain
+// map, say) has the others.
+func heifWith(props [][]byte, primaryProps []byte) []byte {
+	ipma := []byte{0, 0, 0, 0, 0, 0, 0, 2, 0, 1, byte(len(primaryProps))}
+	ipma = append(ipma, primaryProps...)
+	var others []byte
+	for i := range props {
+		others = append(others, byte(i+1))
+	}
+	ipma = append(append(ipma, 0, 2, byte(len(others))), others...)
+	return append(box("ftyp", []byte("avif\x00\x00\x00\x00avifmif1")),
+		box("meta", []byte{0, 0, 0, 0},
+			box("pitm", []byte{0, 0, 0, 0, 0, 1}),
+			box("iprp", box("ipco", props...), box("ipma", ipma)))...)
+}
+
+func TestNCLX(t *testing.T) {
+	ispe := box("ispe", make([]byte, 12))
+	pq2020, p3 := colr(primariesBT2020, transferPQ), colr(primariesP3, 13)
+	fixture, err := os.ReadFile(filepath.Join("testdata", "pq.avif"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+		want cicp
+		ok   bool
+	}{
+		{"avifenc's PQ fixture", fixture, cicp{primariesBT2020, transferPQ}, true},
+		{"the primary item's colour", heifWith([][]byte{ispe, p3, pq2020}, []byte{1, 3}), cicp{primariesBT2020, transferPQ}, true},
+		{"an essential association", heifWith([][]byte{ispe, p3, pq2020}, []byte{1, 0x80 | 3}), cicp{primariesBT2020, transferPQ}, true},
+		{"no association: the first nclx", heifWith([][]byte{ispe, p3, pq2020}, []byte{1}), cicp{primariesP3, 13}, true},
+		{"an ICC profile only", heifWith([][]byte{ispe, box("colr", []byte("prof\x00\x00"))}, []byte{1, 2}), cicp{}, false},
+		{"no colour", heifWith([][]byte{ispe}, []byte{1}), cicp{}, false},
+		{"a JPEG", []byte{0xff, 0xd8, 0xff, 0xe0, 0, 16, 'J', 'F', 'I', 'F'}, cicp{}, false},
+		{"a box past the end", append(box("ftyp", []byte("avif")), 0, 0, 1, 0, 'm', 'e', 't', 'a', 0, 0, 0, 0), cicp{}, false},
+		{"empty", nil, cicp{}, false},
+	} {
+		got, ok := nclx(c.data)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%s: nclx = %+v, %v; want %+v, %v", c.name, got, ok, c.want, c.ok)
+		}
+	}
+	if !(cicp{primariesBT709, transferHLG}).converted() || (cicp{primariesBT709, 13}).converted() || (cicp{2, 2}).converted() {
+		t.Error("converted: HDR or wide gamut only")
+	}
+}
+
+// FuzzNCLX: the header reader never panics and never reads past the data.
+func FuzzNCLX(f *testing.F) {
+	if fixture, err := os.ReadFile(filepath.Join("testdata", "pq.avif")); err == nil {
+		f.Add(fixture)
+	}
+	f.Add(heifWith([][]byte{box("ispe", make([]byte, 12)), colr(9, 16)}, []byte{1, 2}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		nclx(data)
+	})
+}
