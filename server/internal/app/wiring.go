@@ -38,7 +38,7 @@ func openStore(ctx context.Context, cfg config.Config) (serviceStore, error) {
 
 // NewProcessor is the libvips processor cfg describes.
 func NewProcessor(cfg config.Config) *imaging.Processor {
-	ic := imaging.Config{AVIFSpeed: cfg.AVIFSpeed, WebPEffort: cfg.WebPEffort, KeepMetadata: cfg.KeepMetadata}
+	ic := imaging.Config{AVIFSpeed: cfg.AVIFSpeed, WebPEffort: cfg.WebPEffort, WebPSharpYUV: true, KeepMetadata: cfg.KeepMetadata}
 	if cfg.MozJPEG {
 		ic.JPEG = imaging.MozJPEG
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/testimages"
 	"github.com/imgedge/imgedge/server/internal/transform"
 )
 
@@ -189,4 +190,69 @@ func absDiff(a uint32, b uint8) uint32 {
 		return a - uint32(b)
 	}
 	return uint32(b) - a
+}
+
+// TestWebPSharpYUV: still WebPs of PNG and GIF sources, up to
+// webpSharpYUVPixels, get libwebp's sharp YUV, which keeps coloured lines
+// (many points more SSIMULACRA2); other WebPs are what they were.
+func TestWebPSharpYUV(t *testing.T) {
+	sharp, plain := New(Config{WebPSharpYUV: true}), New(Config{})
+	lines := colouredLines(320, 240)
+	webpAt := func(q int) variant.Spec { return variant.Spec{Format: variant.FormatWebP, Quality: q} }
+	for _, c := range []struct {
+		name  string
+		src   []byte
+		spec  variant.Spec
+		gains bool
+	}{
+		{"a PNG's WebP", encoded(t, lines, "png"), webpAt(70), true},
+		{"a GIF's WebP", encoded(t, lines, "gif"), webpAt(80), true},
+		{"a JPEG's WebP", encoded(t, lines, "jpeg"), webpAt(70), false},
+		{"an animated GIF's WebP", testimages.AnimatedGIF(64, 48, 3), webpAt(70), false},
+		{"a PNG's JPEG", encoded(t, lines, "png"), variant.Spec{Format: variant.FormatJPEG, Quality: 70}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			info, err := sharp.Probe(c.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			op := transform.Operation{Spec: c.spec, Source: info}
+			a, err := sharp.Process(c.src, op)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := plain.Process(c.src, op)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.gains {
+				if !bytes.Equal(a.Data, b.Data) {
+					t.Fatalf("the encode changed (%d B, %d B without sharp YUV)", len(a.Data), len(b.Data))
+				}
+				return
+			}
+			pr, err := sharp.Prepare(c.src, op)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scoreA, err := pr.Score(a.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scoreB, err := pr.Score(b.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("sharp YUV %d B scoring %.1f; plain %d B scoring %.1f", len(a.Data), scoreA, len(b.Data), scoreB)
+			if scoreA < scoreB+20 || len(a.Data) > len(b.Data)*12/10 {
+				t.Errorf("want 20 points more for at most 20 %% more bytes")
+			}
+			if enc, err := pr.Encode(c.spec); err != nil || !bytes.Equal(enc.Data, a.Data) {
+				t.Errorf("a prepared encode differs from Process's (%v)", err)
+			}
+		})
+	}
+	if sharp.webpSharpYUV("png", webpSharpYUVPixels+1, false) || !sharp.webpSharpYUV("gif", webpSharpYUVPixels, false) {
+		t.Errorf("sharp YUV is bounded at %d pixels", webpSharpYUVPixels)
+	}
 }

@@ -41,6 +41,9 @@ type Config struct {
 	AVIFSpeed int
 	// WebPEffort is libwebp's method, 0 (fastest) to 6, or WebPEffortBySize.
 	WebPEffort int
+	// WebPSharpYUV gives still WebPs of PNG and GIF sources libwebp's sharp
+	// YUV conversion (webpSharpYUV).
+	WebPSharpYUV bool
 	// KeepMetadata keeps EXIF/XMP/IPTC in outputs. By default it is
 	// removed (after converting to sRGB, so colours stay right).
 	KeepMetadata bool
@@ -215,6 +218,7 @@ func (p *Processor) plan(spec variant.Spec, src transform.ImageInfo, format C.in
 		frames:        C.int(src.Frames),
 	}
 	pl.opts.fit_luma = cbool(format == C.IMGEDGE_JPEG && p.fitLuma(spec, src.Format))
+	pl.opts.webp_sharp_yuv = cbool(format == C.IMGEDGE_WEBP && p.webpSharpYUV(src.Format, outW*outH, pl.opts.animate != 0))
 	if spec.Fit == variant.FitCover {
 		pl.opts.cover = 1
 	}

@@ -192,7 +192,7 @@ static int save(VipsImage *img, const imgedge_opts *o, void **out, size_t *outle
 	switch (o->format) {
 	case IMGEDGE_WEBP:
 		return vips_webpsave_buffer(img, out, outlen, "Q", o->quality, "strip", strip,
-			"effort", o->webp_effort, NULL);
+			"effort", o->webp_effort, "smart_subsample", o->webp_sharp_yuv ? TRUE : FALSE, NULL);
 	case IMGEDGE_AVIF:
 		return vips_heifsave_buffer(img, out, outlen, "Q", o->quality, "strip", strip,
 			"compression", VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "effort", o->effort,

@@ -34,6 +34,7 @@ typedef struct {
 	int quality, interlace, effort; // effort: AVIF's (9 - speed)
 	int avif_bitdepth;  // the bit depth AV1 codes at: 8 or 10
 	int webp_effort;    // libwebp's method, 0 (fastest) to 6
+	int webp_sharp_yuv; // libwebp's iterative ("sharp") RGB to YUV 4:2:0 conversion
 	int trellis, deringing, quant_table; // mozjpeg's encoder settings
 	int subsample;      // JPEG and AVIF chroma: VipsForeignSubsample
 	int flatten;        // composite alpha onto white (formats without alpha)

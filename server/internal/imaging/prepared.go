@@ -43,7 +43,8 @@ func (p *Processor) Prepare(data []byte, op transform.Operation) (transform.Prep
 	if err != nil {
 		return nil, err
 	}
-	pr := &prepared{p: p, pixels: mid.Data, width: mid.Width, height: mid.Height, bands: bands, source: op.Source.Format}
+	pr := &prepared{p: p, pixels: mid.Data, width: mid.Width, height: mid.Height, bands: bands, source: op.Source.Format,
+		animation: op.Source.AnimatesAs(variant.FormatWebP)}
 	pr.translucent = translucent(pr.pixels, bands)
 	if quality.Scales(pr.width, pr.height) < 6 {
 		// Under 113 px on a side, SSIMULACRA2 has fewer than six scales
@@ -146,6 +147,7 @@ type prepared struct {
 	pixels               []byte // 8-bit sRGB, alpha kept
 	width, height, bands int
 	source               string // the original's format ("png", "jpeg", ...)
+	animation            bool   // the original's WebP is an animation (searched on its first frame)
 	tiles                []scoredTile
 	// mosaic holds the scored tiles side by side (mw×mh, same bands) when
 	// that is smaller than the image; nil otherwise.
@@ -182,6 +184,7 @@ func (pr *prepared) encode(spec variant.Spec, pixels []byte, w, h int) ([]byte, 
 	pl.opts.effort, pl.opts.avif_bitdepth = C.int(9-avif.speed), C.int(avif.bitDepth)
 	pl.opts.webp_effort = C.int(pr.p.webpEffort(pr.width * pr.height))
 	pl.opts.fit_luma = cbool(spec.Format == variant.FormatJPEG && pr.p.fitLuma(spec, pr.source))
+	pl.opts.webp_sharp_yuv = cbool(spec.Format == variant.FormatWebP && pr.p.webpSharpYUV(pr.source, pr.width*pr.height, pr.animation))
 	var out unsafe.Pointer
 	var outLen C.size_t
 	if C.imgedge_encode_raw(unsafe.Pointer(&pixels[0]), C.size_t(len(pixels)), C.int(w), C.int(h), C.int(pr.bands), &pl.opts, &out, &outLen) != 0 {

@@ -287,12 +287,13 @@ func runSweepChild(t *testing.T, cases []shapeCase, from string) {
 }
 
 // sweepProc encodes as the service does by default — mozjpeg's settings
-// (chroma 4:2:0 below q95) and progressive JPEG with optimised scans — so
-// that the sweep runs the real pipeline.
+// (chroma 4:2:0 below q95, fitted luma), progressive JPEG with optimised
+// scans, sharp YUV for WebPs of graphics — so that the sweep runs the real
+// pipeline.
 var sweepProc = func() *Processor {
 	jpeg := MozJPEG
 	jpeg.Progressive = true
-	return New(Config{AVIFSpeed: 8, JPEG: jpeg})
+	return New(Config{AVIFSpeed: 8, JPEG: jpeg, WebPSharpYUV: true})
 }()
 
 // sweepService runs the auto-quality cases through the service's own
