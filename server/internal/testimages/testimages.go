@@ -84,7 +84,8 @@ func NoiseJPEG(w, h, q int) []byte {
 
 // ColourNoisePNG is PhotoImage(w, h) with noise in the green channel
 // alone: fine colour detail, which a codec that always subsamples chroma
-// (WebP) cannot keep at any quality.
+// (WebP) cannot keep at any quality with its plain RGB to YUV conversion
+// (sharp YUV, which PNG sources get, keeps enough of it).
 func ColourNoisePNG(w, h int) []byte {
 	img := PhotoImage(w, h)
 	rng := rand.New(rand.NewPCG(3, 4))
