@@ -300,8 +300,8 @@ enum {
 // HLG's nominal peak, at which its system gamma is 1.2 (BT.2100).
 #define HLG_PEAK_NITS 1000.0
 // Tone mapping leaves linear light up to this share of SDR white as it is
-// and rolls what is above off towards white: diffuse whites land at 0.93
-// (247 of 255), highlights a stop above at 0.99, brighter ones at white.
+// and rolls what is above off towards white: diffuse white lands at 0.93
+// (247 of 255 in sRGB), light a stop above it at white.
 #define TONE_KNEE 0.8
 
 // display_light is the linear light, relative to SDR white, that a coded
