@@ -115,7 +115,7 @@ const webpSharpYUVPixels = 4_000_000
 // source gets libwebp's sharp YUV conversion: where configured, for graphic
 // sources (graphicSource), up to webpSharpYUVPixels. Measured at equal
 // SSIMULACRA2 (scores 55–85) on the reference images: bimg's test graphic
-// 16.4 % fewer bytes, the photos −0.5 to +1.9 %, 2.5 % on average; on
+// 16.4 % fewer bytes, the photos −0.5 to +1.9 %, 2.5 % over all six; on
 // coloured lines at their size, 37–40 points more for 6–8 % more bytes.
 func (p *Processor) webpSharpYUV(source string, pixels int, animate bool) bool {
 	return p.cfg.WebPSharpYUV && graphicSource(source) && pixels <= webpSharpYUVPixels && !animate
