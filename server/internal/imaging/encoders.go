@@ -210,7 +210,7 @@ type JPEGTuning struct {
 // the JPEG's chroma is subsampled, and the source is PNG or GIF. Measured
 // at equal SSIMULACRA2 on the reference images, against Debian's libvips
 // 8.14 (README, "Savings"): bimg's 400×300 test graphic (coloured text and
-// lines) went from 6.1 % to 9.3 % fewer bytes, the five photos by 0.0–1.3
+// lines) went from 6.1 % to 9.3 % fewer bytes, the five photos by 0.1–1.4
 // points (0.4 on average). It costs 13–15 ms of CPU per megapixel. Graphics,
 // screenshots and charts come as PNG or GIF; photos mostly come as JPEG (or
 // AVIF, HEIF, WebP), and the service's main job, 720 px JPEGs of JPEG
