@@ -116,18 +116,7 @@ func TestFittedLuma(t *testing.T) {
 				}
 				return
 			}
-			pr, err := fitted.Prepare(src, op)
-			if err != nil {
-				t.Fatal(err)
-			}
-			scoreA, err := pr.Score(a.Data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			scoreB, err := pr.Score(b.Data)
-			if err != nil {
-				t.Fatal(err)
-			}
+			pr, scoreA, scoreB := scoredPair(t, fitted, src, op, a.Data, b.Data)
 			t.Logf("fitted luma %d B scoring %.1f; plain %d B scoring %.1f", len(a.Data), scoreA, len(b.Data), scoreB)
 			switch {
 			case c.want == gains && (scoreA < scoreB+5 || len(a.Data) > len(b.Data)):
@@ -147,6 +136,22 @@ func TestFittedLuma(t *testing.T) {
 			}
 		})
 	}
+}
+
+// scoredPair prepares src for op on p and scores two encodes of it.
+func scoredPair(t *testing.T, p *Processor, src []byte, op transform.Operation, a, b []byte) (pr transform.Prepared, scoreA, scoreB float64) {
+	t.Helper()
+	pr, err := p.Prepare(src, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scoreA, err = pr.Score(a); err != nil {
+		t.Fatal(err)
+	}
+	if scoreB, err = pr.Score(b); err != nil {
+		t.Fatal(err)
+	}
+	return pr, scoreA, scoreB
 }
 
 // TestFittedLumaKeepsFlatColours: on flat colour, where no block mixes
@@ -231,18 +236,7 @@ func TestWebPSharpYUV(t *testing.T) {
 				}
 				return
 			}
-			pr, err := sharp.Prepare(c.src, op)
-			if err != nil {
-				t.Fatal(err)
-			}
-			scoreA, err := pr.Score(a.Data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			scoreB, err := pr.Score(b.Data)
-			if err != nil {
-				t.Fatal(err)
-			}
+			pr, scoreA, scoreB := scoredPair(t, sharp, c.src, op, a.Data, b.Data)
 			t.Logf("sharp YUV %d B scoring %.1f; plain %d B scoring %.1f", len(a.Data), scoreA, len(b.Data), scoreB)
 			if scoreA < scoreB+20 || len(a.Data) > len(b.Data)*12/10 {
 				t.Errorf("want 20 points more for at most 20 %% more bytes")
