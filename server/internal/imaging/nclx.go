@@ -31,6 +31,9 @@ func (c cicp) converted() bool {
 	return c.hdr() || c.primaries == primariesBT2020 || c.primaries == primariesP3
 }
 
+// maxPropertyIndex is the largest index ipma can give a property (15 bits).
+const maxPropertyIndex = 1<<15 - 1
+
 // nclx reads the nclx colour box of an AVIF's or HEIF's primary item: the
 // colour property the item is associated with in ipma, or, in a file that
 // does not associate one, the first nclx box among the properties. ok is
@@ -51,13 +54,14 @@ func nclx(data []byte) (c cicp, ok bool) {
 	if !found {
 		return cicp{}, false
 	}
-	// The properties, numbered from 1 as ipma refers to them.
+	// The properties, numbered from 1 as ipma refers to them, up to the
+	// last index it can name (a header of tiny boxes holds no more).
 	var props [][]byte
 	var propTypes []string
 	walk(ipco, func(typ string, body []byte) bool {
 		props = append(props, body)
 		propTypes = append(propTypes, typ)
-		return true
+		return len(props) < maxPropertyIndex
 	})
 	if hasPrimary {
 		if ipma, found := child(iprp, "ipma", false); found {

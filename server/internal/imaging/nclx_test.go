@@ -70,6 +70,15 @@ func TestNCLX(t *testing.T) {
 			t.Errorf("%s: nclx = %+v, %v; want %+v, %v", c.name, got, ok, c.want, c.ok)
 		}
 	}
+	// A header of a million empty properties: read up to the last index
+	// ipma can name, and no further.
+	many := make([]byte, 0, 8_000_000)
+	for range 1_000_000 {
+		many = append(many, box("free")...)
+	}
+	if c, ok := nclx(heifWith([][]byte{many, colr(primariesBT2020, transferPQ)}, []byte{1})); ok {
+		t.Errorf("nclx found %+v past the last index ipma can name", c)
+	}
 	if !(cicp{primariesBT709, transferHLG}).converted() || (cicp{primariesBT709, 13}).converted() || (cicp{2, 2}).converted() {
 		t.Error("converted: HDR or wide gamut only")
 	}
