@@ -69,6 +69,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		f.Add(data, uint8(3))
 	}
+	f.Add(testimages.HDRPNG(40, 30), uint8(1)) // 16 bits, PQ in cICP
 	formats := []variant.Format{variant.FormatJPEG, variant.FormatWebP, variant.FormatAVIF, variant.FormatPNG}
 	f.Fuzz(func(t *testing.T, data []byte, format uint8) {
 		if len(data) == 0 {

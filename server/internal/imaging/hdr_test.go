@@ -13,27 +13,31 @@ import (
 )
 
 // TestCodedColourBecomesSRGB: AVIFs coded for HDR (PQ, HLG; BT.2020) or a
-// wide gamut (Display P3) come out as the SDR photo they were coded from
-// (testdata/make_hdr.go), in every output format and through the
-// auto-quality search, where libvips alone passed the coded values on as
-// sRGB: grey and washed out (a mean difference of ~20 levels), or dull.
+// wide gamut (Display P3), and a PQ PNG (cICP), come out as the SDR photo
+// they were coded from (testimages.HDRImage; testdata/make_hdr.go), in
+// every output format and through the auto-quality search, where libvips
+// alone passed the coded values on as sRGB: grey and washed out, or dull.
 // HDR highlights (1000 cd/m² at the centre) roll off to white; alpha stays.
 func TestCodedColourBecomesSRGB(t *testing.T) {
 	photo := testimages.PhotoImage(256, 192)
-	centre := image.Rect(112, 80, 144, 112)
+	centre := testimages.HDRPatch(256, 192)
 	for _, c := range []struct {
 		name      string
 		highlight bool
 		alpha     bool
 	}{
-		{"pq", true, false},
-		{"hlg", true, false},
-		{"pq-alpha", true, true},
-		{"p3", false, false},
+		{"pq.avif", true, false},
+		{"hlg.avif", true, false},
+		{"pq-alpha.avif", true, true},
+		{"p3.avif", false, false},
+		{"pq.png", true, false}, // 16 bits, cICP
 	} {
-		src, err := os.ReadFile(filepath.Join("testdata", c.name+".avif"))
-		if err != nil {
-			t.Fatal(err)
+		src := testimages.HDRPNG(256, 192)
+		if c.name != "pq.png" {
+			var err error
+			if src, err = os.ReadFile(filepath.Join("testdata", c.name)); err != nil {
+				t.Fatal(err)
+			}
 		}
 		info, err := proc.Probe(src)
 		if err != nil {

@@ -295,7 +295,7 @@ func execute(data []byte, opts *C.imgedge_opts) (transform.Output, int, error) {
 	if len(data) == 0 {
 		return transform.Output{}, 0, fmt.Errorf("%w: the image is empty (0 bytes)", transform.ErrUnsupportedImage)
 	}
-	if c, ok := nclx(data); ok && c.converted() {
+	if c, ok := coding(data); ok && c.converted() {
 		opts.cicp_primaries, opts.cicp_transfer = C.int(c.primaries), C.int(c.transfer)
 	}
 	var out unsafe.Pointer

@@ -286,8 +286,9 @@ static int load(const void *buf, size_t len, const imgedge_opts *o, VipsImage **
 	return *out ? 0 : -1;
 }
 
-// Converting an AVIF's or HEIF's coded values to sRGB (libvips' HEIF loader
-// ignores the file's nclx colour box). H.273 code points:
+// Converting coded values to sRGB where a file states its coding in H.273
+// code points (an AVIF's or HEIF's nclx colour box, a PNG's cICP chunk),
+// which libvips' loaders ignore. The code points converted from:
 enum {
 	CICP_PRIMARIES_BT2020 = 9,
 	CICP_PRIMARIES_P3 = 12,
@@ -345,8 +346,8 @@ static const double p3_to_bt709[9] = {
 	-0.0197, -0.0786, 1.0979,
 };
 
-// to_display converts an AVIF's or HEIF's decoded values from the coding its
-// nclx box states (o->cicp_*) to 8-bit sRGB: each code value to linear
+// to_display converts decoded values from the coding their file states
+// (o->cicp_*) to 8-bit sRGB: each code value to linear
 // light through a table (PQ or HLG tone-mapped), the primaries to
 // BT.709's, out-of-gamut colours clipped, alpha kept. It works a region at
 // a time, as the rest of the pipeline does.
@@ -361,8 +362,8 @@ static int to_display(VipsObject *scope, VipsImage *in, const imgedge_opts *o, V
 	float *table;
 
 	if (vips_image_get_typeof(in, VIPS_META_ICC_NAME)) {
-		// An ICC profile beside the nclx box: the profile decides, as
-		// for any other image (to_srgb).
+		// An ICC profile beside the stated coding: the profile decides,
+		// as for any other image (to_srgb).
 		*out = in;
 		return 0;
 	}

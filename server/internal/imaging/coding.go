@@ -1,12 +1,15 @@
 package imaging
 
-import "encoding/binary"
+import (
+	"bytes"
+	"encoding/binary"
+)
 
 // cicp is how an image's values are coded, in the code points of ITU-T
-// H.273 that an AVIF or HEIF states in its "nclx" colour box. libvips'
-// HEIF loader ignores that box and hands the decoded values on as if they
-// were sRGB: an HDR image (PQ or HLG) then comes out grey and washed out,
-// a wide-gamut one (BT.2020, Display P3) dull.
+// H.273 that an AVIF or HEIF states in its "nclx" colour box and a PNG in
+// its cICP chunk. libvips' loaders ignore both and hand the decoded values
+// on as if they were sRGB: an HDR image (PQ or HLG) then comes out grey
+// and washed out, a wide-gamut one (BT.2020, Display P3) dull.
 type cicp struct {
 	primaries, transfer uint16
 }
@@ -29,6 +32,41 @@ func (c cicp) hdr() bool { return c.transfer == transferPQ || c.transfer == tran
 // primaries with an SDR transfer) is taken as sRGB, as libvips takes it.
 func (c cicp) converted() bool {
 	return c.hdr() || c.primaries == primariesBT2020 || c.primaries == primariesP3
+}
+
+// coding reads how an image's values are coded where its format states it
+// in H.273 code points: a PNG's cICP chunk, an AVIF's or HEIF's nclx box.
+// ok is false when it states none. It never fails: a damaged header is the
+// decoder's to report.
+func coding(data []byte) (c cicp, ok bool) {
+	if bytes.HasPrefix(data, pngSignature) {
+		return pngCICP(data[len(pngSignature):])
+	}
+	return nclx(data)
+}
+
+var pngSignature = []byte("\x89PNG\r\n\x1a\n")
+
+// pngCICP reads the cICP chunk among a PNG's chunks (after its signature),
+// which comes before the image data.
+func pngCICP(chunks []byte) (cicp, bool) {
+	for len(chunks) >= 12 {
+		n := uint64(binary.BigEndian.Uint32(chunks))
+		if n > uint64(len(chunks)-12) {
+			return cicp{}, false
+		}
+		switch string(chunks[4:8]) {
+		case "cICP":
+			if n < 4 {
+				return cicp{}, false
+			}
+			return cicp{primaries: uint16(chunks[8]), transfer: uint16(chunks[9])}, true
+		case "IDAT", "IEND":
+			return cicp{}, false
+		}
+		chunks = chunks[12+n:]
+	}
+	return cicp{}, false
 }
 
 // maxPropertyIndex is the largest index ipma can give a property (15 bits).

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/imgedge/imgedge/server/internal/testimages"
 )
 
 // box builds an ISOBMFF box.
@@ -84,13 +86,36 @@ func TestNCLX(t *testing.T) {
 	}
 }
 
-// FuzzNCLX: the header reader never panics and never reads past the data.
-func FuzzNCLX(f *testing.F) {
+// TestPNGCICP: a PNG's cICP chunk, before its image data.
+func TestPNGCICP(t *testing.T) {
+	plain := testimages.OneBitPNG(8, 8)
+	for _, c := range []struct {
+		name string
+		data []byte
+		want cicp
+		ok   bool
+	}{
+		{"PQ on BT.2020", testimages.WithCICP(plain, 9, 16), cicp{9, 16}, true},
+		{"HLG", testimages.WithCICP(plain, 9, 18), cicp{9, 18}, true},
+		{"none", plain, cicp{}, false},
+		{"cut inside the chunk", testimages.WithCICP(plain, 9, 16)[:8+25+10], cicp{}, false},
+		{"the signature alone", plain[:8], cicp{}, false},
+	} {
+		got, ok := coding(c.data)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%s: coding = %+v, %v; want %+v, %v", c.name, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+// FuzzCoding: the header readers never panic and never read past the data.
+func FuzzCoding(f *testing.F) {
+	f.Add(testimages.WithCICP(testimages.OneBitPNG(8, 8), 9, 16))
 	if fixture, err := os.ReadFile(filepath.Join("testdata", "pq.avif")); err == nil {
 		f.Add(fixture)
 	}
 	f.Add(heifWith([][]byte{box("ispe", make([]byte, 12)), colr(9, 16)}, []byte{1, 2}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		nclx(data)
+		coding(data)
 	})
 }
