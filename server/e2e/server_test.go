@@ -8,6 +8,8 @@ import (
 	"image/png"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -208,6 +210,23 @@ func TestAnimations(t *testing.T) {
 			if resp.Outcome != imgedgev1.Outcome_OUTCOME_ORIGINAL_KEPT || resp.Key != "long.gif" || resp.Size != int64(len(long)) {
 				t.Fatalf("call %d for an animation of %d frames: %v; want the original kept", i, transform.MaxAnimationFrames+1, resp)
 			}
+		}
+		// An animated AVIF (an image sequence, which libvips reads as its
+		// first frame alone) is kept for every viewer, and Transform makes a
+		// still image of its first frame.
+		seq, err := os.ReadFile(filepath.Join("..", "internal", "imaging", "testdata", "animated.avif"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		put("loop.avif", seq)
+		for _, v := range []*imgedgev1.VariantSpec{avifViewer, {Width: ptr(uint32(32)), Format: imgedgev1.Format_FORMAT_JPEG}} {
+			resp := ensure(t, h, &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: "loop.avif", Variant: v})
+			if resp.Outcome != imgedgev1.Outcome_OUTCOME_ORIGINAL_KEPT || resp.Key != "loop.avif" || resp.Size != int64(len(seq)) {
+				t.Fatalf("%v for an animated AVIF: %v; want the original kept", v, resp)
+			}
+		}
+		if _, result := transformCall(t, h, &imgedgev1.VariantSpec{Width: ptr(uint32(32)), Format: imgedgev1.Format_FORMAT_JPEG}, seq); result.Width != 32 || result.Height != 24 {
+			t.Errorf("Transform of an animated AVIF: %v; want its first frame, 32×24", result)
 		}
 		out, result := transformCall(t, h, &imgedgev1.VariantSpec{Width: ptr(uint32(60)), Format: imgedgev1.Format_FORMAT_PNG}, anim)
 		if result.Width != 60 || result.Height != 45 || len(out) == 0 {

@@ -62,7 +62,7 @@ func FuzzDecode(f *testing.F) {
 	if data, err := os.ReadFile(filepath.Join("testdata", "animated.webp")); err == nil {
 		f.Add(data, uint8(1))
 	}
-	for _, name := range []string{"cmyk.jpg", "photo.heic", "interlaced.png", "ultrahdr.jpg", "pq-alpha.avif", "hlg.avif"} {
+	for _, name := range []string{"cmyk.jpg", "photo.heic", "interlaced.png", "ultrahdr.jpg", "pq-alpha.avif", "hlg.avif", "animated.avif"} {
 		data, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)

@@ -71,13 +71,13 @@ func New(cfg Config) *Processor {
 // against, which a cached build may not match).
 func Version() string { return C.GoString(C.vips_version_string()) }
 
-// supported are the input formats this service decodes.
+// supported are the input formats this service decodes, as bimg tells them
+// by their first bytes, but for AVIF and HEIF, which heifFormat tells by
+// every brand their ftyp box lists.
 var supported = map[bimg.ImageType]string{
 	bimg.JPEG: "jpeg",
 	bimg.PNG:  "png",
 	bimg.WEBP: "webp",
-	bimg.AVIF: "avif",
-	bimg.HEIF: "heif",
 	bimg.GIF:  "gif",
 }
 
@@ -116,7 +116,10 @@ func vipsError() string {
 // says what decoding it holds and costs (a JPEG in more than maxJPEGScans
 // scans is refused). It does not decode pixels.
 func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
-	name, ok := supported[bimg.DetermineImageType(data)]
+	name, ok := heifFormat(data)
+	if !ok {
+		name, ok = supported[bimg.DetermineImageType(data)]
+	}
 	if !ok {
 		return transform.ImageInfo{}, fmt.Errorf("%w: not a JPEG, PNG, WebP, AVIF, HEIF or GIF image", transform.ErrUnsupportedImage)
 	}
@@ -147,6 +150,10 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 	if name == "png" {
 		// libpng reads an APNG's default image and nothing of its frames.
 		info.Frames = max(info.Frames, apngFrames(data))
+	}
+	if name == "avif" || name == "heif" {
+		// libheif reads an image sequence's still image, its first frame.
+		info.Frames = max(info.Frames, sequenceFrames(data))
 	}
 	if name == "jpeg" {
 		st, err := jpegscan.Read(data)

@@ -37,9 +37,34 @@ static int is_jpeg(const void *buf, size_t len) {
 	return len >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF;
 }
 
+// is_avis says whether buf is an AVIF image sequence (an animated AVIF),
+// whose ftyp box names the brand avis first. libvips tells AVIF by that
+// brand and passes such a file by; libheif reads its still image, the
+// first frame.
+static int is_avis(const void *buf, size_t len) {
+	return len >= 12 && !memcmp((const char *) buf + 4, "ftypavis", 8);
+}
+
+// open_buffer opens buf for sequential access with the loader libvips
+// finds for it, or heifload for an animated AVIF: every page (frame) one
+// under the other when all_pages is set, else the first.
+static VipsImage *open_buffer(const void *buf, size_t len, int all_pages, VipsFailOn fail_on) {
+	VipsImage *img = NULL;
+
+	if (is_avis(buf, len))
+		return vips_heifload_buffer((void *) buf, len, &img,
+			"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", fail_on, NULL) ? NULL : img;
+	if (all_pages)
+		return vips_image_new_from_buffer(buf, len, "", "n", -1,
+			"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", fail_on, NULL);
+	return vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", fail_on, NULL);
+}
+
 static int probe(const void *buf, size_t len, imgedge_header *h) {
 	int jpeg = is_jpeg(buf, len);
-	const char *loader = jpeg ? "VipsForeignLoadJpegBuffer" : vips_foreign_find_load_buffer(buf, len);
+	const char *loader = jpeg ? "VipsForeignLoadJpegBuffer"
+		: is_avis(buf, len) ? "VipsForeignLoadHeifBuffer"
+		: vips_foreign_find_load_buffer(buf, len);
 	VipsImage *img = NULL;
 	const char *compression;
 	int orientation = 1;
@@ -49,7 +74,7 @@ static int probe(const void *buf, size_t len, imgedge_header *h) {
 	if (jpeg && vips_jpegload_buffer((void *) buf, len, &img, "access", VIPS_ACCESS_SEQUENTIAL, NULL))
 		return -1;
 	if (!jpeg)
-		img = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+		img = open_buffer(buf, len, 0, VIPS_FAIL_ON_NONE);
 	if (!img)
 		return -1;
 	h->width = vips_image_get_width(img);
@@ -276,13 +301,8 @@ static int load(const void *buf, size_t len, const imgedge_opts *o, VipsImage **
 	if (is_jpeg(buf, len))
 		return vips_jpegload_buffer((void *) buf, len, out, "shrink", VIPS_MAX(1, o->shrink),
 			"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
-	if (o->animate)
-		// Every frame, one under the other (a strip of pages).
-		*out = vips_image_new_from_buffer(buf, len, "", "n", -1,
-			"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
-	else
-		*out = vips_image_new_from_buffer(buf, len, "",
-			"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
+	// An animation's every frame, one under the other (a strip of pages).
+	*out = open_buffer(buf, len, o->animate, VIPS_FAIL_ON_WARNING);
 	return *out ? 0 : -1;
 }
 
@@ -602,7 +622,7 @@ int imgedge_viewed(const void *buf, size_t len, int width, int height, int bands
 	if (width > 0)
 		t[0] = from_raw(buf, len, width, height, bands);
 	else
-		t[0] = vips_image_new_from_buffer(buf, len, "", "access", VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_WARNING, NULL);
+		t[0] = open_buffer(buf, len, 0, VIPS_FAIL_ON_WARNING);
 	if (!t[0] || to_srgb(t[0], &t[1]))
 		goto done;
 	img = t[1];

@@ -1,0 +1,130 @@
+package imaging
+
+import (
+	"encoding/binary"
+	"errors"
+	"image/color"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/testimages"
+	"github.com/imgedge/imgedge/server/internal/transform"
+)
+
+// ftyp is an ftyp box of a major brand and compatible brands.
+func ftyp(major string, compatible ...string) []byte {
+	body := []byte(major + "\x00\x00\x00\x00")
+	for _, b := range compatible {
+		body = append(body, b...)
+	}
+	return box("ftyp", body)
+}
+
+// sequence is the moov box of a file whose tracks hold these sample counts,
+// in stsz boxes (stz2 where compact).
+func sequence(compact bool, samples ...uint32) []byte {
+	var traks [][]byte
+	for _, n := range samples {
+		sizes := box("stsz", binary.BigEndian.AppendUint32(make([]byte, 8), n))
+		if compact {
+			sizes = box("stz2", binary.BigEndian.AppendUint32(make([]byte, 8), n))
+		}
+		traks = append(traks, box("trak", box("tkhd", make([]byte, 84)),
+			box("mdia", box("hdlr", []byte("\x00\x00\x00\x00\x00\x00\x00\x00pict")),
+				box("minf", box("stbl", box("stsd", make([]byte, 8)), sizes)))))
+	}
+	return box("moov", traks...)
+}
+
+func TestHEIFFormat(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"still AVIF", ftyp("avif", "mif1", "miaf"), "avif"},
+		{"animated AVIF", ftyp("avis", "avif", "msf1"), "avif"},
+		{"mif1 first, avif among the others", ftyp("mif1", "avif", "miaf"), "avif"},
+		{"HEIC", ftyp("heic", "mif1", "heic"), "heif"},
+		{"10-bit HEIC", ftyp("heix", "mif1", "heix"), "heif"},
+		{"HEIF", ftyp("mif1", "mif1"), "heif"},
+		{"MP4 video", ftyp("isom", "iso2", "avc1", "mp41"), ""},
+		{"a box past the end", ftyp("avif")[:14], ""},
+		{"a size past the end", append([]byte{0, 0, 1, 0}, ftyp("avif")[4:]...), ""},
+		{"not ISOBMFF", testimages.JPEG(8, 8, 80), ""},
+	} {
+		got, ok := heifFormat(c.data)
+		if got != c.want || ok != (c.want != "") {
+			t.Errorf("%s: heifFormat = %q, %v; want %q", c.name, got, ok, c.want)
+		}
+	}
+}
+
+func TestSequenceFrames(t *testing.T) {
+	head := ftyp("avis", "avif", "msf1")
+	fixture, err := os.ReadFile(filepath.Join("testdata", "animated.avif"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+		want int
+	}{
+		{"avifenc's four frames", fixture, 4},
+		{"still AVIF", heifWith([][]byte{box("ispe", make([]byte, 12))}, []byte{1}), 0},
+		{"a track of 12", append(head, sequence(false, 12)...), 12},
+		{"colour and alpha tracks", append(head, sequence(false, 30, 30)...), 30},
+		{"compact sizes", append(head, sequence(true, 7)...), 7},
+		{"an absurd count", append(head, sequence(false, 1<<31)...), maxSequenceFrames},
+		{"a track without samples", append(head, box("moov", box("trak", box("mdia")))...), 0},
+		{"cut inside the moov box", append(head, sequence(false, 12)...)[:len(head)+40], 0},
+	} {
+		if got := sequenceFrames(c.data); got != c.want {
+			t.Errorf("%s: %d frames, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+// TestAnimatedAVIF: libvips tells AVIF by its ftyp box's major brand and
+// refused an animated AVIF (brand avis) as no image at all. It is an AVIF
+// of its frames, and a variant of it is the first frame (the still image
+// libheif reads), as for any animation in a format that keeps no frames.
+func TestAnimatedAVIF(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "animated.avif"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := proc.Probe(data)
+	if err != nil || info.Format != "avif" || info.Frames != 4 || info.Width != 64 || info.Height != 48 {
+		t.Fatalf("Probe = %+v, %v; want an AVIF of 4 frames, 64×48", info, err)
+	}
+	for _, f := range []variant.Format{variant.FormatJPEG, variant.FormatPNG} {
+		_, img := run(t, data, variant.Spec{Width: 32, Format: f})
+		if c := color.NRGBAModel.Convert(img.At(16, 12)).(color.NRGBA); c.R < 200 || c.G > 60 || c.B > 60 {
+			t.Errorf("%s: the variant's centre is %v, want the first frame's red", f, c)
+		}
+	}
+	// Cut short, it is damaged, not another format.
+	if _, err := proc.Process(data[:len(data)/2], transform.Operation{Spec: resolved(variant.Spec{Format: variant.FormatJPEG}), Source: info}); !errors.Is(err, transform.ErrUnsupportedImage) {
+		t.Errorf("Process of half the file = %v, want ErrUnsupportedImage", err)
+	}
+}
+
+// FuzzHEIF: the ftyp and moov readers never panic, never read past the
+// data and bound the frame count.
+func FuzzHEIF(f *testing.F) {
+	if fixture, err := os.ReadFile(filepath.Join("testdata", "animated.avif")); err == nil {
+		f.Add(fixture)
+	}
+	f.Add(append(ftyp("avis", "avif"), sequence(false, 3, 3)...))
+	f.Add(append(ftyp("mif1", "avif"), sequence(true, 5)...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		heifFormat(data)
+		if n := sequenceFrames(data); n < 0 || n > maxSequenceFrames {
+			t.Fatalf("%d frames", n)
+		}
+	})
+}
