@@ -21,24 +21,30 @@ import (
 func TestCodedColourBecomesSRGB(t *testing.T) {
 	photo := testimages.PhotoImage(256, 192)
 	centre := testimages.HDRPatch(256, 192)
+	fixture := func(name string) []byte {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	pqPNG := testimages.HDRPNG(256, 192) // 16 bits, cICP
 	for _, c := range []struct {
 		name      string
+		src       []byte
 		highlight bool
 		alpha     bool
 	}{
-		{"pq.avif", true, false},
-		{"hlg.avif", true, false},
-		{"pq-alpha.avif", true, true},
-		{"p3.avif", false, false},
-		{"pq.png", true, false}, // 16 bits, cICP
+		{"pq.avif", fixture("pq.avif"), true, false},
+		{"hlg.avif", fixture("hlg.avif"), true, false},
+		{"pq-alpha.avif", fixture("pq-alpha.avif"), true, true},
+		{"p3.avif", fixture("p3.avif"), false, false},
+		{"pq.png", pqPNG, true, false},
+		// PNG's third edition: cICP wins over iCCP (an AVIF's ICC profile
+		// wins over its nclx box, as AVIF says).
+		{"pq.png beside an iCCP", testimages.WithICCP(pqPNG, testimages.DescribedProfile("sRGB")), true, false},
 	} {
-		src := testimages.HDRPNG(256, 192)
-		if c.name != "pq.png" {
-			var err error
-			if src, err = os.ReadFile(filepath.Join("testdata", c.name)); err != nil {
-				t.Fatal(err)
-			}
-		}
+		src := c.src
 		info, err := proc.Probe(src)
 		if err != nil {
 			t.Fatal(err)

@@ -21,6 +21,7 @@ package imaging
 import "C"
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"slices"
@@ -304,6 +305,9 @@ func execute(data []byte, opts *C.imgedge_opts) (transform.Output, int, error) {
 	}
 	if c, ok := coding(data); ok && c.converted() {
 		opts.cicp_primaries, opts.cicp_transfer = C.int(c.primaries), C.int(c.transfer)
+		if bytes.HasPrefix(data, pngSignature) {
+			opts.cicp_over_icc = 1
+		}
 	}
 	var out unsafe.Pointer
 	var outLen C.size_t

@@ -372,7 +372,7 @@ static const double p3_to_bt709[9] = {
 // BT.709's, out-of-gamut colours clipped, alpha kept. It works a region at
 // a time, as the rest of the pipeline does.
 static int to_display(VipsObject *scope, VipsImage *in, const imgedge_opts *o, VipsImage **out) {
-	VipsImage **t = (VipsImage **) vips_object_local_array(scope, 12);
+	VipsImage **t = (VipsImage **) vips_object_local_array(scope, 13);
 	VipsBandFormat format = vips_image_get_format(in);
 	int alpha = vips_image_hasalpha(in), colours = vips_image_get_bands(in) - alpha;
 	int steps = format == VIPS_FORMAT_USHORT ? 65536 : 256;
@@ -382,10 +382,19 @@ static int to_display(VipsObject *scope, VipsImage *in, const imgedge_opts *o, V
 	float *table;
 
 	if (vips_image_get_typeof(in, VIPS_META_ICC_NAME)) {
-		// An ICC profile beside the stated coding: the profile decides,
-		// as for any other image (to_srgb).
-		*out = in;
-		return 0;
+		if (!o->cicp_over_icc) {
+			// An ICC profile beside an AVIF's or HEIF's nclx box: the
+			// profile decides, as AVIF says and as for any other image
+			// (to_srgb).
+			*out = in;
+			return 0;
+		}
+		// PNG's third edition: cICP wins over iCCP. The profile goes, so
+		// that nothing after this converts through it again.
+		if (vips_copy(in, &t[12], NULL))
+			return -1;
+		vips_image_remove(t[12], VIPS_META_ICC_NAME);
+		in = t[12];
 	}
 	if ((format != VIPS_FORMAT_UCHAR && format != VIPS_FORMAT_USHORT) || (colours != 1 && colours != 3)) {
 		vips_error("imgedge", "no conversion from this coding for %d bands of format %d", colours, format);

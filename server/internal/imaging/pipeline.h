@@ -44,6 +44,7 @@ typedef struct {
 	int keep_metadata;  // keep EXIF/XMP/IPTC (never on by default)
 	int fit_luma;       // JPEG 4:2:0: fit each pixel's luma to its decoded chroma (imgedge_fit_luma)
 	int cicp_primaries, cicp_transfer; // the coding a file states (H.273: nclx, cICP) when not sRGB; 0: sRGB
+	int cicp_over_icc;                 // the stated coding wins over an ICC profile (a PNG's cICP over its iCCP)
 } imgedge_opts;
 
 // imgedge_init applies process-wide settings: no operation cache, no

@@ -2,6 +2,8 @@ package testimages
 
 import (
 	"bytes"
+	"compress/zlib"
+	"encoding/binary"
 	"image"
 	"image/color"
 	"image/png"
@@ -82,12 +84,61 @@ func srgbLinear(v uint8) float64 {
 // WithCICP is a PNG with a cICP chunk (PNG's third edition: H.273 code
 // points for its primaries and transfer, RGB, full range) after IHDR.
 func WithCICP(pngData []byte, primaries, transfer byte) []byte {
+	return withChunkAfterIHDR(pngData, "cICP", []byte{primaries, transfer, 0, 1})
+}
+
+// WithICCP is a PNG with an iCCP chunk holding profile after IHDR. The
+// profile is stored, not compressed: libpng 1.6.4x drops an iCCP chunk of
+// fewer than 92 bytes as too short, and a small profile of zeros would be.
+func WithICCP(pngData, profile []byte) []byte {
+	var z bytes.Buffer
+	w, err := zlib.NewWriterLevel(&z, zlib.NoCompression)
+	if err != nil {
+		panic(err)
+	}
+	if _, err := w.Write(profile); err != nil {
+		panic(err)
+	}
+	if err := w.Close(); err != nil {
+		panic(err)
+	}
+	return withChunkAfterIHDR(pngData, "iCCP", append([]byte("icc\x00\x00"), z.Bytes()...))
+}
+
+func withChunkAfterIHDR(pngData []byte, typ string, data []byte) []byte {
 	const afterIHDR = 8 + 8 + 13 + 4 // signature, IHDR's length and type, its data, its CRC
 	var chunk bytes.Buffer
-	writeChunk(&chunk, "cICP", []byte{primaries, transfer, 0, 1})
+	writeChunk(&chunk, typ, data)
 	out := append([]byte{}, pngData[:afterIHDR]...)
 	out = append(out, chunk.Bytes()...)
 	return append(out, pngData[afterIHDR:]...)
+}
+
+// DescribedProfile is the least an ICC profile (version 2, an RGB display)
+// can be: a valid header and a description tag, no colour tags. A decoder
+// carries it, and what reads its description takes it for what it names.
+func DescribedProfile(description string) []byte {
+	desc := append([]byte("desc\x00\x00\x00\x00"), binary.BigEndian.AppendUint32(nil, uint32(len(description)+1))...)
+	desc = append(append(desc, description...), 0)
+	desc = append(desc, make([]byte, 4+4+2+1+67)...) // no Unicode or ScriptCode text
+	for len(desc)%4 != 0 {
+		desc = append(desc, 0)
+	}
+	const tagsAt = 128 + 4 + 12
+	p := make([]byte, tagsAt, tagsAt+len(desc))
+	binary.BigEndian.PutUint32(p[0:], uint32(tagsAt+len(desc)))
+	binary.BigEndian.PutUint32(p[8:], 0x02100000)
+	copy(p[12:], "mntrRGB XYZ ")
+	copy(p[36:], "acsp")
+	// The PCS illuminant, D50.
+	binary.BigEndian.PutUint32(p[68:], 0xF6D6)
+	binary.BigEndian.PutUint32(p[72:], 0x10000)
+	binary.BigEndian.PutUint32(p[76:], 0xD32D)
+	binary.BigEndian.PutUint32(p[128:], 1)
+	copy(p[132:], "desc")
+	binary.BigEndian.PutUint32(p[136:], tagsAt)
+	binary.BigEndian.PutUint32(p[140:], uint32(len(desc)))
+	return append(p, desc...)
 }
 
 // HDRPNG is HDRImage(w, h, PQ, false) as a 16-bit PNG stating BT.2020 and
