@@ -29,6 +29,18 @@ type Server struct {
 	Metrics *metrics.Metrics
 }
 
+// PoolLimits are the worker pool's limits for cfg: its workers and queue,
+// and --max-memory split a quarter for compressed bytes, the rest for
+// decoded pixels.
+func PoolLimits(cfg config.Config) workpool.Limits {
+	return workpool.Limits{
+		Workers:     cfg.Workers,
+		Queue:       cfg.Queue,
+		BufferBytes: int64(cfg.MaxMemory) / 4,
+		PixelBytes:  int64(cfg.MaxMemory) - int64(cfg.MaxMemory)/4,
+	}
+}
+
 // New assembles the service, its interceptors (access log outermost,
 // then metrics, then authentication, then the call timeout), health and
 // reflection. A nil sec serves plaintext without tokens (tests on loopback).
@@ -36,12 +48,7 @@ func New(cfg config.Config, st transform.Store, proc transform.Processor, logger
 	if sec == nil {
 		sec = &Security{} // plaintext, no tokens: tests on loopback
 	}
-	pool := workpool.New(workpool.Limits{
-		Workers:     cfg.Workers,
-		Queue:       cfg.Queue,
-		BufferBytes: int64(cfg.MaxMemory) / 4,
-		PixelBytes:  int64(cfg.MaxMemory) - int64(cfg.MaxMemory)/4,
-	})
+	pool := workpool.New(PoolLimits(cfg))
 	m := metrics.New(pool)
 	svc, err := NewService(cfg, st, proc, pool, m)
 	if err != nil {

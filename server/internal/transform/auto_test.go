@@ -480,6 +480,50 @@ func TestStorableFormatsAreJudgedFromTheHeader(t *testing.T) {
 	}
 }
 
+// TestBestComparesTheFormatsTheBudgetAffords: a format whose work needs
+// more than the whole pixel budget is left out of "best", which serves the
+// best of the others; when none fits, or the one format asked for does
+// not, the call is refused as too large, before anything is decoded.
+func TestBestComparesTheFormatsTheBudgetAffords(t *testing.T) {
+	src := make([]byte, 10000)
+	webpViewer := func(s variant.Spec) Request {
+		return Request{Variant: variant.Request{Override: s, Viewer: variant.ClassWebP}}
+	}
+	// fakeProcessor: 4000×3000; the budget holds 2 bytes a pixel, not 3.
+	limits := workpool.Limits{Workers: 1, Queue: 1, PixelBytes: 30_000_000}
+	for _, tc := range []struct {
+		name     string
+		req      Request
+		perPixel map[variant.Format]int64
+		want     variant.Format // 0: refused
+	}{
+		{"best, WebP over", webpViewer(variant.Spec{Format: variant.FormatBest}), map[variant.Format]int64{variant.FormatWebP: 3, variant.FormatJPEG: 2}, variant.FormatJPEG},
+		{"best, JPEG over", webpViewer(variant.Spec{Format: variant.FormatBest}), map[variant.Format]int64{variant.FormatWebP: 2, variant.FormatJPEG: 3}, variant.FormatWebP},
+		{"best, both over", webpViewer(variant.Spec{Format: variant.FormatBest}), map[variant.Format]int64{variant.FormatWebP: 3, variant.FormatJPEG: 3}, 0},
+		{"auto quality, WebP over", webpViewer(variant.Spec{Format: variant.FormatWebP, AutoQuality: true}), map[variant.Format]int64{variant.FormatWebP: 3, variant.FormatJPEG: 2}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proc := &fakeProcessor{ratio: 0.5, perPixel: tc.perPixel}
+			svc := newServiceWith(t, testConfig(), newMemStore(), proc, limits)
+			_, chosen, err := svc.Transform(context.Background(), src, tc.req)
+			if tc.want == 0 {
+				if !errors.Is(err, ErrTooLarge) || proc.prepares.Load() != 0 || proc.runs.Load() != 0 {
+					t.Fatalf("err %v after %d prepares and %d runs; want ErrTooLarge before any decode", err, proc.prepares.Load(), proc.runs.Load())
+				}
+				return
+			}
+			if err != nil || chosen.Format != tc.want {
+				t.Fatalf("chose %v, %v; want %v", chosen.Format, err, tc.want)
+			}
+			for _, f := range []variant.Format{variant.FormatWebP, variant.FormatJPEG} {
+				if f != tc.want && proc.trials.of(f) != 0 {
+					t.Errorf("%d trials in %v, which the budget cannot afford", proc.trials.of(f), f)
+				}
+			}
+		})
+	}
+}
+
 // TestFullChromaSearchNeedsHalfTheTime: the second, full-chroma search
 // starts only while half of the time the first began with is left; else the
 // first search's answer (q95, full chroma by itself, not asked) is kept.

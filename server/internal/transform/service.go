@@ -389,11 +389,8 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
 	defer cancel()
-	planned := ch.specs[0]
-	if ch.forTranslucent != nil {
-		planned.AutoQuality = true // prepared whole to look at its alpha (process)
-	}
-	need := s.proc.Footprint(Operation{Spec: planned, Source: info})
+	var need int64
+	ch.specs, need = s.affordable(ticket, info, ch)
 	if err := ticket.HoldPixels(waitCtx, need); err != nil {
 		if errors.Is(err, workpool.ErrTooBig) {
 			return Output{}, variant.Spec{}, fmt.Errorf("%w: decoding %d×%d pixels needs about %d MiB, the memory budget is smaller: %w", ErrTooLarge, info.Width, info.Height, need>>20, err)
@@ -409,6 +406,34 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 	workCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
 	defer cancel()
 	return s.process(workCtx, data, info, ch)
+}
+
+// affordable keeps the specs whose work fits the whole pixel budget, when
+// any does, so that "best" compares the formats the service can make of
+// the image (a same-size auto-quality AVIF of a 24 MP photo needs more than
+// the default budget, its JPEG and WebP do not), and says what the work
+// holds at most: the most any kept spec needs, as one format is searched
+// and encoded at a time. When none fits, it keeps them all, with the
+// first's need, which the budget then refuses as too large.
+func (s *Service) affordable(ticket *workpool.Ticket, info ImageInfo, ch choices) ([]variant.Spec, int64) {
+	need := func(spec variant.Spec) int64 {
+		if ch.forTranslucent != nil {
+			spec.AutoQuality = true // prepared whole to look at its alpha (process)
+		}
+		return s.proc.Footprint(Operation{Spec: spec, Source: info})
+	}
+	var kept []variant.Spec
+	var most int64
+	for _, spec := range ch.specs {
+		if n := need(spec); ticket.Affords(n) {
+			kept = append(kept, spec)
+			most = max(most, n)
+		}
+	}
+	if len(kept) == 0 {
+		return ch.specs, need(ch.specs[0])
+	}
+	return kept, most
 }
 
 // animation is the spec an animated image is encoded with: the first of

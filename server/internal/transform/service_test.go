@@ -141,7 +141,10 @@ type fakeProcessor struct {
 	lastOp atomic.Pointer[Operation]
 	// tooLargeFor are the formats that cannot store the output.
 	tooLargeFor map[variant.Format]bool
-	prepares    atomic.Int64
+	// perPixel is what work in a format holds for each source pixel
+	// (Footprint; 3 bytes where unset).
+	perPixel map[variant.Format]int64
+	prepares atomic.Int64
 	// trialDelay is how long each search trial takes.
 	trialDelay time.Duration
 	trials     trialCount
@@ -191,8 +194,10 @@ func (f *fakeProcessor) Process(data []byte, op Operation) (Output, error) {
 	return Output{Data: make([]byte, int(float64(len(data))*f.ratio)), Width: 720, Height: 540}, nil
 }
 
-// Footprint is a fixed amount per pixel.
-func (f *fakeProcessor) Footprint(op Operation) int64 { return op.Source.Pixels() * 3 }
+// Footprint is a fixed amount per pixel, by format (perPixel).
+func (f *fakeProcessor) Footprint(op Operation) int64 {
+	return op.Source.Pixels() * cmp.Or(f.perPixel[op.Spec.Format], 3)
+}
 
 // Fits refuses the formats in tooLargeFor.
 func (f *fakeProcessor) Fits(op Operation) error {

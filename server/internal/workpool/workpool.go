@@ -131,6 +131,11 @@ func (t *Ticket) HoldPixels(ctx context.Context, n int64) error {
 	return t.add(0, n)
 }
 
+// Affords says whether n bytes of pixels fit the whole pixel budget, that
+// is, whether HoldPixels would take them (after a wait, perhaps) rather than
+// refuse them with ErrTooBig.
+func (t *Ticket) Affords(n int64) bool { return n <= t.p.limits.PixelBytes }
+
 // DropPixels gives back the pixels the job holds, once its decoding is done.
 func (t *Ticket) DropPixels() {
 	t.mu.Lock()
