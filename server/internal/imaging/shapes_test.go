@@ -53,9 +53,11 @@ func describe(s variant.Spec) string {
 
 // sweepInputs are the input kinds shapeImage makes: greyscale JPEG, RGBA
 // PNG, 16-bit PNG, 1-bit PNG, WebP, AVIF, GIF, colour JPEG (chroma
-// subsampled 4:2:0) and colour JPEG stored on its side (EXIF orientation
-// 6). The fuzz targets' seeds index it: new kinds go at the end.
-var sweepInputs = []string{"jpeg", "png", "png16", "gray1", "webp", "avif", "gif", "animated-gif", "colour-jpeg", "rotated-jpeg"}
+// subsampled 4:2:0), colour JPEG stored on its side (EXIF orientation 6),
+// and progressive JPEGs (whose decoder holds every coefficient) of three
+// components and of four (CMYK, converted through a profile). The fuzz
+// targets' seeds index it: new kinds go at the end.
+var sweepInputs = []string{"jpeg", "png", "png16", "gray1", "webp", "avif", "gif", "animated-gif", "colour-jpeg", "rotated-jpeg", "progressive-jpeg", "cmyk-jpeg"}
 
 // sweepShapes are thin and tiny shapes, the reported crashers first, up to
 // a million pixels (IMGEDGE_SHAPE_SWEEP_FULL=1 adds sides up to the
@@ -93,7 +95,7 @@ func scoredShapes() [][2]int {
 // inputFits says whether a format can store a w×h image at all.
 func inputFits(input string, w, h int) bool {
 	switch input {
-	case "jpeg", "colour-jpeg", "rotated-jpeg":
+	case "jpeg", "colour-jpeg", "rotated-jpeg", "progressive-jpeg", "cmyk-jpeg":
 		return w <= 65_500 && h <= 65_500
 	case "webp":
 		return w <= 16_383 && h <= 16_383
@@ -389,6 +391,10 @@ func shapeImage(input string, w, h int) []byte {
 		err = jpeg.Encode(&buf, gradientNRGBA(w, h), &jpeg.Options{Quality: 85})
 	case "rotated-jpeg":
 		return testimages.WithOrientation(shapeImage("colour-jpeg", w, h), 6)
+	case "progressive-jpeg":
+		return testimages.ProgressiveJPEG(w, h, 3, false)
+	case "cmyk-jpeg":
+		return testimages.ProgressiveJPEG(w, h, 4, false)
 	case "png":
 		err = png.Encode(&buf, gradientNRGBA(w, h))
 	case "png16":
