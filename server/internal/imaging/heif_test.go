@@ -113,6 +113,28 @@ func TestAnimatedAVIF(t *testing.T) {
 	}
 }
 
+// TestAVIFByAnyBrand: an AVIF is read whatever brand its ftyp box names
+// first, as long as it lists avif; libvips took a first brand other than
+// avif (miaf, MA1B) for no image at all.
+func TestAVIFByAnyBrand(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "p3.avif"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, major := range []string{"avif", "miaf", "MA1B", "mif1"} {
+		patched := append([]byte(nil), data...)
+		copy(patched[8:12], major)
+		info, err := proc.Probe(patched)
+		if err != nil || info.Format != "avif" || info.Width != 256 || info.Height != 192 {
+			t.Errorf("first brand %s: Probe = %+v, %v; want a 256×192 AVIF", major, info, err)
+			continue
+		}
+		if out, _ := run(t, patched, variant.Spec{Width: 64, Format: variant.FormatPNG}); out.Width != 64 || out.Height != 48 {
+			t.Errorf("first brand %s: %d×%d, want 64×48", major, out.Width, out.Height)
+		}
+	}
+}
+
 // FuzzHEIF: the ftyp and moov readers never panic, never read past the
 // data and bound the frame count.
 func FuzzHEIF(f *testing.F) {

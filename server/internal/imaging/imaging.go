@@ -131,7 +131,9 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 	if h.width <= 0 || h.height <= 0 {
 		return transform.ImageInfo{}, fmt.Errorf("%w: the %s header has no dimensions", transform.ErrUnsupportedImage, name)
 	}
-	if C.GoString(&h.compression[0]) == "hevc" && !decodesHEVC() {
+	// libvips names the coding by the first brand alone: an AVIF whose
+	// first brand is mif1 is "hevc" to it (heifFormat has read them all).
+	if name == "heif" && C.GoString(&h.compression[0]) == "hevc" && !decodesHEVC() {
 		return transform.ImageInfo{}, fmt.Errorf("%w: a HEIC image (HEIF coded with HEVC), which this service's libvips cannot decode (it has no HEVC decoder): store it as JPEG, PNG, WebP or AVIF", transform.ErrUnsupportedImage)
 	}
 	orientation := int(h.orientation)

@@ -37,22 +37,23 @@ static int is_jpeg(const void *buf, size_t len) {
 	return len >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF;
 }
 
-// is_avis says whether buf is an AVIF image sequence (an animated AVIF),
-// whose ftyp box names the brand avis first. libvips tells AVIF by that
-// brand and passes such a file by; libheif reads its still image, the
-// first frame.
-static int is_avis(const void *buf, size_t len) {
-	return len >= 12 && !memcmp((const char *) buf + 4, "ftypavis", 8);
+// is_heif says whether buf is an ISOBMFF file, which the service takes
+// only as AVIF or HEIF (heifFormat, by every brand its ftyp box lists).
+// Each is read with heifload: libvips tells them by the first brand alone
+// and passes by an animated AVIF (avis), whose still image, the first
+// frame, libheif reads, or an AVIF whose first brand is miaf or MA1B.
+static int is_heif(const void *buf, size_t len) {
+	return len >= 8 && !memcmp((const char *) buf + 4, "ftyp", 4);
 }
 
-// open_buffer opens buf for sequential access with the loader libvips
-// finds for it, or heifload for an animated AVIF: every page (frame) one
-// under the other when all_pages is set, else the first.
+// open_buffer opens buf for sequential access with the loader for it
+// (is_heif, or the one libvips finds): every page (frame) one under the
+// other when all_pages is set, else the first.
 static VipsImage *open_buffer(const void *buf, size_t len, int all_pages, VipsFailOn fail_on) {
 	VipsImage *img = NULL;
 
-	if (is_avis(buf, len))
-		return vips_heifload_buffer((void *) buf, len, &img,
+	if (is_heif(buf, len))
+		return vips_heifload_buffer((void *) buf, len, &img, "n", all_pages ? -1 : 1,
 			"access", VIPS_ACCESS_SEQUENTIAL, "fail_on", fail_on, NULL) ? NULL : img;
 	if (all_pages)
 		return vips_image_new_from_buffer(buf, len, "", "n", -1,
@@ -63,7 +64,7 @@ static VipsImage *open_buffer(const void *buf, size_t len, int all_pages, VipsFa
 static int probe(const void *buf, size_t len, imgedge_header *h) {
 	int jpeg = is_jpeg(buf, len);
 	const char *loader = jpeg ? "VipsForeignLoadJpegBuffer"
-		: is_avis(buf, len) ? "VipsForeignLoadHeifBuffer"
+		: is_heif(buf, len) ? "VipsForeignLoadHeifBuffer"
 		: vips_foreign_find_load_buffer(buf, len);
 	VipsImage *img = NULL;
 	const char *compression;
