@@ -443,15 +443,17 @@ func searchEvery(t *testing.T, svc *Service, src []byte, req Request) (Output, v
 	return best, bestSpec
 }
 
+// webpViewer is a request for s from a viewer of WebP.
+func webpViewer(s variant.Spec) Request {
+	return Request{Variant: variant.Request{Override: s, Viewer: variant.ClassWebP}}
+}
+
 // TestStorableFormatsAreJudgedFromTheHeader: a format that cannot store
 // the output is left out before anything is decoded; when no candidate
 // can, the call is refused with the size error without a decode, whether
 // it searches qualities or not.
 func TestStorableFormatsAreJudgedFromTheHeader(t *testing.T) {
 	src := make([]byte, 10000)
-	webpViewer := func(s variant.Spec) Request {
-		return Request{Variant: variant.Request{Override: s, Viewer: variant.ClassWebP}}
-	}
 	for _, tc := range []struct {
 		name     string
 		req      Request
@@ -466,17 +468,24 @@ func TestStorableFormatsAreJudgedFromTheHeader(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			proc := &fakeProcessor{ratio: 0.5, tooLargeFor: tc.tooLarge}
 			svc := newTestService(t, newMemStore(), proc, 1, 1)
-			_, chosen, err := svc.Transform(context.Background(), src, tc.req)
-			if tc.want == 0 {
-				if !errors.Is(err, ErrTooLargeForFormat) || proc.prepares.Load() != 0 || proc.runs.Load() != 0 {
-					t.Fatalf("err %v after %d prepares and %d runs; want ErrTooLargeForFormat before any decode", err, proc.prepares.Load(), proc.runs.Load())
-				}
-				return
-			}
-			if err != nil || chosen.Format != tc.want {
-				t.Fatalf("chose %v, %v; want %v", chosen.Format, err, tc.want)
-			}
+			wantChoice(t, svc, proc, src, tc.req, tc.want, ErrTooLargeForFormat)
 		})
+	}
+}
+
+// wantChoice checks that Transform of src for req chooses the format want,
+// or, when want is 0, is refused with refusal before anything is decoded.
+func wantChoice(t *testing.T, svc *Service, proc *fakeProcessor, src []byte, req Request, want variant.Format, refusal error) {
+	t.Helper()
+	_, chosen, err := svc.Transform(context.Background(), src, req)
+	if want == 0 {
+		if !errors.Is(err, refusal) || proc.prepares.Load() != 0 || proc.runs.Load() != 0 {
+			t.Fatalf("err %v after %d prepares and %d runs; want %v before any decode", err, proc.prepares.Load(), proc.runs.Load(), refusal)
+		}
+		return
+	}
+	if err != nil || chosen.Format != want {
+		t.Fatalf("chose %v, %v; want %v", chosen.Format, err, want)
 	}
 }
 
@@ -486,9 +495,6 @@ func TestStorableFormatsAreJudgedFromTheHeader(t *testing.T) {
 // not, the call is refused as too large, before anything is decoded.
 func TestBestComparesTheFormatsTheBudgetAffords(t *testing.T) {
 	src := make([]byte, 10000)
-	webpViewer := func(s variant.Spec) Request {
-		return Request{Variant: variant.Request{Override: s, Viewer: variant.ClassWebP}}
-	}
 	// fakeProcessor: 4000×3000; the budget holds 2 bytes a pixel, not 3.
 	limits := workpool.Limits{Workers: 1, Queue: 1, PixelBytes: 30_000_000}
 	for _, tc := range []struct {
@@ -505,16 +511,7 @@ func TestBestComparesTheFormatsTheBudgetAffords(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			proc := &fakeProcessor{ratio: 0.5, perPixel: tc.perPixel}
 			svc := newServiceWith(t, testConfig(), newMemStore(), proc, limits)
-			_, chosen, err := svc.Transform(context.Background(), src, tc.req)
-			if tc.want == 0 {
-				if !errors.Is(err, ErrTooLarge) || proc.prepares.Load() != 0 || proc.runs.Load() != 0 {
-					t.Fatalf("err %v after %d prepares and %d runs; want ErrTooLarge before any decode", err, proc.prepares.Load(), proc.runs.Load())
-				}
-				return
-			}
-			if err != nil || chosen.Format != tc.want {
-				t.Fatalf("chose %v, %v; want %v", chosen.Format, err, tc.want)
-			}
+			wantChoice(t, svc, proc, src, tc.req, tc.want, ErrTooLarge)
 			for _, f := range []variant.Format{variant.FormatWebP, variant.FormatJPEG} {
 				if f != tc.want && proc.trials.of(f) != 0 {
 					t.Errorf("%d trials in %v, which the budget cannot afford", proc.trials.of(f), f)
