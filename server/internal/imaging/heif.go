@@ -1,13 +1,18 @@
 package imaging
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"slices"
+)
 
 // heifFormat names the format of an ISOBMFF image file by the brands its
 // ftyp box lists: "avif" when any brand is AVIF's (avif for a still image,
 // avis for an image sequence: an animated AVIF), "heif" for HEIF's other
 // brands (heic, heix, mif1, msf1, ...). ok is false for anything else.
 // Every brand counts, not only the major one: an animated AVIF's major brand
-// is avis, and some encoders name mif1 first and avif among the others.
+// is avis, and some encoders name mif1 first and avif among the others. It
+// reads at most maxBrands compatible brands (files list a handful; the box
+// may claim a whole file).
 func heifFormat(data []byte) (name string, ok bool) {
 	if len(data) < 16 || string(data[4:8]) != "ftyp" {
 		return "", false
@@ -16,22 +21,37 @@ func heifFormat(data []byte) (name string, ok bool) {
 	if size < 16 || size > uint64(len(data)) {
 		return "", false
 	}
-	brands := [][]byte{data[8:12]} // the major brand; then the minor version
-	for b := data[16:size]; len(b) >= 4; b = b[4:] {
-		brands = append(brands, b[:4])
-	}
-	for _, b := range brands {
-		if brand := string(b); brand == "avif" || brand == "avis" {
-			return "avif", true
-		}
-	}
-	for _, b := range brands {
-		switch string(b) {
-		case "heic", "heix", "heim", "heis", "hevc", "hevx", "hevm", "hevs", "mif1", "mif2", "msf1":
-			return "heif", true
-		}
+	major, compatible := data[8:12], data[16:min(size, 16+4*maxBrands)]
+	switch {
+	case listsBrand(major, compatible, avifBrands):
+		return "avif", true
+	case listsBrand(major, compatible, heifBrands):
+		return "heif", true
 	}
 	return "", false
+}
+
+// The brands that make a file AVIF, and HEIF's others.
+var (
+	avifBrands = []string{"avif", "avis"}
+	heifBrands = []string{"heic", "heix", "heim", "heis", "hevc", "hevx", "hevm", "hevs", "mif1", "mif2", "msf1"}
+)
+
+// maxBrands bounds the compatible brands heifFormat reads.
+const maxBrands = 64
+
+// listsBrand says whether the major brand or a compatible one (4 bytes
+// each) is one of names.
+func listsBrand(major, compatible []byte, names []string) bool {
+	if slices.Contains(names, string(major)) {
+		return true
+	}
+	for b := compatible; len(b) >= 4; b = b[4:] {
+		if slices.Contains(names, string(b[:4])) {
+			return true
+		}
+	}
+	return false
 }
 
 // maxSequenceFrames bounds the frame count sequenceFrames reports.

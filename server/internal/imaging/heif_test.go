@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -52,6 +53,8 @@ func TestHEIFFormat(t *testing.T) {
 		{"HEIF", ftyp("mif1", "mif1"), "heif"},
 		{"MP4 video", ftyp("isom", "iso2", "avc1", "mp41"), ""},
 		{"a box past the end", ftyp("avif")[:14], ""},
+		{"avif past the brands read", ftyp("isom", append(slices.Repeat([]string{"iso8"}, maxBrands), "avif")...), ""},
+		{"avif among the brands read", ftyp("isom", append(slices.Repeat([]string{"iso8"}, maxBrands-1), "avif")...), "avif"},
 		{"a size past the end", append([]byte{0, 0, 1, 0}, ftyp("avif")[4:]...), ""},
 		{"not ISOBMFF", testimages.JPEG(8, 8, 80), ""},
 	} {
@@ -59,6 +62,12 @@ func TestHEIFFormat(t *testing.T) {
 		if got != c.want || ok != (c.want != "") {
 			t.Errorf("%s: heifFormat = %q, %v; want %q", c.name, got, ok, c.want)
 		}
+	}
+	// A file of 16 MB that is all ftyp box: a few brands read, nothing
+	// allocated.
+	huge := ftyp("isom", slices.Repeat([]string{"iso8"}, 4<<20)...)
+	if allocs := testing.AllocsPerRun(10, func() { heifFormat(huge) }); allocs != 0 {
+		t.Errorf("heifFormat of a 16 MB ftyp box: %v allocations", allocs)
 	}
 }
 
