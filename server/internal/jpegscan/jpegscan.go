@@ -207,7 +207,12 @@ func readQuantTables(info *Info, seg []byte) error {
 		if id > 3 || len(seg) < 1+64*size {
 			return errors.New("jpeg: malformed quantisation table")
 		}
-		table := make([]uint16, 64)
+		// A table defined again replaces the last in place: a file of
+		// repeated definitions allocates four tables, not one per segment.
+		table := info.QuantTables[id]
+		if table == nil {
+			table = make([]uint16, 64)
+		}
 		for k := range table {
 			if size == 2 {
 				table[k] = binary.BigEndian.Uint16(seg[1+2*k:])

@@ -61,6 +61,27 @@ func TestRead(t *testing.T) {
 	}
 }
 
+// TestRepeatedTables: a table defined again replaces the last, and a
+// header of 100,000 definitions allocates no more than one of four.
+func TestRepeatedTables(t *testing.T) {
+	jpg := testimages.JPEG(16, 16, 90)
+	dqt := func(value byte) []byte {
+		return append([]byte{0xFF, 0xDB, 0, 67, 0x00}, bytes.Repeat([]byte{value}, 64)...)
+	}
+	var many []byte
+	for range 100_000 {
+		many = append(many, dqt(7)...)
+	}
+	data := append(append(append([]byte{}, jpg[:2]...), many...), jpg[2:]...)
+	info, err := Read(append(append(append([]byte{}, jpg[:2]...), dqt(9)...), jpg[2:]...))
+	if err != nil || info.QuantTables[0][0] == 9 {
+		t.Fatalf("Read = %v, table 0 starts %d; want the JPEG's own table, defined after", err, info.QuantTables[0][0])
+	}
+	if allocs := testing.AllocsPerRun(5, func() { _, _ = Read(data) }); allocs > 8 {
+		t.Errorf("Read of 100,000 table definitions: %v allocations", allocs)
+	}
+}
+
 // TestCoefficientBytes: the buffer libjpeg allocates for a 7000×7000
 // progressive JPEG (measured as the decode's peak memory: 148 MB for
 // 4:2:0, 288 MB for 4:4:4).
