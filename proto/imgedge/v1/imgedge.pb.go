@@ -184,8 +184,8 @@ const (
 	// variant's.
 	Outcome_OUTCOME_PENDING Outcome = 4
 	// No variant can stand for the original, so `key` is the original's key:
-	// serve it unchanged. The original is animated (a GIF, WebP or PNG of
-	// several frames), and a variant in the format asked for or negotiated
+	// serve it unchanged. The original is animated (a GIF, WebP, PNG or AVIF
+	// of several frames), and a variant in the format asked for or negotiated
 	// would be its first frame alone (WebP keeps the frames of a GIF or
 	// WebP of at most 9,999 frames, within the source pixel limit all
 	// together and a WebP's size; a GIF is negotiated for an AVIF viewer as
