@@ -58,11 +58,12 @@ func listsBrand(major, compatible []byte, names []string) bool {
 const maxSequenceFrames = 1 << 20
 
 // sequenceFrames is the number of frames in an HEIF or AVIF image sequence
-// (an animated AVIF): the most samples any track in its moov box holds, as
-// its stsz (or stz2) box counts them; 0 for a file without one. libheif,
-// and so libvips, reads only such a file's still image, its first frame.
-// It reads box headers only and never fails: a damaged header is the
-// decoder's to report.
+// (an animated AVIF): the most samples a picture track in its moov box
+// holds, as its stsz (or stz2) box counts them; 0 for a file without one.
+// Other tracks (an audio track, say) are not frames. libheif, and so
+// libvips, reads only such a file's still image, its first frame. It reads
+// box headers only and never fails: a damaged header is the decoder's to
+// report.
 func sequenceFrames(data []byte) int {
 	moov, found := child(data, "moov", false)
 	if !found {
@@ -73,19 +74,28 @@ func sequenceFrames(data []byte) int {
 		if typ != "trak" {
 			return true
 		}
-		frames = max(frames, trackSamples(trak))
+		frames = max(frames, pictureSamples(trak))
 		return frames < maxSequenceFrames
 	})
 	return min(frames, maxSequenceFrames)
 }
 
-// trackSamples reads a trak box's sample count from
-// mdia/minf/stbl/stsz (or stz2): both hold it after their version and
-// flags and one more 32-bit field.
-func trackSamples(trak []byte) int {
-	box := trak
-	for _, typ := range []string{"mdia", "minf", "stbl"} {
-		var found bool
+// pictureSamples reads a trak box's sample count from
+// mdia/minf/stbl/stsz (or stz2), where its handler (mdia/hdlr) says it
+// holds pictures ("pict", or "vide" as some writers have it); 0 otherwise.
+// stsz and stz2 both hold the count after their version and flags and one
+// more 32-bit field.
+func pictureSamples(trak []byte) int {
+	mdia, found := child(trak, "mdia", false)
+	if !found {
+		return 0
+	}
+	hdlr, found := child(mdia, "hdlr", true)
+	if !found || len(hdlr) < 8 || (string(hdlr[4:8]) != "pict" && string(hdlr[4:8]) != "vide") {
+		return 0
+	}
+	box := mdia
+	for _, typ := range []string{"minf", "stbl"} {
 		if box, found = child(box, typ, false); !found {
 			return 0
 		}

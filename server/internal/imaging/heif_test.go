@@ -23,20 +23,25 @@ func ftyp(major string, compatible ...string) []byte {
 	return box("ftyp", body)
 }
 
-// sequence is the moov box of a file whose tracks hold these sample counts,
-// in stsz boxes (stz2 where compact).
+// sequence is the moov box of a file whose picture tracks hold these
+// sample counts, in stsz boxes (stz2 where compact).
 func sequence(compact bool, samples ...uint32) []byte {
 	var traks [][]byte
 	for _, n := range samples {
-		sizes := box("stsz", binary.BigEndian.AppendUint32(make([]byte, 8), n))
-		if compact {
-			sizes = box("stz2", binary.BigEndian.AppendUint32(make([]byte, 8), n))
-		}
-		traks = append(traks, box("trak", box("tkhd", make([]byte, 84)),
-			box("mdia", box("hdlr", []byte("\x00\x00\x00\x00\x00\x00\x00\x00pict")),
-				box("minf", box("stbl", box("stsd", make([]byte, 8)), sizes)))))
+		traks = append(traks, track("pict", compact, n))
 	}
 	return box("moov", traks...)
+}
+
+// track is a trak box of handler type handler holding n samples.
+func track(handler string, compact bool, n uint32) []byte {
+	sizes := box("stsz", binary.BigEndian.AppendUint32(make([]byte, 8), n))
+	if compact {
+		sizes = box("stz2", binary.BigEndian.AppendUint32(make([]byte, 8), n))
+	}
+	return box("trak", box("tkhd", make([]byte, 84)),
+		box("mdia", box("hdlr", []byte("\x00\x00\x00\x00\x00\x00\x00\x00"+handler)),
+			box("minf", box("stbl", box("stsd", make([]byte, 8)), sizes))))
 }
 
 func TestHEIFFormat(t *testing.T) {
@@ -87,6 +92,8 @@ func TestSequenceFrames(t *testing.T) {
 		{"a track of 12", append(head, sequence(false, 12)...), 12},
 		{"colour and alpha tracks", append(head, sequence(false, 30, 30)...), 30},
 		{"compact sizes", append(head, sequence(true, 7)...), 7},
+		{"a video handler", append(head, box("moov", track("vide", false, 9))...), 9},
+		{"frames beside more audio samples", append(head, box("moov", track("pict", false, 5), track("soun", false, 40))...), 5},
 		{"an absurd count", append(head, sequence(false, 1<<31)...), maxSequenceFrames},
 		{"a track without samples", append(head, box("moov", box("trak", box("mdia")))...), 0},
 		{"cut inside the moov box", append(head, sequence(false, 12)...)[:len(head)+40], 0},
@@ -119,6 +126,24 @@ func TestAnimatedAVIF(t *testing.T) {
 	// Cut short, it is damaged, not another format.
 	if _, err := proc.Process(data[:len(data)/2], transform.Operation{Spec: resolved(variant.Spec{Format: variant.FormatJPEG}), Source: info}); !errors.Is(err, transform.ErrUnsupportedImage) {
 		t.Errorf("Process of half the file = %v, want ErrUnsupportedImage", err)
+	}
+}
+
+// TestAVIFCollection: an AVIF of several still images (top-level items,
+// which libvips counts as pages) is a still image, its primary one, and
+// not an animation that a stored variant would have to keep whole.
+func TestAVIFCollection(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "collection.avif"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := proc.Probe(data)
+	if err != nil || info.Frames != 1 || info.Width != 64 || info.Height != 48 {
+		t.Fatalf("Probe = %+v, %v; want one frame, the 64×48 primary image", info, err)
+	}
+	_, img := run(t, data, variant.Spec{Width: 32, Format: variant.FormatPNG})
+	if c := color.NRGBAModel.Convert(img.At(16, 12)).(color.NRGBA); c.R < 200 || c.G > 60 {
+		t.Errorf("the variant's centre is %v, want the primary image's red", c)
 	}
 }
 

@@ -155,8 +155,13 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 		info.Frames = max(info.Frames, apngFrames(data))
 	}
 	if name == "avif" || name == "heif" {
-		// libheif reads an image sequence's still image, its first frame.
-		info.Frames = max(info.Frames, sequenceFrames(data))
+		// libvips counts an AVIF's or HEIF's top-level images as its
+		// pages: a collection of stills (a burst, renditions, a grid whose
+		// tiles are not hidden) is no animation, and what a viewer sees
+		// is the primary image, which libvips loads. An animation is an
+		// image sequence, whose still image (its first frame) libheif
+		// reads.
+		info.Frames = max(1, sequenceFrames(data))
 	}
 	if name == "jpeg" {
 		st, err := jpegscan.Read(data)
