@@ -22,6 +22,11 @@ func heifFormat(data []byte) (name string, ok bool) {
 		return "", false
 	}
 	major, compatible := data[8:12], data[16:min(size, 16+4*maxBrands)]
+	if string(major) == "mif3" {
+		// HEIF's low-overhead form (a "mini" box for meta): the minor
+		// version holds the image format's brand.
+		major = data[12:16]
+	}
 	switch {
 	case listsBrand(major, compatible, avifBrands):
 		return "avif", true

@@ -56,6 +56,10 @@ func TestHEIFFormat(t *testing.T) {
 		{"HEIC", ftyp("heic", "mif1", "heic"), "heif"},
 		{"10-bit HEIC", ftyp("heix", "mif1", "heix"), "heif"},
 		{"HEIF", ftyp("mif1", "mif1"), "heif"},
+		// The low-overhead form ("mini" for meta): mif3, then the image
+		// format's brand where the minor version goes.
+		{"low-overhead AVIF", box("ftyp", []byte("mif3avif")), "avif"},
+		{"low-overhead HEIC", box("ftyp", []byte("mif3heic")), "heif"},
 		{"MP4 video", ftyp("isom", "iso2", "avc1", "mp41"), ""},
 		{"a box past the end", ftyp("avif")[:14], ""},
 		{"avif past the brands read", ftyp("isom", append(slices.Repeat([]string{"iso8"}, maxBrands), "avif")...), ""},

@@ -131,10 +131,12 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 	if h.width <= 0 || h.height <= 0 {
 		return transform.ImageInfo{}, fmt.Errorf("%w: the %s header has no dimensions", transform.ErrUnsupportedImage, name)
 	}
-	// libvips names the coding by the first brand alone: an AVIF whose
-	// first brand is mif1 is "hevc" to it (heifFormat has read them all).
+	// libvips names the coding by the first brand alone, "hevc" for
+	// anything but AVIF: an AVIF whose first brand is mif1 is "hevc" to it
+	// (heifFormat has read them all), and so is a HEIF coded with AVC,
+	// VVC or JPEG 2000, which sharp's libheif does not decode either.
 	if name == "heif" && C.GoString(&h.compression[0]) == "hevc" && !decodesHEVC() {
-		return transform.ImageInfo{}, fmt.Errorf("%w: a HEIC image (HEIF coded with HEVC), which this service's libvips cannot decode (it has no HEVC decoder): store it as JPEG, PNG, WebP or AVIF", transform.ErrUnsupportedImage)
+		return transform.ImageInfo{}, fmt.Errorf("%w: a HEIF image not coded with AV1 (a HEIC, as phones take them, is coded with HEVC), which this service's libvips cannot decode (it has no HEVC decoder): store it as JPEG, PNG, WebP or AVIF", transform.ErrUnsupportedImage)
 	}
 	orientation := int(h.orientation)
 	if orientation < 1 || orientation > 8 {
