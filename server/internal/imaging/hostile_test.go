@@ -69,16 +69,21 @@ func TestHostileHeaders(t *testing.T) {
 
 	jpg := testimages.JPEG(96, 64, 90)
 	for name, tc := range map[string]struct {
-		data []byte
-		why  string
+		data    []byte
+		why     string
+		atProbe bool // refused from the header, before admission
 	}{
-		"lossless jpeg (SOF3)":     {withFrame(t, jpg, 0xC3, 8), "progressive/lossless"},
-		"12-bit jpeg":              {withFrame(t, jpg, 0xC0, 12), "precision 12"},
-		"hierarchical jpeg (SOF5)": {withFrame(t, jpg, 0xC5, 8), "unsupported jpeg process"},
-		"png whose width is zero":  {testimages.BombPNG(0, 64), "png"},
+		"lossless jpeg (SOF3)":     {withFrame(t, jpg, 0xC3, 8), "progressive/lossless", false},
+		"12-bit jpeg":              {withFrame(t, jpg, 0xC0, 12), "precision 12", true},
+		"16-bit lossless jpeg":     {withFrame(t, jpg, 0xC3, 16), "precision 16", true},
+		"hierarchical jpeg (SOF5)": {withFrame(t, jpg, 0xC5, 8), "unsupported jpeg process", false},
+		"png whose width is zero":  {testimages.BombPNG(0, 64), "png", true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			info, err := proc.Probe(tc.data)
+			if tc.atProbe && err == nil {
+				t.Fatalf("Probe = %+v; want it refused from the header", info)
+			}
 			if err == nil {
 				_, err = proc.Process(tc.data, transform.Operation{Spec: resolved(variant.Spec{Width: 48, Format: variant.FormatJPEG}), Source: info})
 			}

@@ -170,6 +170,11 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 		if err != nil {
 			return transform.ImageInfo{}, fmt.Errorf("%w: %w", transform.ErrUnsupportedImage, err)
 		}
+		if st.Precision != 8 {
+			// libvips reads 8-bit JPEGs alone: refused here, before the
+			// job is admitted and its decode fails.
+			return transform.ImageInfo{}, fmt.Errorf("%w: the JPEG's samples have %d bits (precision %d), and this service decodes 8-bit JPEGs", transform.ErrUnsupportedImage, st.Precision, st.Precision)
+		}
 		if st.Scans > maxJPEGScans {
 			return transform.ImageInfo{}, fmt.Errorf("%w: the JPEG's data comes in %d scans, and each is a pass over the whole image: this service decodes up to %d (encoders write at most a few dozen)",
 				transform.ErrUnsupportedImage, st.Scans, maxJPEGScans)

@@ -27,6 +27,7 @@ type Component struct {
 // Info is a JPEG's structure.
 type Info struct {
 	Width, Height int
+	Precision     int  // bits a sample: 8, or 12 (or 2–16 for a lossless frame)
 	Progressive   bool // a progressive frame (SOF2, SOF10)
 	Arithmetic    bool // arithmetic-coded (SOF9–SOF15)
 	Components    []Component
@@ -174,6 +175,7 @@ func readFrame(info *Info, marker byte, seg []byte) error {
 	if len(seg) < 6 {
 		return errors.New("jpeg: short frame header")
 	}
+	info.Precision = int(seg[0])
 	info.Height = int(binary.BigEndian.Uint16(seg[1:]))
 	info.Width = int(binary.BigEndian.Uint16(seg[3:]))
 	n := int(seg[5])

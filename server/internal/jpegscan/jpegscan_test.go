@@ -34,6 +34,9 @@ func TestRead(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if info.Precision != 8 {
+				t.Errorf("precision %d, want 8", info.Precision)
+			}
 			if info.Width != tt.wantW || info.Height != tt.wantH || info.Progressive != tt.progressive {
 				t.Errorf("%d×%d progressive %v, want %d×%d %v", info.Width, info.Height, info.Progressive, tt.wantW, tt.wantH, tt.progressive)
 			}
