@@ -3,8 +3,6 @@ package imaging
 import (
 	"encoding/binary"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -19,10 +17,7 @@ import (
 // other format, the variant is the first frame.
 func TestAnimationsStayAnimatedAsWebP(t *testing.T) {
 	gif := testimages.AnimatedGIF(40, 30, 5) // 200 ms a frame, looping
-	webp, err := os.ReadFile(filepath.Join("testdata", "animated.webp"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	webp := fixture(t, "animated.webp")
 	each := func(ms, frames int) []int { return slices.Repeat([]int{ms}, frames) } // delays
 	for _, tc := range []struct {
 		name   string

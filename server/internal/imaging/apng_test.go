@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -73,10 +71,7 @@ func FuzzAPNGFrames(f *testing.F) {
 func TestAnimationFrames(t *testing.T) {
 	anim := testimages.AnimatedGIF(40, 30, 5)
 	// Three frames of 48×32, made by libvips 8.14 from a GIF.
-	webp, err := os.ReadFile(filepath.Join("testdata", "animated.webp"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	webp := fixture(t, "animated.webp")
 	for name, tc := range map[string]struct {
 		data []byte
 		want int

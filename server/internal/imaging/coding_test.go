@@ -2,8 +2,6 @@ package imaging
 
 import (
 	"encoding/binary"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/imgedge/imgedge/server/internal/testimages"
@@ -47,10 +45,7 @@ func heifWith(props [][]byte, primaryProps []byte) []byte {
 func TestNCLX(t *testing.T) {
 	ispe := box("ispe", make([]byte, 12))
 	pq2020, p3 := colr(primariesBT2020, transferPQ), colr(primariesP3, 13)
-	fixture, err := os.ReadFile(filepath.Join("testdata", "pq.avif"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	fixture := fixture(t, "pq.avif")
 	for _, c := range []struct {
 		name string
 		data []byte
@@ -111,9 +106,7 @@ func TestPNGCICP(t *testing.T) {
 // FuzzCoding: the header readers never panic and never read past the data.
 func FuzzCoding(f *testing.F) {
 	f.Add(testimages.WithCICP(testimages.OneBitPNG(8, 8), 9, 16))
-	if fixture, err := os.ReadFile(filepath.Join("testdata", "pq.avif")); err == nil {
-		f.Add(fixture)
-	}
+	f.Add(fixture(f, "pq.avif"))
 	f.Add(heifWith([][]byte{box("ispe", make([]byte, 12)), colr(9, 16)}, []byte{1, 2}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		coding(data)

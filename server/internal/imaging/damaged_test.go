@@ -5,8 +5,6 @@ import (
 	"errors"
 	"image/color"
 	"image/jpeg"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,10 +22,7 @@ func TestDamagedInputsAreRefused(t *testing.T) {
 	webp := encodeTo(t, jpg, variant.FormatWebP)
 	// libpng reads an interlaced PNG whole; cut short, it stops on a
 	// warning and leaves libvips' error buffer empty.
-	interlaced, err := os.ReadFile(filepath.Join("testdata", "interlaced.png"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	interlaced := fixture(t, "interlaced.png")
 	half := func(b []byte) []byte { return append([]byte{}, b[:len(b)/2]...) }
 	tests := map[string][]byte{
 		"jpeg cut in half":            half(jpg),
@@ -103,10 +98,7 @@ func TestNoMetadataLeaves(t *testing.T) {
 // no gain map, no MPF, no gain-map metadata. The gain map cut short does
 // not matter, since nothing of it is served.
 func TestUltraHDRGivesItsSDRImage(t *testing.T) {
-	src, err := os.ReadFile(filepath.Join("testdata", "ultrahdr.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := fixture(t, "ultrahdr.jpg")
 	gainMap := bytes.Index(src[2:], []byte{0xFF, 0xD8}) + 2 // the second SOI
 	if gainMap < 2 || !bytes.Contains(src, []byte("MPF\x00")) || !bytes.Contains(src, []byte("urn:iso:std:iso:ts:21496")) {
 		t.Fatal("the fixture is not an UltraHDR JPEG")

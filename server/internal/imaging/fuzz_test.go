@@ -2,8 +2,6 @@ package imaging
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -59,15 +57,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(testimages.WithOrientation(testimages.JPEG(40, 24, 90), 6), uint8(2))
 	// Animations, as WebP: every frame decoded and fitted.
 	f.Add(shapeImage("animated-gif", 33, 17), uint8(1))
-	if data, err := os.ReadFile(filepath.Join("testdata", "animated.webp")); err == nil {
-		f.Add(data, uint8(1))
-	}
+	f.Add(fixture(f, "animated.webp"), uint8(1))
 	for _, name := range []string{"cmyk.jpg", "photo.heic", "interlaced.png", "ultrahdr.jpg", "pq-alpha.avif", "hlg.avif", "animated.avif"} {
-		data, err := os.ReadFile(filepath.Join("testdata", name))
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data, uint8(3))
+		f.Add(fixture(f, name), uint8(3))
 	}
 	f.Add(testimages.HDRPNG(40, 30), uint8(1)) // 16 bits, PQ in cICP
 	formats := []variant.Format{variant.FormatJPEG, variant.FormatWebP, variant.FormatAVIF, variant.FormatPNG}

@@ -3,8 +3,6 @@ package imaging
 import (
 	"image"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -21,13 +19,6 @@ import (
 func TestCodedColourBecomesSRGB(t *testing.T) {
 	photo := testimages.PhotoImage(256, 192)
 	centre := testimages.HDRPatch(256, 192)
-	fixture := func(name string) []byte {
-		data, err := os.ReadFile(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return data
-	}
 	pqPNG := testimages.HDRPNG(256, 192) // 16 bits, cICP
 	for _, c := range []struct {
 		name      string
@@ -35,10 +26,10 @@ func TestCodedColourBecomesSRGB(t *testing.T) {
 		highlight bool
 		alpha     bool
 	}{
-		{"pq.avif", fixture("pq.avif"), true, false},
-		{"hlg.avif", fixture("hlg.avif"), true, false},
-		{"pq-alpha.avif", fixture("pq-alpha.avif"), true, true},
-		{"p3.avif", fixture("p3.avif"), false, false},
+		{"pq.avif", fixture(t, "pq.avif"), true, false},
+		{"hlg.avif", fixture(t, "hlg.avif"), true, false},
+		{"pq-alpha.avif", fixture(t, "pq-alpha.avif"), true, true},
+		{"p3.avif", fixture(t, "p3.avif"), false, false},
 		{"pq.png", pqPNG, true, false},
 		// PNG's third edition: cICP wins over iCCP (an AVIF's ICC profile
 		// wins over its nclx box, as AVIF says).

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"image/color"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -82,10 +80,7 @@ func TestHEIFFormat(t *testing.T) {
 
 func TestSequenceFrames(t *testing.T) {
 	head := ftyp("avis", "avif", "msf1")
-	fixture, err := os.ReadFile(filepath.Join("testdata", "animated.avif"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	fixture := fixture(t, "animated.avif")
 	for _, c := range []struct {
 		name string
 		data []byte
@@ -113,10 +108,7 @@ func TestSequenceFrames(t *testing.T) {
 // of its frames, and a variant of it is the first frame (the still image
 // libheif reads), as for any animation in a format that keeps no frames.
 func TestAnimatedAVIF(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("testdata", "animated.avif"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := fixture(t, "animated.avif")
 	info, err := proc.Probe(data)
 	if err != nil || info.Format != "avif" || info.Frames != 4 || info.Width != 64 || info.Height != 48 {
 		t.Fatalf("Probe = %+v, %v; want an AVIF of 4 frames, 64×48", info, err)
@@ -137,10 +129,7 @@ func TestAnimatedAVIF(t *testing.T) {
 // which libvips counts as pages) is a still image, its primary one, and
 // not an animation that a stored variant would have to keep whole.
 func TestAVIFCollection(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("testdata", "collection.avif"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := fixture(t, "collection.avif")
 	info, err := proc.Probe(data)
 	if err != nil || info.Frames != 1 || info.Width != 64 || info.Height != 48 {
 		t.Fatalf("Probe = %+v, %v; want one frame, the 64×48 primary image", info, err)
@@ -155,10 +144,7 @@ func TestAVIFCollection(t *testing.T) {
 // first, as long as it lists avif; libvips took a first brand other than
 // avif (miaf, MA1B) for no image at all.
 func TestAVIFByAnyBrand(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("testdata", "p3.avif"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := fixture(t, "p3.avif")
 	for _, major := range []string{"avif", "miaf", "MA1B", "mif1"} {
 		patched := append([]byte(nil), data...)
 		copy(patched[8:12], major)
@@ -176,9 +162,7 @@ func TestAVIFByAnyBrand(t *testing.T) {
 // FuzzHEIF: the ftyp and moov readers never panic, never read past the
 // data and bound the frame count.
 func FuzzHEIF(f *testing.F) {
-	if fixture, err := os.ReadFile(filepath.Join("testdata", "animated.avif")); err == nil {
-		f.Add(fixture)
-	}
+	f.Add(fixture(f, "animated.avif"))
 	f.Add(append(ftyp("avis", "avif"), sequence(false, 3, 3)...))
 	f.Add(append(ftyp("mif1", "avif"), sequence(true, 5)...))
 	f.Fuzz(func(t *testing.T, data []byte) {

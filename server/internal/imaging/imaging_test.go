@@ -19,6 +19,16 @@ import (
 
 var proc = New(Config{AVIFSpeed: 8})
 
+// fixture is a file of testdata, which the repository ships.
+func fixture(t testing.TB, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 func resolved(s variant.Spec) variant.Spec {
 	return s.Resolve(variant.ClassJPEG, variant.Defaults{Quality: map[variant.Format]int{variant.FormatJPEG: 80, variant.FormatWebP: 75, variant.FormatAVIF: 50}})[0]
 }
@@ -236,14 +246,8 @@ func TestResizeKeepsPixels(t *testing.T) {
 // decode that missed the inversion is 135 levels per channel off; the round
 // trip through CMYK and libvips' fallback profile costs 12–14.
 func TestCMYKSource(t *testing.T) {
-	cmyk, err := os.ReadFile(filepath.Join("testdata", "cmyk.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	twin, err := os.ReadFile(filepath.Join("testdata", "cmyk-rgb-twin.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmyk := fixture(t, "cmyk.jpg")
+	twin := fixture(t, "cmyk-rgb-twin.jpg")
 	info, err := proc.Probe(cmyk)
 	if err != nil || info.Bands != 4 {
 		t.Fatalf("Probe = %+v, %v; want a 4-band JPEG", info, err)
@@ -269,10 +273,7 @@ func TestCMYKSource(t *testing.T) {
 // none (sharp's build, the default) — never accepted by Probe and then
 // failed by the decode.
 func TestHEICAnswersAtProbe(t *testing.T) {
-	heic, err := os.ReadFile(filepath.Join("testdata", "photo.heic"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	heic := fixture(t, "photo.heic")
 	info, err := proc.Probe(heic)
 	if err != nil {
 		if decodesHEVC() {

@@ -17,6 +17,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -132,6 +133,16 @@ func WhiteAlphaNoisePNG(w, h int) []byte {
 		}
 	}
 	return encodePNG((*image.NRGBA)(img))
+}
+
+// TempPNG writes img as a PNG named name under the temporary directory and
+// returns its path: the input of the encoders testdata's generators run.
+func TempPNG(name string, img image.Image) string {
+	path := filepath.Join(os.TempDir(), name+".png")
+	if err := os.WriteFile(path, encodePNG(img), 0o644); err != nil {
+		panic(err)
+	}
+	return path
 }
 
 // encodePNG is img as a PNG (the standard library's encoder, which cannot

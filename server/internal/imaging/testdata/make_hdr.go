@@ -13,9 +13,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/png"
 	"math"
-	"os"
 	"os/exec"
 	"path/filepath"
 
@@ -60,15 +58,7 @@ func p3() image.Image {
 }
 
 func write(name string, img image.Image, cicp, depth string) {
-	tmp := filepath.Join(os.TempDir(), name+".png")
-	f, err := os.Create(tmp)
-	if err != nil {
-		panic(err)
-	}
-	if err := png.Encode(f, img); err != nil {
-		panic(err)
-	}
-	f.Close()
+	tmp := testimages.TempPNG(name, img)
 	dst := filepath.Join("server", "internal", "imaging", "testdata", name+".avif")
 	cmd := exec.Command("avifenc", "-d", depth, "-y", "444", "--cicp", cicp, "-s", "6", "--min", "0", "--max", "8", tmp, dst)
 	if msg, err := cmd.CombinedOutput(); err != nil {

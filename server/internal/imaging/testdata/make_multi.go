@@ -18,10 +18,10 @@ import (
 	"image"
 	"image/color"
 	"image/draw"
-	"image/png"
-	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/imgedge/imgedge/server/internal/testimages"
 )
 
 var (
@@ -31,22 +31,11 @@ var (
 	white = color.RGBA{255, 255, 255, 255}
 )
 
-// flat writes a w×h PNG of colour c to a temporary file and returns its path.
+// flat is a w×h image of colour c, written as a PNG for the encoders.
 func flat(name string, w, h int, c color.RGBA) string {
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	draw.Draw(img, img.Bounds(), &image.Uniform{c}, image.Point{}, draw.Src)
-	path := filepath.Join(os.TempDir(), name+".png")
-	f, err := os.Create(path)
-	if err != nil {
-		panic(err)
-	}
-	if err := png.Encode(f, img); err != nil {
-		panic(err)
-	}
-	if err := f.Close(); err != nil {
-		panic(err)
-	}
-	return path
+	return testimages.TempPNG(name, img)
 }
 
 func run(tool string, args ...string) {
