@@ -53,6 +53,19 @@ func (c Class) accepts(f Format) bool {
 	return true
 }
 
+// Fallbacks lists the classes whose viewers decode part of what c's do,
+// most first: where the format negotiated for c cannot be made, what a
+// viewer of one of them gets answers c's viewer too.
+func (c Class) Fallbacks() []Class {
+	switch c {
+	case ClassAVIF:
+		return []Class{ClassWebP, ClassJPEG}
+	case ClassWebP:
+		return []Class{ClassJPEG}
+	}
+	return nil
+}
+
 // Negotiation decides which concrete format "auto" becomes for a viewer.
 type Negotiation struct {
 	AVIF     bool   // offer AVIF to viewers that accept image/avif

@@ -95,6 +95,29 @@ func TestForTranslucent(t *testing.T) {
 	}
 }
 
+// TestClassFallbacks: each fallback class's viewers decode only formats
+// the class's own viewers decode.
+func TestClassFallbacks(t *testing.T) {
+	for _, c := range []Class{ClassUnspecified, ClassJPEG, ClassWebP, ClassAVIF} {
+		for _, lower := range c.Fallbacks() {
+			if lower >= c {
+				t.Errorf("%s falls back to %s", c, lower)
+			}
+			for _, f := range []Format{FormatJPEG, FormatWebP, FormatAVIF, FormatPNG} {
+				if lower.accepts(f) && !c.accepts(f) {
+					t.Errorf("%s falls back to %s, which decodes %s", c, lower, f)
+				}
+			}
+		}
+	}
+	if got := ClassAVIF.Fallbacks(); len(got) != 2 || got[0] != ClassWebP || got[1] != ClassJPEG {
+		t.Errorf("AVIF falls back to %v, want WebP, then JPEG", got)
+	}
+	if len(ClassJPEG.Fallbacks()) != 0 || len(ClassUnspecified.Fallbacks()) != 0 {
+		t.Error("a JPEG-only viewer has fallbacks")
+	}
+}
+
 func TestNegotiationDisabledFormats(t *testing.T) {
 	n := Negotiation{AVIF: false, WebP: true}
 	if got := n.Choose(ClassAVIF); got != FormatWebP {

@@ -96,7 +96,11 @@ const (
 	// Negotiate from the viewer's Accept header: AVIF, then WebP, then JPEG,
 	// each only when enabled in the server's configuration. Where that is
 	// JPEG, a translucent image is PNG instead (not flattened onto white). A
-	// GIF (by its key) skips AVIF, which keeps no animation.
+	// GIF (by its key) skips AVIF, which keeps no animation. Where the
+	// negotiated format cannot be made (an AVIF past its format's size or the
+	// server's memory budget) or its variant does not beat the original, the
+	// next format the viewer accepts answers: the very variant, at the very
+	// key, a viewer of that format gets.
 	Format_FORMAT_AUTO Format = 1
 	// Baseline or progressive JPEG. Transparency is flattened onto white.
 	Format_FORMAT_JPEG Format = 2

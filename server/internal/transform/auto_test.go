@@ -572,3 +572,55 @@ func TestTargetsFallBackPerFormat(t *testing.T) {
 		}
 	}
 }
+
+// avifViewer asks for s as a viewer of AVIF (and WebP) does.
+func avifViewer(s variant.Spec) Request {
+	return Request{Variant: variant.Request{Override: s, Viewer: variant.ClassAVIF}}
+}
+
+// withAVIF is testConfig with AVIF negotiated too.
+func withAVIF() Config {
+	cfg := testConfig()
+	cfg.Defaults.Negotiation.AVIF = true
+	cfg.Defaults.Quality = map[variant.Format]int{variant.FormatJPEG: 80, variant.FormatWebP: 75, variant.FormatAVIF: 50}
+	return cfg
+}
+
+// TestNegotiatedFormatFallsBack: a negotiated format the service cannot
+// make (past its format's size, or its work past the whole pixel budget)
+// is answered in the next format negotiation offers the viewer, before
+// anything is decoded: what a viewer of that format gets (for a translucent
+// image and a JPEG-only viewer, a PNG). A format asked for by name is
+// refused.
+func TestNegotiatedFormatFallsBack(t *testing.T) {
+	src := make([]byte, 10000)
+	// fakeProcessor: 4000×3000; the budget holds 2 bytes a pixel, not 3.
+	limits := workpool.Limits{Workers: 1, Queue: 1, PixelBytes: 30_000_000}
+	avif, webp, jpeg := variant.FormatAVIF, variant.FormatWebP, variant.FormatJPEG
+	auto := variant.Spec{Width: 720, Format: variant.FormatAuto}
+	for _, tc := range []struct {
+		name        string
+		req         Request
+		perPixel    map[variant.Format]int64
+		tooLarge    map[variant.Format]bool
+		translucent bool
+		want        variant.Format // 0: refused
+		refusal     error
+	}{
+		{"AVIF affordable", avifViewer(auto), map[variant.Format]int64{avif: 2}, nil, false, avif, nil},
+		{"AVIF over the budget: WebP", avifViewer(auto), map[variant.Format]int64{avif: 3, webp: 2, jpeg: 2}, nil, false, webp, nil},
+		{"AVIF and WebP over: JPEG", avifViewer(auto), map[variant.Format]int64{avif: 3, webp: 3, jpeg: 2}, nil, false, jpeg, nil},
+		{"AVIF past its size: WebP", avifViewer(auto), map[variant.Format]int64{avif: 2, webp: 2}, map[variant.Format]bool{avif: true}, false, webp, nil},
+		{"auto quality, WebP viewer, WebP past its size: JPEG", webpViewer(variant.Spec{Format: variant.FormatAuto, AutoQuality: true}), map[variant.Format]int64{webp: 2, jpeg: 2}, map[variant.Format]bool{webp: true}, false, jpeg, nil},
+		{"translucent: the PNG a JPEG-only viewer gets", avifViewer(auto), map[variant.Format]int64{avif: 3, webp: 3, jpeg: 2}, nil, true, variant.FormatPNG, nil},
+		{"none affordable: AVIF's refusal", avifViewer(auto), map[variant.Format]int64{avif: 3, webp: 3, jpeg: 3}, nil, false, 0, ErrTooLarge},
+		{"none storable: AVIF's refusal", avifViewer(auto), nil, map[variant.Format]bool{avif: true, webp: true, jpeg: true}, false, 0, ErrTooLargeForFormat},
+		{"AVIF by name", avifViewer(variant.Spec{Width: 720, Format: avif}), map[variant.Format]int64{avif: 3, webp: 2, jpeg: 2}, nil, false, 0, ErrTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proc := &fakeProcessor{ratio: 0.5, perPixel: tc.perPixel, tooLargeFor: tc.tooLarge, translucent: tc.translucent}
+			svc := newServiceWith(t, withAVIF(), newMemStore(), proc, limits)
+			wantChoice(t, svc, proc, src, tc.req, tc.want, tc.refusal)
+		})
+	}
+}

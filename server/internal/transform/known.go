@@ -42,7 +42,7 @@ type knownAnswers struct {
 type knownAnswer struct {
 	sourceETag string  // the original's ETag the answer was found for
 	outcome    Outcome // AlreadyExisted, OriginalIsSmaller or OriginalKept
-	cand       int     // the answering candidate (the first for a marker)
+	cand       int     // the answering variant in servable(cands) (the first for a marker)
 	spec       variant.Spec
 	size       int64
 	etag       string
@@ -101,7 +101,7 @@ func (k *knownAnswers) remember(id string, cands []candidate, sourceETag string,
 		size: res.Size, etag: res.ETag, width: res.Width, height: res.Height, score: res.Score,
 		expires: k.now().Add(k.ttl),
 	}
-	for i, c := range cands {
+	for i, c := range servable(cands) {
 		if c.key == res.VariantKey {
 			a.cand = i
 			break
@@ -147,7 +147,7 @@ func (k *knownAnswers) forget(id string) {
 // answer is the remembered answer to the lookup of cands, with what the
 // fresh HEAD of the original says about it.
 func (a knownAnswer) answer(orig store.ObjectInfo, cands []candidate) EnsureResult {
-	c := cands[a.cand]
+	c := servable(cands)[a.cand]
 	if a.outcome != AlreadyExisted {
 		return originalResult(a.outcome, orig, c.key, c.spec)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"golang.org/x/sync/singleflight"
@@ -165,6 +166,10 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 	marker, err := s.store.Head(ctx, bucket, cands[0].key+markerSuffix)
 	switch {
 	case err == nil && marker.Metadata[MetaSourceETag] == orig.ETag && s.decidedNow(marker):
+		if by := marker.Metadata[MetaServedBy]; by != "" {
+			res, done, err := s.servedBy(ctx, bucket, orig, cands, by)
+			return res, done, stale, err
+		}
 		return originalResult(keptReason(marker.Metadata[MetaKept]).outcome(), orig, cands[0].key, cands[0].spec), true, nil, nil
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return EnsureResult{}, false, nil, fmt.Errorf("marker: %w", err)
@@ -172,11 +177,44 @@ func (s *Service) lookup(ctx context.Context, bucket, key string, cands []candid
 	return EnsureResult{OriginalSize: orig.Size}, false, stale, nil
 }
 
-// decidedNow says whether a keep-original marker still holds under the
-// rules in force: "no variant is smaller" always does (it is decided again
-// when the original changes); a kept reason only under keptRules.
+// decidedNow says whether a marker still holds under the rules in force:
+// "no variant is smaller" always does (it is decided again when the
+// original changes); a kept reason only under keptRules; a decision made
+// on fallbacks (served by one, or beaten by none) only under fallbackRules.
 func (s *Service) decidedNow(marker store.ObjectInfo) bool {
-	return marker.Metadata[MetaKept] == "" || marker.Metadata[MetaKeptRules] == s.keptRules()
+	switch rules := marker.Metadata[MetaKeptRules]; {
+	case marker.Metadata[MetaKept] != "":
+		return rules == s.keptRules()
+	case rules != "":
+		return rules == s.fallbackRules()
+	}
+	return true
+}
+
+// servedBy answers for cands, whose first the service could not make,
+// with the variant its marker names (key), when that is still one of the
+// first's fallbacks and stored fresh for orig, chosen among the same
+// candidates; otherwise the lookup is not done, and the build decides
+// again.
+func (s *Service) servedBy(ctx context.Context, bucket string, orig store.ObjectInfo, cands []candidate, key string) (EnsureResult, bool, error) {
+	notDone := EnsureResult{OriginalSize: orig.Size}
+	for _, group := range cands[0].fallbacks {
+		i := slices.IndexFunc(group, func(c candidate) bool { return c.key == key })
+		if i < 0 {
+			continue
+		}
+		v, err := s.store.Head(ctx, bucket, key)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return notDone, false, nil
+		case err != nil:
+			return EnsureResult{}, false, fmt.Errorf("variant standing in: %w", err)
+		case v.Metadata[MetaSourceETag] != orig.ETag || v.Metadata[MetaBestOf] != bestOf(group):
+			return notDone, false, nil
+		}
+		return variantResult(AlreadyExisted, orig, v, key, group[i].spec), true, nil
+	}
+	return notDone, false, nil
 }
 
 func variantResult(o Outcome, orig, v store.ObjectInfo, vkey string, spec variant.Spec) EnsureResult {

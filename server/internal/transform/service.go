@@ -35,6 +35,7 @@ const (
 	MetaBestOf     = "best-of"      // on "best" variants: the formats compared, e.g. "avif,webp,jpeg"
 	MetaKept       = "kept"         // on markers of an original no variant stands for: why ("animated")
 	MetaKeptRules  = "kept-rules"   // on those markers: the rules that decided it (Service.keptRules)
+	MetaServedBy   = "served-by"    // on markers of a variant the service cannot make: the key of the one that stands for it
 )
 
 // keptRulesGeneration is the generation of the rules that keep an original
@@ -53,8 +54,16 @@ func (s *Service) keptRules() string {
 	return keptRulesGeneration + "/" + strconv.FormatInt(s.cfg.Limits.MaxSourcePixels, 10)
 }
 
-// markerSuffix names the object that remembers "the original is smaller":
-// it sits beside the variant's key and never ends in an image extension.
+// fallbackRules are the rules a served-by marker is decided under: the
+// kept rules and the pixel memory a job may hold, so that a negotiated
+// AVIF the budget could not afford is made once an operator raises it.
+func (s *Service) fallbackRules() string {
+	return s.keptRules() + "/" + strconv.FormatInt(s.pool.PixelBudget(), 10)
+}
+
+// markerSuffix names the object that remembers "the original is smaller"
+// (or which variant stands for one the service cannot make): it sits
+// beside the variant's key and never ends in an image extension.
 const markerSuffix = ".keep-original"
 
 // Service implements EnsureVariant and Transform.
@@ -135,6 +144,34 @@ type candidate struct {
 	spec           variant.Spec
 	key            string
 	forTranslucent bool
+	// fallbacks, on a negotiated format's first candidate: what answers
+	// in its place when the service cannot make it (an AVIF past its
+	// format's size or the memory budget), in order: the candidates a
+	// viewer that decodes less gets, with their keys (choices.fallbacks).
+	fallbacks [][]candidate
+}
+
+// servable is every variant that may answer for cands: the candidates,
+// then the first's fallbacks'.
+func servable(cands []candidate) []candidate {
+	if len(cands[0].fallbacks) == 0 {
+		return cands
+	}
+	return slices.Concat(append([][]candidate{cands}, cands[0].fallbacks...)...)
+}
+
+// answering finds the candidate in format f, among cands and then the
+// first's fallbacks, with the candidates it was chosen among (cands, or
+// a fallback's), and whether it is a fallback.
+func answering(cands []candidate, f variant.Format) (c candidate, among []candidate, fallback bool) {
+	for i, group := range append([][]candidate{cands}, cands[0].fallbacks...) {
+		for _, c := range group {
+			if c.spec.Format == f {
+				return c, group, i > 0
+			}
+		}
+	}
+	return cands[0], cands, false
 }
 
 // bestOf names the formats a choice was made among ("" for one candidate):
@@ -165,14 +202,32 @@ func (s *Service) candidates(source string, r variant.Request) ([]candidate, err
 	if err != nil {
 		return nil, err
 	}
+	out, err := s.keyed(source, ch)
+	if err != nil {
+		return nil, err
+	}
+	for _, fb := range ch.fallbacks {
+		group, err := s.keyed(source, fb)
+		if err != nil {
+			return nil, err
+		}
+		out[0].fallbacks = append(out[0].fallbacks, group)
+	}
+	return out, nil
+}
+
+// keyed is the candidates of ch's specs, and of its forTranslucent, with
+// their keys for source.
+func (s *Service) keyed(source string, ch choices) ([]candidate, error) {
 	add := func(out []candidate, spec variant.Spec, forTranslucent bool) ([]candidate, error) {
 		key := variant.Key(s.cfg.Prefix, source, spec)
 		if err := variant.ValidateKey(key); err != nil {
 			return nil, fmt.Errorf("variant key for %q: %w", source, err)
 		}
-		return append(out, candidate{spec, key, forTranslucent}), nil
+		return append(out, candidate{spec: spec, key: key, forTranslucent: forTranslucent}), nil
 	}
 	var out []candidate
+	var err error
 	for _, spec := range ch.specs {
 		if out, err = add(out, spec, false); err != nil {
 			return nil, err
@@ -291,13 +346,32 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 		return EnsureResult{}, err
 	}
 	out, chosen, err := s.work(ctx, ticket, data, choicesOf(cands), true)
+	// A negotiated format whose variant does not beat the original gives
+	// way to its fallbacks, in order; where none does, the original is
+	// served.
+	for err == nil && s.originalIsSmaller(out, orig) {
+		next := fallbacksAfter(cands, chosen.Format)
+		if len(next) == 0 {
+			break
+		}
+		next[0].fallbacks = next[1:]
+		o, spec, err := s.work(ctx, ticket, data, next[0], true)
+		if err != nil {
+			break // the answer so far stands: the original
+		}
+		out, chosen = o, spec
+	}
 	storeCtx, cancel := step()
 	defer cancel()
 	if why, keep := keptBecause(err); keep {
 		if dryRun {
 			return originalResult(why.outcome(), orig, cands[0].key, cands[0].spec), nil
 		}
-		res, err := s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, 0, why)
+		rules := ""
+		if why != "" {
+			rules = s.keptRules()
+		}
+		res, err := s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, 0, why, rules)
 		if err == nil {
 			s.known.remember(lookupID(bucket, key, cands), cands, orig.ETag, res)
 		}
@@ -308,13 +382,8 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 		s.known.rememberFailure(lookupID(bucket, key, cands), orig.ETag, err)
 		return EnsureResult{}, err
 	}
-	c := cands[0]
-	for _, cand := range cands {
-		if cand.spec.Format == chosen.Format {
-			c = cand
-		}
-	}
-	smaller := float64(len(out.Data)) > float64(orig.Size)*(1-s.cfg.MinSaving)
+	c, among, fallback := answering(cands, chosen.Format)
+	smaller := s.originalIsSmaller(out, orig)
 	if dryRun {
 		if smaller {
 			return originalResult(OriginalIsSmaller, orig, c.key, chosen), nil
@@ -323,9 +392,16 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 		return variantResult(Created, orig, info, c.key, chosen), nil
 	}
 	storeCtx, end = s.stage(storeCtx, "store")
-	if smaller {
-		res, err = s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, len(out.Data), "")
-	} else {
+	switch {
+	case smaller:
+		rules := "" // decided again only when the original changes
+		if fallback {
+			rules = s.fallbackRules() // and when the budget might afford the format asked for
+		}
+		res, err = s.keepOriginal(storeCtx, bucket, cands[0].key, orig, cands[0].spec, len(out.Data), "", rules)
+	case fallback:
+		res, err = s.standIn(storeCtx, bucket, key, cands[0].key, c, among, orig, chosen, out)
+	default:
 		res, err = s.storeVariant(storeCtx, variantWrite{
 			bucket: bucket, key: key, variantKey: c.key, staleETag: stale[c.key],
 			orig: orig, spec: chosen, out: out, cands: cands,
@@ -338,6 +414,29 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 	return res, err
 }
 
+// originalIsSmaller says whether out fails to beat the original by the
+// configured margin: the original is then served.
+func (s *Service) originalIsSmaller(out Output, orig store.ObjectInfo) bool {
+	return float64(len(out.Data)) > float64(orig.Size)*(1-s.cfg.MinSaving)
+}
+
+// fallbacksAfter is the choices of cands' fallbacks after the candidates
+// that hold format f (cands themselves, or a fallback's).
+func fallbacksAfter(cands []candidate, f variant.Format) []choices {
+	groups := append([][]candidate{cands}, cands[0].fallbacks...)
+	i := slices.IndexFunc(groups, func(group []candidate) bool {
+		return slices.ContainsFunc(group, func(c candidate) bool { return c.spec.Format == f })
+	})
+	if i < 0 {
+		return nil
+	}
+	var rest []choices
+	for _, group := range groups[i+1:] {
+		rest = append(rest, choicesOf(group))
+	}
+	return rest
+}
+
 // choicesOf gives back the choices candidates were made from.
 func choicesOf(cands []candidate) choices {
 	var ch choices
@@ -347,6 +446,9 @@ func choicesOf(cands []candidate) choices {
 		} else {
 			ch.specs = append(ch.specs, c.spec)
 		}
+	}
+	for _, group := range cands[0].fallbacks {
+		ch.fallbacks = append(ch.fallbacks, choicesOf(group))
 	}
 	return ch
 }
@@ -381,16 +483,15 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 			return Output{}, variant.Spec{}, err
 		}
 	}
-	if ch.specs, err = s.storable(info, ch.specs); err != nil {
-		return Output{}, variant.Spec{}, err
-	}
 	if !info.Alpha {
 		ch.forTranslucent = nil // nothing to decide: the image is opaque
 	}
+	var need int64
+	if ch, need, err = s.makeable(ticket, info, ch); err != nil {
+		return Output{}, variant.Spec{}, err
+	}
 	waitCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
 	defer cancel()
-	var need int64
-	ch.specs, need = s.affordable(ticket, info, ch)
 	if err := ticket.HoldPixels(waitCtx, need); err != nil {
 		if errors.Is(err, workpool.ErrTooBig) {
 			return Output{}, variant.Spec{}, fmt.Errorf("%w: decoding %d×%d pixels needs about %d MiB, the memory budget is smaller: %w", ErrTooLarge, info.Width, info.Height, need>>20, err)
@@ -406,6 +507,43 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 	workCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
 	defer cancel()
 	return s.process(workCtx, data, info, ch)
+}
+
+// makeable narrows ch to the specs the service can make of the image, and
+// says what their work holds at most (see storable and affordable). When a
+// negotiated format can make none (an AVIF past its format's size, or
+// whose work is past the memory budget), the first of its fallbacks that
+// can stands in for it: what a viewer that decodes less gets (a PNG, for a
+// translucent image, where that is a JPEG). Without one, the format's own
+// refusal stands.
+func (s *Service) makeable(ticket *workpool.Ticket, info ImageInfo, ch choices) (choices, int64, error) {
+	specs, err := s.storable(info, ch.specs)
+	var need int64
+	if err == nil {
+		specs, need = s.affordable(ticket, info, choices{specs: specs, forTranslucent: ch.forTranslucent})
+		if ticket.Affords(need) {
+			ch.specs = specs
+			return ch, need, nil
+		}
+	}
+	for _, fb := range ch.fallbacks {
+		if !info.Alpha {
+			fb.forTranslucent = nil
+		}
+		kept, serr := s.storable(info, fb.specs)
+		if serr != nil {
+			continue
+		}
+		if kept, n := s.affordable(ticket, info, choices{specs: kept, forTranslucent: fb.forTranslucent}); ticket.Affords(n) {
+			fb.specs = kept
+			return fb, n, nil
+		}
+	}
+	if err != nil {
+		return choices{}, 0, err
+	}
+	ch.specs = specs
+	return ch, need, nil // past the budget: HoldPixels refuses it
 }
 
 // affordable keeps the specs whose work fits the whole pixel budget, when
@@ -549,6 +687,37 @@ func (s *Service) storeVariant(ctx context.Context, w variantWrite) (EnsureResul
 	return variantResult(Created, w.orig, info, w.variantKey, w.spec), nil
 }
 
+// standIn stores c, the fallback that stands for the variant at vkey which
+// the service cannot make, as a viewer of c's format gets it (chosen
+// among the same candidates, at its own key), unless a fresh one is there
+// already; then the marker beside vkey that sends later lookups to it.
+func (s *Service) standIn(ctx context.Context, bucket, key, vkey string, c candidate, among []candidate, orig store.ObjectInfo, spec variant.Spec, out Output) (EnsureResult, error) {
+	res, done, stale, err := s.lookup(ctx, bucket, key, among)
+	if err != nil {
+		return EnsureResult{}, err
+	}
+	if !done {
+		res, err = s.storeVariant(ctx, variantWrite{
+			bucket: bucket, key: key, variantKey: c.key, staleETag: stale[c.key],
+			orig: orig, spec: spec, out: out, cands: among,
+		})
+		if err != nil {
+			return EnsureResult{}, err
+		}
+	}
+	if res.Key == orig.Key {
+		return res, nil // the fallback's own marker: its original is served
+	}
+	_, err = s.store.Put(ctx, bucket, vkey+markerSuffix, nil, store.PutOptions{
+		ContentType: "application/octet-stream",
+		Metadata:    map[string]string{MetaSourceETag: orig.ETag, MetaServedBy: res.Key, MetaKeptRules: s.fallbackRules()},
+	})
+	if err != nil {
+		return EnsureResult{}, fmt.Errorf("storing the served-by marker: %w", err)
+	}
+	return res, nil
+}
+
 // keptReason says why an original is served rather than a variant: ""
 // when no variant is smaller by the configured margin (or could be),
 // "animated" when no variant can stand for it.
@@ -577,15 +746,19 @@ func keptBecause(err error) (keptReason, bool) {
 // (for a viewer of no format that keeps the frames).
 var errAnimated = errors.New("the original is animated, and a variant would be its first frame alone")
 
-// keepOriginal remembers that the original is the answer, and why.
-func (s *Service) keepOriginal(ctx context.Context, bucket, vkey string, orig store.ObjectInfo, spec variant.Spec, variantSize int, why keptReason) (EnsureResult, error) {
+// keepOriginal remembers that the original is the answer, why, and under
+// which rules it was decided ("": it holds until the original changes; see
+// decidedNow).
+func (s *Service) keepOriginal(ctx context.Context, bucket, vkey string, orig store.ObjectInfo, spec variant.Spec, variantSize int, why keptReason, rules string) (EnsureResult, error) {
 	meta := map[string]string{
 		MetaSourceETag: orig.ETag,
 		MetaVariant:    strconv.Itoa(variantSize),
 	}
 	if why != "" {
 		meta[MetaKept] = string(why)
-		meta[MetaKeptRules] = s.keptRules()
+	}
+	if rules != "" {
+		meta[MetaKeptRules] = rules
 	}
 	_, err := s.store.Put(ctx, bucket, vkey+markerSuffix, nil, store.PutOptions{
 		ContentType: "application/octet-stream",

@@ -144,7 +144,9 @@ type fakeProcessor struct {
 	// perPixel is what work in a format holds for each source pixel
 	// (Footprint; 3 bytes where unset).
 	perPixel map[variant.Format]int64
-	prepares atomic.Int64
+	// formatRatio scales ratio for Process in a format (1 where unset).
+	formatRatio map[variant.Format]float64
+	prepares    atomic.Int64
 	// trialDelay is how long each search trial takes.
 	trialDelay time.Duration
 	trials     trialCount
@@ -191,7 +193,7 @@ func (f *fakeProcessor) Process(data []byte, op Operation) (Output, error) {
 		f.started <- struct{}{}
 	}
 	time.Sleep(f.delay)
-	return Output{Data: make([]byte, int(float64(len(data))*f.ratio)), Width: 720, Height: 540}, nil
+	return Output{Data: make([]byte, int(float64(len(data))*f.ratio*cmp.Or(f.formatRatio[op.Spec.Format], 1))), Width: 720, Height: 540}, nil
 }
 
 // Footprint is a fixed amount per pixel, by format (perPixel).
@@ -942,5 +944,162 @@ func TestConcurrentHitsShareOneLookup(t *testing.T) {
 	}
 	if _, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", req); err != nil || mem.heads.Load() != n+2 {
 		t.Errorf("a later call: %v, %d HEADs, want its own 2", err, mem.heads.Load()-n)
+	}
+}
+
+// TestStandInForANegotiatedFormat: EnsureVariant for an AVIF viewer whose
+// AVIF the budget cannot afford stores the WebP a WebP viewer gets, at its
+// key, and a marker beside the AVIF's key that sends later lookups there:
+// neither viewer builds again (with nothing remembered between calls).
+// Replacing the original, or deleting the WebP, makes it anew; a budget
+// that affords the AVIF (rules other than the marker's) makes the AVIF.
+func TestStandInForANegotiatedFormat(t *testing.T) {
+	st := newMemStore()
+	st.set("a.jpg", make([]byte, 1000))
+	st.set("b.jpg", make([]byte, 1000))
+	cfg := withAVIF()
+	cfg.KnownVariantTTL = 0
+	// fakeProcessor: 4000×3000; the budget holds 2 bytes a pixel, not 3.
+	proc := &fakeProcessor{ratio: 0.5, perPixel: map[variant.Format]int64{variant.FormatAVIF: 3, variant.FormatWebP: 2}}
+	svc := newServiceWith(t, cfg, st, proc, workpool.Limits{Workers: 1, Queue: 1, PixelBytes: 30_000_000})
+	ctx := context.Background()
+	webpKey := func(src string) string { return "ProcessedImages/w480_q75/" + src + ".webp" }
+	avifKey := func(src string) string { return "ProcessedImages/w480_q50/" + src + ".avif" }
+	want := func(name string, svc *Service, src string, c variant.Class, outcome Outcome, key string, runs int64) {
+		t.Helper()
+		res, err := svc.EnsureVariant(ctx, "bkt", src, Request{Variant: variant.Request{Preset: "small", Viewer: c}})
+		if err != nil || res.Outcome != outcome || res.Key != key || res.VariantKey != key {
+			t.Fatalf("%s: %+v, %v; want %v at %q", name, res, err, outcome, key)
+		}
+		if f := res.Spec.Format; !strings.HasSuffix(key, "."+f.String()) || res.ContentType != f.ContentType() {
+			t.Errorf("%s: answered as %v (%s)", name, f, res.ContentType)
+		}
+		if n := proc.runs.Load(); n != runs {
+			t.Errorf("%s: %d transforms in all, want %d", name, n, runs)
+		}
+	}
+	want("AVIF viewer", svc, "a.jpg", variant.ClassAVIF, Created, webpKey("a.jpg"), 1)
+	marker, err := st.Head(ctx, "bkt", avifKey("a.jpg")+markerSuffix)
+	if err != nil || marker.Metadata[MetaServedBy] != webpKey("a.jpg") {
+		t.Fatalf("marker beside the AVIF's key: %+v, %v", marker, err)
+	}
+	if _, err := st.Head(ctx, "bkt", avifKey("a.jpg")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("something stored at the AVIF's key: %v", err)
+	}
+	want("AVIF viewer again", svc, "a.jpg", variant.ClassAVIF, AlreadyExisted, webpKey("a.jpg"), 1)
+	want("WebP viewer", svc, "a.jpg", variant.ClassWebP, AlreadyExisted, webpKey("a.jpg"), 1)
+
+	st.set("a.jpg", make([]byte, 1200)) // replaced
+	want("AVIF viewer, new original", svc, "a.jpg", variant.ClassAVIF, Created, webpKey("a.jpg"), 2)
+	want("WebP viewer, new original", svc, "a.jpg", variant.ClassWebP, AlreadyExisted, webpKey("a.jpg"), 2)
+	if v, _ := st.Head(ctx, "bkt", webpKey("a.jpg")); v.Size != 600 {
+		t.Errorf("the WebP is %d bytes, want the new original's 600", v.Size)
+	}
+	st.remove(webpKey("a.jpg")) // deleted behind the service's back
+	want("AVIF viewer, WebP deleted", svc, "a.jpg", variant.ClassAVIF, Created, webpKey("a.jpg"), 3)
+
+	// The WebP viewer first: the AVIF viewer's build finds its WebP.
+	want("WebP viewer first", svc, "b.jpg", variant.ClassWebP, Created, webpKey("b.jpg"), 4)
+	want("then an AVIF viewer", svc, "b.jpg", variant.ClassAVIF, AlreadyExisted, webpKey("b.jpg"), 5)
+	want("then an AVIF viewer again", svc, "b.jpg", variant.ClassAVIF, AlreadyExisted, webpKey("b.jpg"), 5)
+
+	roomier := newServiceWith(t, cfg, st, proc, workpool.Limits{Workers: 1, Queue: 1})
+	want("AVIF viewer, a budget that affords AVIF", roomier, "a.jpg", variant.ClassAVIF, Created, avifKey("a.jpg"), 6)
+	want("AVIF viewer, AVIF stored", svc, "a.jpg", variant.ClassAVIF, AlreadyExisted, avifKey("a.jpg"), 6)
+}
+
+// TestStandInIsRemembered: the answer a stand-in gives is remembered like
+// any other, so a hot AVIF viewer's call HEADs the original alone.
+func TestStandInIsRemembered(t *testing.T) {
+	st := newMemStore()
+	st.set("a.jpg", make([]byte, 1000))
+	cfg := withAVIF()
+	cfg.KnownVariantTTL = time.Minute
+	proc := &fakeProcessor{ratio: 0.5, perPixel: map[variant.Format]int64{variant.FormatAVIF: 3, variant.FormatWebP: 2}}
+	svc := newServiceWith(t, cfg, st, proc, workpool.Limits{Workers: 1, Queue: 1, PixelBytes: 30_000_000})
+	req := Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassAVIF}}
+	first, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", req)
+	if err != nil || first.Outcome != Created {
+		t.Fatalf("first: %+v, %v", first, err)
+	}
+	heads := st.heads.Load()
+	res, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", req)
+	if err != nil || res.Outcome != AlreadyExisted || res.Key != first.Key || res.Spec != first.Spec || res.Size != first.Size {
+		t.Fatalf("hot: %+v, %v; want %+v", res, err, first)
+	}
+	if n := st.heads.Load() - heads; n != 1 {
+		t.Errorf("hot call: %d HEADs, want the original's alone", n)
+	}
+}
+
+// TestStandInMustBeatTheOriginal: a fallback whose variant does not beat
+// the original gives way to the next (the JPEG a JPEG-only viewer gets,
+// which then finds it);
+// where none does, the original is served, decided under the budget's
+// rules, so that a budget that affords the AVIF decides again.
+func TestStandInMustBeatTheOriginal(t *testing.T) {
+	avifOver := map[variant.Format]int64{variant.FormatAVIF: 3, variant.FormatWebP: 2, variant.FormatJPEG: 2}
+	const avifKey = "ProcessedImages/w480_q50/a.jpg.avif"
+	for _, tc := range []struct {
+		name        string
+		formatRatio map[variant.Format]float64
+		outcome     Outcome
+		key         string
+		runs        int64
+	}{
+		{"WebP not smaller: JPEG", map[variant.Format]float64{variant.FormatWebP: 2}, Created, "ProcessedImages/w480_q80/a.jpg.jpg", 2},
+		{"neither smaller: the original", map[variant.Format]float64{variant.FormatWebP: 2, variant.FormatJPEG: 2}, OriginalIsSmaller, "a.jpg", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newMemStore()
+			st.set("a.jpg", make([]byte, 1000))
+			cfg := withAVIF()
+			proc := &fakeProcessor{ratio: 0.5, perPixel: avifOver, formatRatio: tc.formatRatio}
+			svc := newServiceWith(t, cfg, st, proc, workpool.Limits{Workers: 1, Queue: 1, PixelBytes: 30_000_000})
+			req := Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassAVIF}}
+			for range 2 {
+				res, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", req)
+				if err != nil || res.Outcome != tc.outcome && res.Outcome != AlreadyExisted || res.Key != tc.key {
+					t.Fatalf("%+v, %v; want %v at %q", res, err, tc.outcome, tc.key)
+				}
+			}
+			if n := proc.runs.Load(); n != tc.runs {
+				t.Errorf("%d transforms, want %d", n, tc.runs)
+			}
+			// The JPEG standing in is the one a JPEG-only viewer gets.
+			jpegViewer := Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassJPEG}}
+			if res, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", jpegViewer); tc.outcome == Created && (err != nil || res.Outcome != AlreadyExisted || res.Key != tc.key) {
+				t.Errorf("JPEG-only viewer: %+v, %v; want the JPEG at %q", res, err, tc.key)
+			}
+			marker, err := st.Head(context.Background(), "bkt", avifKey+markerSuffix)
+			if err != nil || marker.Metadata[MetaKeptRules] != svc.fallbackRules() {
+				t.Fatalf("marker beside the AVIF's key: %+v, %v; want it decided under %q", marker, err, svc.fallbackRules())
+			}
+			roomier := newServiceWith(t, cfg, st, proc, workpool.Limits{Workers: 1, Queue: 1})
+			res, err := roomier.EnsureVariant(context.Background(), "bkt", "a.jpg", req)
+			if err != nil || res.Outcome != Created || res.Key != avifKey {
+				t.Errorf("a budget that affords the AVIF: %+v, %v", res, err)
+			}
+		})
+	}
+}
+
+// TestNegotiatedFormatMustBeatTheOriginal: a negotiated format whose
+// variant does not beat the original gives way to the next format the
+// viewer accepts (a WebP viewer's to the JPEG); a format asked for by name
+// does not.
+func TestNegotiatedFormatMustBeatTheOriginal(t *testing.T) {
+	st := newMemStore()
+	st.set("a.jpg", make([]byte, 1000))
+	proc := &fakeProcessor{ratio: 0.5, formatRatio: map[variant.Format]float64{variant.FormatWebP: 2}}
+	svc := newTestService(t, st, proc, 1, 1)
+	ctx := context.Background()
+	res, err := svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{Variant: variant.Request{Preset: "small", Viewer: variant.ClassWebP}})
+	if err != nil || res.Outcome != Created || res.Key != "ProcessedImages/w480_q80/a.jpg.jpg" {
+		t.Fatalf("WebP viewer: %+v, %v; want the JPEG", res, err)
+	}
+	res, err = svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{Variant: variant.Request{Override: variant.Spec{Width: 480, Format: variant.FormatWebP}, Viewer: variant.ClassWebP}})
+	if err != nil || res.Outcome != OriginalIsSmaller || res.Key != "a.jpg" {
+		t.Fatalf("WebP by name: %+v, %v; want the original", res, err)
 	}
 }

@@ -217,11 +217,16 @@ type Request struct {
 // instead if the image turns out translucent (variant.Spec.ForTranslucent:
 // the PNG of a variant whose formats cannot keep alpha); and forAnimation,
 // when set, the specs an animated image gets where specs keep no frames
-// (Transform only: a stored variant's key names its format).
+// (Transform only: a stored variant's key names its format); and
+// fallbacks, for a negotiated format, what answers in its place when the
+// service cannot make it: the choices of each class of viewer that
+// decodes less (variant.Class.Fallbacks), in order, with formats of their
+// own.
 type choices struct {
 	specs          []variant.Spec
 	forTranslucent *variant.Spec
 	forAnimation   []variant.Spec
+	fallbacks      []choices
 }
 
 // resolve turns a requested variant into the validated, resolved choices
@@ -239,11 +244,28 @@ func (c *Config) resolve(r variant.Request) (choices, error) {
 	if err := spec.Validate(variant.Limits{MaxWidth: c.Limits.MaxWidth, MaxHeight: c.Limits.MaxHeight}); err != nil {
 		return choices{}, err
 	}
-	ch := choices{specs: spec.Resolve(r.Viewer, c.Defaults)}
-	if png, ok := spec.ForTranslucent(r.Viewer, c.Defaults); ok {
-		ch.forTranslucent = &png
+	ch := resolved(spec, r.Viewer, c.Defaults)
+	if spec.Format.Concrete() || spec.Format == variant.FormatBest {
+		return ch, nil // asked for by name, or compared by "best": no fallback
+	}
+	formats := []variant.Format{ch.specs[0].Format}
+	for _, lower := range r.Viewer.Fallbacks() {
+		fb := resolved(spec, lower, c.Defaults)
+		if f := fb.specs[0].Format; !slices.Contains(formats, f) {
+			formats = append(formats, f)
+			ch.fallbacks = append(ch.fallbacks, fb)
+		}
 	}
 	return ch, nil
+}
+
+// resolved is the choices that answer spec for a viewer of class c.
+func resolved(spec variant.Spec, c variant.Class, d variant.Defaults) choices {
+	ch := choices{specs: spec.Resolve(c, d)}
+	if png, ok := spec.ForTranslucent(c, d); ok {
+		ch.forTranslucent = &png
+	}
+	return ch
 }
 
 func (c *Config) presetNames() string {

@@ -136,6 +136,9 @@ func (t *Ticket) HoldPixels(ctx context.Context, n int64) error {
 // refuse them with ErrTooBig.
 func (t *Ticket) Affords(n int64) bool { return n <= t.p.limits.PixelBytes }
 
+// PixelBudget is the most pixel memory one job may hold (Limits.PixelBytes).
+func (p *Pool) PixelBudget() int64 { return p.limits.PixelBytes }
+
 // DropPixels gives back the pixels the job holds, once its decoding is done.
 func (t *Ticket) DropPixels() {
 	t.mu.Lock()
