@@ -198,7 +198,7 @@ func (s *Service) decidedNow(marker store.ObjectInfo) bool {
 // again.
 func (s *Service) servedBy(ctx context.Context, bucket string, orig store.ObjectInfo, cands []candidate, key string) (EnsureResult, bool, error) {
 	notDone := EnsureResult{OriginalSize: orig.Size}
-	for _, group := range cands[0].fallbacks {
+	for _, group := range cands[0].fallbackGroups() {
 		i := slices.IndexFunc(group, func(c candidate) bool { return c.key == key })
 		if i < 0 {
 			continue

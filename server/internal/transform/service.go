@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -144,27 +145,47 @@ type candidate struct {
 	spec           variant.Spec
 	key            string
 	forTranslucent bool
-	// fallbacks, on a negotiated format's first candidate: what answers
-	// in its place when the service cannot make it (an AVIF past its
-	// format's size or the memory budget), in order: the candidates a
-	// viewer that decodes less gets, with their keys (choices.fallbacks).
-	fallbacks [][]candidate
+	// fallbacks, on a negotiated format's first candidate, says what
+	// answers in its place when the service cannot make it (see
+	// fallbackGroups); nil for none.
+	fallbacks *fallbacks
+}
+
+// fallbacks are the candidates that answer for a negotiated format the
+// service cannot make (an AVIF past its format's size or the memory
+// budget), in order: those a viewer that decodes less gets, with their
+// keys (choices.fallbacks). They are made on first use: most calls are
+// hits that never need them.
+type fallbacks struct {
+	once   sync.Once
+	make   func() [][]candidate
+	groups [][]candidate
+}
+
+// fallbackGroups is c's fallbacks, made on the first call.
+func (c candidate) fallbackGroups() [][]candidate {
+	if c.fallbacks == nil {
+		return nil
+	}
+	c.fallbacks.once.Do(func() { c.fallbacks.groups = c.fallbacks.make() })
+	return c.fallbacks.groups
 }
 
 // servable is every variant that may answer for cands: the candidates,
 // then the first's fallbacks'.
 func servable(cands []candidate) []candidate {
-	if len(cands[0].fallbacks) == 0 {
+	groups := cands[0].fallbackGroups()
+	if len(groups) == 0 {
 		return cands
 	}
-	return slices.Concat(append([][]candidate{cands}, cands[0].fallbacks...)...)
+	return slices.Concat(append([][]candidate{cands}, groups...)...)
 }
 
 // answering finds the candidate in format f, among cands and then the
 // first's fallbacks, with the candidates it was chosen among (cands, or
 // a fallback's), and whether it is a fallback.
 func answering(cands []candidate, f variant.Format) (c candidate, among []candidate, fallback bool) {
-	for i, group := range append([][]candidate{cands}, cands[0].fallbacks...) {
+	for i, group := range append([][]candidate{cands}, cands[0].fallbackGroups()...) {
 		for _, c := range group {
 			if c.spec.Format == f {
 				return c, group, i > 0
@@ -203,16 +224,19 @@ func (s *Service) candidates(source string, r variant.Request) ([]candidate, err
 		return nil, err
 	}
 	out, err := s.keyed(source, ch)
-	if err != nil {
-		return nil, err
+	if err != nil || len(r.Viewer.Fallbacks()) == 0 {
+		return out, err
 	}
-	for _, fb := range ch.fallbacks {
-		group, err := s.keyed(source, fb)
-		if err != nil {
-			return nil, err
+	out[0].fallbacks = &fallbacks{make: func() [][]candidate {
+		var groups [][]candidate
+		for _, fb := range s.cfg.fallbacksOf(r) {
+			// A key too long for the store leaves its fallback out.
+			if group, err := s.keyed(source, fb); err == nil {
+				groups = append(groups, group)
+			}
 		}
-		out[0].fallbacks = append(out[0].fallbacks, group)
-	}
+		return groups
+	}}
 	return out, nil
 }
 
@@ -423,7 +447,7 @@ func (s *Service) originalIsSmaller(out Output, orig store.ObjectInfo) bool {
 // fallbacksAfter is the choices of cands' fallbacks after the candidates
 // that hold format f (cands themselves, or a fallback's).
 func fallbacksAfter(cands []candidate, f variant.Format) []choices {
-	groups := append([][]candidate{cands}, cands[0].fallbacks...)
+	groups := append([][]candidate{cands}, cands[0].fallbackGroups()...)
 	i := slices.IndexFunc(groups, func(group []candidate) bool {
 		return slices.ContainsFunc(group, func(c candidate) bool { return c.spec.Format == f })
 	})
@@ -447,7 +471,7 @@ func choicesOf(cands []candidate) choices {
 			ch.specs = append(ch.specs, c.spec)
 		}
 	}
-	for _, group := range cands[0].fallbacks {
+	for _, group := range cands[0].fallbackGroups() {
 		ch.fallbacks = append(ch.fallbacks, choicesOf(group))
 	}
 	return ch
@@ -787,6 +811,7 @@ func (s *Service) StartTransform(req Request) (*Upload, error) {
 	if err != nil {
 		return nil, err
 	}
+	ch.fallbacks = s.cfg.fallbacksOf(req.Variant)
 	if req.Variant.Viewer == variant.ClassAVIF {
 		// The format left to the service is AVIF, which keeps no frames:
 		// an animation is answered as for a WebP viewer, as EnsureVariant

@@ -230,33 +230,52 @@ type choices struct {
 }
 
 // resolve turns a requested variant into the validated, resolved choices
-// that can answer it, once per request.
+// that can answer it, once per request. Their fallbacks are left to
+// fallbacksOf, for the calls that need them.
 func (c *Config) resolve(r variant.Request) (choices, error) {
+	spec, err := c.spec(r)
+	if err != nil {
+		return choices{}, err
+	}
+	return resolved(spec, r.Viewer, c.Defaults), nil
+}
+
+// spec is the validated spec r asks for: its preset with its overrides.
+func (c *Config) spec(r variant.Request) (variant.Spec, error) {
 	name := r.Preset
 	if name == "" {
 		name = c.DefaultPreset
 	}
 	base, ok := c.Presets[name]
 	if !ok {
-		return choices{}, fmt.Errorf("%w: unknown preset %q (known: %s)", ErrInvalidArgument, name, c.presetNames())
+		return variant.Spec{}, fmt.Errorf("%w: unknown preset %q (known: %s)", ErrInvalidArgument, name, c.presetNames())
 	}
 	spec := base.Override(r.Override)
 	if err := spec.Validate(variant.Limits{MaxWidth: c.Limits.MaxWidth, MaxHeight: c.Limits.MaxHeight}); err != nil {
-		return choices{}, err
+		return variant.Spec{}, err
 	}
-	ch := resolved(spec, r.Viewer, c.Defaults)
-	if spec.Format.Concrete() || spec.Format == variant.FormatBest {
-		return ch, nil // asked for by name, or compared by "best": no fallback
+	return spec, nil
+}
+
+// fallbacksOf is what answers r in place of the format negotiated for its
+// viewer where that cannot be made (choices.fallbacks): the choices of each
+// class of viewer that decodes less, whose format is another. A format
+// asked for by name, or compared by "best", has none.
+func (c *Config) fallbacksOf(r variant.Request) []choices {
+	spec, err := c.spec(r)
+	if err != nil || spec.Format.Concrete() || spec.Format == variant.FormatBest {
+		return nil
 	}
-	formats := []variant.Format{ch.specs[0].Format}
+	formats := []variant.Format{resolved(spec, r.Viewer, c.Defaults).specs[0].Format}
+	var out []choices
 	for _, lower := range r.Viewer.Fallbacks() {
 		fb := resolved(spec, lower, c.Defaults)
 		if f := fb.specs[0].Format; !slices.Contains(formats, f) {
 			formats = append(formats, f)
-			ch.fallbacks = append(ch.fallbacks, fb)
+			out = append(out, fb)
 		}
 	}
-	return ch, nil
+	return out
 }
 
 // resolved is the choices that answer spec for a viewer of class c.
