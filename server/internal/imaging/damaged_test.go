@@ -199,3 +199,35 @@ func TestRecoveredErrorsStayWithTheirCall(t *testing.T) {
 		}
 	}
 }
+
+// TestJPEGWithoutEndOfImage: a whole single-scan JPEG that lacks only its
+// end-of-image marker is decoded as the same JPEG with it; a progressive
+// one, which may have lost whole scans without a decoder noticing, is
+// still refused.
+func TestJPEGWithoutEndOfImage(t *testing.T) {
+	spec := resolved(variant.Spec{Width: 160, Format: variant.FormatPNG})
+	process := func(data []byte) ([]byte, error) {
+		info, err := proc.Probe(data)
+		if err != nil {
+			return nil, err
+		}
+		out, err := proc.Process(data, transform.Operation{Spec: spec, Source: info})
+		return out.Data, err
+	}
+	whole := testimages.JPEG(320, 240, 90)
+	want, err := process(whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := process(whole[:len(whole)-2])
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("without its EOI: %d bytes, %v; want the %d bytes of the whole JPEG's", len(got), err, len(want))
+	}
+	progressive := testimages.ProgressiveJPEG(64, 48, 3, false)
+	if _, err := process(progressive); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := process(progressive[:len(progressive)-2]); !errors.Is(err, transform.ErrUnsupportedImage) {
+		t.Errorf("progressive, without its EOI: %v; want ErrUnsupportedImage", err)
+	}
+}

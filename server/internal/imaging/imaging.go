@@ -317,6 +317,7 @@ func execute(data []byte, opts *C.imgedge_opts) (transform.Output, int, error) {
 	if len(data) == 0 {
 		return transform.Output{}, 0, fmt.Errorf("%w: the image is empty (0 bytes)", transform.ErrUnsupportedImage)
 	}
+	data = withEndOfImage(data)
 	if c, ok := coding(data); ok && c.converted() {
 		opts.cicp_primaries, opts.cicp_transfer = C.int(c.primaries), C.int(c.transfer)
 		if bytes.HasPrefix(data, pngSignature) {
@@ -331,6 +332,25 @@ func execute(data []byte, opts *C.imgedge_opts) (transform.Output, int, error) {
 	}
 	defer C.g_free(C.gpointer(out))
 	return transform.Output{Data: C.GoBytes(out, C.int(outLen)), Width: int(w), Height: int(h)}, int(bands), nil
+}
+
+// withEndOfImage is data with the end-of-image marker it lacks appended,
+// for a single-scan JPEG whose encoder (or a cut exactly at its end) left
+// it out: libjpeg warns of a premature end without it, which fail-on-warning
+// refuses, however whole the image. Data that was cut short still fails:
+// the decoder then meets the marker before the image's last block, and
+// warns of that. A progressive JPEG is left as it is, so one cut between
+// two of its scans is refused rather than decoded blurred by the scans it
+// lost. Such a JPEG is copied once, two bytes longer.
+func withEndOfImage(data []byte) []byte {
+	if !bytes.HasPrefix(data, []byte{0xFF, 0xD8}) || bytes.HasSuffix(data, []byte{0xFF, 0xD9}) {
+		return data
+	}
+	st, err := jpegscan.Read(data)
+	if err != nil || st.Ended || st.MultiScan() {
+		return data
+	}
+	return append(data[:len(data):len(data)], 0xFF, 0xD9)
 }
 
 // targetSize computes the output size of spec applied to an upright w×h

@@ -34,6 +34,8 @@ type Info struct {
 	// Scans counts the start-of-scan markers up to the end of the image
 	// (or of the data, for a truncated file).
 	Scans int
+	// Ended says whether the end-of-image marker closes the data.
+	Ended bool
 	// FirstScanComponents is how many components the first scan
 	// interleaves: fewer than the frame's means the data comes in several
 	// scans even for a sequential frame.
@@ -118,6 +120,7 @@ func Read(data []byte) (Info, error) {
 		}
 		marker := data[i+1]
 		if marker == markerEOI {
+			info.Ended = true
 			break
 		}
 		if marker == markerTEM || (marker >= markerRST0 && marker <= markerRST7) || marker == 0x00 {

@@ -11,6 +11,7 @@ import (
 func TestRead(t *testing.T) {
 	heavy := testimages.ProgressiveJPEG(64, 48, 3, true)
 	const heavyScans = 3 * (1 + 63*14)
+	baseline := testimages.JPEG(100, 60, 90)
 	tests := []struct {
 		name        string
 		data        []byte
@@ -21,7 +22,8 @@ func TestRead(t *testing.T) {
 		sampling    [][2]int
 		coefBytes   int64
 	}{
-		{"baseline 4:2:0 (Go's encoder)", testimages.JPEG(100, 60, 90), 100, 60, false, 1, [][2]int{{2, 2}, {1, 1}, {1, 1}}, 0},
+		{"baseline 4:2:0 (Go's encoder)", baseline, 100, 60, false, 1, [][2]int{{2, 2}, {1, 1}, {1, 1}}, 0},
+		{"baseline without its end-of-image marker", baseline[:len(baseline)-2], 100, 60, false, 1, [][2]int{{2, 2}, {1, 1}, {1, 1}}, 0},
 		{"baseline, entropy data full of stuffed 0xFF", testimages.NoiseJPEG(64, 64, 100), 64, 64, false, 1, [][2]int{{2, 2}, {1, 1}, {1, 1}}, 0},
 		{"progressive grey, one scan per coefficient and bit", testimages.ProgressiveJPEG(20, 10, 1, true), 20, 10, true, 1 + 63*14, [][2]int{{1, 1}}, 3 * 2 * 128},
 		{"progressive 4:4:4, two scans per component", testimages.ProgressiveJPEG(64, 48, 3, false), 64, 48, true, 6, [][2]int{{1, 1}, {1, 1}, {1, 1}}, 3 * 8 * 6 * 128},
@@ -59,6 +61,9 @@ func TestRead(t *testing.T) {
 			}
 			if info.QuantTables[0] == nil {
 				t.Error("no table 0")
+			}
+			if ended := bytes.HasSuffix(tt.data, []byte{0xFF, 0xD9}); info.Ended != ended {
+				t.Errorf("ended %v, want %v", info.Ended, ended)
 			}
 		})
 	}
