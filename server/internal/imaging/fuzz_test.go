@@ -55,6 +55,8 @@ func FuzzDecode(f *testing.F) {
 		f.Add(img[:len(img)*2/3], uint8(1))
 	}
 	f.Add(testimages.WithOrientation(testimages.JPEG(40, 24, 90), 6), uint8(2))
+	noEOI := testimages.JPEG(40, 24, 90)
+	f.Add(noEOI[:len(noEOI)-2], uint8(0)) // decoded as if it had it
 	// Animations, as WebP: every frame decoded and fitted.
 	f.Add(shapeImage("animated-gif", 33, 17), uint8(1))
 	f.Add(fixture(f, "animated.webp"), uint8(1))
