@@ -42,7 +42,7 @@ type knownAnswers struct {
 type knownAnswer struct {
 	sourceETag string  // the original's ETag the answer was found for
 	outcome    Outcome // AlreadyExisted, OriginalIsSmaller or OriginalKept
-	cand       int     // the answering variant in servable(cands) (the first for a marker)
+	cand       int     // the answering variant's place in servable(cands) (the first for a marker)
 	spec       variant.Spec
 	size       int64
 	etag       string
@@ -147,7 +147,13 @@ func (k *knownAnswers) forget(id string) {
 // answer is the remembered answer to the lookup of cands, with what the
 // fresh HEAD of the original says about it.
 func (a knownAnswer) answer(orig store.ObjectInfo, cands []candidate) EnsureResult {
-	c := servable(cands)[a.cand]
+	var c candidate
+	for i, s := range servable(cands) {
+		if i == a.cand {
+			c = s
+			break
+		}
+	}
 	if a.outcome != AlreadyExisted {
 		return originalResult(a.outcome, orig, c.key, c.spec)
 	}

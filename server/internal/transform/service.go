@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"path"
 	"slices"
@@ -172,13 +173,24 @@ func (c candidate) fallbackGroups() [][]candidate {
 }
 
 // servable is every variant that may answer for cands: the candidates,
-// then the first's fallbacks'.
-func servable(cands []candidate) []candidate {
-	groups := cands[0].fallbackGroups()
-	if len(groups) == 0 {
-		return cands
+// then the first's fallbacks' (made only when a candidate does not do).
+func servable(cands []candidate) iter.Seq2[int, candidate] {
+	return func(yield func(int, candidate) bool) {
+		for i, c := range cands {
+			if !yield(i, c) {
+				return
+			}
+		}
+		i := len(cands)
+		for _, group := range cands[0].fallbackGroups() {
+			for _, c := range group {
+				if !yield(i, c) {
+					return
+				}
+				i++
+			}
+		}
 	}
-	return slices.Concat(append([][]candidate{cands}, groups...)...)
 }
 
 // answering finds the candidate in format f, among cands and then the
