@@ -326,33 +326,80 @@ enum {
 // (247 of 255 in sRGB), light a stop above it at white.
 #define TONE_KNEE 0.8
 
-// display_light is the linear light, relative to SDR white, that a coded
-// value v (0–1) stands for under transfer, tone-mapped into SDR for HDR.
-static double display_light(double v, int transfer) {
-	double light;
+// tone_mapped is HDR light, relative to SDR white, mapped into SDR.
+static double tone_mapped(double light) {
+	if (light <= TONE_KNEE)
+		return light;
+	return TONE_KNEE + (1 - TONE_KNEE) * (1 - exp(-(light - TONE_KNEE) / (1 - TONE_KNEE)));
+}
+
+// coded_light is the linear light a coded value v (0–1) stands for under
+// transfer: display light relative to SDR white, tone-mapped into SDR, for
+// PQ and SDR; scene light (0–1) for HLG, whose OOTF looks at a pixel's
+// luminance (hlg_display).
+static double coded_light(double v, int transfer) {
 	switch (transfer) {
 	case CICP_TRANSFER_PQ: {
 		// SMPTE ST 2084's EOTF: absolute luminance, 10,000 cd/m² at 1.
 		const double m1 = 2610.0 / 16384, m2 = 2523.0 / 4096 * 128;
 		const double c1 = 3424.0 / 4096, c2 = 2413.0 / 4096 * 32, c3 = 2392.0 / 4096 * 32;
 		double p = pow(v, 1 / m2);
-		light = pow(VIPS_MAX(p - c1, 0) / (c2 - c3 * p), 1 / m1) * 10000 / HDR_WHITE_NITS;
-		break;
+		return tone_mapped(pow(VIPS_MAX(p - c1, 0) / (c2 - c3 * p), 1 / m1) * 10000 / HDR_WHITE_NITS);
 	}
 	case CICP_TRANSFER_HLG: {
-		// ARIB STD-B67's inverse OETF (scene light), then BT.2100's OOTF at
-		// the nominal peak, applied per channel.
+		// ARIB STD-B67's inverse OETF.
 		const double a = 0.17883277, b = 1 - 4 * a, c = 0.5 - a * log(4 * a);
-		double scene = v <= 0.5 ? v * v / 3 : (exp((v - c) / a) + b) / 12;
-		light = pow(scene, 1.2) * HLG_PEAK_NITS / HDR_WHITE_NITS;
-		break;
+		return v <= 0.5 ? v * v / 3 : (exp((v - c) / a) + b) / 12;
 	}
 	default: // SDR: the sRGB EOTF, nothing to map
 		return v <= 0.04045 ? v / 12.92 : pow((v + 0.055) / 1.055, 2.4);
 	}
-	if (light <= TONE_KNEE)
-		return light;
-	return TONE_KNEE + (1 - TONE_KNEE) * (1 - exp(-(light - TONE_KNEE) / (1 - TONE_KNEE)));
+}
+
+// float_table is a steps-entry lookup table of f over 0–top, for maplut.
+static VipsImage *float_table(int steps, double top, double (*f)(double, int), int arg) {
+	float *table = g_new(float, steps);
+	VipsImage *t;
+	for (int i = 0; i < steps; i++)
+		table[i] = (float) f(top * i / (steps - 1), arg);
+	t = vips_image_new_from_memory_copy(table, sizeof(float) * steps, steps, 1, 1, VIPS_FORMAT_FLOAT);
+	g_free(table);
+	return t;
+}
+
+static double tone_mapped_at(double light, int unused) {
+	(void) unused;
+	return tone_mapped(light);
+}
+
+// hlg_display turns HLG scene light (three bands, float, 0–1, on primaries
+// whose luminance weights are luma) into display light relative to SDR
+// white, tone-mapped into SDR: BT.2100's OOTF at the nominal peak, whose
+// system gamma (1.2) goes on the pixel's luminance Ys, so that every
+// channel is scaled by Ys^0.2 and a colour keeps its hue and saturation
+// (a gamma per channel saturated it), then tone_mapped through a table.
+static int hlg_display(VipsObject *scope, VipsImage *scene, const double luma[3], VipsImage **out) {
+	VipsImage **t = (VipsImage **) vips_object_local_array(scope, 7);
+	const double top = HLG_PEAK_NITS / HDR_WHITE_NITS; // display light at scene light 1
+	// Display light over top, scene × Ys^0.2 (0–1), as a 16-bit index.
+	if (!(t[0] = vips_image_new_matrix_from_array(3, 1, luma, 3)) ||
+		vips_recomb(scene, &t[1], t[0], NULL) ||
+		vips_math2_const1(t[1], &t[2], VIPS_OPERATION_MATH2_POW, 1.2 - 1, NULL) ||
+		vips_multiply(scene, t[2], &t[3], NULL) ||
+		vips_linear1(t[3], &t[4], 65535, 0.5, NULL) ||
+		vips_cast_ushort(t[4], &t[5], NULL) ||
+		!(t[6] = float_table(65536, top, tone_mapped_at, 0)))
+		return -1;
+	return vips_maplut(t[5], out, t[6], NULL);
+}
+
+// luma_weights are the luminance weights of a colour's channels on the
+// primaries H.273 names (BT.709's where it names other ones).
+static const double *luma_weights(int primaries) {
+	static const double bt2020[3] = { 0.2627, 0.6780, 0.0593 };
+	static const double p3[3] = { 0.2290, 0.6917, 0.0793 };
+	static const double bt709[3] = { 0.2126, 0.7152, 0.0722 };
+	return primaries == CICP_PRIMARIES_BT2020 ? bt2020 : primaries == CICP_PRIMARIES_P3 ? p3 : bt709;
 }
 
 // Linear-light conversions to BT.709's primaries (sRGB's), D65 white.
@@ -369,18 +416,18 @@ static const double p3_to_bt709[9] = {
 
 // to_display converts decoded values from the coding their file states
 // (o->cicp_*) to 8-bit sRGB: each code value to linear
-// light through a table (PQ or HLG tone-mapped), the primaries to
+// light through a table (PQ tone-mapped; HLG's OOTF and tone mapping
+// after it, hlg_display), the primaries to
 // BT.709's, out-of-gamut colours clipped, alpha kept. It works a region at
 // a time, as the rest of the pipeline does.
 static int to_display(VipsObject *scope, VipsImage *in, const imgedge_opts *o, VipsImage **out) {
-	VipsImage **t = (VipsImage **) vips_object_local_array(scope, 13);
+	VipsImage **t = (VipsImage **) vips_object_local_array(scope, 14);
 	VipsBandFormat format = vips_image_get_format(in);
 	int alpha = vips_image_hasalpha(in), colours = vips_image_get_bands(in) - alpha;
 	int steps = format == VIPS_FORMAT_USHORT ? 65536 : 256;
 	const double *matrix = o->cicp_primaries == CICP_PRIMARIES_BT2020 ? bt2020_to_bt709 :
 		o->cicp_primaries == CICP_PRIMARIES_P3 ? p3_to_bt709 : NULL;
 	VipsImage *img = in;
-	float *table;
 
 	if (vips_image_get_typeof(in, VIPS_META_ICC_NAME)) {
 		if (!o->cicp_over_icc) {
@@ -412,14 +459,14 @@ static int to_display(VipsObject *scope, VipsImage *in, const imgedge_opts *o, V
 			return -1;
 		img = t[2];
 	}
-	table = g_new(float, steps);
-	for (int i = 0; i < steps; i++)
-		table[i] = (float) display_light((double) i / (steps - 1), o->cicp_transfer);
-	t[3] = vips_image_new_from_memory_copy(table, sizeof(float) * steps, steps, 1, 1, VIPS_FORMAT_FLOAT);
-	g_free(table);
-	if (!t[3] || vips_maplut(img, &t[4], t[3], NULL))
+	if (!(t[3] = float_table(steps, 1, coded_light, o->cicp_transfer)) || vips_maplut(img, &t[4], t[3], NULL))
 		return -1;
 	img = t[4];
+	if (o->cicp_transfer == CICP_TRANSFER_HLG) {
+		if (hlg_display(scope, img, luma_weights(o->cicp_primaries), &t[13]))
+			return -1;
+		img = t[13];
+	}
 	if (matrix) {
 		if (!(t[5] = vips_image_new_matrix_from_array(3, 3, matrix, 9)) || vips_recomb(img, &t[6], t[5], NULL))
 			return -1;

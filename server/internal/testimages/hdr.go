@@ -10,26 +10,43 @@ import (
 	"math"
 )
 
-// Transfer codes linear display light (cd/m²) as an HDR signal, 0–1.
-type Transfer func(nits float64) float64
+// Transfer codes a pixel's linear display light (cd/m², BT.2020's
+// primaries) as an HDR signal, 0–1 a channel.
+type Transfer func(nits [3]float64) [3]float64
 
-// PQ is SMPTE ST 2084's inverse EOTF.
-func PQ(nits float64) float64 {
+// PQ is SMPTE ST 2084's inverse EOTF, a channel at a time.
+func PQ(nits [3]float64) [3]float64 {
 	const m1, m2 = 2610.0 / 16384, 2523.0 / 4096 * 128
 	const c1, c2, c3 = 3424.0 / 4096, 2413.0 / 4096 * 32, 2392.0 / 4096 * 32
-	p := math.Pow(math.Max(nits, 0)/10000, m1)
-	return math.Pow((c1+c2*p)/(1+c3*p), m2)
+	var v [3]float64
+	for i, n := range nits {
+		p := math.Pow(math.Max(n, 0)/10000, m1)
+		v[i] = math.Pow((c1+c2*p)/(1+c3*p), m2)
+	}
+	return v
 }
 
-// HLG codes display light for a 1000 cd/m² display (system gamma 1.2) with
-// ARIB STD-B67's OETF.
-func HLG(nits float64) float64 {
+// HLG codes display light for a 1000 cd/m² display: BT.2100's inverse
+// OOTF (system gamma 1.2, on the pixel's luminance, so that its colour
+// keeps its hue and saturation), then ARIB STD-B67's OETF a channel at a
+// time.
+func HLG(nits [3]float64) [3]float64 {
 	const a, b, c = 0.17883277, 1 - 4*0.17883277, 0.55991073
-	e := math.Pow(math.Max(nits, 0)/1000, 1/1.2)
-	if e <= 1.0/12 {
-		return math.Sqrt(3 * e)
+	const peak, gamma = 1000.0, 1.2
+	lum := (0.2627*nits[0] + 0.6780*nits[1] + 0.0593*nits[2]) / peak
+	var v [3]float64
+	for i, n := range nits {
+		e := 0.0
+		if lum > 0 {
+			e = math.Max(n, 0) / peak * math.Pow(lum, (1-gamma)/gamma)
+		}
+		if e <= 1.0/12 {
+			v[i] = math.Sqrt(3 * e)
+		} else {
+			v[i] = a*math.Log(12*e-b) + c
+		}
 	}
-	return a*math.Log(12*e-b) + c
+	return v
 }
 
 // HDRPatch is the square at the centre of HDRImage lit at 1000 cd/m².
@@ -58,10 +75,13 @@ func HDRImage(w, h int, transfer Transfer, alphaRamp bool) *image.NRGBA64 {
 				l, white = [3]float64{1, 1, 1}, 1000
 			}
 			m := bt709ToBT2020
+			var nits [3]float64
+			for i := range nits {
+				nits[i] = (m[3*i]*l[0] + m[3*i+1]*l[1] + m[3*i+2]*l[2]) * white
+			}
 			var v [3]uint16
-			for i := range v {
-				lin := m[3*i]*l[0] + m[3*i+1]*l[1] + m[3*i+2]*l[2]
-				v[i] = uint16(math.Round(65535 * transfer(lin*white)))
+			for i, coded := range transfer(nits) {
+				v[i] = uint16(math.Round(65535 * coded))
 			}
 			a := uint16(65535)
 			if alphaRamp {
