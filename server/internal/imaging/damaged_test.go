@@ -5,6 +5,7 @@ import (
 	"errors"
 	"image/color"
 	"image/jpeg"
+	"slices"
 	"strings"
 	"testing"
 
@@ -200,11 +201,13 @@ func TestRecoveredErrorsStayWithTheirCall(t *testing.T) {
 	}
 }
 
-// TestJPEGWithoutEndOfImage: a whole single-scan JPEG that lacks only its
-// end-of-image marker is decoded as the same JPEG with it; a progressive
-// one, which may have lost whole scans without a decoder noticing, is
-// still refused.
-func TestJPEGWithoutEndOfImage(t *testing.T) {
+// TestJPEGSlipsAreRepaired: a JPEG whose header has stray bytes between its
+// segments, or a whole single-scan JPEG that lacks only its end-of-image
+// marker, is decoded as the JPEG without the slip (libjpeg warns of both,
+// and decodes past them); a progressive JPEG without its end-of-image
+// marker, which may have lost whole scans without a decoder noticing, and
+// a header of more gaps than any encoder's slip, are still refused.
+func TestJPEGSlipsAreRepaired(t *testing.T) {
 	spec := resolved(variant.Spec{Width: 160, Format: variant.FormatPNG})
 	process := func(data []byte) ([]byte, error) {
 		info, err := proc.Probe(data)
@@ -219,15 +222,40 @@ func TestJPEGWithoutEndOfImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := process(whole[:len(whole)-2])
-	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("without its EOI: %d bytes, %v; want the %d bytes of the whole JPEG's", len(got), err, len(want))
+	sof := bytes.Index(whole, []byte{0xFF, 0xC0})
+	junk := []byte{0x12, 0x00, 0x34}
+	gaps := slices.Clone(whole[:2])
+	for range 17 {
+		gaps = append(append(gaps, junk...), 0xFF, 0xFE, 0x00, 0x03, 'c') // a comment
 	}
+	gaps = append(gaps, whole[2:]...)
 	progressive := testimages.ProgressiveJPEG(64, 48, 3, false)
 	if _, err := process(progressive); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := process(progressive[:len(progressive)-2]); !errors.Is(err, transform.ErrUnsupportedImage) {
-		t.Errorf("progressive, without its EOI: %v; want ErrUnsupportedImage", err)
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		decoded bool
+	}{
+		{"without its end-of-image marker", whole[:len(whole)-2], true},
+		{"stray bytes before the frame header", slices.Concat(whole[:sof], junk, whole[sof:]), true},
+		{"stray bytes after the start-of-image marker", slices.Concat(whole[:2], junk, whole[2:]), true},
+		{"both", slices.Concat(whole[:sof], junk, whole[sof:len(whole)-2]), true},
+		{"17 gaps in the header", gaps, false},
+		{"progressive, without its end-of-image marker", progressive[:len(progressive)-2], false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := process(tc.data)
+			if !tc.decoded {
+				if !errors.Is(err, transform.ErrUnsupportedImage) {
+					t.Errorf("%d bytes, %v; want ErrUnsupportedImage", len(got), err)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("%d bytes, %v; want the %d bytes of the JPEG without the slip", len(got), err, len(want))
+			}
+		})
 	}
 }

@@ -117,6 +117,7 @@ func vipsError() string {
 // says what decoding it holds and costs (a JPEG in more than maxJPEGScans
 // scans is refused). It does not decode pixels.
 func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
+	data = repairedJPEG(data) // as execute decodes it
 	name, ok := heifFormat(data)
 	if !ok {
 		name, ok = supported[bimg.DetermineImageType(data)]
@@ -317,7 +318,7 @@ func execute(data []byte, opts *C.imgedge_opts) (transform.Output, int, error) {
 	if len(data) == 0 {
 		return transform.Output{}, 0, fmt.Errorf("%w: the image is empty (0 bytes)", transform.ErrUnsupportedImage)
 	}
-	data = withEndOfImage(data)
+	data = repairedJPEG(data)
 	if c, ok := coding(data); ok && c.converted() {
 		opts.cicp_primaries, opts.cicp_transfer = C.int(c.primaries), C.int(c.transfer)
 		if bytes.HasPrefix(data, pngSignature) {
@@ -334,23 +335,30 @@ func execute(data []byte, opts *C.imgedge_opts) (transform.Output, int, error) {
 	return transform.Output{Data: C.GoBytes(out, C.int(outLen)), Width: int(w), Height: int(h)}, int(bands), nil
 }
 
-// withEndOfImage is data with the end-of-image marker it lacks appended,
-// for a single-scan JPEG whose encoder (or a cut exactly at its end) left
-// it out: libjpeg warns of a premature end without it, which fail-on-warning
-// refuses, however whole the image. Data that was cut short still fails:
-// the decoder then meets the marker before the image's last block, and
-// warns of that. A progressive JPEG is left as it is, so one cut between
-// two of its scans is refused rather than decoded blurred by the scans it
-// lost. Such a JPEG is copied once, two bytes longer.
-func withEndOfImage(data []byte) []byte {
-	if !bytes.HasPrefix(data, []byte{0xFF, 0xD8}) || bytes.HasSuffix(data, []byte{0xFF, 0xD9}) {
+// repairedJPEG is data, where it is a JPEG, with two slips set right that
+// libjpeg warns of and then decodes past as if they were not there, so
+// that fail-on-warning refuses damage alone: bytes between the header's
+// marker segments ("extraneous bytes before marker"), which the decoder
+// skips, are left out; and a single-scan JPEG that lacks its end-of-image
+// marker (its encoder left it out, or a cut came exactly at the end) gets
+// it ("premature end" otherwise). Data cut short still fails: the decoder
+// then meets the marker before the image's last block, and warns of that.
+// A progressive JPEG is left without it, so that one cut between two of
+// its scans is refused rather than decoded blurred by the scans it lost.
+// A repaired JPEG is a copy; anything else is data itself.
+func repairedJPEG(data []byte) []byte {
+	if len(data) < 2 || data[0] != 0xFF || data[1] != 0xD8 {
 		return data
 	}
 	st, err := jpegscan.Read(data)
-	if err != nil || st.Ended || st.MultiScan() {
+	if err != nil || st.StrayHeaderOverflow {
 		return data
 	}
-	return append(data[:len(data):len(data)], 0xFF, 0xD9)
+	out := st.WithoutStrayHeaderBytes(data)
+	if !st.Ended && !st.MultiScan() {
+		out = append(out[:len(out):len(out)], 0xFF, 0xD9)
+	}
+	return out
 }
 
 // targetSize computes the output size of spec applied to an upright w×h

@@ -36,6 +36,12 @@ type Info struct {
 	Scans int
 	// Ended says whether the end-of-image marker closes the data.
 	Ended bool
+	// StrayHeaderBytes are the byte ranges, [start, end), found between
+	// marker segments before the first scan, which a decoder skips with a
+	// warning ("extraneous bytes before marker"); at most maxStrayRanges,
+	// with StrayHeaderOverflow set when there were more.
+	StrayHeaderBytes    [][2]int
+	StrayHeaderOverflow bool
 	// FirstScanComponents is how many components the first scan
 	// interleaves: fewer than the frame's means the data comes in several
 	// scans even for a sequential frame.
@@ -109,6 +115,9 @@ func Read(data []byte) (Info, error) {
 			if !ok {
 				break
 			}
+			if info.Scans == 0 {
+				info.strayHeader(i, next)
+			}
 			i = next
 			continue
 		}
@@ -166,6 +175,35 @@ func Read(data []byte) (Info, error) {
 		return info, errors.New("jpeg: no frame header")
 	}
 	return info, nil
+}
+
+// maxStrayRanges bounds the stray ranges Read records: a header of
+// thousands of gaps is no encoder's slip, and is left as it is.
+const maxStrayRanges = 16
+
+// strayHeader records the stray bytes data[start:end] of the header.
+func (info *Info) strayHeader(start, end int) {
+	if len(info.StrayHeaderBytes) == maxStrayRanges {
+		info.StrayHeaderOverflow = true
+		return
+	}
+	info.StrayHeaderBytes = append(info.StrayHeaderBytes, [2]int{start, end})
+}
+
+// WithoutStrayHeaderBytes is data less the stray bytes info found in its
+// header (a copy), which a decoder skips as it would: the same image,
+// without the warning. It is data itself when there are none.
+func (info Info) WithoutStrayHeaderBytes(data []byte) []byte {
+	if len(info.StrayHeaderBytes) == 0 {
+		return data
+	}
+	out := make([]byte, 0, len(data))
+	at := 0
+	for _, r := range info.StrayHeaderBytes {
+		out = append(out, data[at:r[0]]...)
+		at = r[1]
+	}
+	return append(out, data[at:]...)
 }
 
 // isFrame reports whether marker starts a frame: SOF0–SOF15, except DHT

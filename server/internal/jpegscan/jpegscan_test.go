@@ -171,6 +171,8 @@ func TestNextMarker(t *testing.T) {
 func FuzzRead(f *testing.F) {
 	f.Add(testimages.JPEG(16, 16, 80))
 	f.Add(testimages.ProgressiveJPEG(16, 8, 3, true))
+	j := testimages.JPEG(16, 16, 80)
+	f.Add(append(append(j[:2:2], 0x12, 0xFF, 0x00, 0x34), j[2:]...)) // stray bytes in the header
 	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xC2, 0x00, 0x0B, 8, 0, 8, 0, 8, 1, 1, 0x11, 0, 0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		info, err := Read(data)
@@ -187,6 +189,16 @@ func FuzzRead(f *testing.F) {
 		}
 		if info.MultiScan() != (info.CoefficientBytes() > 0) && info.Width > 0 && info.Height > 0 {
 			t.Fatalf("multi-scan %v but %d coefficient bytes", info.MultiScan(), info.CoefficientBytes())
+		}
+		// Without its stray header bytes, the JPEG reads the same, and
+		// has none.
+		clean := info.WithoutStrayHeaderBytes(data)
+		again, err := Read(clean)
+		if err != nil {
+			t.Fatalf("without its stray header bytes: %v", err)
+		}
+		if len(again.StrayHeaderBytes) != 0 && !info.StrayHeaderOverflow || again.Width != info.Width || again.Height != info.Height || again.Scans != info.Scans || again.Ended != info.Ended {
+			t.Fatalf("without its stray header bytes %+v, was %+v", again, info)
 		}
 	})
 }
