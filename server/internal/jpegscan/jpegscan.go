@@ -182,24 +182,24 @@ func Read(data []byte) (Info, error) {
 const maxStrayRanges = 16
 
 // strayHeader records the stray bytes data[start:end] of the header.
-func (info *Info) strayHeader(start, end int) {
-	if len(info.StrayHeaderBytes) == maxStrayRanges {
-		info.StrayHeaderOverflow = true
+func (i *Info) strayHeader(start, end int) {
+	if len(i.StrayHeaderBytes) == maxStrayRanges {
+		i.StrayHeaderOverflow = true
 		return
 	}
-	info.StrayHeaderBytes = append(info.StrayHeaderBytes, [2]int{start, end})
+	i.StrayHeaderBytes = append(i.StrayHeaderBytes, [2]int{start, end})
 }
 
-// WithoutStrayHeaderBytes is data less the stray bytes info found in its
+// WithoutStrayHeaderBytes is data less the stray bytes Read found in its
 // header (a copy), which a decoder skips as it would: the same image,
 // without the warning. It is data itself when there are none.
-func (info Info) WithoutStrayHeaderBytes(data []byte) []byte {
-	if len(info.StrayHeaderBytes) == 0 {
+func (i Info) WithoutStrayHeaderBytes(data []byte) []byte {
+	if len(i.StrayHeaderBytes) == 0 {
 		return data
 	}
 	out := make([]byte, 0, len(data))
 	at := 0
-	for _, r := range info.StrayHeaderBytes {
+	for _, r := range i.StrayHeaderBytes {
 		out = append(out, data[at:r[0]]...)
 		at = r[1]
 	}
