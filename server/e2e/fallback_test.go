@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/http/httptest"
 	"testing"
 
 	imgedgev1 "github.com/imgedge/imgedge/proto/imgedge/v1"
@@ -47,6 +48,18 @@ func TestNegotiatedFallback(t *testing.T) {
 			}
 			if n := h.proc.runs.Load() - runs; n != 1 {
 				t.Errorf("%s: %d transforms, want 1", tc.key, n)
+			}
+		}
+		// Each build that fell back is counted, by the formats it went from and to.
+		rec := httptest.NewRecorder()
+		h.metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		m := parseMetrics(t, rec.Body)
+		for series, want := range map[string]float64{
+			`imgedge_format_fallbacks_total{from="avif",to="jpeg"}`: 1, // the page: WebP cannot hold it either
+			`imgedge_format_fallbacks_total{from="avif",to="webp"}`: 1, // the photo
+		} {
+			if got := m[series]; got != want {
+				t.Errorf("%s = %v, want %v", series, got, want)
 			}
 		}
 	})

@@ -1,8 +1,9 @@
 // Package metrics exposes the service's Prometheus metrics: calls by method
 // and code, stage latencies, worker-pool occupancy, variant outcomes, the
 // bytes accounting from which an operator reads the saving ratio
-// (1 - imgedge_served_bytes_total / imgedge_original_bytes_total), and what
-// auto-quality searches cost and chose.
+// (1 - imgedge_served_bytes_total / imgedge_original_bytes_total), what
+// auto-quality searches cost and chose, and how often a negotiated format
+// gave way to another.
 package metrics
 
 import (
@@ -41,6 +42,7 @@ type Metrics struct {
 	servedBytes   prometheus.Counter
 	// auto-quality searches, by format
 	trials, chosenQuality, scores *prometheus.HistogramVec
+	fallbacks                     *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them, with Go and process metrics.
@@ -82,9 +84,12 @@ func New(pool Pool) *Metrics {
 			Name: "imgedge_autoquality_score", Help: "SSIMULACRA2 score the chosen quality measured, by format (at or just above the target; below it only for a target out of reach).",
 			Buckets: []float64{50, 60, 65, 70, 71, 72, 75, 80, 81, 82, 85, 90, 95},
 		}, []string{"format"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imgedge_format_fallbacks_total", Help: "Negotiated formats that gave way to the next the viewer accepts, by from and to: past the format's size or the memory budget, or (EnsureVariant) a variant that did not beat the original.",
+		}, []string{"from", "to"}),
 	}
 	m.Registry.MustRegister(m.requests, m.duration, m.stages, m.variants, m.lookups, m.originalBytes, m.servedBytes,
-		m.trials, m.chosenQuality, m.scores,
+		m.trials, m.chosenQuality, m.scores, m.fallbacks,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgedge_inflight_transforms", Help: "Image transforms holding a worker."},
 			func() float64 { return float64(pool.InFlight()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "imgedge_queue_depth", Help: "Calls waiting for a worker."},
@@ -111,6 +116,11 @@ func (m *Metrics) Ensured(o transform.Outcome, originalBytes, servedBytes int64)
 	m.variants.WithLabelValues(o.String()).Inc()
 	m.originalBytes.Add(float64(originalBytes))
 	m.servedBytes.Add(float64(servedBytes))
+}
+
+// FellBack implements transform.Observer.
+func (m *Metrics) FellBack(from, to variant.Format) {
+	m.fallbacks.WithLabelValues(from.String(), to.String()).Inc()
 }
 
 // Lookup implements transform.Observer.

@@ -391,6 +391,7 @@ func (s *Service) build(ctx context.Context, bucket, key string, cands []candida
 			break
 		}
 		next[0].fallbacks = next[1:]
+		s.obs.FellBack(chosen.Format, next[0].specs[0].Format)
 		o, spec, err := s.work(ctx, ticket, data, next[0], true)
 		if err != nil {
 			break // the answer so far stands: the original
@@ -571,6 +572,7 @@ func (s *Service) makeable(ticket *workpool.Ticket, info ImageInfo, ch choices) 
 			continue
 		}
 		if kept, n := s.affordable(ticket, info, choices{specs: kept, forTranslucent: fb.forTranslucent}); ticket.Affords(n) {
+			s.obs.FellBack(ch.specs[0].Format, fb.specs[0].Format)
 			fb.specs = kept
 			return fb, n, nil
 		}

@@ -151,6 +151,10 @@ type Observer interface {
 	// Searched reports a finished auto-quality search of one format: the
 	// trials it made, the quality it chose and that quality's score.
 	Searched(f variant.Format, trials, quality int, score float64)
+	// FellBack reports a negotiated format that gave way to the next the
+	// viewer accepts (from, to): it could not be made, or (EnsureVariant)
+	// its variant did not beat the original.
+	FellBack(from, to variant.Format)
 }
 
 type nopObserver struct{}
@@ -160,6 +164,7 @@ func (nopObserver) Ensured(Outcome, int64, int64) {}
 func (nopObserver) Lookup(bool)                   {}
 
 func (nopObserver) Searched(variant.Format, int, int, float64) {}
+func (nopObserver) FellBack(variant.Format, variant.Format)    {}
 
 // Limits bound the work one request may cause.
 type Limits struct {
