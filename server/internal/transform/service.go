@@ -515,18 +515,25 @@ func (s *Service) work(ctx context.Context, ticket *workpool.Ticket, data []byte
 			info.Frames = 1
 		}
 	}
-	if keepable {
-		if err := s.cannotPay(data, info, ch.specs); err != nil {
-			return Output{}, variant.Spec{}, err
-		}
-	}
 	if !info.Alpha {
 		ch.forTranslucent = nil // nothing to decide: the image is opaque
 	}
-	var need int64
-	if ch, need, err = s.makeable(ticket, info, ch); err != nil {
+	made, need, err := s.makeable(ticket, info, ch)
+	if keepable {
+		// What will be made (a fallback, perhaps), or else what was asked
+		// for: keeping the original answers before any refusal does.
+		specs := ch.specs
+		if err == nil {
+			specs = made.specs
+		}
+		if err := s.cannotPay(data, info, specs); err != nil {
+			return Output{}, variant.Spec{}, err
+		}
+	}
+	if err != nil {
 		return Output{}, variant.Spec{}, err
 	}
+	ch = made
 	waitCtx, cancel := context.WithTimeout(ctx, s.cfg.ProcessTimeout)
 	defer cancel()
 	if err := ticket.HoldPixels(waitCtx, need); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/store"
+	"github.com/imgedge/imgedge/server/internal/testimages"
 	"github.com/imgedge/imgedge/server/internal/workpool"
 )
 
@@ -1101,5 +1102,34 @@ func TestNegotiatedFormatMustBeatTheOriginal(t *testing.T) {
 	res, err = svc.EnsureVariant(ctx, "bkt", "a.jpg", Request{Variant: variant.Request{Override: variant.Spec{Width: 480, Format: variant.FormatWebP}, Viewer: variant.ClassWebP}})
 	if err != nil || res.Outcome != OriginalIsSmaller || res.Key != "a.jpg" {
 		t.Fatalf("WebP by name: %+v, %v; want the original", res, err)
+	}
+}
+
+// TestCannotPayKeepsTheOriginal: a same-size auto-quality JPEG of a JPEG
+// whose tables say it is already at or below SkipJPEGAtOrBelow keeps the
+// original without decoding it, whether the JPEG was asked for or stands in
+// for a negotiated format the budget cannot afford.
+func TestCannotPayKeepsTheOriginal(t *testing.T) {
+	sameSizeAuto := variant.Spec{Format: variant.FormatAuto, AutoQuality: true}
+	for _, tc := range []struct {
+		name   string
+		viewer variant.Class
+	}{
+		{"JPEG-only viewer", variant.ClassJPEG},
+		{"AVIF viewer, AVIF and WebP past the budget", variant.ClassAVIF},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newMemStore()
+			st.set("a.jpg", testimages.JPEG(64, 48, 20))
+			proc := &fakeProcessor{ratio: 0.5, perPixel: map[variant.Format]int64{variant.FormatAVIF: 3, variant.FormatWebP: 3, variant.FormatJPEG: 2}}
+			svc := newServiceWith(t, withAVIF(), st, proc, workpool.Limits{Workers: 1, Queue: 1, PixelBytes: 30_000_000})
+			res, err := svc.EnsureVariant(context.Background(), "bkt", "a.jpg", Request{Variant: variant.Request{Override: sameSizeAuto, Viewer: tc.viewer}})
+			if err != nil || res.Outcome != OriginalIsSmaller || res.Key != "a.jpg" {
+				t.Fatalf("%+v, %v; want the original", res, err)
+			}
+			if proc.prepares.Load() != 0 || proc.runs.Load() != 0 {
+				t.Errorf("%d prepares and %d runs; want none", proc.prepares.Load(), proc.runs.Load())
+			}
+		})
 	}
 }
