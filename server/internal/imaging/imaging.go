@@ -117,7 +117,12 @@ func vipsError() string {
 // says what decoding it holds and costs (a JPEG in more than maxJPEGScans
 // scans is refused). It does not decode pixels.
 func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
-	data = repairedJPEG(data) // as execute decodes it
+	if len(data) > 2 && data[0] == 0xFF && data[1] == 0xD8 && data[2] != 0xFF {
+		// Stray bytes right after a JPEG's start-of-image marker hide it
+		// from format sniffing; elsewhere, what repairedJPEG sets right
+		// leaves its header readable as it is, without a copy.
+		data = repairedJPEG(data)
+	}
 	name, ok := heifFormat(data)
 	if !ok {
 		name, ok = supported[bimg.DetermineImageType(data)]
