@@ -42,7 +42,8 @@ type Metrics struct {
 	servedBytes   prometheus.Counter
 	// auto-quality searches, by format
 	trials, chosenQuality, scores *prometheus.HistogramVec
-	fallbacks                     *prometheus.CounterVec
+	// negotiated formats that gave way, by the formats from and to
+	fallbacks *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them, with Go and process metrics.
