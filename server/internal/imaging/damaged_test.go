@@ -259,3 +259,33 @@ func TestJPEGSlipsAreRepaired(t *testing.T) {
 		})
 	}
 }
+
+// TestErrorMessage: a refusal says what libvips and its loaders said, once
+// each, without the lines that only echo it.
+func TestErrorMessage(t *testing.T) {
+	for name, tc := range map[string]struct{ buffer, want string }{
+		"one line":   {"VipsJpeg: Corrupt JPEG data: bad Huffman code\n", "VipsJpeg: Corrupt JPEG data: bad Huffman code"},
+		"repeated":   {"vipspng: libpng read error\nvipspng: libpng read error\n", "vipspng: libpng read error"},
+		"two causes": {"VipsJpeg: Bogus marker length\nVipsJpeg: premature end of JPEG image\n", "VipsJpeg: Bogus marker length; VipsJpeg: premature end of JPEG image"},
+		"a saver's echo": {
+			"VipsJpeg: Corrupt JPEG data: premature end of data segment\nvips2webp: unable to write to target\n",
+			"VipsJpeg: Corrupt JPEG data: premature end of data segment",
+		},
+		"the HEIF loader's seeks": {
+			"source: bad seek to 12559\nsource: bad seek to 6420\nheif: Invalid input: Unexpected end of file (2.100)\n",
+			"heif: Invalid input: Unexpected end of file (2.100)",
+		},
+		"nothing said": {"", "the decoder stopped on damaged or truncated data"},
+		"only echoes":  {"source: bad seek to 10\n", "the decoder stopped on damaged or truncated data"},
+	} {
+		if got := errorMessage(tc.buffer); got != tc.want {
+			t.Errorf("%s: errorMessage(%q) = %q, want %q", name, tc.buffer, got, tc.want)
+		}
+	}
+	// Through libvips: an AVIF cut short names libheif's reason alone.
+	data := fixture(t, "p3.avif")
+	_, err := proc.Process(data[:len(data)/2], transform.Operation{Spec: resolved(variant.Spec{Format: variant.FormatJPEG}), Source: transform.ImageInfo{Format: "avif", Width: 64, Height: 48, Bands: 3, SampleBytes: 1, Orientation: 1, Frames: 1}})
+	if !errors.Is(err, transform.ErrUnsupportedImage) || !strings.Contains(err.Error(), "heif: ") || strings.Contains(err.Error(), "bad seek") {
+		t.Errorf("Process of half an AVIF = %v, want libheif's reason without the source's seeks", err)
+	}
+}

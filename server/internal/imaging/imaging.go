@@ -90,19 +90,31 @@ var maxSide = map[variant.Format]int{
 	variant.FormatPNG:  1 << 30,
 }
 
-// vipsError returns libvips' error buffer, one line per distinct message
-// joined by "; ", and clears it. A saver's "unable to write to target" is
-// left out: writing to memory fails only when what feeds it failed. When a
-// loader gives up on a warning (the failure policy, see pipeline.c), that
-// can leave nothing, as the warning itself goes to the log handler, which
-// drops it. That case says so.
+// vipsError returns libvips' error buffer as errorMessage words it, and
+// clears it.
 func vipsError() string {
 	msg := C.GoString(C.vips_error_buffer())
 	C.vips_error_clear()
+	return errorMessage(msg)
+}
+
+// errorMessage words libvips' error buffer for a caller: one line per
+// distinct message, joined by "; ", without the lines that only echo what
+// went before them:
+//   - a saver's "unable to write to target": writing to memory fails only
+//     when what feeds it failed;
+//   - a source's "bad seek": the HEIF loader asks whether the data reaches
+//     an offset by seeking there, and libheif's own message, which follows,
+//     says what was wrong.
+//
+// When a loader gives up on a warning (the failure policy, see
+// pipeline.c), that can leave nothing, as the warning itself goes to the
+// log handler, which drops it. That case says so.
+func errorMessage(buffer string) string {
 	var lines []string
-	for l := range strings.Lines(msg) {
+	for l := range strings.Lines(buffer) {
 		l = strings.TrimSpace(l)
-		if l != "" && !strings.Contains(l, "unable to write to target") && !slices.Contains(lines, l) {
+		if l != "" && !echoes(l) && !slices.Contains(lines, l) {
 			lines = append(lines, l)
 		}
 	}
@@ -110,6 +122,11 @@ func vipsError() string {
 		return "the decoder stopped on damaged or truncated data"
 	}
 	return strings.Join(lines, "; ")
+}
+
+// echoes says whether a line of libvips' error buffer only echoes another.
+func echoes(line string) bool {
+	return strings.Contains(line, "unable to write to target") || strings.HasPrefix(line, "source: bad seek to ")
 }
 
 // Probe reads an image's header: format, stored dimensions, bands, sample
