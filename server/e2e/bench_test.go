@@ -488,7 +488,7 @@ func BenchmarkInProcessJPEG720(b *testing.B) {
 }
 
 func BenchmarkTransformGRPCJPEG720(b *testing.B) {
-	_, c := benchServer(b)
+	c := benchServer(b, localBenchStore(b))
 	bc := benchCases()[0]
 	src := bc.source()
 	for b.Loop() {
@@ -498,14 +498,19 @@ func BenchmarkTransformGRPCJPEG720(b *testing.B) {
 	}
 }
 
-// benchServer serves the default configuration on a local store over
-// loopback until the benchmark ends, and returns the store and a client.
-func benchServer(b *testing.B) (*local.Store, *client.Client) {
+// localBenchStore is a local store with the benchmark's bucket.
+func localBenchStore(b *testing.B) transform.Store {
 	st, err := local.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
 	st.CreateBucket(bucket)
+	return st
+}
+
+// benchServer serves the default configuration on st over loopback until
+// the benchmark ends, and returns a client.
+func benchServer(b *testing.B, st transform.Store) *client.Client {
 	cfg := config.Default()
 	app.TuneGC(cfg, os.LookupEnv)
 	srv, err := app.New(cfg, st, app.NewProcessor(cfg), slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
@@ -523,13 +528,25 @@ func benchServer(b *testing.B) (*local.Store, *client.Client) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close() })
-	return st, c
+	return c
 }
 
 // BenchmarkEnsureVariantHotLocal is the hot row of the report at c = 4 ×
 // cores: every call finds its variant, on the local store, over 64 keys.
 func BenchmarkEnsureVariantHotLocal(b *testing.B) {
-	st, c := benchServer(b)
+	benchmarkHot(b, localBenchStore(b))
+}
+
+// BenchmarkEnsureVariantHotVersitygw is its twin on versitygw (which runs
+// on the same cores).
+func BenchmarkEnsureVariantHotVersitygw(b *testing.B) {
+	srv := s3test.Start(b)
+	srv.CreateBucket(b, bucket)
+	benchmarkHot(b, s3store.NewFromClient(srv.Client(s3store.ServiceOptions)))
+}
+
+func benchmarkHot(b *testing.B, st transform.Store) {
+	c := benchServer(b, st)
 	bc := benchCases()[0]
 	src := bc.source()
 	for k := range hotKeys {
