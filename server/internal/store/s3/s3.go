@@ -39,6 +39,7 @@ type Config struct {
 // Store is an S3-backed object store.
 type Store struct {
 	client       *s3.Client
+	heads        *presignedHeads
 	readyBuckets []string
 }
 
@@ -61,7 +62,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		o.UsePathStyle = cfg.PathStyle
 	}, ServiceOptions)
-	return &Store{client: client, readyBuckets: cfg.ReadinessBuckets}, nil
+	return NewFromClient(client, cfg.ReadinessBuckets...), nil
 }
 
 // idleConnsPerHost is how many keep-alive connections to the endpoint the
@@ -83,7 +84,7 @@ func ServiceOptions(o *s3.Options) {
 
 // NewFromClient wraps an existing client; Ping HEADs readinessBuckets.
 func NewFromClient(c *s3.Client, readinessBuckets ...string) *Store {
-	return &Store{client: c, readyBuckets: readinessBuckets}
+	return &Store{client: c, heads: newPresignedHeads(c), readyBuckets: readinessBuckets}
 }
 
 func validate(bucket, key string) error {
@@ -106,10 +107,17 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Head returns an object's metadata.
+// Head returns an object's metadata: through a presigned URL when that
+// answers, through HeadObject otherwise (presignedHeads).
 func (s *Store) Head(ctx context.Context, bucket, key string) (store.ObjectInfo, error) {
 	if err := validate(bucket, key); err != nil {
 		return store.ObjectInfo{}, err
+	}
+	if info, found, answered := s.heads.head(ctx, bucket, key); answered {
+		if !found {
+			return store.ObjectInfo{}, missing(bucket, key)
+		}
+		return info, nil
 	}
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
 	if err != nil {
@@ -255,11 +263,16 @@ func mapError(err error, bucket, key string) error {
 	case errors.As(err, &noBucket) || code == "NoSuchBucket":
 		return fmt.Errorf("%w: %q", store.ErrBucketNotFound, bucket)
 	case errors.As(err, &noKey) || errors.As(err, &notFound) || code == "NotFound" || status == http.StatusNotFound:
-		return fmt.Errorf("%w: s3://%s/%s", store.ErrNotFound, bucket, key)
+		return missing(bucket, key)
 	case code == "PreconditionFailed" || code == "ConditionalRequestConflict" ||
 		status == http.StatusPreconditionFailed || status == http.StatusConflict:
 		return fmt.Errorf("%w: s3://%s/%s: %s", store.ErrPreconditionFailed, bucket, key, code)
 	default:
 		return fmt.Errorf("%w: s3://%s/%s: %w", store.ErrUnavailable, bucket, key, err)
 	}
+}
+
+// missing is the error for an object (or its bucket) that is not there.
+func missing(bucket, key string) error {
+	return fmt.Errorf("%w: s3://%s/%s", store.ErrNotFound, bucket, key)
 }
