@@ -47,11 +47,11 @@ const (
 	// for presignedReuse, leaving the rest for clock drift and slow calls.
 	presignedLifetime = 15 * time.Minute
 	presignedReuse    = 10 * time.Minute
-	// presignedCapacity bounds the URLs kept, as knownCapacity does the
-	// lookups the service remembers: the working set of hot originals. A
-	// URL takes ~0.6 KB (~1.5 KB with a session token). Past it, a HEAD
-	// whose URL was dropped presigns again, and costs ~1.3 HeadObjects.
-	presignedCapacity = 16384
+	// presignedCapacity bounds the URLs kept: one takes ~0.5 KB, ~2.3 KB
+	// with a session token of 1,100 characters (at most ~10 MB). A HEAD whose URL was dropped
+	// presigns again (~20 µs of CPU, no request), which with the request
+	// still costs half a HeadObject: past it, HEADs only save less.
+	presignedCapacity = 4096
 )
 
 func newPresignedHeads(client *s3.Client) *presignedHeads {
