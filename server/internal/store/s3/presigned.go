@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,22 +63,26 @@ func newPresignedHeads(client *s3.Client) *presignedHeads {
 	return &presignedHeads{presigner: s3.NewPresignClient(client), http: client.Options().HTTPClient, urls: urls}
 }
 
-// head HEADs bucket/key through its presigned URL. answered is false when
-// the caller must ask HeadObject instead.
-func (p *presignedHeads) head(ctx context.Context, bucket, key string) (info store.ObjectInfo, found, answered bool) {
+// errUnanswered says that a presigned HEAD had no answer to give: the
+// caller asks HeadObject.
+var errUnanswered = errors.New("s3 store: no answer through a presigned URL")
+
+// head HEADs bucket/key through its presigned URL: the object's
+// metadata, an error wrapping store.ErrNotFound, or errUnanswered.
+func (p *presignedHeads) head(ctx context.Context, bucket, key string) (store.ObjectInfo, error) {
 	ref := objectRef{bucket, key}
 	u, ok := p.urls.Get(ref)
 	if !ok || time.Now().After(u.reuseUntil) {
 		var err error
 		if u, err = p.presign(ctx, bucket, key); err != nil {
-			return store.ObjectInfo{}, false, false
+			return store.ObjectInfo{}, errUnanswered
 		}
 		p.urls.Add(ref, u)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u.url, http.NoBody)
 	if err != nil {
 		p.urls.Remove(ref)
-		return store.ObjectInfo{}, false, false
+		return store.ObjectInfo{}, errUnanswered
 	}
 	for name, values := range u.header {
 		if !strings.EqualFold(name, "Host") {
@@ -87,21 +92,19 @@ func (p *presignedHeads) head(ctx context.Context, bucket, key string) (info sto
 	resp, err := p.http.Do(req)
 	if err != nil {
 		p.urls.Remove(ref)
-		return store.ObjectInfo{}, false, false
+		return store.ObjectInfo{}, errUnanswered
 	}
 	resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
-		info, ok := objectInfo(key, resp.Header)
-		if !ok {
-			p.urls.Remove(ref)
+		if info, ok := objectInfo(key, resp.Header); ok {
+			return info, nil
 		}
-		return info, ok, ok
 	case http.StatusNotFound:
-		return store.ObjectInfo{}, false, true
+		return store.ObjectInfo{}, missing(bucket, key)
 	}
 	p.urls.Remove(ref)
-	return store.ObjectInfo{}, false, false
+	return store.ObjectInfo{}, errUnanswered
 }
 
 func (p *presignedHeads) presign(ctx context.Context, bucket, key string) (presignedURL, error) {

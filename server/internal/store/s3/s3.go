@@ -113,11 +113,8 @@ func (s *Store) Head(ctx context.Context, bucket, key string) (store.ObjectInfo,
 	if err := validate(bucket, key); err != nil {
 		return store.ObjectInfo{}, err
 	}
-	if info, found, answered := s.heads.head(ctx, bucket, key); answered {
-		if !found {
-			return store.ObjectInfo{}, missing(bucket, key)
-		}
-		return info, nil
+	if info, err := s.heads.head(ctx, bucket, key); !errors.Is(err, errUnanswered) {
+		return info, err
 	}
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
 	if err != nil {
