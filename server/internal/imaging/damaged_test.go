@@ -229,6 +229,10 @@ func TestJPEGSlipsAreRepaired(t *testing.T) {
 		gaps = append(append(gaps, junk...), 0xFF, 0xFE, 0x00, 0x03, 'c') // a comment
 	}
 	gaps = append(gaps, whole[2:]...)
+	jfif := func(major, minor byte) []byte {
+		app0 := []byte{0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00, major, minor, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00}
+		return slices.Concat(whole[:2], app0, whole[2:])
+	}
 	progressive := testimages.ProgressiveJPEG(64, 48, 3, false)
 	if _, err := process(progressive); err != nil {
 		t.Fatal(err)
@@ -242,6 +246,10 @@ func TestJPEGSlipsAreRepaired(t *testing.T) {
 		{"stray bytes before the frame header", slices.Concat(whole[:sof], junk, whole[sof:]), true},
 		{"stray bytes after the start-of-image marker", slices.Concat(whole[:2], junk, whole[2:]), true},
 		{"both", slices.Concat(whole[:sof], junk, whole[sof:len(whole)-2]), true},
+		{"JFIF 1.02", jfif(1, 2), true},
+		{"JFIF 2.01", jfif(2, 1), true},
+		{"JFIF 0.00", jfif(0, 0), true},
+		{"JFIF 2.01 and stray bytes", slices.Concat(jfif(2, 1)[:sof+18], junk, jfif(2, 1)[sof+18:]), true},
 		{"17 gaps in the header", gaps, false},
 		{"progressive, without its end-of-image marker", progressive[:len(progressive)-2], false},
 	} {

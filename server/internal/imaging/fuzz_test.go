@@ -2,6 +2,7 @@ package imaging
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -57,6 +58,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(testimages.WithOrientation(testimages.JPEG(40, 24, 90), 6), uint8(2))
 	noEOI := testimages.JPEG(40, 24, 90)
 	f.Add(noEOI[:len(noEOI)-2], uint8(0)) // decoded as if it had it
+	jfif := []byte{0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00, 2, 1, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00}
+	f.Add(slices.Concat(noEOI[:2], jfif, noEOI[2:]), uint8(0)) // JFIF 2.01: decoded as 1.01
 	// Animations, as WebP: every frame decoded and fitted.
 	f.Add(shapeImage("animated-gif", 33, 17), uint8(1))
 	f.Add(fixture(f, "animated.webp"), uint8(1))

@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // ErrNotJPEG reports data that does not start as a JPEG file does.
@@ -42,6 +43,11 @@ type Info struct {
 	// with StrayHeaderOverflow set when there were more.
 	StrayHeaderBytes    [][2]int
 	StrayHeaderOverflow bool
+	// OddJFIFVersions are the offsets of the major-version bytes of JFIF
+	// segments whose major version is not 1, which a decoder reads past
+	// with a warning ("unknown JFIF revision number"): the version says
+	// nothing about the image. At most maxStrayRanges.
+	OddJFIFVersions []int
 	// FirstScanComponents is how many components the first scan
 	// interleaves: fewer than the frame's means the data comes in several
 	// scans even for a sequential frame.
@@ -89,6 +95,7 @@ const (
 	markerEOI  = 0xD9
 	markerSOS  = 0xDA
 	markerDQT  = 0xDB
+	markerAPP0 = 0xE0
 	markerTEM  = 0x01
 	markerRST0 = 0xD0
 	markerRST7 = 0xD7
@@ -157,6 +164,8 @@ func Read(data []byte) (Info, error) {
 			err = readFrame(&info, marker, seg)
 		case marker == markerDQT && info.Scans == 0:
 			err = readQuantTables(&info, seg)
+		case marker == markerAPP0:
+			info.readJFIF(i+4, seg)
 		case marker == markerSOS:
 			if !sawFrame {
 				return info, fmt.Errorf("jpeg: a scan before the frame header, at byte %d", i)
@@ -188,6 +197,30 @@ func (i *Info) strayHeader(start, end int) {
 		return
 	}
 	i.StrayHeaderBytes = append(i.StrayHeaderBytes, [2]int{start, end})
+}
+
+// readJFIF records the version of a JFIF segment, seg, at offset at of
+// the data, as a decoder reads it: an APP0 segment of at least 14 bytes
+// that starts with "JFIF\x00", then the major version.
+func (i *Info) readJFIF(at int, seg []byte) {
+	if len(seg) < 14 || string(seg[:5]) != "JFIF\x00" || seg[5] == 1 || len(i.OddJFIFVersions) == maxStrayRanges {
+		return
+	}
+	i.OddJFIFVersions = append(i.OddJFIFVersions, at+5)
+}
+
+// WithJFIFVersion1 is data with the JFIF segments' odd major versions
+// set to 1 (a copy): the same image, without the warning. It is data
+// itself when there are none.
+func (i Info) WithJFIFVersion1(data []byte) []byte {
+	if len(i.OddJFIFVersions) == 0 {
+		return data
+	}
+	out := slices.Clone(data)
+	for _, at := range i.OddJFIFVersions {
+		out[at] = 1
+	}
+	return out
 }
 
 // WithoutStrayHeaderBytes is data less the stray bytes Read found in its

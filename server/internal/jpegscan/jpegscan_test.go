@@ -168,11 +168,59 @@ func TestNextMarker(t *testing.T) {
 	}
 }
 
+// TestJFIFVersions: a JFIF segment whose major version is not 1 is
+// found, as a decoder finds it (14 bytes at least, "JFIF\x00" first), and
+// set to 1; nothing else changes.
+func TestJFIFVersions(t *testing.T) {
+	jpg := testimages.JPEG(16, 16, 90)
+	app0 := func(id string, major byte, size int) []byte {
+		seg := append([]byte(id), major, 2, 0, 0, 1, 0, 1, 0, 0)
+		seg = append(seg, make([]byte, max(0, size-len(seg)))...)[:size]
+		return append([]byte{0xFF, 0xE0, byte((size + 2) >> 8), byte(size + 2)}, seg...)
+	}
+	with := func(segs ...[]byte) []byte { return bytes.Join([][]byte{jpg[:2], bytes.Join(segs, nil), jpg[2:]}, nil) }
+	for _, tc := range []struct {
+		name string
+		data []byte
+		odd  int
+	}{
+		{"JFIF 1.02", with(app0("JFIF\x00", 1, 14)), 0},
+		{"JFIF 2.02", with(app0("JFIF\x00", 2, 14)), 1},
+		{"JFIF 0.02, with a thumbnail", with(app0("JFIF\x00", 0, 200)), 1},
+		{"too short to be read", with(app0("JFIF\x00", 2, 13)), 0},
+		{"JFXX", with(app0("JFXX\x00", 2, 14)), 0},
+		{"two", with(app0("JFIF\x00", 3, 14), app0("JFIF\x00", 1, 14), app0("JFIF\x00", 9, 16)), 2},
+		{"more than the bound", with(bytes.Repeat(app0("JFIF\x00", 2, 14), maxStrayRanges+1)), maxStrayRanges},
+	} {
+		info, err := Read(tc.data)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(info.OddJFIFVersions) != tc.odd {
+			t.Errorf("%s: %d odd versions, want %d", tc.name, len(info.OddJFIFVersions), tc.odd)
+		}
+		set := info.WithJFIFVersion1(tc.data)
+		changed := 0
+		for k := range set {
+			if set[k] != tc.data[k] {
+				if set[k] != 1 || string(set[k-5:k]) != "JFIF\x00" {
+					t.Errorf("%s: byte %d set to %d", tc.name, k, set[k])
+				}
+				changed++
+			}
+		}
+		if changed != tc.odd {
+			t.Errorf("%s: %d bytes changed, want %d", tc.name, changed, tc.odd)
+		}
+	}
+}
+
 func FuzzRead(f *testing.F) {
 	f.Add(testimages.JPEG(16, 16, 80))
 	f.Add(testimages.ProgressiveJPEG(16, 8, 3, true))
 	j := testimages.JPEG(16, 16, 80)
-	f.Add(append(append(j[:2:2], 0x12, 0xFF, 0x00, 0x34), j[2:]...)) // stray bytes in the header
+	f.Add(append(append(j[:2:2], 0x12, 0xFF, 0x00, 0x34), j[2:]...))                                              // stray bytes in the header
+	f.Add(append(append(j[:2:2], 0xFF, 0xE0, 0, 16, 'J', 'F', 'I', 'F', 0, 2, 1, 0, 0, 1, 0, 1, 0, 0), j[2:]...)) // JFIF 2.01
 	f.Add([]byte{0xFF, 0xD8, 0xFF, 0xC2, 0x00, 0x0B, 8, 0, 8, 0, 8, 1, 1, 0x11, 0, 0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		info, err := Read(data)
@@ -199,6 +247,16 @@ func FuzzRead(f *testing.F) {
 		}
 		if len(again.StrayHeaderBytes) != 0 && !info.StrayHeaderOverflow || again.Width != info.Width || again.Height != info.Height || again.Scans != info.Scans || again.Ended != info.Ended {
 			t.Fatalf("without its stray header bytes %+v, was %+v", again, info)
+		}
+		// With its JFIF versions set to 1, it reads the same, and has no
+		// odd one left (unless it had more than Read records).
+		set := info.WithJFIFVersion1(data)
+		again, err = Read(set)
+		if err != nil {
+			t.Fatalf("with its JFIF versions set: %v", err)
+		}
+		if len(again.OddJFIFVersions) != 0 && len(info.OddJFIFVersions) < maxStrayRanges || again.Width != info.Width || again.Height != info.Height || again.Scans != info.Scans || again.Ended != info.Ended {
+			t.Fatalf("with its JFIF versions set %+v, was %+v", again, info)
 		}
 	})
 }
