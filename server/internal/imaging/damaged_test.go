@@ -233,6 +233,11 @@ func TestJPEGSlipsAreRepaired(t *testing.T) {
 		app0 := []byte{0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00, major, minor, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00}
 		return slices.Concat(whole[:2], app0, whole[2:])
 	}
+	// Some encoders leave a sequential scan's spectral selection and
+	// approximation 0 (libjpeg's comment on the warning says so).
+	zeroScanParameters := slices.Clone(whole)
+	params := bytes.Index(whole, []byte{0xFF, 0xDA}) + 4 + 1 + 2*3
+	copy(zeroScanParameters[params:], []byte{0, 0, 0})
 	progressive := testimages.ProgressiveJPEG(64, 48, 3, false)
 	if _, err := process(progressive); err != nil {
 		t.Fatal(err)
@@ -250,6 +255,7 @@ func TestJPEGSlipsAreRepaired(t *testing.T) {
 		{"JFIF 2.01", jfif(2, 1), true},
 		{"JFIF 0.00", jfif(0, 0), true},
 		{"JFIF 2.01 and stray bytes", slices.Concat(jfif(2, 1)[:sof+18], junk, jfif(2, 1)[sof+18:]), true},
+		{"a scan's parameters all 0", zeroScanParameters, true},
 		{"17 gaps in the header", gaps, false},
 		{"progressive, without its end-of-image marker", progressive[:len(progressive)-2], false},
 	} {

@@ -1,6 +1,7 @@
 package imaging
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"testing"
@@ -60,6 +61,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(noEOI[:len(noEOI)-2], uint8(0)) // decoded as if it had it
 	jfif := []byte{0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00, 2, 1, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00}
 	f.Add(slices.Concat(noEOI[:2], jfif, noEOI[2:]), uint8(0)) // JFIF 2.01: decoded as 1.01
+	zeroScan := slices.Clone(noEOI)
+	copy(zeroScan[bytes.Index(zeroScan, []byte{0xFF, 0xDA})+4+1+2*3:], []byte{0, 0, 0})
+	f.Add(zeroScan, uint8(0)) // a sequential scan's parameters all 0
 	// Animations, as WebP: every frame decoded and fitted.
 	f.Add(shapeImage("animated-gif", 33, 17), uint8(1))
 	f.Add(fixture(f, "animated.webp"), uint8(1))

@@ -357,13 +357,15 @@ func execute(data []byte, opts *C.imgedge_opts) (transform.Output, int, error) {
 	return transform.Output{Data: C.GoBytes(out, C.int(outLen)), Width: int(w), Height: int(h)}, int(bands), nil
 }
 
-// repairedJPEG is data, where it is a JPEG, with three slips set right
-// that libjpeg warns of and then decodes past as if they were not there,
-// so that fail-on-warning refuses damage alone: bytes between the header's
+// repairedJPEG is data, where it is a JPEG, with the slips set right that
+// libjpeg warns of and then decodes past as if they were not there, so
+// that fail-on-warning refuses damage alone: bytes between the header's
 // marker segments ("extraneous bytes before marker"), which the decoder
-// skips, are left out; a JFIF segment's major version other than 1
-// ("unknown JFIF revision number"), which says nothing about the image,
-// becomes 1; and a single-scan JPEG that lacks its end-of-image
+// skips, are left out; header fields that say nothing about the pixels (a
+// JFIF version other than 1.x, a sequential scan's spectral selection and
+// approximation other than 0–63 and 0: jpegscan's HeaderSlips) are set to
+// what the decoder takes them for; and a single-scan JPEG that lacks its
+// end-of-image
 // marker (its encoder left it out, or a cut came exactly at the end) gets
 // it ("premature end" otherwise). Data cut short still fails: the decoder
 // then meets the marker before the image's last block, and warns of that.
@@ -378,7 +380,7 @@ func repairedJPEG(data []byte) []byte {
 	if err != nil || st.StrayHeaderOverflow {
 		return data
 	}
-	out := st.WithoutStrayHeaderBytes(st.WithJFIFVersion1(data))
+	out := st.WithoutStrayHeaderBytes(st.WithHeaderSlipsSet(data))
 	if !st.Ended && !st.MultiScan() {
 		out = append(out[:len(out):len(out)], 0xFF, 0xD9)
 	}

@@ -43,11 +43,17 @@ type Info struct {
 	// with StrayHeaderOverflow set when there were more.
 	StrayHeaderBytes    [][2]int
 	StrayHeaderOverflow bool
-	// OddJFIFVersions are the offsets of the major-version bytes of JFIF
-	// segments whose major version is not 1, which a decoder reads past
-	// with a warning ("unknown JFIF revision number"): the version says
-	// nothing about the image. At most maxStrayRanges.
-	OddJFIFVersions []int
+	// HeaderSlips are header bytes that a decoder reads past with a
+	// warning, each with the value it takes it for; they say nothing about
+	// the pixels:
+	//   - a JFIF segment's major version other than 1 ("unknown JFIF
+	//     revision number"), taken for 1;
+	//   - a sequential scan's spectral selection and successive
+	//     approximation other than 0–63 and 0 ("Invalid SOS parameters for
+	//     sequential JPEG": some encoders leave them 0), which a sequential
+	//     decoder does not use.
+	// At most maxHeaderSlips.
+	HeaderSlips []ByteSlip
 	// FirstScanComponents is how many components the first scan
 	// interleaves: fewer than the frame's means the data comes in several
 	// scans even for a sequential frame.
@@ -55,6 +61,13 @@ type Info struct {
 	// QuantTables are the tables defined before the first scan, in the
 	// order they are stored (zig-zag); a nil entry was not defined.
 	QuantTables [4][]uint16
+}
+
+// ByteSlip is one byte of a header field, at offset At of the data, and
+// the value a decoder takes it for.
+type ByteSlip struct {
+	At    int
+	Value byte
 }
 
 // MultiScan reports whether a decoder must buffer the whole image's
@@ -112,7 +125,7 @@ func Read(data []byte) (Info, error) {
 	if len(data) < 4 || data[0] != 0xFF || data[1] != markerSOI {
 		return info, ErrNotJPEG
 	}
-	sawFrame := false
+	sawFrame, frame := false, byte(0)
 	for i := 2; i < len(data); {
 		if data[i] != 0xFF {
 			// Entropy-coded data, which the next marker ends, or bytes
@@ -160,7 +173,7 @@ func Read(data []byte) (Info, error) {
 			if sawFrame {
 				return info, fmt.Errorf("jpeg: a second frame header at byte %d", i)
 			}
-			sawFrame = true
+			sawFrame, frame = true, marker
 			err = readFrame(&info, marker, seg)
 		case marker == markerDQT && info.Scans == 0:
 			err = readQuantTables(&info, seg)
@@ -173,6 +186,9 @@ func Read(data []byte) (Info, error) {
 			info.Scans++
 			if info.Scans == 1 && len(seg) > 0 {
 				info.FirstScanComponents = int(seg[0])
+			}
+			if sequentialDCT(frame) {
+				info.readSequentialScan(i+4, seg)
 			}
 		}
 		if err != nil {
@@ -199,26 +215,58 @@ func (i *Info) strayHeader(start, end int) {
 	i.StrayHeaderBytes = append(i.StrayHeaderBytes, [2]int{start, end})
 }
 
-// readJFIF records the version of a JFIF segment, seg, at offset at of
-// the data, as a decoder reads it: an APP0 segment of at least 14 bytes
-// that starts with "JFIF\x00", then the major version.
-func (i *Info) readJFIF(at int, seg []byte) {
-	if len(seg) < 14 || string(seg[:5]) != "JFIF\x00" || seg[5] == 1 || len(i.OddJFIFVersions) == maxStrayRanges {
-		return
+// maxHeaderSlips bounds the slips Read records: more than a few segments'
+// worth is no encoder's habit, and is left as it is.
+const maxHeaderSlips = 16
+
+// slip records that data[at] holds what a decoder takes for value.
+func (i *Info) slip(at int, value byte) {
+	if len(i.HeaderSlips) < maxHeaderSlips {
+		i.HeaderSlips = append(i.HeaderSlips, ByteSlip{at, value})
 	}
-	i.OddJFIFVersions = append(i.OddJFIFVersions, at+5)
 }
 
-// WithJFIFVersion1 is data with the JFIF segments' odd major versions
-// set to 1 (a copy): the same image, without the warning. It is data
-// itself when there are none.
-func (i Info) WithJFIFVersion1(data []byte) []byte {
-	if len(i.OddJFIFVersions) == 0 {
+// readJFIF reads the version of a JFIF segment, seg, at offset at of the
+// data, as a decoder reads it: an APP0 segment of at least 14 bytes that
+// starts with "JFIF\x00", then the major version.
+func (i *Info) readJFIF(at int, seg []byte) {
+	if len(seg) >= 14 && string(seg[:5]) == "JFIF\x00" && seg[5] != 1 {
+		i.slip(at+5, 1)
+	}
+}
+
+// sequentialDCT reports whether a frame marker starts a sequential DCT
+// frame (SOF0, SOF1, SOF9), whose scans code every coefficient at once.
+func sequentialDCT(frame byte) bool {
+	return frame == 0xC0 || frame == 0xC1 || frame == 0xC9
+}
+
+// readSequentialScan reads a sequential frame's scan header, seg, at
+// offset at of the data: after its components, spectral selection start
+// and end, and successive approximation, which should be 0, 63 and 0. A
+// header of another length is the decoder's to refuse.
+func (i *Info) readSequentialScan(at int, seg []byte) {
+	if len(seg) == 0 || len(seg) != 1+2*int(seg[0])+3 {
+		return
+	}
+	params := 1 + 2*int(seg[0])
+	for k, want := range [3]byte{0, 63, 0} {
+		if seg[params+k] != want {
+			i.slip(at+params+k, want)
+		}
+	}
+}
+
+// WithHeaderSlipsSet is data with its header slips set to what a decoder
+// takes them for (a copy): the same image, without the warnings. It is
+// data itself when there are none.
+func (i Info) WithHeaderSlipsSet(data []byte) []byte {
+	if len(i.HeaderSlips) == 0 {
 		return data
 	}
 	out := slices.Clone(data)
-	for _, at := range i.OddJFIFVersions {
-		out[at] = 1
+	for _, s := range i.HeaderSlips {
+		out[s.At] = s.Value
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package jpegscan
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/imgedge/imgedge/server/internal/testimages"
@@ -168,10 +169,11 @@ func TestNextMarker(t *testing.T) {
 	}
 }
 
-// TestJFIFVersions: a JFIF segment whose major version is not 1 is
-// found, as a decoder finds it (14 bytes at least, "JFIF\x00" first), and
-// set to 1; nothing else changes.
-func TestJFIFVersions(t *testing.T) {
+// TestHeaderSlips: a JFIF segment whose major version is not 1 is found
+// as a decoder finds it (14 bytes at least, "JFIF\x00" first), and so are a
+// sequential scan's parameters other than 0, 63 and 0; set, they are what
+// the decoder takes them for, and nothing else changes.
+func TestHeaderSlips(t *testing.T) {
 	jpg := testimages.JPEG(16, 16, 90)
 	app0 := func(id string, major byte, size int) []byte {
 		seg := append([]byte(id), major, 2, 0, 0, 1, 0, 1, 0, 0)
@@ -179,10 +181,17 @@ func TestJFIFVersions(t *testing.T) {
 		return append([]byte{0xFF, 0xE0, byte((size + 2) >> 8), byte(size + 2)}, seg...)
 	}
 	with := func(segs ...[]byte) []byte { return bytes.Join([][]byte{jpg[:2], bytes.Join(segs, nil), jpg[2:]}, nil) }
+	sos := bytes.Index(jpg, []byte{0xFF, 0xDA}) + 4 + 1 + 2*3 // Go's encoder: three components
+	scan := func(data []byte, ss, se, ahal byte) []byte {
+		out := slices.Clone(data)
+		copy(out[sos:], []byte{ss, se, ahal})
+		return out
+	}
+	progressive := testimages.ProgressiveJPEG(16, 8, 3, false)
 	for _, tc := range []struct {
-		name string
-		data []byte
-		odd  int
+		name  string
+		data  []byte
+		slips int
 	}{
 		{"JFIF 1.02", with(app0("JFIF\x00", 1, 14)), 0},
 		{"JFIF 2.02", with(app0("JFIF\x00", 2, 14)), 1},
@@ -190,27 +199,31 @@ func TestJFIFVersions(t *testing.T) {
 		{"too short to be read", with(app0("JFIF\x00", 2, 13)), 0},
 		{"JFXX", with(app0("JFXX\x00", 2, 14)), 0},
 		{"two", with(app0("JFIF\x00", 3, 14), app0("JFIF\x00", 1, 14), app0("JFIF\x00", 9, 16)), 2},
-		{"more than the bound", with(bytes.Repeat(app0("JFIF\x00", 2, 14), maxStrayRanges+1)), maxStrayRanges},
+		{"more than the bound", with(bytes.Repeat(app0("JFIF\x00", 2, 14), maxHeaderSlips+1)), maxHeaderSlips},
+		{"a sequential scan as it should be", jpg, 0},
+		{"a sequential scan's parameters all 0", scan(jpg, 0, 0, 0), 1},
+		{"a sequential scan's parameters all wrong", scan(jpg, 1, 5, 0x12), 3},
+		{"a progressive JPEG's scans", progressive, 0},
 	} {
 		info, err := Read(tc.data)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		if len(info.OddJFIFVersions) != tc.odd {
-			t.Errorf("%s: %d odd versions, want %d", tc.name, len(info.OddJFIFVersions), tc.odd)
+		if len(info.HeaderSlips) != tc.slips {
+			t.Errorf("%s: %d slips, want %d", tc.name, len(info.HeaderSlips), tc.slips)
 		}
-		set := info.WithJFIFVersion1(tc.data)
+		set := info.WithHeaderSlipsSet(tc.data)
 		changed := 0
 		for k := range set {
 			if set[k] != tc.data[k] {
-				if set[k] != 1 || string(set[k-5:k]) != "JFIF\x00" {
-					t.Errorf("%s: byte %d set to %d", tc.name, k, set[k])
-				}
 				changed++
 			}
 		}
-		if changed != tc.odd {
-			t.Errorf("%s: %d bytes changed, want %d", tc.name, changed, tc.odd)
+		if changed != tc.slips {
+			t.Errorf("%s: %d bytes changed, want %d", tc.name, changed, tc.slips)
+		}
+		if again, err := Read(set); err != nil || len(again.HeaderSlips) != 0 && tc.slips < maxHeaderSlips {
+			t.Errorf("%s: set, %d slips left, %v", tc.name, len(again.HeaderSlips), err)
 		}
 	}
 }
@@ -248,15 +261,15 @@ func FuzzRead(f *testing.F) {
 		if len(again.StrayHeaderBytes) != 0 && !info.StrayHeaderOverflow || again.Width != info.Width || again.Height != info.Height || again.Scans != info.Scans || again.Ended != info.Ended {
 			t.Fatalf("without its stray header bytes %+v, was %+v", again, info)
 		}
-		// With its JFIF versions set to 1, it reads the same, and has no
-		// odd one left (unless it had more than Read records).
-		set := info.WithJFIFVersion1(data)
+		// With its header slips set, it reads the same, and has none left
+		// (unless it had more than Read records).
+		set := info.WithHeaderSlipsSet(data)
 		again, err = Read(set)
 		if err != nil {
-			t.Fatalf("with its JFIF versions set: %v", err)
+			t.Fatalf("with its header slips set: %v", err)
 		}
-		if len(again.OddJFIFVersions) != 0 && len(info.OddJFIFVersions) < maxStrayRanges || again.Width != info.Width || again.Height != info.Height || again.Scans != info.Scans || again.Ended != info.Ended {
-			t.Fatalf("with its JFIF versions set %+v, was %+v", again, info)
+		if len(again.HeaderSlips) != 0 && len(info.HeaderSlips) < maxHeaderSlips || again.Width != info.Width || again.Height != info.Height || again.Scans != info.Scans || again.Ended != info.Ended {
+			t.Fatalf("with its header slips set %+v, was %+v", again, info)
 		}
 	})
 }
