@@ -216,7 +216,8 @@ func (i *Info) strayHeader(start, end int) {
 }
 
 // maxHeaderSlips bounds the slips Read records: more than a few segments'
-// worth is no encoder's habit, and is left as it is.
+// worth is no encoder's habit. Those past it are not recorded, so the
+// decoder still warns of them.
 const maxHeaderSlips = 16
 
 // slip records that data[at] holds what a decoder takes for value.
