@@ -359,18 +359,21 @@ func execute(data []byte, opts *C.imgedge_opts) (transform.Output, int, error) {
 
 // repairedJPEG is data, where it is a JPEG, with the slips set right that
 // libjpeg warns of and then decodes past as if they were not there, so
-// that fail-on-warning refuses damage alone: bytes between the header's
-// marker segments ("extraneous bytes before marker"), which the decoder
-// skips, are left out; header fields that say nothing about the pixels (a
-// JFIF version other than 1.x, a sequential scan's spectral selection and
-// approximation other than 0–63 and 0: jpegscan's HeaderSlips) are set to
-// what the decoder takes them for; and a single-scan JPEG that lacks its
-// end-of-image
-// marker (its encoder left it out, or a cut came exactly at the end) gets
-// it ("premature end" otherwise). Data cut short still fails: the decoder
-// then meets the marker before the image's last block, and warns of that.
-// A progressive JPEG is left without it, so that one cut between two of
-// its scans is refused rather than decoded blurred by the scans it lost.
+// that fail-on-warning refuses damage alone:
+//   - bytes between the header's marker segments ("extraneous bytes
+//     before marker"), which the decoder skips, are left out;
+//   - header fields that say nothing about the pixels (a JFIF version
+//     other than 1.x, a sequential scan's spectral selection and
+//     approximation other than 0–63 and 0: jpegscan's HeaderSlips) are set
+//     to what the decoder takes them for;
+//   - a single-scan JPEG that lacks its end-of-image marker (its encoder
+//     left it out, or a cut came exactly at the end) gets it ("premature
+//     end" otherwise). Data cut short still fails: the decoder then meets
+//     the marker before the image's last block, and warns of that. A
+//     progressive JPEG is left without it, so that one cut between two of
+//     its scans is refused rather than decoded blurred by the scans it
+//     lost.
+//
 // A repaired JPEG is a copy; anything else is data itself.
 func repairedJPEG(data []byte) []byte {
 	if len(data) < 2 || data[0] != 0xFF || data[1] != 0xD8 {
