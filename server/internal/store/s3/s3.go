@@ -1,7 +1,8 @@
 // Package s3 is the object store on Amazon S3 or an S3-compatible server,
 // through aws-sdk-go-v2. Credentials come from the SDK's default chain
 // (environment, shared config, IRSA web identity, instance role); an optional
-// endpoint and path-style addressing serve S3-compatible servers.
+// endpoint and path-style addressing serve S3-compatible servers. HEADs,
+// one on every hit, go through URLs the SDK presigned (presignedHeads).
 package s3
 
 import (
