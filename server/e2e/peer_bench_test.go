@@ -87,10 +87,12 @@ func TestPeerBenchmark(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	runSharp := func(width int, out, copies string) sharpResult {
+	// runSharp runs one cell of sharp: on one buffer, or with copiesDir,
+	// doing the service's I/O.
+	runSharp := func(width int, out, copiesDir string) sharpResult {
 		args := []string{filepath.Join("testdata", "sharp-bench.js"), sharpDir, input, strconv.Itoa(width), "80", strconv.Itoa(conc), strconv.Itoa(seconds), out}
-		if copies != "" {
-			args = append(args, copies)
+		if copiesDir != "" {
+			args = append(args, copiesDir)
 		}
 		cmd := exec.Command(node, args...)
 		var stderr bytes.Buffer
