@@ -155,7 +155,7 @@ edge-test: edge-binary ## the Node.js launcher's tests against the real adapter 
 
 bench: setup ## the benchmark report: every service path against in-process libvips (BENCHMARKS.md)
 	@mkdir -p dist
-	IMGEDGE_BENCH=1 IMGEDGE_BENCH_OUT=$(CURDIR)/dist/bench-table.md MALLOC_ARENA_MAX=2 \
+	IMGEDGE_BENCH=1 IMGEDGE_BENCH_OUT=$(CURDIR)/dist/bench-table.md \
 		go test -tags report ./server/e2e -run '^TestBenchmarkReport$$' -count=1 -v -timeout 40m
 	@echo "table written to dist/bench-table.md"
 
@@ -164,7 +164,7 @@ SHARP_VERSION := 0.35.5
 bench-peers: deps ## the engine against sharp (npm, pinned) on the benchmark's jobs, same run, interleaved
 	@mkdir -p dist $(BIN)/sharp
 	@test -d $(BIN)/sharp/node_modules/sharp || npm install --silent --no-audit --no-fund --prefix $(BIN)/sharp sharp@$(SHARP_VERSION)
-	IMGEDGE_SHARP=$(BIN)/sharp IMGEDGE_BENCH_OUT=$(CURDIR)/dist/peer-bench.md MALLOC_ARENA_MAX=2 \
+	IMGEDGE_SHARP=$(BIN)/sharp IMGEDGE_BENCH_OUT=$(CURDIR)/dist/peer-bench.md \
 		go test -tags report ./server/e2e -run '^TestPeerBenchmark$$' -count=1 -v -timeout 20m
 	@echo "table written to dist/peer-bench.md"
 

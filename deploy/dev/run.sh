@@ -10,7 +10,7 @@ mkdir -p "$work/s3"
 
 export ROOT_ACCESS_KEY=imgedge-dev ROOT_SECRET_KEY=imgedge-dev-secret
 export AWS_ACCESS_KEY_ID=$ROOT_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$ROOT_SECRET_KEY
-export AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true MALLOC_ARENA_MAX=2
+export AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 
 pids=()
 cleanup() {

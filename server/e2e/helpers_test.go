@@ -186,7 +186,7 @@ func startProcessEnv(t *testing.T, env []string, args ...string) *process {
 	p := &process{addr: freeAddr(t), logs: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, append([]string{"--grpc-addr", p.addr, "--metrics-addr", ""}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	p.cmd.Env = append(env, "MALLOC_ARENA_MAX=2")
+	p.cmd.Env = env
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -95,6 +95,8 @@ func TestPeerBenchmark(t *testing.T) {
 			args = append(args, copiesDir)
 		}
 		cmd := exec.Command(node, args...)
+		// sharp under the malloc arena limit the service sets itself.
+		cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=2")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		raw, err := cmd.Output()
