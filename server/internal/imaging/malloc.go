@@ -24,6 +24,9 @@ __attribute__((constructor)) static void imgedge_limit_malloc_arenas(void) {
 // imgedge_malloc_arenas counts glibc's arenas (the heaps malloc_info
 // lists), or returns -1 where it cannot.
 static int imgedge_malloc_arenas(void) {
+#ifndef __GLIBC__
+	return -1;
+#else
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
@@ -36,6 +39,7 @@ static int imgedge_malloc_arenas(void) {
 		n++;
 	free(buf);
 	return failed ? -1 : n;
+#endif
 }
 */
 import "C"

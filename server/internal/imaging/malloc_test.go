@@ -56,7 +56,10 @@ func TestMallocArenasAreLimited(t *testing.T) {
 					arenas, _ = strconv.Atoi(v)
 				}
 			}
-			if arenas < 1 {
+			switch {
+			case arenas == -1:
+				t.Skip("not glibc: its malloc arenas cannot be counted")
+			case arenas < 1:
 				t.Fatalf("the child counted no arenas:\n%s", out)
 			}
 			if arenas > tc.atMost {
