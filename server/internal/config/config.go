@@ -141,8 +141,10 @@ func Default() Config {
 		MaxWidth:        8192,
 		MaxHeight:       8192,
 		MaxMemory:       768 << 20,
-		Workers:         runtime.NumCPU(),
-		Queue:           4 * runtime.NumCPU(),
+		// The CPUs the process may use: GOMAXPROCS, which Go sets from a
+		// container's CPU limit, where NumCPU counts the host's.
+		Workers:         runtime.GOMAXPROCS(0),
+		Queue:           4 * runtime.GOMAXPROCS(0),
 		ProcessTimeout:  30 * time.Second,
 		KnownVariantTTL: 10 * time.Second,
 		ShutdownTimeout: 20 * time.Second,
@@ -204,7 +206,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxHeight, "max-height", c.MaxHeight, "largest output height")
 	fs.Var(&c.MaxStreamBytes, "max-stream-bytes", "largest Transform input stream, in bytes, at most max-source-bytes (default: max-source-bytes)")
 	fs.Var(&c.MaxMemory, "max-memory", "memory for image work: a quarter for sources and uploads held at once (refused past it), the rest for decoded pixels (waited for)")
-	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent image transforms (default: number of CPUs)")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent image transforms (default: the CPUs the process may use, GOMAXPROCS: a container's CPU limit)")
 	fs.IntVar(&c.Queue, "queue", c.Queue, "calls that may wait for a worker before ResourceExhausted")
 	fs.DurationVar(&c.ProcessTimeout, "process-timeout", c.ProcessTimeout, "bound on one variant build (fetch, transform, store)")
 	fs.DurationVar(&c.KnownVariantTTL, "known-variant-ttl", c.KnownVariantTTL, "how long a variant (or keep-original marker) a lookup found is trusted without HEADing it again;\nthe original is HEADed on every call, so a replaced original is seen at once, but a variant deleted\nbehind the service is still answered for up to this long; a build that failed because of the original\n(undecodable, past a limit) fails again for this long without fetching it (0: remember nothing)")

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,15 @@ func TestDefaults(t *testing.T) {
 	p := cfg.Presets["default"]
 	if p.Format != variant.FormatJPEG || p.Quality != 90 || p.Width != 0 {
 		t.Errorf("the default preset is %+v, want same-size JPEG q90", p)
+	}
+}
+
+// TestWorkersFollowTheCPUsTheProcessMayUse: the default pool is as large as
+// GOMAXPROCS (a container's CPU limit), not the host's CPU count.
+func TestWorkersFollowTheCPUsTheProcessMayUse(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	if d := Default(); d.Workers != 1 || d.Queue != 4 {
+		t.Errorf("with GOMAXPROCS 1 on %d CPUs: %d workers, queue %d, want 1 and 4", runtime.NumCPU(), d.Workers, d.Queue)
 	}
 }
 
