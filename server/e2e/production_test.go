@@ -322,14 +322,62 @@ func TestMemoryStaysBoundedUnderOverload(t *testing.T) {
 	}
 }
 
-func peakRSS(t *testing.T, pid int) int64 {
+// TestIdleMemoryIsGivenBack: after a burst of 12 MP transforms, the real
+// server process gives the memory they freed back to the system once its
+// pool has been idle for --free-memory-after: its RSS falls to under half
+// its peak (without it, RSS stays where the burst left it).
+func TestIdleMemoryIsGivenBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	st, dir := newLocalStoreDir(t)
+	twelveMP := testimages.JPEG(4000, 3000, 92)
+	const calls = 6
+	for i := range calls {
+		putVia(t, st)(fmt.Sprintf("idle/%d.jpg", i), twelveMP)
+	}
+	p := startProcess(t, "--store", "file:"+dir, "--workers", "2", "--free-memory-after", "250ms", "--log-level", "debug")
+	c := dialClient(t, p.addr, client.WithDefaultDeadline(60*time.Second))
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			if _, err := c.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: fmt.Sprintf("idle/%d.jpg", i)}); err != nil {
+				t.Errorf("call: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	peak := peakRSS(t, p.cmd.Process.Pid)
+	var now int64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if now = procStatusBytes(t, p.cmd.Process.Pid, "VmRSS:"); now < peak/2 {
+			break
+		}
+	}
+	t.Logf("peak RSS %d MiB, idle %d MiB", peak>>20, now>>20)
+	if now >= peak/2 {
+		t.Errorf("idle RSS %d MiB after a peak of %d MiB: not given back", now>>20, peak>>20)
+	}
+	for line := range strings.Lines(p.logs.String()) {
+		if strings.Contains(line, "gave idle memory back") {
+			t.Log(strings.TrimSpace(line))
+		}
+	}
+}
+
+// peakRSS is the process's peak resident memory (VmHWM).
+func peakRSS(t *testing.T, pid int) int64 { return procStatusBytes(t, pid, "VmHWM:") }
+
+// procStatusBytes reads one of a process's memory fields, in bytes, from
+// /proc/PID/status.
+func procStatusBytes(t *testing.T, pid int, field string) int64 {
 	t.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for line := range strings.Lines(string(raw)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			kb, err := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
 			if err != nil {
 				t.Fatal(err)
@@ -337,6 +385,6 @@ func peakRSS(t *testing.T, pid int) int64 {
 			return kb << 10
 		}
 	}
-	t.Fatal("no VmHWM")
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }

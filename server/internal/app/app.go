@@ -100,6 +100,7 @@ func Run(ctx context.Context, args []string, logOut io.Writer) error {
 
 	// Readiness: the store answers and libvips works.
 	go srv.WatchReadiness(ctx, st, proc, cfg.ReadinessInterval, logger)
+	go srv.FreeMemoryWhenIdle(ctx, cfg.FreeMemoryAfter, logger)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.GRPC.Serve(lis) }()

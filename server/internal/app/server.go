@@ -27,6 +27,7 @@ type Server struct {
 	GRPC    *grpc.Server
 	Health  *health.Server
 	Metrics *metrics.Metrics
+	pool    *workpool.Pool
 }
 
 // PoolLimits are the worker pool's limits for cfg: its workers and queue,
@@ -92,7 +93,7 @@ func New(cfg config.Config, st transform.Store, proc transform.Processor, logger
 	if err := grpcapi.RegisterReflection(gs); err != nil {
 		return nil, err
 	}
-	return &Server{GRPC: gs, Health: healthSrv, Metrics: m}, nil
+	return &Server{GRPC: gs, Health: healthSrv, Metrics: m, pool: pool}, nil
 }
 
 // selfTester proves the image processor works.

@@ -81,6 +81,7 @@ type Config struct {
 	// Observability and lifecycle.
 	MetricsAddr       string        `yaml:"metrics_addr"`
 	ReadinessInterval time.Duration `yaml:"readiness_interval"`
+	FreeMemoryAfter   time.Duration `yaml:"free_memory_after"`
 
 	// Perceptual auto-quality (quality: auto, format: best).
 	AutoQuality AutoQuality `yaml:"auto_quality"`
@@ -158,6 +159,7 @@ func Default() Config {
 
 		MetricsAddr:       "127.0.0.1:9464",
 		ReadinessInterval: 10 * time.Second,
+		FreeMemoryAfter:   5 * time.Second,
 
 		AutoQuality: AutoQuality{
 			Targets:    map[string]float64{"jpeg": 70, "webp": 70, "avif": 70, "png": 70},
@@ -224,6 +226,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.KeepaliveMinTime, "keepalive-min-time", c.KeepaliveMinTime, "refuse client keepalive pings more frequent than this")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "Prometheus /metrics listen `address` (empty: off)")
 	fs.DurationVar(&c.ReadinessInterval, "readiness-interval", c.ReadinessInterval, "how often readiness re-checks the store and libvips")
+	fs.DurationVar(&c.FreeMemoryAfter, "free-memory-after", c.FreeMemoryAfter, "give the memory image work freed back to the system once no job has run for this long\n(between one and two of these after a burst ends; 0: never)")
 }
 
 // Load builds the configuration from args (without the program name),
@@ -401,8 +404,10 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
 	}
-	if c.KnownVariantTTL < 0 {
-		errs = append(errs, errors.New("known-variant-ttl must not be negative (0 turns it off)"))
+	for name, d := range map[string]time.Duration{"known-variant-ttl": c.KnownVariantTTL, "free-memory-after": c.FreeMemoryAfter} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (0 turns it off)", name))
+		}
 	}
 	return errors.Join(errs...)
 }

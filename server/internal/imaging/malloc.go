@@ -41,6 +41,14 @@ static int imgedge_malloc_arenas(void) {
 	return failed ? -1 : n;
 #endif
 }
+
+// imgedge_malloc_trim gives the free memory of every arena back to the
+// system (glibc only).
+static void imgedge_malloc_trim(void) {
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+}
 */
 import "C"
 
@@ -55,3 +63,9 @@ const mallocArenaLimit = C.IMGEDGE_MALLOC_ARENAS
 
 // mallocArenas is how many arenas glibc has made so far (-1 unknown).
 func mallocArenas() int { return int(C.imgedge_malloc_arenas()) }
+
+// TrimMalloc gives the memory libvips freed, which glibc keeps in its
+// arenas for later allocations, back to the operating system (a no-op
+// where the C library is not glibc). It walks every arena under its lock:
+// call it when the process is idle, not per job.
+func TrimMalloc() { C.imgedge_malloc_trim() }

@@ -52,6 +52,7 @@ type Pool struct {
 	admitted chan struct{} // workers + queue tokens: admission control
 	running  chan struct{} // worker tokens
 	waiting  atomic.Int64
+	finished atomic.Uint64 // jobs released, ever
 	buffers  *semaphore.Weighted
 	pixels   *semaphore.Weighted
 	held     [2]atomic.Int64 // bytes held: buffers, pixels
@@ -207,6 +208,7 @@ func (t *Ticket) Release() {
 	t.p.held[0].Add(-t.buffers)
 	t.p.held[1].Add(-t.pixels)
 	<-t.p.admitted
+	t.p.finished.Add(1)
 }
 
 // Acquire admits a job and takes a worker slot, waiting in the queue if
@@ -231,6 +233,12 @@ func (p *Pool) InFlight() int { return len(p.running) }
 
 // Waiting is the number of callers queued for a worker slot or pixels.
 func (p *Pool) Waiting() int { return int(p.waiting.Load()) }
+
+// Admitted is the number of jobs admitted and not yet released.
+func (p *Pool) Admitted() int { return len(p.admitted) }
+
+// Finished is the number of jobs released since the pool was made.
+func (p *Pool) Finished() uint64 { return p.finished.Load() }
 
 // Workers is the pool's number of worker slots.
 func (p *Pool) Workers() int { return cap(p.running) }

@@ -169,3 +169,29 @@ func TestPixelBudgetWaitsInOrder(t *testing.T) {
 		t.Fatalf("pixels held after release: %d", px)
 	}
 }
+
+// TestAdmittedAndFinishedCountJobs: Admitted counts tickets not yet
+// released, whether waiting or running; Finished counts releases, once each.
+func TestAdmittedAndFinishedCountJobs(t *testing.T) {
+	p := New(Limits{Workers: 1, Queue: 2})
+	if p.Admitted() != 0 || p.Finished() != 0 {
+		t.Fatalf("new pool: %d admitted, %d finished", p.Admitted(), p.Finished())
+	}
+	running, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting, err := p.Admit() // admitted, holds no worker
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Admitted() != 2 || p.Finished() != 0 {
+		t.Fatalf("two jobs in: %d admitted, %d finished", p.Admitted(), p.Finished())
+	}
+	running()
+	waiting.Release()
+	waiting.Release() // a second release is a no-op
+	if p.Admitted() != 0 || p.Finished() != 2 {
+		t.Fatalf("both released: %d admitted, %d finished, want 0 and 2", p.Admitted(), p.Finished())
+	}
+}
