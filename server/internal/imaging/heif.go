@@ -112,3 +112,36 @@ func pictureSamples(trak []byte) int {
 	}
 	return 0
 }
+
+// longestItemExtent is the image spatial extent (an ispe property, in
+// meta/iprp/ipco) with the longest side among those an HEIF or AVIF file
+// declares; 0×0 for a file without one. Every image item's extent is
+// there: the primary image's, a grid's, its tiles', a thumbnail's. It
+// reads box headers only and never fails: a damaged header is the
+// decoder's to report.
+func longestItemExtent(data []byte) (width, height uint32) {
+	meta, found := child(data, "meta", true)
+	if !found {
+		return 0, 0
+	}
+	iprp, found := child(meta, "iprp", false)
+	if !found {
+		return 0, 0
+	}
+	ipco, found := child(iprp, "ipco", false)
+	if !found {
+		return 0, 0
+	}
+	walk(ipco, func(typ string, body []byte) bool {
+		ispe, ok := fullBody(body)
+		if typ != "ispe" || !ok || len(ispe) < 8 {
+			return true
+		}
+		w, h := binary.BigEndian.Uint32(ispe), binary.BigEndian.Uint32(ispe[4:])
+		if max(w, h) > max(width, height) {
+			width, height = w, h
+		}
+		return true
+	})
+	return width, height
+}

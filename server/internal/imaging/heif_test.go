@@ -1,10 +1,12 @@
 package imaging
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"image/color"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -103,6 +105,67 @@ func TestSequenceFrames(t *testing.T) {
 	}
 }
 
+// ispe is an image spatial extent property of w×h.
+func ispe(w, h uint32) []byte {
+	return box("ispe", binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(make([]byte, 4), w), h))
+}
+
+func TestLongestItemExtent(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		data []byte
+		w, h uint32
+	}{
+		{"avifenc's still image", fixture(t, "p3.avif"), 256, 192},
+		{"a grid, its tiles and a thumbnail", heifWith([][]byte{ispe(512, 256), ispe(4000, 3000), ispe(160, 120)}, []byte{2}), 4000, 3000},
+		{"a portrait primary image", heifWith([][]byte{ispe(20, 30000), ispe(4000, 3000)}, []byte{1}), 20, 30000},
+		{"a claim past any decoder", heifWith([][]byte{ispe(1<<31, 48)}, []byte{1}), 1 << 31, 48},
+		{"an ispe cut short", heifWith([][]byte{box("ispe", make([]byte, 8))}, []byte{1}), 0, 0},
+		{"no ispe", heifWith(nil, nil), 0, 0},
+		{"no meta box", ftyp("avif"), 0, 0},
+		{"an animation's moov alone", append(ftyp("avis", "avif"), sequence(false, 4)...), 0, 0},
+	} {
+		if w, h := longestItemExtent(c.data); w != c.w || h != c.h {
+			t.Errorf("%s: %d×%d, want %d×%d", c.name, w, h, c.w, c.h)
+		}
+	}
+}
+
+// TestExtentPastLibvips: an AVIF or HEIF whose header declares an image
+// wider or taller than libvips can hold (100,000,000 px a side) is refused
+// from its header as too large. libvips read such a header as 1 pixel wide
+// (GLib printing a critical warning to stderr, in the middle of the JSON
+// log), the pixel limit passed it, and the job was admitted for the
+// decoder to refuse.
+func TestExtentPastLibvips(t *testing.T) {
+	for _, name := range []string{"p3.avif", "animated.avif", "collection.avif", "photo.heic"} {
+		data := fixture(t, name)
+		at := bytes.Index(data, []byte("ispe"))
+		if at < 4 {
+			t.Fatalf("%s has no ispe box", name)
+		}
+		for _, side := range []int{0, 4} { // width, then height
+			claim := slices.Clone(data)
+			binary.BigEndian.PutUint32(claim[at+8+side:], 2_130_706_496)
+			_, err := proc.Probe(claim)
+			if !errors.Is(err, transform.ErrTooLarge) || !strings.Contains(err.Error(), "2130706496") {
+				t.Errorf("%s declaring a side of 2,130,706,496 px: Probe = %v, want ErrTooLarge naming the size", name, err)
+			}
+		}
+	}
+	// Past the limit by one pixel, and at it: the limit is libvips' own.
+	data := fixture(t, "p3.avif")
+	at := bytes.Index(data, []byte("ispe"))
+	for side, wantErr := range map[uint32]bool{100_000_001: true, 100_000_000: false} {
+		claim := slices.Clone(data)
+		binary.BigEndian.PutUint32(claim[at+8:], side)
+		info, err := proc.Probe(claim)
+		if gotErr := errors.Is(err, transform.ErrTooLarge); gotErr != wantErr || !wantErr && info.Width != int(side) {
+			t.Errorf("p3.avif declaring %d px wide: Probe = %+v, %v; want refused %v", side, info, err, wantErr)
+		}
+	}
+}
+
 // TestAnimatedAVIF: libvips tells AVIF by its ftyp box's major brand and
 // refused an animated AVIF (brand avis) as no image at all. It is an AVIF
 // of its frames, and a variant of it is the first frame (the still image
@@ -167,6 +230,7 @@ func FuzzHEIF(f *testing.F) {
 	f.Add(append(ftyp("mif1", "avif"), sequence(true, 5)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		heifFormat(data)
+		longestItemExtent(data)
 		if n := sequenceFrames(data); n < 0 || n > maxSequenceFrames {
 			t.Fatalf("%d frames", n)
 		}

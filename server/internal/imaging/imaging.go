@@ -147,6 +147,17 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 	if !ok {
 		return transform.ImageInfo{}, fmt.Errorf("%w: not a JPEG, PNG, WebP, AVIF, HEIF or GIF image", transform.ErrUnsupportedImage)
 	}
+	if name == "avif" || name == "heif" {
+		// libvips cannot hold an image wider or taller than its largest
+		// coordinate: it would read such a header as 1 pixel wide (GLib
+		// complaining on stderr), admit the job as that small, and leave
+		// it to the decoder to refuse. Refused here, by what the header
+		// claims.
+		if w, h := longestItemExtent(data); int64(max(w, h)) > int64(C.vips_max_coord_get()) {
+			return transform.ImageInfo{}, fmt.Errorf("%w: the %s header declares an image of %d×%d, and this service's libvips reads at most %d pixels a side",
+				transform.ErrTooLarge, name, w, h, int64(C.vips_max_coord_get()))
+		}
+	}
 	var h C.imgedge_header
 	if C.imgedge_probe(unsafe.Pointer(&data[0]), C.size_t(len(data)), &h) != 0 {
 		return transform.ImageInfo{}, fmt.Errorf("%w: reading the %s header: %s", transform.ErrUnsupportedImage, name, vipsError())
