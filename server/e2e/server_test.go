@@ -386,6 +386,94 @@ func TestTransformBadInputs(t *testing.T) {
 	}
 }
 
+// TestStalledUploadGivesItsPlaceBack: a Transform is admitted at its first
+// message, so a caller that then stopped sending, with no deadline of its
+// own, held its place in the pool for as long as its connection lived (the
+// call timeout bounded its context, not its stream's Recv): as many such
+// callers as places refused every other Transform and every build. The
+// call timeout now ends such a stream, DeadlineExceeded, and frees its
+// place.
+func TestStalledUploadGivesItsPlaceBack(t *testing.T) {
+	st, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callTimeout = 2 * time.Second
+	h := startServer(t, st, func(c *config.Config) { c.Workers, c.Queue, c.CallTimeout = 1, 0, callTimeout })
+	jpg := testimages.JPEG(64, 48, 90)
+	opts := &imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Variant{Variant: &imgedgev1.VariantSpec{Format: imgedgev1.Format_FORMAT_PNG}}}
+	chunk := func(b []byte) *imgedgev1.TransformRequest {
+		return &imgedgev1.TransformRequest{Part: &imgedgev1.TransformRequest_Chunk{Chunk: b}}
+	}
+	// open sends a variant and, when all is set, the whole image; the
+	// answer comes on the channel.
+	open := func(ctx context.Context, all bool) <-chan error {
+		answer := make(chan error, 1)
+		stream, err := h.client.Transform(ctx)
+		if err != nil {
+			answer <- err
+			return answer
+		}
+		_ = stream.Send(opts)
+		if all {
+			_ = stream.Send(chunk(jpg))
+			_ = stream.CloseSend()
+		} else {
+			_ = stream.Send(chunk(jpg[:100])) // and then nothing, with no deadline
+		}
+		go func() {
+			_, err := stream.Recv()
+			answer <- err
+		}()
+		return answer
+	}
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return <-open(ctx, true)
+	}
+
+	// The service's one place goes to the stalled upload once other calls
+	// (which hold it only while they run) see it taken; should one of
+	// them hold it when the upload's first message is read, the upload is
+	// refused and opened again.
+	var stalled <-chan error
+	var start time.Time
+	for admitted := false; !admitted; {
+		start, stalled = time.Now(), open(context.Background(), false)
+		for {
+			err := call()
+			if status.Code(err) == codes.ResourceExhausted {
+				admitted = true
+				break
+			}
+			if err != nil {
+				t.Fatalf("a Transform beside the stalled upload: %v", err)
+			}
+			select {
+			case err := <-stalled:
+				if status.Code(err) != codes.ResourceExhausted {
+					t.Fatalf("the stalled upload ended with %v before the call timeout", err)
+				}
+			default:
+				continue
+			}
+			break
+		}
+	}
+	select {
+	case err := <-stalled:
+		if status.Code(err) != codes.DeadlineExceeded {
+			t.Errorf("the stalled upload ended with %v, want DeadlineExceeded", err)
+		}
+	case <-time.After(5 * callTimeout):
+		t.Fatalf("the stalled upload still held its place %v after it began (call timeout %v)", time.Since(start).Round(time.Second), callTimeout)
+	}
+	if err := call(); err != nil {
+		t.Errorf("a Transform once the stalled upload ended: %v", err)
+	}
+}
+
 func TestS3ConditionalWrites(t *testing.T) {
 	srv := s3test.Start(t)
 	srv.CreateBucket(t, bucket)

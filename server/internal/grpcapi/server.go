@@ -111,7 +111,7 @@ func (s *Server) Transform(stream imgedgev1.ImageTransformService_TransformServe
 		return s.fail(ctx, err)
 	}
 	defer up.Close()
-	data, err := receiveImage(stream, up)
+	data, err := receiveImage(ctx, stream, up)
 	if err != nil {
 		return s.fail(ctx, err)
 	}
@@ -181,17 +181,49 @@ func (s *Server) Backfill(in *imgedgev1.BackfillRequest, stream imgedgev1.ImageT
 // receiveImage collects the chunks of a Transform stream, accounting for
 // each before it is kept, and joins them once at the end (growing one
 // buffer as chunks arrive would leave twice the input behind as garbage).
-func receiveImage(stream imgedgev1.ImageTransformService_TransformServer, up *transform.Upload) ([]byte, error) {
+//
+// It gives up when ctx is done, which the call timeout bounds: a stream's
+// Recv waits for the caller alone, so a caller that stops sending midway
+// (a client with no deadline whose own source stalled) would otherwise
+// hold its place in the pool, and the memory of what it sent, for as long
+// as its connection lives. The receiving goroutine ends with the stream,
+// once the handler has returned.
+func receiveImage(ctx context.Context, stream imgedgev1.ImageTransformService_TransformServer, up *transform.Upload) ([]byte, error) {
+	type received struct {
+		msg *imgedgev1.TransformRequest
+		err error
+	}
+	next := make(chan received)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			msg, err := stream.Recv()
+			select {
+			case next <- received{msg, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	var chunks [][]byte
 	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
+		var r received
+		select {
+		case r = <-next:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("receiving the image (%d bytes so far): %w", up.Received(), context.Cause(ctx))
+		}
+		if errors.Is(r.err, io.EOF) {
 			return bytes.Join(chunks, nil), nil
 		}
-		if err != nil {
-			return nil, err
+		if r.err != nil {
+			return nil, r.err
 		}
-		chunk, ok := msg.GetPart().(*imgedgev1.TransformRequest_Chunk)
+		chunk, ok := r.msg.GetPart().(*imgedgev1.TransformRequest_Chunk)
 		if !ok {
 			return nil, fmt.Errorf("%w: only the first message may carry the variant", transform.ErrInvalidArgument)
 		}

@@ -55,6 +55,9 @@ func (u *Upload) Receive(n int) error {
 	return u.s.holdBuffer(u.ticket, int64(n))
 }
 
+// Received is how many input bytes Receive has accounted for.
+func (u *Upload) Received() int64 { return u.size }
+
 // Transform converts the received bytes, which must be all of them.
 func (u *Upload) Transform(ctx context.Context, data []byte) (Output, variant.Spec, error) {
 	s, first := u.s, u.ch.specs[0]
