@@ -5,11 +5,29 @@
 
 static void drop_log(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer data) {}
 
+// complaints counts GLib's own critical warnings and warnings: each is a
+// check inside GLib that failed (a property set out of its range, an
+// object used after its last reference) and that libvips went on past.
+static gint complaints;
+
+static void count_complaint(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer data) {
+	g_atomic_int_inc(&complaints);
+	g_log_default_handler(domain, level, msg, data);
+}
+
+int imgedge_glib_complaints(void) {
+	return g_atomic_int_get(&complaints);
+}
+
 void imgedge_init(void) {
+	static const char *glib_domains[] = {"GLib", "GLib-GObject", "GLib-GIO"};
+
 	// Warnings (such as "ignoring nclx profile") go straight to stderr and
 	// would break the JSON log stream; the failure policy below turns the
 	// ones that matter into errors.
 	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO, drop_log, NULL);
+	for (size_t i = 0; i < G_N_ELEMENTS(glib_domains); i++)
+		g_log_set_handler(glib_domains[i], G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING, count_complaint, NULL);
 	vips_cache_set_max(0);
 	vips_cache_set_max_mem(0);
 	vips_block_untrusted_set(TRUE);

@@ -51,6 +51,10 @@ typedef struct {
 // untrusted loaders, warnings dropped (failures still surface as errors).
 void imgedge_init(void);
 
+// imgedge_glib_complaints is how many critical warnings and warnings GLib
+// has printed since imgedge_init.
+int imgedge_glib_complaints(void);
+
 // imgedge_probe reads an image's header without decoding its pixels.
 int imgedge_probe(const void *buf, size_t len, imgedge_header *h);
 
