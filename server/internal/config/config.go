@@ -345,9 +345,9 @@ func (c *Config) Validate() error {
 	if err := variant.ValidatePrefix(c.Prefix); err != nil {
 		errs = append(errs, fmt.Errorf("prefix: %w", err))
 	}
-	for name, q := range map[string]int{"jpeg-quality": c.JPEGQuality, "webp-quality": c.WebPQuality, "avif-quality": c.AVIFQuality} {
-		if q < 1 || q > 100 {
-			errs = append(errs, fmt.Errorf("%s %d is out of range (1–100)", name, q))
+	for _, q := range []named[int]{{"jpeg-quality", c.JPEGQuality}, {"webp-quality", c.WebPQuality}, {"avif-quality", c.AVIFQuality}} {
+		if q.value < 1 || q.value > 100 {
+			errs = append(errs, fmt.Errorf("%s %d is out of range (1–100)", q.name, q.value))
 		}
 	}
 	if c.WebPEffort < -1 || c.WebPEffort > 6 {
@@ -399,17 +399,24 @@ func (c *Config) Validate() error {
 	if c.ClientCA != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("client-ca needs tls-cert and tls-key"))
 	}
-	for name, d := range map[string]time.Duration{"call-timeout": c.CallTimeout, "reload-period": c.ReloadPeriod, "readiness-interval": c.ReadinessInterval} {
-		if d <= 0 {
-			errs = append(errs, fmt.Errorf("%s must be positive", name))
+	for _, d := range []named[time.Duration]{{"call-timeout", c.CallTimeout}, {"reload-period", c.ReloadPeriod}, {"readiness-interval", c.ReadinessInterval}} {
+		if d.value <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", d.name))
 		}
 	}
-	for name, d := range map[string]time.Duration{"known-variant-ttl": c.KnownVariantTTL, "free-memory-after": c.FreeMemoryAfter} {
-		if d < 0 {
-			errs = append(errs, fmt.Errorf("%s must not be negative (0 turns it off)", name))
+	for _, d := range []named[time.Duration]{{"known-variant-ttl", c.KnownVariantTTL}, {"free-memory-after", c.FreeMemoryAfter}} {
+		if d.value < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (0 turns it off)", d.name))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// named is a setting's value with its flag's name, for Validate to check
+// settings alike in a fixed order (its errors read the same every time).
+type named[T any] struct {
+	name  string
+	value T
 }
 
 // StoreKind splits the store setting into its kind ("file" or "s3") and,

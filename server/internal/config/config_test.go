@@ -97,6 +97,32 @@ func TestAllErrorsAtOnce(t *testing.T) {
 	}
 }
 
+// TestErrorsInAFixedOrder: settings alike are checked in their flags'
+// order, so the same mistakes read the same on every run.
+func TestErrorsInAFixedOrder(t *testing.T) {
+	c := Default()
+	c.JPEGQuality, c.WebPQuality, c.AVIFQuality = 0, 101, 0
+	c.CallTimeout, c.ReloadPeriod, c.ReadinessInterval = 0, 0, 0
+	c.KnownVariantTTL, c.FreeMemoryAfter = -1, -1
+	want := c.Validate().Error()
+	for _, names := range [][]string{
+		{"jpeg-quality", "webp-quality", "avif-quality"},
+		{"call-timeout", "reload-period", "readiness-interval"},
+		{"known-variant-ttl", "free-memory-after"},
+	} {
+		for i := 1; i < len(names); i++ {
+			if a, b := strings.Index(want, names[i-1]), strings.Index(want, names[i]); a < 0 || b < a {
+				t.Errorf("%q before %q in %q", names[i], names[i-1], want)
+			}
+		}
+	}
+	for range 20 {
+		if got := c.Validate().Error(); got != want {
+			t.Fatalf("Validate said %q, then %q", want, got)
+		}
+	}
+}
+
 func TestFileRejectsUnknownKeysAndBadPresets(t *testing.T) {
 	dir := t.TempDir()
 	for name, body := range map[string]string{
