@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -196,10 +197,18 @@ func startProcessEnv(t *testing.T, env []string, args ...string) *process {
 		if err := <-p.done; t.Failed() && err != nil {
 			t.Logf("replica %s: %v\n%s", p.addr, err, p.logs.String())
 		}
+		if logs := p.logs.String(); glibComplained.MatchString(logs) {
+			t.Errorf("replica %s: GLib printed critical warnings or warnings:\n%s", p.addr, strings.Join(glibComplained.FindAllString(logs, 5), "\n"))
+		}
 	})
 	waitListening(t, p.addr)
 	return p
 }
+
+// glibComplained matches the lines GLib prints for a critical warning or a
+// warning ("(process:123): GLib-GObject-CRITICAL **: ..."): a check inside
+// GLib that failed, which libvips went on past.
+var glibComplained = regexp.MustCompile(`(?m)^.*GLib[A-Za-z-]*-(CRITICAL|WARNING) \*\*.*$`)
 
 func ptr[T any](v T) *T { return &v }
 

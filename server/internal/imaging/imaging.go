@@ -67,10 +67,10 @@ func New(cfg Config) *Processor {
 	return &Processor{cfg: cfg}
 }
 
-// glibComplaints is how many critical warnings and warnings GLib has
-// printed (to stderr, as it does) since New: checks inside GLib that
-// failed and that libvips went on past. The tests fail on any.
-func glibComplaints() int { return int(C.imgedge_glib_complaints()) }
+// GLibComplaints is how many critical warnings and warnings GLib has
+// printed (to stderr, as it does) in this process since New: checks inside
+// GLib that failed and that libvips went on past. The tests fail on any.
+func GLibComplaints() int { return int(C.imgedge_glib_complaints()) }
 
 // Version is the version of the libvips the process runs, for example
 // "8.18.7" (asked at run time: a header's constant says what was compiled

@@ -11,7 +11,7 @@ import (
 // range was one) and that libvips went on past, so no test would see it.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if n := glibComplaints(); n > 0 {
+	if n := GLibComplaints(); n > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: GLib printed %d critical warnings or warnings (above)\n", n)
 		code = 1
 	}
