@@ -145,3 +145,204 @@ func longestItemExtent(data []byte) (width, height uint32) {
 	})
 	return width, height
 }
+
+// derivedImage is a grid or an overlay (ISO/IEC 23008-12, 6.6.2): an image
+// item that libheif composes from others onto a canvas whose size its own
+// data declares.
+type derivedImage struct {
+	kind             string // "grid" or "iovl"
+	width, height    uint32 // the canvas its data declares
+	statedW, statedH uint32 // the size its ispe property states, 0×0 for none
+}
+
+// maxItems bounds the items derivedPastItsSize reads (libheif refuses a
+// file of more than 256 at all).
+const maxItems = 1024
+
+// derivedPastItsSize finds a grid or overlay whose canvas is larger than
+// the size its ispe property states, or that states none. libheif decodes
+// such an image whole, at the canvas's size, and only then refuses it for
+// not matching: a 10 KB AVIF stating a 64×64 image whose grid of 225 tiles
+// is 15360×15360 made it decode 236 MP (426 MB of RSS) first, against a
+// memory reservation made for 64×64. It reads box headers and the derived
+// items' few bytes of data only, and never fails: a damaged header is the
+// decoder's to report.
+func derivedPastItsSize(data []byte) (derivedImage, bool) {
+	meta, found := child(data, "meta", true)
+	if !found {
+		return derivedImage{}, false
+	}
+	kinds := derivedItems(meta)
+	if len(kinds) == 0 {
+		return derivedImage{}, false
+	}
+	var props [][]byte
+	var propTypes []string
+	var ipma []byte
+	if iprp, found := child(meta, "iprp", false); found {
+		if ipco, found := child(iprp, "ipco", false); found {
+			walk(ipco, func(typ string, body []byte) bool {
+				props, propTypes = append(props, body), append(propTypes, typ)
+				return len(props) < maxPropertyIndex
+			})
+		}
+		ipma, _ = child(iprp, "ipma", false)
+	}
+	idat, _ := child(meta, "idat", false)
+	var past derivedImage
+	itemLocations(meta, func(id uint32, start, length uint64, inIdat bool) bool {
+		kind, derived := kinds[id]
+		if !derived {
+			return true
+		}
+		source := data
+		if inIdat {
+			source = idat
+		}
+		d, ok := canvasOf(kind, source, start, length)
+		if !ok {
+			return true // unreadable: the decoder's to refuse
+		}
+		for _, index := range associations(ipma, id) {
+			if index >= 1 && index <= len(props) && propTypes[index-1] == "ispe" {
+				if ispe, ok := fullBody(props[index-1]); ok && len(ispe) >= 8 {
+					d.statedW, d.statedH = binary.BigEndian.Uint32(ispe), binary.BigEndian.Uint32(ispe[4:])
+				}
+			}
+		}
+		if uint64(d.width)*uint64(d.height) > uint64(d.statedW)*uint64(d.statedH) {
+			past = d
+			return false
+		}
+		return true
+	})
+	return past, past.kind != ""
+}
+
+// derivedItems maps the IDs of a meta box's grid and overlay items to
+// their types, from iinf's item info entries (versions 2 and 3, which
+// carry the type).
+func derivedItems(meta []byte) map[uint32]string {
+	iinf, found := child(meta, "iinf", false)
+	if !found || len(iinf) < 4+2 {
+		return nil
+	}
+	entries := iinf[4+2:] // version 0: a 16-bit count
+	if iinf[0] != 0 {
+		entries = iinf[min(len(iinf), 4+4):]
+	}
+	kinds := map[uint32]string{}
+	seen := 0
+	walk(entries, func(typ string, infe []byte) bool {
+		seen++
+		if typ != "infe" || len(infe) < 4 || infe[0] < 2 {
+			return seen < maxItems
+		}
+		r := reader{b: infe[4:]}
+		id := uint32(r.u16())
+		if infe[0] >= 3 {
+			r = reader{b: infe[4:]}
+			id = r.u32()
+		}
+		r.u16() // protection index
+		if kind := string(r.take(4)); r.ok() && (kind == "grid" || kind == "iovl") {
+			kinds[id] = kind
+		}
+		return seen < maxItems
+	})
+	return kinds
+}
+
+// itemLocations calls visit with each item's ID and where its first extent
+// starts and how long it is (0: to the end), as iloc places it: from the
+// file's start, or from idat's body (inIdat). An item placed another way
+// (by another item's data) is left out.
+func itemLocations(meta []byte, visit func(id uint32, start, length uint64, inIdat bool) bool) {
+	iloc, found := child(meta, "iloc", false)
+	if !found || len(iloc) < 4 {
+		return
+	}
+	version := iloc[0]
+	r := reader{b: iloc[4:]}
+	sizes := r.u16()
+	offsetSize, lengthSize := int(sizes>>12), int(sizes>>8&15)
+	baseSize, indexSize := int(sizes>>4&15), int(sizes&15)
+	if version != 1 && version != 2 {
+		indexSize = 0
+	}
+	sized := func(n int) uint64 {
+		switch n {
+		case 4:
+			return uint64(r.u32())
+		case 8:
+			return uint64(r.u32())<<32 | uint64(r.u32())
+		case 0:
+			return 0
+		}
+		r.bad = true
+		return 0
+	}
+	var count uint32
+	if version < 2 {
+		count = uint32(r.u16())
+	} else {
+		count = r.u32()
+	}
+	for i := uint32(0); i < min(count, maxItems) && r.ok(); i++ {
+		var id uint32
+		if version < 2 {
+			id = uint32(r.u16())
+		} else {
+			id = r.u32()
+		}
+		method := uint16(0)
+		if version == 1 || version == 2 {
+			method = r.u16() & 15
+		}
+		r.u16() // data reference index
+		base := sized(baseSize)
+		extents := r.u16()
+		var offset, length uint64
+		for e := uint16(0); e < extents && r.ok(); e++ {
+			sized(indexSize)
+			o, l := sized(offsetSize), sized(lengthSize)
+			if e == 0 {
+				offset, length = o, l
+			}
+		}
+		if !r.ok() || extents == 0 || method > 1 || base+offset < base {
+			continue
+		}
+		if !visit(id, base+offset, length, method == 1) {
+			return
+		}
+	}
+}
+
+// canvasOf reads the canvas size a grid's or an overlay's data declares
+// (16-bit fields, or 32-bit where its flags' low bit is set), the data
+// being length bytes (0: to the end) of source from start.
+func canvasOf(kind string, source []byte, start, length uint64) (derivedImage, bool) {
+	if start > uint64(len(source)) {
+		return derivedImage{}, false
+	}
+	body := source[start:]
+	if length > 0 && length < uint64(len(body)) {
+		body = body[:length]
+	}
+	r := reader{b: body}
+	r.u8() // version
+	flags := r.u8()
+	if kind == "grid" {
+		r.u16() // rows and columns, less one
+	} else {
+		r.take(8) // the canvas's fill value, 16 bits a channel
+	}
+	d := derivedImage{kind: kind}
+	if flags&1 != 0 {
+		d.width, d.height = r.u32(), r.u32()
+	} else {
+		d.width, d.height = uint32(r.u16()), uint32(r.u16())
+	}
+	return d, r.ok()
+}

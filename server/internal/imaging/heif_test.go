@@ -231,8 +231,179 @@ func FuzzHEIF(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		heifFormat(data)
 		longestItemExtent(data)
+		derivedPastItsSize(data)
 		if n := sequenceFrames(data); n < 0 || n > maxSequenceFrames {
 			t.Fatalf("%d frames", n)
 		}
 	})
+}
+
+// derivedFile is an AVIF whose primary item is a grid (or an overlay) of
+// rows × cols tiles: its canvas, the size its ispe states, and every
+// tile the same coded image (av1C and payload from an AVIF the encoder
+// made, tileSize a side).
+type derivedFile struct {
+	kind                   string // "grid" or "iovl"
+	rows, cols             int
+	canvasW, canvasH       uint32
+	statedW, statedH       uint32 // 0×0: no ispe for the derived item
+	wide                   bool   // 32-bit canvas fields
+	inIdat                 bool   // the derived item's data in idat (iloc version 1)
+	tileSize               uint32
+	tileConfig, tileCoding []byte
+}
+
+func (f derivedFile) bytes() []byte {
+	be := binary.BigEndian
+	full := func(typ string, version, flags byte, body ...[]byte) []byte {
+		return box(typ, append([]byte{version, 0, 0, flags}, slices.Concat(body...)...))
+	}
+	n := f.rows * f.cols
+	var desc []byte
+	if f.kind == "grid" {
+		desc = []byte{0, 0, byte(f.rows - 1), byte(f.cols - 1)}
+	} else {
+		desc = []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	}
+	if f.wide {
+		desc[1] = 1
+		desc = be.AppendUint32(be.AppendUint32(desc, f.canvasW), f.canvasH)
+	} else {
+		desc = be.AppendUint16(be.AppendUint16(desc, uint16(f.canvasW)), uint16(f.canvasH))
+	}
+	if f.kind == "iovl" {
+		for range n { // every tile at the canvas's origin
+			desc = append(desc, make([]byte, 4+4*int(desc[1]&1))...)
+		}
+	}
+	infes := [][]byte{full("infe", 2, 0, []byte{0, 1, 0, 0}, []byte(f.kind), []byte{0})}
+	dimg := be.AppendUint16(be.AppendUint16(nil, 1), uint16(n))
+	ipma := be.AppendUint32(nil, uint32(1+n))
+	if f.statedW != 0 {
+		ipma = append(ipma, 0, 1, 1, 1)
+	} else {
+		ipma = append(ipma, 0, 1, 0)
+	}
+	for i := range n {
+		id := uint16(2 + i)
+		infes = append(infes, full("infe", 2, 1, be.AppendUint16(nil, id), []byte{0, 0}, []byte("av01"), []byte{0}))
+		dimg = be.AppendUint16(dimg, id)
+		ipma = append(be.AppendUint16(ipma, id), 2, 2, 0x80|3)
+	}
+	ipco := box("ipco", ispe(f.statedW, f.statedH), ispe(f.tileSize, f.tileSize), box("av1C", f.tileConfig))
+	head := func(mdatAt int) []byte {
+		// iloc version 1: 4-byte offsets and lengths, no base offset.
+		var items []byte
+		codingAt := mdatAt + 8
+		descAt, method := uint32(mdatAt+8+len(f.tileCoding)), byte(0)
+		if f.inIdat {
+			descAt, method = 0, 1
+		}
+		items = be.AppendUint16(items, 1)
+		items = append(items, 0, method, 0, 0, 0, 1)
+		items = be.AppendUint32(be.AppendUint32(items, descAt), uint32(len(desc)))
+		for i := range n {
+			items = be.AppendUint16(items, uint16(2+i))
+			items = append(items, 0, 0, 0, 0, 0, 1)
+			items = be.AppendUint32(be.AppendUint32(items, uint32(codingAt)), uint32(len(f.tileCoding)))
+		}
+		iloc := full("iloc", 1, 0, []byte{0x44, 0x00}, be.AppendUint16(nil, uint16(1+n)), items)
+		meta := [][]byte{full("hdlr", 0, 0, make([]byte, 4), []byte("pict"), make([]byte, 13)),
+			full("pitm", 0, 0, []byte{0, 1}), iloc, full("iinf", 0, 0, be.AppendUint16(nil, uint16(1+n)), slices.Concat(infes...)),
+			full("iref", 0, 0, box("dimg", dimg)), box("iprp", ipco, full("ipma", 0, 0, ipma))}
+		if f.inIdat {
+			meta = append(meta, box("idat", desc))
+		}
+		return append(ftyp("avif", "mif1", "miaf"), full("meta", 0, 0, slices.Concat(meta...))...)
+	}
+	mdat := box("mdat", f.tileCoding)
+	if !f.inIdat {
+		mdat = box("mdat", f.tileCoding, desc)
+	}
+	h := head(0)
+	return append(head(len(h)), mdat...)
+}
+
+// avifTile is the av1C box body and the coded payload of an AVIF the
+// encoder makes of a size × size photo.
+func avifTile(t *testing.T, size int) (config, coding []byte) {
+	t.Helper()
+	out, _ := run(t, testimages.PNG(size, size), variant.Spec{Format: variant.FormatAVIF, Quality: 40})
+	meta, _ := child(out.Data, "meta", true)
+	primary, _ := primaryItem(meta)
+	itemLocations(meta, func(id uint32, start, length uint64, inIdat bool) bool {
+		if id == primary && !inIdat && start+length <= uint64(len(out.Data)) {
+			coding = out.Data[start : start+length]
+		}
+		return coding == nil
+	})
+	if at := bytes.Index(out.Data, []byte("av1C")); at > 0 {
+		config = out.Data[at+4 : at+8]
+	}
+	if config == nil || coding == nil {
+		t.Fatal("no av1C or payload in the encoder's AVIF")
+	}
+	return config, coding
+}
+
+// TestDerivedPastItsSize: a grid or overlay whose canvas is larger than
+// the image its ispe states is found, wherever its data lies and whatever
+// its fields' width; one that matches is not.
+func TestDerivedPastItsSize(t *testing.T) {
+	base := derivedFile{kind: "grid", rows: 2, cols: 2, tileSize: 256, tileConfig: []byte{0x81, 0, 0x0c, 0}, tileCoding: []byte("av1 payload")}
+	with := func(change func(*derivedFile)) []byte {
+		f := base
+		change(&f)
+		return f.bytes()
+	}
+	for _, c := range []struct {
+		name  string
+		data  []byte
+		found bool
+		w, h  uint32
+	}{
+		{"a grid as large as it states", with(func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH = 512, 512, 512, 512 }), false, 0, 0},
+		{"a grid cropped to what it states", with(func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH = 500, 400, 500, 400 }), false, 0, 0},
+		{"a grid larger than it states", with(func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH = 512, 512, 64, 64 }), true, 512, 512},
+		{"its data in idat", with(func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH, f.inIdat = 512, 512, 64, 64, true }), true, 512, 512},
+		{"32-bit fields", with(func(f *derivedFile) {
+			f.canvasW, f.canvasH, f.statedW, f.statedH, f.wide = 100_000, 512, 512, 512, true
+		}), true, 100_000, 512},
+		{"no ispe", with(func(f *derivedFile) { f.canvasW, f.canvasH = 512, 512 }), true, 512, 512},
+		{"an overlay larger than it states", with(func(f *derivedFile) {
+			f.kind, f.canvasW, f.canvasH, f.statedW, f.statedH = "iovl", 4000, 4000, 256, 256
+		}), true, 4000, 4000},
+		{"an overlay as large as it states", with(func(f *derivedFile) { f.kind, f.canvasW, f.canvasH, f.statedW, f.statedH = "iovl", 256, 256, 256, 256 }), false, 0, 0},
+		{"a still image", fixture(t, "p3.avif"), false, 0, 0},
+		{"cut inside its iloc", with(func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH = 512, 512, 64, 64 })[:200], false, 0, 0},
+	} {
+		d, found := derivedPastItsSize(c.data)
+		if found != c.found || d.width != c.w || d.height != c.h {
+			t.Errorf("%s: %+v, %v; want found %v, %d×%d", c.name, d, found, c.found, c.w, c.h)
+		}
+	}
+}
+
+// TestGridPastItsSize: an AVIF stating a small image whose grid is large
+// is refused from its header, as undecodable. libheif decoded the whole
+// grid before refusing the mismatch: a 10 KB file stating 64×64 whose
+// grid of 15×15 tiles was 15360×15360 took 426 MB of RSS and a second,
+// and three at once took a server's peak RSS from 37 to 856 MB, past its
+// 768 MiB budget, which had reserved memory for 64×64. A grid as large
+// as it states is an image like any other.
+func TestGridPastItsSize(t *testing.T) {
+	config, coding := avifTile(t, 256)
+	grid := derivedFile{kind: "grid", rows: 2, cols: 2, tileSize: 256, tileConfig: config, tileCoding: coding,
+		canvasW: 512, canvasH: 384, statedW: 512, statedH: 384}
+	out, img := run(t, grid.bytes(), variant.Spec{Width: 128, Format: variant.FormatPNG})
+	if out.Width != 128 || out.Height != 96 || img == nil {
+		t.Fatalf("a 2×2 grid as large as it states: %d×%d, want 128×96", out.Width, out.Height)
+	}
+
+	bomb := grid
+	bomb.statedW, bomb.statedH = 64, 64
+	_, err := proc.Probe(bomb.bytes())
+	if !errors.Is(err, transform.ErrUnsupportedImage) || !strings.Contains(err.Error(), "512×384") || !strings.Contains(err.Error(), "64×64") {
+		t.Errorf("a grid of 512×384 stating 64×64: Probe = %v, want ErrUnsupportedImage naming both sizes", err)
+	}
 }

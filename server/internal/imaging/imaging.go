@@ -162,6 +162,10 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 			return transform.ImageInfo{}, fmt.Errorf("%w: the %s header declares an image of %d×%d, and this service's libvips reads at most %d pixels a side",
 				transform.ErrTooLarge, name, w, h, int64(C.vips_max_coord_get()))
 		}
+		if d, found := derivedPastItsSize(data); found {
+			return transform.ImageInfo{}, fmt.Errorf("%w: the %s's %s is %d×%d, larger than the %d×%d image it states: libheif would compose all of it before refusing the mismatch",
+				transform.ErrUnsupportedImage, name, d.kind, d.width, d.height, d.statedW, d.statedH)
+		}
 	}
 	var h C.imgedge_header
 	if C.imgedge_probe(unsafe.Pointer(&data[0]), C.size_t(len(data)), &h) != 0 {
