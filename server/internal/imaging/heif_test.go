@@ -228,6 +228,13 @@ func FuzzHEIF(f *testing.F) {
 	f.Add(fixture(f, "animated.avif"))
 	f.Add(append(ftyp("avis", "avif"), sequence(false, 3, 3)...))
 	f.Add(append(ftyp("mif1", "avif"), sequence(true, 5)...))
+	grid := derivedFile{kind: "grid", rows: 2, cols: 3, canvasW: 700, canvasH: 500, statedW: 64, statedH: 64,
+		tileSize: 256, tileConfig: []byte{0x81, 0, 0x0c, 0}, tileCoding: []byte("av1 payload")}
+	f.Add(grid.bytes())
+	grid.inIdat, grid.wide = true, true
+	f.Add(grid.bytes())
+	grid.kind = "iovl"
+	f.Add(grid.bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		heifFormat(data)
 		longestItemExtent(data)
