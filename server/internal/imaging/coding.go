@@ -83,43 +83,73 @@ func nclx(data []byte) (c cicp, ok bool) {
 	if !found {
 		return cicp{}, false
 	}
-	primary, hasPrimary := primaryItem(meta)
-	iprp, found := child(meta, "iprp", false)
-	if !found {
-		return cicp{}, false
-	}
-	ipco, found := child(iprp, "ipco", false)
-	if !found {
-		return cicp{}, false
-	}
-	// The properties, numbered from 1 as ipma refers to them, up to the
-	// last index it can name (a header of tiny boxes holds no more).
-	var props [][]byte
-	var propTypes []string
-	walk(ipco, func(typ string, body []byte) bool {
-		props = append(props, body)
-		propTypes = append(propTypes, typ)
-		return len(props) < maxPropertyIndex
-	})
-	if hasPrimary {
-		if ipma, found := child(iprp, "ipma", false); found {
-			for _, index := range associations(ipma, primary) {
-				if index >= 1 && index <= len(props) && propTypes[index-1] == "colr" {
-					if c, ok := nclxOf(props[index-1]); ok {
-						return c, true
-					}
-				}
+	props := readItemProperties(meta)
+	if primary, hasPrimary := primaryItem(meta); hasPrimary {
+		for _, body := range props.of(primary, "colr") {
+			if c, ok := nclxOf(body); ok {
+				return c, true
 			}
 		}
 	}
-	for i, body := range props {
-		if propTypes[i] == "colr" {
+	for i, body := range props.bodies {
+		if props.types[i] == "colr" {
 			if c, ok := nclxOf(body); ok {
 				return c, true
 			}
 		}
 	}
 	return cicp{}, false
+}
+
+// itemProperties are a meta box's item properties (ipco's boxes, numbered
+// from 1 as ipma refers to them, up to the last index it can name: a
+// header of tiny boxes holds no more) and ipma, which associates them with
+// items.
+type itemProperties struct {
+	bodies [][]byte
+	types  []string
+	ipma   []byte
+}
+
+func readItemProperties(meta []byte) itemProperties {
+	var p itemProperties
+	iprp, found := child(meta, "iprp", false)
+	if !found {
+		return p
+	}
+	if ipco, found := child(iprp, "ipco", false); found {
+		walk(ipco, func(typ string, body []byte) bool {
+			p.bodies, p.types = append(p.bodies, body), append(p.types, typ)
+			return len(p.bodies) < maxPropertyIndex
+		})
+	}
+	p.ipma, _ = child(iprp, "ipma", false)
+	return p
+}
+
+// of lists the bodies of item's properties of type typ, in ipma's order.
+func (p itemProperties) of(item uint32, typ string) [][]byte {
+	return p.typed(associations(p.ipma, item), typ)
+}
+
+func (p itemProperties) typed(indices []int, typ string) (bodies [][]byte) {
+	for _, index := range indices {
+		if index >= 1 && index <= len(p.bodies) && p.types[index-1] == typ {
+			bodies = append(bodies, p.bodies[index-1])
+		}
+	}
+	return bodies
+}
+
+// extentOf is the size the first ispe among indices states; ok is false
+// where there is none.
+func (p itemProperties) extentOf(indices []int) (width, height uint32, ok bool) {
+	for _, body := range p.typed(indices, "ispe") {
+		if ispe, full := fullBody(body); full && len(ispe) >= 8 {
+			return binary.BigEndian.Uint32(ispe), binary.BigEndian.Uint32(ispe[4:]), true
+		}
+	}
+	return 0, 0, false
 }
 
 // nclxOf reads a colr box's body when it is an nclx one.
@@ -146,10 +176,24 @@ func primaryItem(meta []byte) (uint32, bool) {
 }
 
 // associations lists the property indices ipma associates with item.
-func associations(ipma []byte, item uint32) []int {
+func associations(ipma []byte, item uint32) (indices []int) {
+	eachAssociation(ipma, func(id uint32, props []int) bool {
+		if id == item {
+			indices = props
+			return false
+		}
+		return true
+	})
+	return indices
+}
+
+// eachAssociation calls visit with each item ipma lists and the property
+// indices it associates with it, until visit returns false or the box
+// ends.
+func eachAssociation(ipma []byte, visit func(item uint32, indices []int) bool) {
 	full, found := fullBody(ipma)
 	if !found {
-		return nil
+		return
 	}
 	version, flags := ipma[0], ipma[3]
 	r := reader{b: full}
@@ -170,11 +214,10 @@ func associations(ipma []byte, item uint32) []int {
 				indices = append(indices, int(r.u8()&0x7f))
 			}
 		}
-		if r.ok() && id == item {
-			return indices
+		if !r.ok() || !visit(id, indices) {
+			return
 		}
 	}
-	return nil
 }
 
 // fullBody is a FullBox's body after its version and flags.

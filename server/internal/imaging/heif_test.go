@@ -235,10 +235,12 @@ func FuzzHEIF(f *testing.F) {
 	f.Add(grid.bytes())
 	grid.kind = "iovl"
 	f.Add(grid.bytes())
+	f.Add(alphaFile([]byte{0x81, 0, 0x0c, 0}, []byte("av1 payload"), 64, 8192))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		heifFormat(data)
 		longestItemExtent(data)
 		derivedPastItsSize(data)
+		itemPastPrimary(data)
 		if n := sequenceFrames(data); n < 0 || n > maxSequenceFrames {
 			t.Fatalf("%d frames", n)
 		}
@@ -412,5 +414,82 @@ func TestGridPastItsSize(t *testing.T) {
 	_, err := proc.Probe(bomb.bytes())
 	if !errors.Is(err, transform.ErrUnsupportedImage) || !strings.Contains(err.Error(), "512×384") || !strings.Contains(err.Error(), "64×64") {
 		t.Errorf("a grid of 512×384 stating 64×64: Probe = %v, want ErrUnsupportedImage naming both sizes", err)
+	}
+}
+
+// alphaFile is an AVIF of an image imageSide a side whose alpha plane
+// (an auxiliary image, auxl) states alphaSide a side; both are the same
+// coded image (av1C and payload).
+func alphaFile(config, coding []byte, imageSide, alphaSide uint32) []byte {
+	be := binary.BigEndian
+	full := func(typ string, body ...[]byte) []byte {
+		return box(typ, append([]byte{0, 0, 0, 0}, slices.Concat(body...)...))
+	}
+	infe := func(id byte) []byte {
+		return box("infe", []byte{2, 0, 0, 0, 0, id, 0, 0}, []byte("av01\x00"))
+	}
+	ipco := box("ipco", ispe(imageSide, imageSide), box("av1C", config), full("pixi", []byte{3, 8, 8, 8}),
+		ispe(alphaSide, alphaSide), full("auxC", []byte("urn:mpeg:mpegB:cicp:systems:auxiliary:alpha\x00")), full("pixi", []byte{1, 8}))
+	ipma := full("ipma", be.AppendUint32(nil, 2), []byte{0, 1, 3, 1, 0x82, 3}, []byte{0, 2, 4, 4, 0x82, 0x85, 6})
+	head := func(mdatAt int) []byte {
+		at := uint32(mdatAt + 8)
+		items := []byte{0, 1, 0, 0, 0, 1}
+		items = be.AppendUint32(be.AppendUint32(items, at), uint32(len(coding)))
+		items = append(items, 0, 2, 0, 0, 0, 1)
+		items = be.AppendUint32(be.AppendUint32(items, at), uint32(len(coding)))
+		meta := slices.Concat(full("hdlr", make([]byte, 4), []byte("pict"), make([]byte, 13)), full("pitm", []byte{0, 1}),
+			full("iloc", []byte{0x44, 0, 0, 2}, items), full("iinf", []byte{0, 2}, infe(1), infe(2)),
+			full("iref", box("auxl", []byte{0, 2, 0, 1, 0, 1})), box("iprp", ipco, ipma))
+		return append(ftyp("avif", "mif1", "miaf"), full("meta", meta)...)
+	}
+	h := head(0)
+	return append(head(len(h)), box("mdat", coding)...)
+}
+
+// TestItemPastPrimary: an item stating a larger image than the primary's
+// is found, whatever it is; items as large or smaller are not.
+func TestItemPastPrimary(t *testing.T) {
+	config, coding := []byte{0x81, 0, 0x0c, 0}, []byte("av1 payload")
+	grid := derivedFile{kind: "grid", rows: 2, cols: 2, tileSize: 256, tileConfig: config, tileCoding: coding,
+		canvasW: 512, canvasH: 512, statedW: 512, statedH: 512}
+	padded := grid
+	padded.rows, padded.cols, padded.tileSize = 1, 1, 600
+	for _, c := range []struct {
+		name          string
+		data          []byte
+		found         bool
+		item, primary [2]uint32
+	}{
+		{"an alpha plane the image's size", alphaFile(config, coding, 64, 64), false, [2]uint32{}, [2]uint32{}},
+		{"an alpha plane larger than the image", alphaFile(config, coding, 64, 8192), true, [2]uint32{8192, 8192}, [2]uint32{64, 64}},
+		{"an alpha plane smaller than the image", alphaFile(config, coding, 64, 32), false, [2]uint32{}, [2]uint32{}},
+		{"a grid's tiles", grid.bytes(), false, [2]uint32{}, [2]uint32{}},
+		{"a grid's one tile larger than its canvas", padded.bytes(), true, [2]uint32{600, 600}, [2]uint32{512, 512}},
+		{"a still image", fixture(t, "p3.avif"), false, [2]uint32{}, [2]uint32{}},
+		{"a collection of stills", fixture(t, "collection.avif"), false, [2]uint32{}, [2]uint32{}},
+		{"an animation", fixture(t, "animated.avif"), false, [2]uint32{}, [2]uint32{}},
+	} {
+		item, primary, found := itemPastPrimary(c.data)
+		if found != c.found || found && (item != c.item || primary != c.primary) {
+			t.Errorf("%s: %v past %v, %v; want %v past %v, %v", c.name, item, primary, found, c.item, c.primary, c.found)
+		}
+	}
+}
+
+// TestAlphaPastTheImage: an AVIF whose alpha plane is larger than its
+// image is refused from its header, as undecodable. Decoding the image
+// decoded the alpha plane whole: a 1.3 KB file stating 64×64 with an
+// 8192×8192 alpha plane took ~1 GB of RSS and 4.4 s, two at once took a
+// server's peak RSS from 48 MB to 1.9 GB, past its 768 MiB budget, and
+// both answered a 64×64 variant. An alpha plane the image's size is read
+// as the image's alpha.
+func TestAlphaPastTheImage(t *testing.T) {
+	config, coding := avifTile(t, 64)
+	if _, img := run(t, alphaFile(config, coding, 64, 64), variant.Spec{Format: variant.FormatPNG}); img.Bounds().Dx() != 64 {
+		t.Fatalf("an alpha plane the image's size: %v, want a 64×64 image", img.Bounds())
+	}
+	_, err := proc.Probe(alphaFile(config, coding, 64, 8192))
+	if !errors.Is(err, transform.ErrUnsupportedImage) || !strings.Contains(err.Error(), "8192×8192") || !strings.Contains(err.Error(), "64×64") {
+		t.Errorf("an 8192×8192 alpha plane on a 64×64 image: Probe = %v, want ErrUnsupportedImage naming both sizes", err)
 	}
 }

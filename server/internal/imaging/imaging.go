@@ -166,6 +166,10 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 			return transform.ImageInfo{}, fmt.Errorf("%w: the %s's %s is %d×%d, larger than the %d×%d image it states: libheif would compose all of it before refusing the mismatch",
 				transform.ErrUnsupportedImage, name, d.kind, d.width, d.height, d.statedW, d.statedH)
 		}
+		if item, primary, found := itemPastPrimary(data); found {
+			return transform.ImageInfo{}, fmt.Errorf("%w: the %s holds an item of %d×%d (an alpha plane, a tile or a thumbnail), larger than its %d×%d image: decoding the image would decode that item whole",
+				transform.ErrUnsupportedImage, name, item[0], item[1], primary[0], primary[1])
+		}
 	}
 	var h C.imgedge_header
 	if C.imgedge_probe(unsafe.Pointer(&data[0]), C.size_t(len(data)), &h) != 0 {
