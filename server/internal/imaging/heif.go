@@ -152,33 +152,52 @@ func longestItemExtent(data []byte) (width, height uint32) {
 type derivedImage struct {
 	kind             string // "grid" or "iovl"
 	width, height    uint32 // the canvas its data declares
+	rows, cols       uint32 // a grid's tiles
 	statedW, statedH uint32 // the size its ispe property states, 0×0 for none
+	tileW, tileH     uint32 // a grid's first tile's ispe, 0×0 where unknown
 }
 
-// maxItems bounds the items derivedPastItsSize reads (libheif refuses a
-// file of more than 256 at all).
+// pastItsSize says whether the canvas is larger than the size the item
+// states, or it states none. libheif composes such an image whole, at the
+// canvas's size, and only then refuses it for not matching: a 10 KB AVIF
+// stating 64×64 whose grid of 225 tiles is 15360×15360 made it decode 236
+// MP (426 MB of RSS) first, against a memory reservation made for 64×64.
+func (d derivedImage) pastItsSize() bool {
+	return uint64(d.width)*uint64(d.height) > uint64(d.statedW)*uint64(d.statedH)
+}
+
+// tilesPastCanvas says whether a grid's last column or row of tiles lies
+// wholly outside its canvas, which MIAF forbids (ISO/IEC 23000-22,
+// 7.3.11.4.2): libheif decodes every tile all the same, so a 1024×1024
+// grid of 15×15 tiles of 1024 px (10 KB) cost 225 tile decodes.
+func (d derivedImage) tilesPastCanvas() bool {
+	return d.kind == "grid" && d.tileW > 0 && d.tileH > 0 &&
+		(uint64(d.tileW)*uint64(d.cols-1) >= uint64(d.width) || uint64(d.tileH)*uint64(d.rows-1) >= uint64(d.height))
+}
+
+// maxItems bounds the items derivedImages reads (libheif refuses a file
+// of more than 256 at all).
 const maxItems = 1024
 
-// derivedPastItsSize finds a grid or overlay whose canvas is larger than
-// the size its ispe property states, or that states none. libheif decodes
-// such an image whole, at the canvas's size, and only then refuses it for
-// not matching: a 10 KB AVIF stating a 64×64 image whose grid of 225 tiles
-// is 15360×15360 made it decode 236 MP (426 MB of RSS) first, against a
-// memory reservation made for 64×64. It reads box headers and the derived
-// items' few bytes of data only, and never fails: a damaged header is the
-// decoder's to report.
-func derivedPastItsSize(data []byte) (derivedImage, bool) {
+// derivedImages reads the grids and overlays of an HEIF or AVIF file: each
+// one's canvas from its data, its stated size from its ispe, and a grid's
+// tile size from the ispe of its first tile (iref's dimg). It reads box
+// headers and the derived items' few bytes of data only, and never fails:
+// a damaged header is the decoder's to report, and an item it cannot read
+// is left out.
+func derivedImages(data []byte) []derivedImage {
 	meta, found := child(data, "meta", true)
 	if !found {
-		return derivedImage{}, false
+		return nil
 	}
 	kinds := derivedItems(meta)
 	if len(kinds) == 0 {
-		return derivedImage{}, false
+		return nil
 	}
 	props := readItemProperties(meta)
 	idat, _ := child(meta, "idat", false)
-	var past derivedImage
+	firstInputs := firstInputs(meta)
+	var images []derivedImage
 	itemLocations(meta, func(id uint32, start, length uint64, inIdat bool) bool {
 		kind, derived := kinds[id]
 		if !derived {
@@ -190,16 +209,47 @@ func derivedPastItsSize(data []byte) (derivedImage, bool) {
 		}
 		d, ok := canvasOf(kind, source, start, length)
 		if !ok {
-			return true // unreadable: the decoder's to refuse
+			return true
 		}
 		d.statedW, d.statedH, _ = props.extentOf(associations(props.ipma, id))
-		if uint64(d.width)*uint64(d.height) > uint64(d.statedW)*uint64(d.statedH) {
-			past = d
-			return false
+		if input, ok := firstInputs[id]; ok && kind == "grid" {
+			d.tileW, d.tileH, _ = props.extentOf(associations(props.ipma, input))
 		}
+		images = append(images, d)
 		return true
 	})
-	return past, past.kind != ""
+	return images
+}
+
+// firstInputs maps each derived item to the first item its iref dimg box
+// names: a grid's first tile.
+func firstInputs(meta []byte) map[uint32]uint32 {
+	iref, found := child(meta, "iref", false)
+	if !found || len(iref) < 4 {
+		return nil
+	}
+	wide := iref[0] != 0 // version 1: 32-bit item IDs
+	inputs := map[uint32]uint32{}
+	walk(iref[4:], func(typ string, body []byte) bool {
+		if typ != "dimg" {
+			return len(inputs) < maxItems
+		}
+		r := reader{b: body}
+		id := func() uint32 {
+			if wide {
+				return r.u32()
+			}
+			return uint32(r.u16())
+		}
+		from := id()
+		if count := r.u16(); count > 0 {
+			if to := id(); r.ok() {
+				inputs[from] = to
+			}
+		}
+		return len(inputs) < maxItems
+	})
+	return inputs
 }
 
 // derivedItems maps the IDs of a meta box's grid and overlay items to
@@ -316,12 +366,13 @@ func canvasOf(kind string, source []byte, start, length uint64) (derivedImage, b
 	r := reader{b: body}
 	r.u8() // version
 	flags := r.u8()
+	var rows, cols uint8
 	if kind == "grid" {
-		r.u16() // rows and columns, less one
+		rows, cols = r.u8(), r.u8() // less one each
 	} else {
 		r.take(8) // the canvas's fill value, 16 bits a channel
 	}
-	d := derivedImage{kind: kind}
+	d := derivedImage{kind: kind, rows: uint32(rows) + 1, cols: uint32(cols) + 1}
 	if flags&1 != 0 {
 		d.width, d.height = r.u32(), r.u32()
 	} else {

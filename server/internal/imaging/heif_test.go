@@ -239,7 +239,10 @@ func FuzzHEIF(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		heifFormat(data)
 		longestItemExtent(data)
-		derivedPastItsSize(data)
+		for _, d := range derivedImages(data) {
+			d.pastItsSize()
+			d.tilesPastCanvas()
+		}
 		itemPastPrimary(data)
 		if n := sequenceFrames(data); n < 0 || n > maxSequenceFrames {
 			t.Fatalf("%d frames", n)
@@ -355,40 +358,62 @@ func avifTile(t *testing.T, size int) (config, coding []byte) {
 	return config, coding
 }
 
-// TestDerivedPastItsSize: a grid or overlay whose canvas is larger than
-// the image its ispe states is found, wherever its data lies and whatever
-// its fields' width; one that matches is not.
-func TestDerivedPastItsSize(t *testing.T) {
+// TestDerivedImages: a grid or overlay whose canvas is larger than the
+// image its ispe states is found, wherever its data lies and whatever its
+// fields' width, and so is a grid with a column or row of tiles wholly
+// outside its canvas; one that matches, its tiles covering it, is not.
+func TestDerivedImages(t *testing.T) {
 	base := derivedFile{kind: "grid", rows: 2, cols: 2, tileSize: 256, tileConfig: []byte{0x81, 0, 0x0c, 0}, tileCoding: []byte("av1 payload")}
 	with := func(change func(*derivedFile)) []byte {
 		f := base
 		change(&f)
 		return f.bytes()
 	}
+	stated := func(w, h uint32) func(*derivedFile) {
+		return func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH = w, h, w, h }
+	}
 	for _, c := range []struct {
-		name  string
-		data  []byte
-		found bool
-		w, h  uint32
+		name              string
+		data              []byte
+		pastItsSize, past bool // pastItsSize, tilesPastCanvas
+		w, h              uint32
 	}{
-		{"a grid as large as it states", with(func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH = 512, 512, 512, 512 }), false, 0, 0},
-		{"a grid cropped to what it states", with(func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH = 500, 400, 500, 400 }), false, 0, 0},
-		{"a grid larger than it states", with(func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH = 512, 512, 64, 64 }), true, 512, 512},
-		{"its data in idat", with(func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH, f.inIdat = 512, 512, 64, 64, true }), true, 512, 512},
+		{"a grid as large as it states", with(stated(512, 512)), false, false, 512, 512},
+		{"a grid cropping its tiles", with(stated(500, 400)), false, false, 500, 400},
+		{"a grid larger than it states", with(func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH = 512, 512, 64, 64 }), true, false, 512, 512},
+		{"its data in idat", with(func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH, f.inIdat = 512, 512, 64, 64, true }), true, false, 512, 512},
 		{"32-bit fields", with(func(f *derivedFile) {
 			f.canvasW, f.canvasH, f.statedW, f.statedH, f.wide = 100_000, 512, 512, 512, true
-		}), true, 100_000, 512},
-		{"no ispe", with(func(f *derivedFile) { f.canvasW, f.canvasH = 512, 512 }), true, 512, 512},
+		}), true, false, 100_000, 512},
+		{"no ispe", with(func(f *derivedFile) { f.canvasW, f.canvasH = 512, 512 }), true, false, 512, 512},
+		{"a column of tiles outside the canvas", with(stated(256, 512)), false, true, 256, 512},
+		{"a row of tiles outside the canvas", with(stated(512, 256)), false, true, 512, 256},
+		{"the last column one pixel inside", with(stated(257, 257)), false, false, 257, 257},
+		{"15×15 tiles for one tile's canvas", with(func(f *derivedFile) {
+			f.rows, f.cols, f.canvasW, f.canvasH, f.statedW, f.statedH = 15, 15, 256, 256, 256, 256
+		}), false, true, 256, 256},
 		{"an overlay larger than it states", with(func(f *derivedFile) {
 			f.kind, f.canvasW, f.canvasH, f.statedW, f.statedH = "iovl", 4000, 4000, 256, 256
-		}), true, 4000, 4000},
-		{"an overlay as large as it states", with(func(f *derivedFile) { f.kind, f.canvasW, f.canvasH, f.statedW, f.statedH = "iovl", 256, 256, 256, 256 }), false, 0, 0},
-		{"a still image", fixture(t, "p3.avif"), false, 0, 0},
-		{"cut inside its iloc", with(func(f *derivedFile) { f.canvasW, f.canvasH, f.statedW, f.statedH = 512, 512, 64, 64 })[:200], false, 0, 0},
+		}), true, false, 4000, 4000},
+		{"an overlay as large as it states", with(func(f *derivedFile) { f.kind, f.canvasW, f.canvasH, f.statedW, f.statedH = "iovl", 256, 256, 256, 256 }), false, false, 256, 256},
 	} {
-		d, found := derivedPastItsSize(c.data)
-		if found != c.found || d.width != c.w || d.height != c.h {
-			t.Errorf("%s: %+v, %v; want found %v, %d×%d", c.name, d, found, c.found, c.w, c.h)
+		images := derivedImages(c.data)
+		if len(images) != 1 {
+			t.Errorf("%s: %d derived images, want 1", c.name, len(images))
+			continue
+		}
+		d := images[0]
+		if d.width != c.w || d.height != c.h || d.pastItsSize() != c.pastItsSize || d.tilesPastCanvas() != c.past {
+			t.Errorf("%s: %+v, past its size %v, tiles past its canvas %v; want %d×%d, %v, %v", c.name, d, d.pastItsSize(), d.tilesPastCanvas(), c.w, c.h, c.pastItsSize, c.past)
+		}
+	}
+	for name, data := range map[string][]byte{
+		"a still image":         fixture(t, "p3.avif"),
+		"cut inside its iloc":   with(stated(512, 512))[:200],
+		"an animation's frames": fixture(t, "animated.avif"),
+	} {
+		if images := derivedImages(data); len(images) != 0 {
+			t.Errorf("%s: %+v, want no derived image", name, images)
 		}
 	}
 }
@@ -414,6 +439,16 @@ func TestGridPastItsSize(t *testing.T) {
 	_, err := proc.Probe(bomb.bytes())
 	if !errors.Is(err, transform.ErrUnsupportedImage) || !strings.Contains(err.Error(), "512×384") || !strings.Contains(err.Error(), "64×64") {
 		t.Errorf("a grid of 512×384 stating 64×64: Probe = %v, want ErrUnsupportedImage naming both sizes", err)
+	}
+
+	// A grid whose last column lies wholly outside its canvas: libheif
+	// decoded every tile (15×15 tiles of 1024 px for a 1024×1024 canvas:
+	// 225 tile decodes) and composed what fell inside.
+	wasted := grid
+	wasted.canvasW, wasted.statedW = 256, 256
+	_, err = proc.Probe(wasted.bytes())
+	if !errors.Is(err, transform.ErrUnsupportedImage) || !strings.Contains(err.Error(), "outside its 256×384 canvas") {
+		t.Errorf("a grid of 2×2 tiles of 256 px on a 256×384 canvas: Probe = %v, want ErrUnsupportedImage naming the canvas", err)
 	}
 }
 
