@@ -240,8 +240,12 @@ func FuzzHEIF(f *testing.F) {
 		heifFormat(data)
 		longestItemExtent(data)
 		for _, d := range derivedImages(data) {
-			d.pastItsSize()
-			d.tilesPastCanvas()
+			if d.kind != "grid" && d.kind != "iovl" || d.kind == "grid" && (d.rows < 1 || d.rows > 256 || d.cols < 1 || d.cols > 256) {
+				t.Fatalf("derived image %+v", d)
+			}
+			if d.tilesPastCanvas() && (d.tileW == 0 || d.rows*d.cols < 2 && d.width > 0 && d.height > 0) {
+				t.Fatalf("a grid of one tile, or of tiles of no size, past its canvas: %+v", d)
+			}
 		}
 		itemPastPrimary(data)
 		if n := sequenceFrames(data); n < 0 || n > maxSequenceFrames {
