@@ -124,25 +124,17 @@ func longestItemExtent(data []byte) (width, height uint32) {
 	if !found {
 		return 0, 0
 	}
-	iprp, found := child(meta, "iprp", false)
-	if !found {
-		return 0, 0
-	}
-	ipco, found := child(iprp, "ipco", false)
-	if !found {
-		return 0, 0
-	}
-	walk(ipco, func(typ string, body []byte) bool {
+	props := readItemProperties(meta)
+	for i, body := range props.bodies {
 		ispe, ok := fullBody(body)
-		if typ != "ispe" || !ok || len(ispe) < 8 {
-			return true
+		if props.types[i] != "ispe" || !ok || len(ispe) < 8 {
+			continue
 		}
 		w, h := binary.BigEndian.Uint32(ispe), binary.BigEndian.Uint32(ispe[4:])
 		if max(w, h) > max(width, height) {
 			width, height = w, h
 		}
-		return true
-	})
+	}
 	return width, height
 }
 
@@ -196,7 +188,7 @@ func derivedImages(data []byte) []derivedImage {
 	}
 	props := readItemProperties(meta)
 	idat, _ := child(meta, "idat", false)
-	firstInputs := firstInputs(meta)
+	inputs := firstInputs(meta)
 	var images []derivedImage
 	itemLocations(meta, func(id uint32, start, length uint64, inIdat bool) bool {
 		kind, derived := kinds[id]
@@ -212,7 +204,7 @@ func derivedImages(data []byte) []derivedImage {
 			return true
 		}
 		d.statedW, d.statedH, _ = props.extentOf(associations(props.ipma, id))
-		if input, ok := firstInputs[id]; ok && kind == "grid" {
+		if input, ok := inputs[id]; ok && kind == "grid" {
 			d.tileW, d.tileH, _ = props.extentOf(associations(props.ipma, input))
 		}
 		images = append(images, d)
@@ -334,16 +326,14 @@ func itemLocations(meta []byte, visit func(id uint32, start, length uint64, inId
 		}
 		r.u16() // data reference index
 		base := sized(baseSize)
-		extents := r.u16()
-		var offset, length uint64
-		for e := uint16(0); e < extents && r.ok(); e++ {
-			sized(indexSize)
-			o, l := sized(offsetSize), sized(lengthSize)
-			if e == 0 {
-				offset, length = o, l
-			}
+		extents := int(r.u16())
+		if extents == 0 {
+			continue
 		}
-		if !r.ok() || extents == 0 || method > 1 || base+offset < base {
+		sized(indexSize)
+		offset, length := sized(offsetSize), sized(lengthSize)
+		r.take((extents - 1) * (indexSize + offsetSize + lengthSize)) // the others
+		if !r.ok() || method > 1 || base+offset < base {
 			continue
 		}
 		if !visit(id, base+offset, length, method == 1) {
