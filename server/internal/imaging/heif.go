@@ -2,7 +2,10 @@ package imaging
 
 import (
 	"encoding/binary"
+	"fmt"
 	"slices"
+
+	"github.com/imgedge/imgedge/server/internal/transform"
 )
 
 // heifFormat names the format of an ISOBMFF image file by the brands its
@@ -111,6 +114,39 @@ func pictureSamples(trak []byte) int {
 		}
 	}
 	return 0
+}
+
+// heifSizesHold checks the sizes an AVIF's or HEIF's header declares
+// before libvips reads it, against what decoding it would take. libvips
+// reports, and the memory budget reserves for, the size the primary image
+// states; libheif decodes grids, overlays, tiles and alpha planes at the
+// sizes they declare themselves. Refused:
+//   - a side past libvips' largest coordinate (maxCoord), which it would
+//     read as 1 pixel wide (GLib complaining on stderr): ErrTooLarge;
+//   - a grid or overlay larger than the image it states, or a grid with
+//     tiles wholly outside its canvas (derivedImage), and an item larger
+//     than the image (itemPastPrimary): ErrUnsupportedImage, as no
+//     encoder writes them.
+func heifSizesHold(name string, data []byte, maxCoord int64) error {
+	if w, h := longestItemExtent(data); int64(max(w, h)) > maxCoord {
+		return fmt.Errorf("%w: the %s header declares an image of %d×%d, and this service's libvips reads at most %d pixels a side",
+			transform.ErrTooLarge, name, w, h, maxCoord)
+	}
+	for _, d := range derivedImages(data) {
+		switch {
+		case d.pastItsSize():
+			return fmt.Errorf("%w: the %s's %s is %d×%d, larger than the %d×%d image it states: libheif would compose all of it before refusing the mismatch",
+				transform.ErrUnsupportedImage, name, d.kind, d.width, d.height, d.statedW, d.statedH)
+		case d.tilesPastCanvas():
+			return fmt.Errorf("%w: the %s's grid of %d×%d tiles of %d×%d has a column or row of tiles wholly outside its %d×%d canvas, which MIAF forbids: libheif would decode every one",
+				transform.ErrUnsupportedImage, name, d.cols, d.rows, d.tileW, d.tileH, d.width, d.height)
+		}
+	}
+	if item, primary, found := itemPastPrimary(data); found {
+		return fmt.Errorf("%w: the %s holds an item of %d×%d (an alpha plane, a tile or a thumbnail), larger than its %d×%d image: decoding the image would decode that item whole",
+			transform.ErrUnsupportedImage, name, item[0], item[1], primary[0], primary[1])
+	}
+	return nil
 }
 
 // longestItemExtent is the image spatial extent (an ispe property, in

@@ -153,28 +153,8 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 		return transform.ImageInfo{}, fmt.Errorf("%w: not a JPEG, PNG, WebP, AVIF, HEIF or GIF image", transform.ErrUnsupportedImage)
 	}
 	if name == "avif" || name == "heif" {
-		// libvips cannot hold an image wider or taller than its largest
-		// coordinate: it would read such a header as 1 pixel wide (GLib
-		// complaining on stderr), admit the job as that small, and leave
-		// it to the decoder to refuse. Refused here, by what the header
-		// claims.
-		if w, h := longestItemExtent(data); int64(max(w, h)) > int64(C.vips_max_coord_get()) {
-			return transform.ImageInfo{}, fmt.Errorf("%w: the %s header declares an image of %d×%d, and this service's libvips reads at most %d pixels a side",
-				transform.ErrTooLarge, name, w, h, int64(C.vips_max_coord_get()))
-		}
-		for _, d := range derivedImages(data) {
-			switch {
-			case d.pastItsSize():
-				return transform.ImageInfo{}, fmt.Errorf("%w: the %s's %s is %d×%d, larger than the %d×%d image it states: libheif would compose all of it before refusing the mismatch",
-					transform.ErrUnsupportedImage, name, d.kind, d.width, d.height, d.statedW, d.statedH)
-			case d.tilesPastCanvas():
-				return transform.ImageInfo{}, fmt.Errorf("%w: the %s's grid of %d×%d tiles of %d×%d has a column or row of tiles wholly outside its %d×%d canvas, which MIAF forbids: libheif would decode every one",
-					transform.ErrUnsupportedImage, name, d.cols, d.rows, d.tileW, d.tileH, d.width, d.height)
-			}
-		}
-		if item, primary, found := itemPastPrimary(data); found {
-			return transform.ImageInfo{}, fmt.Errorf("%w: the %s holds an item of %d×%d (an alpha plane, a tile or a thumbnail), larger than its %d×%d image: decoding the image would decode that item whole",
-				transform.ErrUnsupportedImage, name, item[0], item[1], primary[0], primary[1])
+		if err := heifSizesHold(name, data, int64(C.vips_max_coord_get())); err != nil {
+			return transform.ImageInfo{}, err
 		}
 	}
 	var h C.imgedge_header
