@@ -87,6 +87,10 @@ func TestDamagedOriginalsStoreNothing(t *testing.T) {
 			"cut.png":     png[:len(png)/2],
 			// Valid, but in 2,649 scans, each a pass over the whole image.
 			"scans.jpg": testimages.ProgressiveJPEG(1000, 750, 3, true),
+			// Valid, but its colour profile's float tags list a matrix and
+			// a curve set 5,000 times each, and lcms would take every
+			// colour it samples through all of them.
+			"float-profile.jpg": testimages.WithAPP2Profile(jpg, testimages.FloatProfile(10000)),
 		}
 		for key, data := range damaged {
 			put(key, data)

@@ -72,6 +72,9 @@ func FuzzDecode(f *testing.F) {
 		f.Add(fixture(f, name), uint8(3))
 	}
 	f.Add(testimages.HDRPNG(40, 30), uint8(1)) // 16 bits, PQ in cICP
+	// Profiles whose float tags lcms builds the colour transform from.
+	f.Add(testimages.WithAPP2Profile(testimages.JPEG(40, 24, 90), testimages.FloatProfile(6)), uint8(0))
+	f.Add(testimages.WithICCP(testimages.PNG(40, 24), testimages.FloatProfile(3)), uint8(2))
 	formats := []variant.Format{variant.FormatJPEG, variant.FormatWebP, variant.FormatAVIF, variant.FormatPNG}
 	f.Fuzz(func(t *testing.T, data []byte, format uint8) {
 		if len(data) == 0 {

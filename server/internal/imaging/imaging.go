@@ -137,7 +137,9 @@ func echoes(line string) bool {
 // Probe reads an image's header: format, stored dimensions, bands, sample
 // size, EXIF orientation and alpha; for a JPEG, also its structure, which
 // says what decoding it holds and costs (a JPEG in more than maxJPEGScans
-// scans is refused). It does not decode pixels.
+// scans is refused); and the structure of its embedded ICC profile, which
+// says what building its colour transform costs (checkProfile). It does
+// not decode pixels.
 func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 	if len(data) > 2 && data[0] == 0xFF && data[1] == 0xD8 && data[2] != 0xFF {
 		// Stray bytes right after a JPEG's start-of-image marker hide it
@@ -157,9 +159,20 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 			return transform.ImageInfo{}, err
 		}
 	}
+	if name == "png" {
+		if size := pngProfileSize(data, maxProfileBytes); size > maxProfileBytes {
+			return transform.ImageInfo{}, fmt.Errorf("%w: the PNG's embedded ICC profile inflates past %d bytes, and this service takes profiles of up to %d", transform.ErrTooLarge, maxProfileBytes, maxProfileBytes)
+		}
+	}
 	var h C.imgedge_header
 	if C.imgedge_probe(unsafe.Pointer(&data[0]), C.size_t(len(data)), &h) != 0 {
 		return transform.ImageInfo{}, fmt.Errorf("%w: reading the %s header: %s", transform.ErrUnsupportedImage, name, vipsError())
+	}
+	profile := int64(h.icc_len)
+	err := checkProfile(unsafe.Slice((*byte)(h.icc), h.icc_len))
+	C.imgedge_probe_release(&h)
+	if err != nil {
+		return transform.ImageInfo{}, err
 	}
 	if h.width <= 0 || h.height <= 0 {
 		return transform.ImageInfo{}, fmt.Errorf("%w: the %s header has no dimensions", transform.ErrUnsupportedImage, name)
@@ -184,6 +197,9 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 		Orientation: orientation,
 		Alpha:       h.alpha != 0,
 		Frames:      int(h.pages),
+		// The profile is held throughout, and read again to build the
+		// colour transform.
+		DecodeBuffer: profileHeld * profile,
 	}
 	if name == "png" {
 		// libpng reads an APNG's default image and nothing of its frames.
@@ -212,14 +228,14 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 			return transform.ImageInfo{}, fmt.Errorf("%w: the JPEG's data comes in %d scans, and each is a pass over the whole image: this service decodes up to %d (encoders write at most a few dozen)",
 				transform.ErrUnsupportedImage, st.Scans, maxJPEGScans)
 		}
-		info.DecodeBuffer = st.CoefficientBytes()
+		info.DecodeBuffer += st.CoefficientBytes()
 	}
 	if name == "gif" {
 		if frames, complete := gifFrames(data); !complete {
 			return transform.ImageInfo{}, fmt.Errorf("%w: the GIF is cut short inside a block, after %d whole frames", transform.ErrUnsupportedImage, frames)
 		}
 		// The decoder keeps the whole frame, RGBA, while libvips reads it.
-		info.DecodeBuffer = info.Pixels() * 4
+		info.DecodeBuffer += info.Pixels() * 4
 	}
 	return info, nil
 }

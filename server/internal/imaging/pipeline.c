@@ -115,7 +115,14 @@ static int probe(const void *buf, size_t len, imgedge_header *h) {
 	if (vips_image_get_typeof(img, "heif-compression") &&
 		!vips_image_get_string(img, "heif-compression", &compression))
 		g_strlcpy(h->compression, compression, sizeof(h->compression));
-	g_object_unref(img);
+	h->icc = NULL;
+	h->icc_len = 0;
+	if (vips_image_get_typeof(img, VIPS_META_ICC_NAME) &&
+		vips_image_get_blob(img, VIPS_META_ICC_NAME, &h->icc, &h->icc_len)) {
+		g_object_unref(img);
+		return -1;
+	}
+	h->image = img;
 	return 0;
 }
 
@@ -540,6 +547,12 @@ static int resize(VipsImage *in, VipsImage **out, double hscale, double vscale) 
 
 int imgedge_probe(const void *buf, size_t len, imgedge_header *h) {
 	return settled(probe(buf, len, h));
+}
+
+void imgedge_probe_release(imgedge_header *h) {
+	g_clear_object((VipsImage **) &h->image);
+	h->icc = NULL;
+	h->icc_len = 0;
 }
 
 // orientation_of is an image's EXIF orientation, 1 where it has none or

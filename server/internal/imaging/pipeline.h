@@ -24,6 +24,9 @@ typedef struct {
 	char loader[32];    // libvips loader, e.g. "jpegload_buffer"
 	char compression[8]; // a HEIF's codec: "hevc" or "av1"; empty for other formats
 	int pages;          // frames of an animation (GIF, WebP), else 1
+	const void *icc;    // the embedded ICC profile, or NULL; held by image
+	size_t icc_len;
+	void *image;        // the header's image, until imgedge_probe_release
 } imgedge_header;
 
 typedef struct {
@@ -55,8 +58,11 @@ void imgedge_init(void);
 // has printed since imgedge_init.
 int imgedge_glib_complaints(void);
 
-// imgedge_probe reads an image's header without decoding its pixels.
+// imgedge_probe reads an image's header without decoding its pixels. After
+// a success, h holds the header's image (and its profile) until
+// imgedge_probe_release.
 int imgedge_probe(const void *buf, size_t len, imgedge_header *h);
+void imgedge_probe_release(imgedge_header *h);
 
 // imgedge_process decodes buf (failing on truncated or damaged data),
 // shrinks on load, resizes with premultiplied alpha, orients, converts to

@@ -39,8 +39,8 @@ type ImageInfo struct {
 	Alpha       bool
 	// DecodeBuffer is memory the decoder holds for the whole image, however
 	// much it shrinks on load, while the image is processed: a progressive
-	// JPEG's coefficients, a GIF's frame. 0 when the decoder works a few
-	// rows at a time.
+	// JPEG's coefficients, a GIF's frame, an embedded ICC profile's copies.
+	// 0 when the decoder works a few rows at a time and finds no profile.
 	DecodeBuffer int64
 	// Frames is how many frames an animation has (GIF, WebP, APNG); 0 or 1
 	// for a still image. Width and Height are a frame's.
