@@ -23,8 +23,6 @@ var ErrNotProfile = errors.New("not an ICC profile")
 
 // Profile is what Read finds in a profile.
 type Profile struct {
-	Class       string // the device class, such as "mntr" or "prtr"
-	ColourSpace string // the data's colour space, such as "RGB " or "CMYK"
 	// FloatTags are the signatures of its multi-process-element tags,
 	// such as "D2B0": transforms lcms evaluates element by element, in
 	// floating point. Tags sharing their data are one transform.
@@ -42,6 +40,10 @@ type Profile struct {
 	FloatBytes int64
 }
 
+// maxTags is the most tags lcms reads: it does not open a profile that
+// lists more.
+const maxTags = 100
+
 // stepsCeiling is where Read stops counting steps: lcms would take
 // minutes over such a profile, and the count keeps Read's own work
 // bounded by the data's size.
@@ -57,11 +59,11 @@ func Read(data []byte) (Profile, error) {
 	if len(data) < 132 || string(data[36:40]) != "acsp" {
 		return Profile{}, ErrNotProfile
 	}
-	p := Profile{Class: string(data[12:16]), ColourSpace: string(data[16:20])}
+	var p Profile
 	w := walker{r: reader{data}}
 	walked := map[uint32]bool{}
 	count := int64(binary.BigEndian.Uint32(data[128:]))
-	for i := range min(count, int64(len(data)-132)/12) {
+	for i := range min(count, maxTags, int64(len(data)-132)/12) {
 		e := data[132+12*i:]
 		sig, offset := string(e[:4]), binary.BigEndian.Uint32(e[4:])
 		if tag, ok := w.r.sig(offset); !ok || tag != "mpet" {
