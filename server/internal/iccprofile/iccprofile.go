@@ -107,8 +107,12 @@ func (w *walker) transform(tag uint32) {
 func (w *walker) element(at uint32) bool {
 	r := w.r
 	sig, ok := r.sig(at)
-	if !ok {
+	if !ok || !r.fits(at, 8) { // its signature and 4 reserved bytes
 		return false
+	}
+	if sig == "bACS" || sig == "eACS" { // lcms reads past them, and no further
+		w.steps++
+		return true
 	}
 	in, okIn := r.u16(at + 8)
 	out, okOut := r.u16(at + 10)
@@ -116,9 +120,6 @@ func (w *walker) element(at uint32) bool {
 		return false
 	}
 	switch sig {
-	case "bACS", "eACS": // lcms reads past them
-		w.steps++
-		return true
 	case "matf":
 		w.steps++
 		w.bytes += r.held(at+12, 4*(int64(in)*int64(out)+int64(out)))

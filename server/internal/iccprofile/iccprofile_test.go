@@ -110,6 +110,7 @@ func TestRead(t *testing.T) {
 		{"sampled segments hold their points", floatProfile([][]byte{sampledCurveSet(1000)}, []int{0}, "D2B0"), []string{"D2B0"}, 3 * 2, 3 * 4 * 1000},
 		{"a lookup table holds its grid", floatProfile([][]byte{lookupTable(9)}, []int{0, 0}, "D2B0"), []string{"D2B0"}, 2, 2 * 4 * 3 * 9 * 9 * 9},
 		{"elements past an unknown one are not read", floatProfile([][]byte{matrix, element("abcd", 0, 3, 0, 3)}, []int{0, 0, 1, 0}, "D2B0"), []string{"D2B0"}, 2, 2 * 48},
+		{"an element lcms reads past needs no channels, even at the data's end", floatProfile([][]byte{matrix, []byte("bACS\x00\x00\x00\x00")}, []int{1, 0, 0, 0}, "D2B0"), []string{"D2B0"}, 1 + 3, 3 * 48},
 		{"elements lcms reads past count", floatProfile([][]byte{element("bACS", 0, 3, 0, 3), curves}, []int{0, 1, 0}, "D2B0"), []string{"D2B0"}, 1 + 3 + 1, 0},
 		{"a tag past the hundredth is not read (lcms opens no such profile)", func() []byte {
 			tags := make([]testimages.ICCTag, 100, 101)
