@@ -71,7 +71,8 @@ func TestThinImagesGetVariants(t *testing.T) {
 }
 
 // TestDamagedOriginalsStoreNothing: truncated, broken or hostile originals
-// answer InvalidArgument, and nothing is written under the processed prefix.
+// answer InvalidArgument (ResourceExhausted for what holds too much), and
+// nothing is written under the processed prefix.
 func TestDamagedOriginalsStoreNothing(t *testing.T) {
 	stores(t, func(t *testing.T, st transform.Store, put func(string, []byte), _ func(string) []byte) {
 		h := startServer(t, st, nil)
@@ -92,11 +93,18 @@ func TestDamagedOriginalsStoreNothing(t *testing.T) {
 			// colour it samples through all of them.
 			"float-profile.jpg": testimages.WithAPP2Profile(jpg, testimages.FloatProfile(10000)),
 		}
-		for key, data := range damaged {
-			put(key, data)
-			_, err := h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Variant: &imgedgev1.VariantSpec{Preset: "small", Viewer: &imgedgev1.VariantSpec_Accept{Accept: "image/webp"}}})
-			if status.Code(err) != codes.InvalidArgument {
-				t.Errorf("%s: %v, want InvalidArgument", key, err)
+		// Valid, but its comment inflates to 40 MB, which libpng would
+		// inflate whole and libvips copy.
+		tooLarge := map[string][]byte{
+			"text.png": testimages.WithText(png, "zTXt", true, bytes.Repeat([]byte("A"), 40<<20)),
+		}
+		for want, originals := range map[codes.Code]map[string][]byte{codes.InvalidArgument: damaged, codes.ResourceExhausted: tooLarge} {
+			for key, data := range originals {
+				put(key, data)
+				_, err := h.client.EnsureVariant(context.Background(), &imgedgev1.EnsureVariantRequest{Bucket: bucket, Key: key, Variant: &imgedgev1.VariantSpec{Preset: "small", Viewer: &imgedgev1.VariantSpec_Accept{Accept: "image/webp"}}})
+				if status.Code(err) != want {
+					t.Errorf("%s: %v, want %v", key, err, want)
+				}
 			}
 		}
 		if stored := processedKeys(t, st); len(stored) > 0 {

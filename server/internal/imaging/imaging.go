@@ -138,8 +138,9 @@ func echoes(line string) bool {
 // size, EXIF orientation and alpha; for a JPEG, also its structure, which
 // says what decoding it holds and costs (a JPEG in more than maxJPEGScans
 // scans is refused); and the structure of its embedded ICC profile, which
-// says what building its colour transform costs (checkProfile). It does
-// not decode pixels.
+// says what building its colour transform costs (checkProfile); for a PNG,
+// what its profile and text chunks inflate to (more than maxTextBytes of
+// text is refused). It does not decode pixels.
 func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 	if len(data) > 2 && data[0] == 0xFF && data[1] == 0xD8 && data[2] != 0xFF {
 		// Stray bytes right after a JPEG's start-of-image marker hide it
@@ -159,9 +160,13 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 			return transform.ImageInfo{}, err
 		}
 	}
+	var text int64
 	if name == "png" {
 		if size := pngProfileSize(data, maxProfileBytes); size > maxProfileBytes {
 			return transform.ImageInfo{}, fmt.Errorf("%w: the PNG's embedded ICC profile inflates past %d bytes, and this service takes profiles of up to %d", transform.ErrTooLarge, maxProfileBytes, maxProfileBytes)
+		}
+		if text = pngTextSize(data, maxTextBytes); text > maxTextBytes {
+			return transform.ImageInfo{}, fmt.Errorf("%w: the PNG's text chunks (comments, XMP) inflate past %d bytes in all, and this service takes up to %d", transform.ErrTooLarge, maxTextBytes, maxTextBytes)
 		}
 	}
 	var h C.imgedge_header
@@ -198,8 +203,8 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 		Alpha:       h.alpha != 0,
 		Frames:      int(h.pages),
 		// The profile is held throughout, and read again to build the
-		// colour transform.
-		DecodeBuffer: profileHeld * profile,
+		// colour transform; a PNG's text, in libpng's and libvips' copies.
+		DecodeBuffer: profileHeld*profile + textHeld*text,
 	}
 	if name == "png" {
 		// libpng reads an APNG's default image and nothing of its frames.

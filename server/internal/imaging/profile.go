@@ -2,10 +2,8 @@ package imaging
 
 import (
 	"bytes"
-	"compress/zlib"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/imgedge/imgedge/server/internal/iccprofile"
@@ -80,11 +78,7 @@ func pngProfileSize(data []byte, limit int64) int64 {
 		if name < 0 || name+2 > len(body) {
 			return false
 		}
-		z, err := zlib.NewReader(bytes.NewReader(body[name+2:]))
-		if err != nil {
-			return false
-		}
-		size, _ = io.Copy(io.Discard, io.LimitReader(z, limit+1))
+		size = inflatedSize(body[name+2:], limit+1)
 		return false
 	})
 	return size

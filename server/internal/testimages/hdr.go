@@ -125,6 +125,42 @@ func WithICCP(pngData, profile []byte) []byte {
 	return withChunkAfterIHDR(pngData, "iCCP", append([]byte("icc\x00\x00"), z.Bytes()...))
 }
 
+// WithText is a PNG with a text chunk after IHDR, its keyword "Comment":
+// typ "tEXt" stores text as it is, "zTXt" compresses it, "iTXt" compresses
+// it when compressed is true (with an empty language tag and translated
+// keyword).
+func WithText(pngData []byte, typ string, compressed bool, text []byte) []byte {
+	if compressed {
+		var z bytes.Buffer
+		w, err := zlib.NewWriterLevel(&z, zlib.BestCompression)
+		if err != nil {
+			panic(err)
+		}
+		if _, err := w.Write(text); err != nil {
+			panic(err)
+		}
+		if err := w.Close(); err != nil {
+			panic(err)
+		}
+		text = z.Bytes()
+	}
+	var head []byte
+	switch {
+	case typ == "tEXt" && !compressed:
+		head = []byte("Comment\x00")
+	case typ == "zTXt" && compressed:
+		head = []byte("Comment\x00\x00")
+	case typ == "iTXt":
+		head = []byte("Comment\x00\x00\x00\x00\x00")
+		if compressed {
+			head[len("Comment")+1] = 1
+		}
+	default:
+		panic("WithText: a " + typ + " chunk cannot hold that text")
+	}
+	return withChunkAfterIHDR(pngData, typ, append(head, text...))
+}
+
 func withChunkAfterIHDR(pngData []byte, typ string, data []byte) []byte {
 	const afterIHDR = 8 + 8 + 13 + 4 // signature, IHDR's length and type, its data, its CRC
 	var chunk bytes.Buffer
