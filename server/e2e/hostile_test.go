@@ -92,6 +92,9 @@ func TestDamagedOriginalsStoreNothing(t *testing.T) {
 			// a curve set 5,000 times each, and lcms would take every
 			// colour it samples through all of them.
 			"float-profile.jpg": testimages.WithAPP2Profile(jpg, testimages.FloatProfile(10000)),
+			// Valid, but in 5,000 empty APP13 segments, each of which
+			// libjpeg would keep in an allocation of its own.
+			"segments.jpg": append(append(append([]byte{}, jpg[:2]...), bytes.Repeat([]byte{0xFF, 0xED, 0, 2}, 5000)...), jpg[2:]...),
 		}
 		// Valid, but its comment inflates to 40 MB, which libpng would
 		// inflate whole and libvips copy.

@@ -171,6 +171,49 @@ func TestJPEGScanLimit(t *testing.T) {
 	}
 }
 
+// TestJPEGSegmentLimit: a JPEG carrying more metadata segments than
+// libjpeg should keep for libvips (APP1, APP2, APP13; more than any camera
+// or profile writes) is refused at the header; up to the limit, the image
+// is served, admitted with the memory the segments' copies take. Segments
+// libjpeg skips cost nothing and are not counted.
+func TestJPEGSegmentLimit(t *testing.T) {
+	jpg := testimages.JPEG(320, 240, 90)
+	segments := func(marker byte, n, size int) []byte {
+		seg := append([]byte{0xFF, marker, byte((size + 2) >> 8), byte(size + 2)}, make([]byte, size)...)
+		return append(append(append([]byte{}, jpg[:2]...), bytes.Repeat(seg, n)...), jpg[2:]...)
+	}
+	tests := []struct {
+		name string
+		data []byte
+		kept int64 // bytes of kept segments, when served
+		want error
+	}{
+		{"1,000 empty APP13 segments", segments(0xED, 1000, 0), 0, nil},
+		{"1,001 empty APP13 segments", segments(0xED, 1001, 0), 0, transform.ErrUnsupportedImage},
+		{"1,001 empty APP1 segments", segments(0xE1, 1001, 0), 0, transform.ErrUnsupportedImage},
+		{"5,000 empty APP5 segments", segments(0xE5, 5000, 0), 0, nil},
+		{"200 APP2 segments of 64 KB", segments(0xE2, 200, 65533), 200 * 65533, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			info, err := proc.Probe(tt.data)
+			if !errors.Is(err, tt.want) || (tt.want != nil && !strings.Contains(err.Error(), "1001 metadata segments")) {
+				t.Fatalf("Probe: %v, want %v naming its segments", err, tt.want)
+			}
+			if tt.want != nil {
+				return
+			}
+			if held := segmentsHeld * tt.kept; info.DecodeBuffer < held {
+				t.Errorf("decode buffer %d bytes: the segments' %d not counted", info.DecodeBuffer, held)
+			}
+			out, img := run(t, tt.data, variant.Spec{Width: 160, Format: variant.FormatJPEG, Quality: 90})
+			if out.Width != 160 || !testimages.Near(img.At(20, 20), testimages.TopLeft, 24) {
+				t.Errorf("%d px wide, top-left %v: want 160, near %v", out.Width, img.At(20, 20), testimages.TopLeft)
+			}
+		})
+	}
+}
+
 // TestRecoveredErrorsStayWithTheirCall: libvips' error buffer is one for
 // the process. An image whose ICC profile is corrupt is still served (the
 // import falls back to sRGB) but leaves the profile's error there; the next

@@ -60,7 +60,8 @@ func TestProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info != (transform.ImageInfo{Format: "jpeg", Width: 64, Height: 48, Bands: 3, SampleBytes: 1, Orientation: 6, Frames: 1}) {
+	// DecodeBuffer: the EXIF segment's 32 bytes, which libjpeg keeps.
+	if info != (transform.ImageInfo{Format: "jpeg", Width: 64, Height: 48, Bands: 3, SampleBytes: 1, Orientation: 6, Frames: 1, DecodeBuffer: segmentsHeld * 32}) {
 		t.Errorf("Probe = %+v", info)
 	}
 	info, err = proc.Probe(testimages.PNG(30, 20))

@@ -61,6 +61,11 @@ type Info struct {
 	// QuantTables are the tables defined before the first scan, in the
 	// order they are stored (zig-zag); a nil entry was not defined.
 	QuantTables [4][]uint16
+	// AppSegments counts the application segments APP0–APP15 up to the
+	// end of the image, between scans too (where a decoder reads them as
+	// well), and AppBytes sums their data.
+	AppSegments [16]int
+	AppBytes    [16]int64
 }
 
 // ByteSlip is one byte of a header field, at offset At of the data, and
@@ -104,14 +109,15 @@ func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 // Marker codes.
 const (
-	markerSOI  = 0xD8
-	markerEOI  = 0xD9
-	markerSOS  = 0xDA
-	markerDQT  = 0xDB
-	markerAPP0 = 0xE0
-	markerTEM  = 0x01
-	markerRST0 = 0xD0
-	markerRST7 = 0xD7
+	markerSOI   = 0xD8
+	markerEOI   = 0xD9
+	markerSOS   = 0xDA
+	markerDQT   = 0xDB
+	markerAPP0  = 0xE0
+	markerAPP15 = 0xEF
+	markerTEM   = 0x01
+	markerRST0  = 0xD0
+	markerRST7  = 0xD7
 )
 
 // Read walks data's marker segments as a libjpeg decoder does: the frame
@@ -167,6 +173,10 @@ func Read(data []byte) (Info, error) {
 			return info, fmt.Errorf("jpeg: marker 0x%02X at byte %d: length %d past the end of the data", marker, i, size)
 		}
 		seg := data[i+4 : i+2+size]
+		if marker >= markerAPP0 && marker <= markerAPP15 {
+			info.AppSegments[marker-markerAPP0]++
+			info.AppBytes[marker-markerAPP0] += int64(len(seg))
+		}
 		var err error
 		switch {
 		case isFrame(marker):

@@ -91,6 +91,47 @@ func TestRepeatedTables(t *testing.T) {
 	}
 }
 
+// TestAppSegments: application segments are counted wherever a decoder
+// reads them, before the frame and between scans, and not past the end
+// of the image.
+func TestAppSegments(t *testing.T) {
+	app := func(n byte, size int) []byte {
+		return append([]byte{0xFF, 0xE0 + n, byte((size + 2) >> 8), byte(size + 2)}, make([]byte, size)...)
+	}
+	splice := func(data []byte, at int, segs ...[]byte) []byte {
+		out := append([]byte{}, data[:at]...)
+		for _, seg := range segs {
+			out = append(out, seg...)
+		}
+		return append(out, data[at:]...)
+	}
+	jpg := testimages.JPEG(32, 32, 90)
+	prog := testimages.ProgressiveJPEG(32, 32, 3, false)
+	secondScan := bytes.Index(prog[bytes.Index(prog, []byte{0xFF, 0xDA})+2:], []byte{0xFF, 0xDA}) + bytes.Index(prog, []byte{0xFF, 0xDA}) + 2
+	tests := []struct {
+		name     string
+		data     []byte
+		segments [16]int
+		bytes    [16]int64
+	}{
+		{"none", jpg, [16]int{}, [16]int64{}},
+		{"APP1 twice and APP13 before the frame", splice(jpg, 2, app(1, 100), app(13, 5), app(1, 65533)), [16]int{1: 2, 13: 1}, [16]int64{1: 65633, 13: 5}},
+		{"APP2 between scans", splice(prog, secondScan, app(2, 14), app(2, 0)), [16]int{2: 2}, [16]int64{2: 14}},
+		{"APP1 after the end of the image", append(append([]byte{}, jpg...), app(1, 10)...), [16]int{}, [16]int64{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			info, err := Read(tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.AppSegments != tt.segments || info.AppBytes != tt.bytes {
+				t.Errorf("segments %v of %v bytes, want %v of %v", info.AppSegments, info.AppBytes, tt.segments, tt.bytes)
+			}
+		})
+	}
+}
+
 // TestCoefficientBytes: the buffer libjpeg allocates for a 7000×7000
 // progressive JPEG (measured as the decode's peak memory: 148 MB for
 // 4:2:0, 288 MB for 4:4:4).
