@@ -188,6 +188,9 @@ fuzz: ## run each fuzz target for a while (FUZZTIME=30s), then every shape × fo
 	go test ./server/internal/imaging -run '^$$' -fuzz FuzzGIFFrames -fuzztime $${FUZZTIME:-30s}
 	go test ./server/internal/imaging -run '^$$' -fuzz FuzzCoding -fuzztime $${FUZZTIME:-30s}
 	go test ./server/internal/imaging -run '^$$' -fuzz FuzzHEIF -fuzztime $${FUZZTIME:-30s}
+	go test ./server/internal/imaging -run '^$$' -fuzz FuzzPNGTextSize -fuzztime $${FUZZTIME:-30s}
+	go test ./server/internal/imaging -run '^$$' -fuzz FuzzWebPChunks -fuzztime $${FUZZTIME:-30s}
+	go test ./server/internal/iccprofile -run '^$$' -fuzz FuzzRead -fuzztime $${FUZZTIME:-30s}
 	IMGEDGE_SHAPE_SWEEP_FULL=1 go test ./server/internal/imaging -run '^TestExtremeShapes$$' -count=1 -timeout 60m
 
 clean: ## remove build outputs and tools (never ./data, which holds your originals)

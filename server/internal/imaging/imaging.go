@@ -170,6 +170,20 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 			return transform.ImageInfo{}, fmt.Errorf("%w: the PNG's text chunks (comments, XMP) inflate past %d bytes in all, and this service takes up to %d", transform.ErrTooLarge, maxTextBytes, maxTextBytes)
 		}
 	}
+	if name == "webp" {
+		if err := checkWebPChunks(data); err != nil {
+			return transform.ImageInfo{}, err
+		}
+	}
+	if name == "gif" {
+		frames, complete := gifFrames(data)
+		if !complete {
+			return transform.ImageInfo{}, fmt.Errorf("%w: the GIF is cut short inside a block, after %d whole frames", transform.ErrUnsupportedImage, frames)
+		}
+		if frames > maxGIFFrames {
+			return transform.ImageInfo{}, fmt.Errorf("%w: the GIF lists %d frames, and the decoder keeps an entry for each: this service reads up to %d", transform.ErrUnsupportedImage, frames, maxGIFFrames)
+		}
+	}
 	var decodeExtra int64
 	if name == "jpeg" {
 		// Read before libvips reads the header: libjpeg keeps every
@@ -248,9 +262,6 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 		info.Frames = max(1, sequenceFrames(data))
 	}
 	if name == "gif" {
-		if frames, complete := gifFrames(data); !complete {
-			return transform.ImageInfo{}, fmt.Errorf("%w: the GIF is cut short inside a block, after %d whole frames", transform.ErrUnsupportedImage, frames)
-		}
 		// The decoder keeps the whole frame, RGBA, while libvips reads it.
 		info.DecodeBuffer += info.Pixels() * 4
 	}

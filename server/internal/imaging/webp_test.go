@@ -1,0 +1,100 @@
+package imaging
+
+import (
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/imgedge/imgedge/client/variant"
+	"github.com/imgedge/imgedge/server/internal/testimages"
+	"github.com/imgedge/imgedge/server/internal/transform"
+)
+
+// riff is a WebP container of the given chunks, each a fourcc and a body
+// (padded to an even size).
+func riff(chunks ...[]byte) []byte {
+	out := []byte("WEBP")
+	for _, c := range chunks {
+		out = append(out, c...)
+	}
+	return append(binary.LittleEndian.AppendUint32([]byte("RIFF"), uint32(len(out))), out...)
+}
+
+func webpChunk(fourcc string, body []byte) []byte {
+	c := append(binary.LittleEndian.AppendUint32([]byte(fourcc), uint32(len(body))), body...)
+	if len(body)%2 == 1 {
+		c = append(c, 0)
+	}
+	return c
+}
+
+// TestWebPChunks: chunks are counted as libwebp walks them, padded, up to
+// the end of the RIFF payload.
+func TestWebPChunks(t *testing.T) {
+	vp8x := webpChunk("VP8X", make([]byte, 10))
+	frame := webpChunk("ANMF", make([]byte, 17))
+	withTail := append(riff(vp8x, frame), webpChunk("ABCD", nil)...) // past the RIFF payload
+	cut := riff(vp8x, frame, frame)
+	for _, tt := range []struct {
+		name           string
+		data           []byte
+		frames, others int
+	}{
+		{"not a WebP", testimages.PNG(4, 4), 0, 0},
+		{"a still", riff(vp8x, webpChunk("VP8L", make([]byte, 5))), 0, 2},
+		{"an animation, odd-sized frames padded", riff(vp8x, webpChunk("ANIM", make([]byte, 6)), frame, frame, frame), 3, 2},
+		{"chunks past the RIFF payload", withTail, 1, 1},
+		{"the last frame cut short", cut[:len(cut)-4], 2, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if frames, others := webpChunks(tt.data); frames != tt.frames || others != tt.others {
+				t.Errorf("%d frames, %d others; want %d, %d", frames, others, tt.frames, tt.others)
+			}
+		})
+	}
+}
+
+// TestWebPChunkLimit: a WebP listing more chunks besides its frames than
+// any encoder writes is refused from its header, before libwebp keeps an
+// entry for each; a still with a few unknown chunks is served.
+func TestWebPChunkLimit(t *testing.T) {
+	still, _ := run(t, testimages.JPEG(64, 64, 90), variant.Spec{Format: variant.FormatWebP, Quality: 90})
+	body := still.Data[12:] // the still's one chunk, its lossy image
+	vp8x := webpChunk("VP8X", []byte{0, 0, 0, 0, 63, 0, 0, 63, 0, 0})
+	unknown := func(n int) []byte {
+		chunks := [][]byte{vp8x}
+		for range n {
+			chunks = append(chunks, webpChunk("ABCD", nil))
+		}
+		return riff(append(chunks, body)...)
+	}
+	info, err := proc.Probe(unknown(maxWebPOtherChunks - 2))
+	if err != nil || info.Width != 64 {
+		t.Fatalf("a still with %d unknown chunks: %+v, %v", maxWebPOtherChunks-2, info, err)
+	}
+	if _, err := proc.Probe(unknown(maxWebPOtherChunks)); !errors.Is(err, transform.ErrUnsupportedImage) || !strings.Contains(err.Error(), "chunks besides its frames") {
+		t.Errorf("a still with %d unknown chunks: %v, want ErrUnsupportedImage naming its chunks", maxWebPOtherChunks, err)
+	}
+}
+
+// TestGIFFrameLimit: a GIF listing more frames than maxGIFFrames is
+// refused from its own walk, before libnsgif keeps an entry for each.
+func TestGIFFrameLimit(t *testing.T) {
+	_, err := proc.Probe(testimages.TinyFramesGIF(maxGIFFrames + 1))
+	if !errors.Is(err, transform.ErrUnsupportedImage) || !strings.Contains(err.Error(), "lists 100001 frames") {
+		t.Errorf("a GIF of %d frames: %v, want ErrUnsupportedImage naming its frames", maxGIFFrames+1, err)
+	}
+}
+
+// FuzzWebPChunks: whatever the data, the walk ends, and counts no more
+// chunks than 8-byte headers fit in it.
+func FuzzWebPChunks(f *testing.F) {
+	f.Add(riff(webpChunk("VP8X", make([]byte, 10)), webpChunk("ANMF", make([]byte, 17))))
+	f.Add([]byte("RIFF\xff\xff\xff\xffWEBPVP8 \x00\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if frames, others := webpChunks(data); frames < 0 || others < 0 || frames+others > max(0, len(data)-12)/8+1 {
+			t.Fatalf("%d frames and %d other chunks in %d bytes", frames, others, len(data))
+		}
+	})
+}
