@@ -105,6 +105,51 @@ func TestSequenceFrames(t *testing.T) {
 	}
 }
 
+// TestSequenceTables: samples and chunks are summed over every track of
+// every moov box, picture or not, whatever the tables hold.
+func TestSequenceTables(t *testing.T) {
+	head := ftyp("avis", "avif", "msf1")
+	offsets := func(typ string, n uint32) []byte {
+		return box("trak", box("mdia", box("minf", box("stbl", box(typ, binary.BigEndian.AppendUint32(make([]byte, 4), n))))))
+	}
+	for _, c := range []struct {
+		name            string
+		data            []byte
+		samples, chunks int64
+	}{
+		{"avifenc's four frames, colour and alpha", fixture(t, "animated.avif"), 8, 2},
+		{"a still AVIF", fixture(t, "p3.avif"), 0, 0},
+		{"tracks of 12 and 30", append(head, sequence(false, 12, 30)...), 42, 0},
+		{"compact sizes, and audio", append(head, box("moov", track("pict", true, 7), track("soun", false, 1<<31))...), 7 + 1<<31, 0},
+		{"two moov boxes", append(append(head, sequence(false, 5)...), sequence(false, 6)...), 11, 0},
+		{"32- and 64-bit chunk offsets", append(head, box("moov", offsets("stco", 3), offsets("co64", 1<<20))...), 0, 3 + 1<<20},
+		{"cut inside the moov box", append(head, sequence(false, 12)...)[:len(head)+40], 0, 0},
+	} {
+		if samples, chunks := sequenceTables(c.data); samples != c.samples || chunks != c.chunks {
+			t.Errorf("%s: %d samples in %d chunks, want %d in %d", c.name, samples, chunks, c.samples, c.chunks)
+		}
+	}
+}
+
+// TestSequenceLimit: an image sequence declaring more samples than
+// maxSequenceSamples (its sizes one number for all, so its file stays
+// small) is refused from its header, before libheif builds their tables;
+// avifenc's animation is read.
+func TestSequenceLimit(t *testing.T) {
+	animated := fixture(t, "animated.avif")
+	if _, err := proc.Probe(animated); err != nil {
+		t.Fatalf("avifenc's animation: %v", err)
+	}
+	declared := bytes.Clone(animated)
+	at := bytes.Index(declared, []byte("stsz")) + 4 // its version and flags
+	binary.BigEndian.PutUint32(declared[at+4:], 10) // every sample 10 bytes
+	binary.BigEndian.PutUint32(declared[at+8:], maxSequenceSamples)
+	_, err := proc.Probe(declared)
+	if !errors.Is(err, transform.ErrUnsupportedImage) || !strings.Contains(err.Error(), "declare 100004 samples") {
+		t.Errorf("a track of %d samples beside a track of 4: %v, want ErrUnsupportedImage naming them", maxSequenceSamples, err)
+	}
+}
+
 // ispe is an image spatial extent property of w×h.
 func ispe(w, h uint32) []byte {
 	return box("ispe", binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(make([]byte, 4), w), h))
@@ -250,6 +295,9 @@ func FuzzHEIF(f *testing.F) {
 		itemPastPrimary(data)
 		if n := sequenceFrames(data); n < 0 || n > maxSequenceFrames {
 			t.Fatalf("%d frames", n)
+		}
+		if samples, chunks := sequenceTables(data); samples < 0 || chunks < 0 {
+			t.Fatalf("%d samples in %d chunks", samples, chunks)
 		}
 	})
 }

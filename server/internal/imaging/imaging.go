@@ -160,6 +160,9 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 		if err := heifSizesHold(name, data, int64(C.vips_max_coord_get())); err != nil {
 			return transform.ImageInfo{}, err
 		}
+		if err := checkSequence(name, data); err != nil {
+			return transform.ImageInfo{}, err
+		}
 	}
 	var text int64
 	if name == "png" {
