@@ -151,8 +151,9 @@ func sequenceTables(data []byte) (samples, chunks int64) {
 			if typ != "trak" {
 				return true
 			}
-			stbl, found := trak, true
+			stbl := trak
 			for _, typ := range []string{"mdia", "minf", "stbl"} {
+				var found bool
 				if stbl, found = child(stbl, typ, false); !found {
 					return true
 				}
