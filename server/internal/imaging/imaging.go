@@ -135,13 +135,11 @@ func echoes(line string) bool {
 }
 
 // Probe reads an image's header: format, stored dimensions, bands, sample
-// size, EXIF orientation and alpha; for a JPEG, also its structure, which
-// says what decoding it holds and costs (a JPEG in more than maxJPEGScans
-// scans, or carrying more than maxJPEGSegments segments libjpeg keeps, is
-// refused); and the structure of its embedded ICC profile, which
-// says what building its colour transform costs (checkProfile); for a PNG,
-// what its profile and text chunks inflate to (more than maxTextBytes of
-// text is refused). It does not decode pixels.
+// size, EXIF orientation and alpha. Before libvips reads it, the
+// container, for what the decoder would walk or keep from it
+// (readContainer); after, the structure of its embedded ICC profile, which
+// says what building its colour transform costs (checkProfile). It does
+// not decode pixels.
 func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 	if len(data) > 2 && data[0] == 0xFF && data[1] == 0xD8 && data[2] != 0xFF {
 		// Stray bytes right after a JPEG's start-of-image marker hide it
@@ -156,70 +154,16 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 	if !ok {
 		return transform.ImageInfo{}, fmt.Errorf("%w: not a JPEG, PNG, WebP, AVIF, HEIF or GIF image", transform.ErrUnsupportedImage)
 	}
-	if name == "avif" || name == "heif" {
-		if err := heifSizesHold(name, data, int64(C.vips_max_coord_get())); err != nil {
-			return transform.ImageInfo{}, err
-		}
-		if err := checkSequence(name, data); err != nil {
-			return transform.ImageInfo{}, err
-		}
-	}
-	var text int64
-	if name == "png" {
-		if size := pngProfileSize(data, maxProfileBytes); size > maxProfileBytes {
-			return transform.ImageInfo{}, fmt.Errorf("%w: the PNG's embedded ICC profile inflates past %d bytes, and this service takes profiles of up to %d", transform.ErrTooLarge, maxProfileBytes, maxProfileBytes)
-		}
-		if text = pngTextSize(data, maxTextBytes); text > maxTextBytes {
-			return transform.ImageInfo{}, fmt.Errorf("%w: the PNG's text chunks (comments, XMP) inflate past %d bytes in all, and this service takes up to %d", transform.ErrTooLarge, maxTextBytes, maxTextBytes)
-		}
-	}
-	if name == "webp" {
-		if err := checkWebPChunks(data); err != nil {
-			return transform.ImageInfo{}, err
-		}
-	}
-	if name == "gif" {
-		frames, complete := gifFrames(data)
-		if !complete {
-			return transform.ImageInfo{}, fmt.Errorf("%w: the GIF is cut short inside a block, after %d whole frames", transform.ErrUnsupportedImage, frames)
-		}
-		if frames > maxGIFFrames {
-			return transform.ImageInfo{}, fmt.Errorf("%w: the GIF lists %d frames, and the decoder keeps an entry for each: this service reads up to %d", transform.ErrUnsupportedImage, frames, maxGIFFrames)
-		}
-	}
-	var decodeExtra int64
-	if name == "jpeg" {
-		// Read before libvips reads the header: libjpeg keeps every
-		// metadata segment as it goes.
-		st, err := jpegscan.Read(data)
-		if err != nil {
-			return transform.ImageInfo{}, fmt.Errorf("%w: %w", transform.ErrUnsupportedImage, err)
-		}
-		if st.Precision != 8 {
-			// libvips reads 8-bit JPEGs alone: refused here, before the
-			// job is admitted and its decode fails.
-			return transform.ImageInfo{}, fmt.Errorf("%w: the JPEG's samples have %d bits (precision %d), and this service decodes 8-bit JPEGs", transform.ErrUnsupportedImage, st.Precision, st.Precision)
-		}
-		if st.Scans > maxJPEGScans {
-			return transform.ImageInfo{}, fmt.Errorf("%w: the JPEG's data comes in %d scans, and each is a pass over the whole image: this service decodes up to %d (encoders write at most a few dozen)",
-				transform.ErrUnsupportedImage, st.Scans, maxJPEGScans)
-		}
-		saved, savedBytes := 0, int64(0)
-		for _, n := range savedSegments {
-			saved, savedBytes = saved+st.AppSegments[n], savedBytes+st.AppBytes[n]
-		}
-		if saved > maxJPEGSegments {
-			return transform.ImageInfo{}, fmt.Errorf("%w: the JPEG carries %d metadata segments (APP1, APP2, APP13), and the decoder keeps each: this service reads up to %d (cameras write a few, a large colour profile a few hundred)",
-				transform.ErrUnsupportedImage, saved, maxJPEGSegments)
-		}
-		decodeExtra = st.CoefficientBytes() + segmentsHeld*savedBytes
+	held, err := readContainer(name, data)
+	if err != nil {
+		return transform.ImageInfo{}, err
 	}
 	var h C.imgedge_header
 	if C.imgedge_probe(unsafe.Pointer(&data[0]), C.size_t(len(data)), &h) != 0 {
 		return transform.ImageInfo{}, fmt.Errorf("%w: reading the %s header: %s", transform.ErrUnsupportedImage, name, vipsError())
 	}
 	profile := int64(h.icc_len)
-	err := checkProfile(unsafe.Slice((*byte)(h.icc), h.icc_len))
+	err = checkProfile(unsafe.Slice((*byte)(h.icc), h.icc_len))
 	C.imgedge_probe_release(&h)
 	if err != nil {
 		return transform.ImageInfo{}, err
@@ -248,8 +192,8 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 		Alpha:       h.alpha != 0,
 		Frames:      int(h.pages),
 		// The profile is held throughout, and read again to build the
-		// colour transform; a PNG's text, in libpng's and libvips' copies.
-		DecodeBuffer: profileHeld*profile + textHeld*text + decodeExtra,
+		// colour transform.
+		DecodeBuffer: profileHeld*profile + held,
 	}
 	if name == "png" {
 		// libpng reads an APNG's default image and nothing of its frames.
@@ -269,6 +213,73 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 		info.DecodeBuffer += info.Pixels() * 4
 	}
 	return info, nil
+}
+
+// readContainer reads what an image's container lists before libvips
+// reads its header, for what its decoder would walk or keep from it before
+// any limit could be judged, and refuses what is past any image's need:
+// an AVIF's or HEIF's sizes (heifSizesHold) and sequence tables
+// (checkSequence), a PNG's profile and text, a WebP's chunks, a GIF's
+// frames, a JPEG's scans and kept segments (readJPEG). held is the memory
+// the decoder keeps of what the container carries, beyond the pixels.
+func readContainer(name string, data []byte) (held int64, err error) {
+	switch name {
+	case "avif", "heif":
+		if err := heifSizesHold(name, data, int64(C.vips_max_coord_get())); err != nil {
+			return 0, err
+		}
+		return 0, checkSequence(name, data)
+	case "png":
+		if size := pngProfileSize(data, maxProfileBytes); size > maxProfileBytes {
+			return 0, fmt.Errorf("%w: the PNG's embedded ICC profile inflates past %d bytes, and this service takes profiles of up to %d", transform.ErrTooLarge, maxProfileBytes, maxProfileBytes)
+		}
+		text := pngTextSize(data, maxTextBytes)
+		if text > maxTextBytes {
+			return 0, fmt.Errorf("%w: the PNG's text chunks (comments, XMP) inflate past %d bytes in all, and this service takes up to %d", transform.ErrTooLarge, maxTextBytes, maxTextBytes)
+		}
+		return textHeld * text, nil
+	case "webp":
+		return 0, checkWebPChunks(data)
+	case "gif":
+		frames, complete := gifFrames(data)
+		if !complete {
+			return 0, fmt.Errorf("%w: the GIF is cut short inside a block, after %d whole frames", transform.ErrUnsupportedImage, frames)
+		}
+		if frames > maxGIFFrames {
+			return 0, fmt.Errorf("%w: the GIF lists %d frames, and the decoder keeps an entry for each: this service reads up to %d", transform.ErrUnsupportedImage, frames, maxGIFFrames)
+		}
+	case "jpeg":
+		return readJPEG(data)
+	}
+	return 0, nil
+}
+
+// readJPEG reads a JPEG's structure, and refuses what libvips would not
+// decode or what would cost more than any encoder's output: samples other
+// than 8-bit, more than maxJPEGScans scans, more than maxJPEGSegments
+// segments libjpeg keeps. held is what the decoder keeps for the whole
+// image: a multi-scan JPEG's coefficients, and the kept segments' copies.
+func readJPEG(data []byte) (held int64, err error) {
+	st, err := jpegscan.Read(data)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", transform.ErrUnsupportedImage, err)
+	}
+	if st.Precision != 8 {
+		return 0, fmt.Errorf("%w: the JPEG's samples have %d bits (precision %d), and this service decodes 8-bit JPEGs", transform.ErrUnsupportedImage, st.Precision, st.Precision)
+	}
+	if st.Scans > maxJPEGScans {
+		return 0, fmt.Errorf("%w: the JPEG's data comes in %d scans, and each is a pass over the whole image: this service decodes up to %d (encoders write at most a few dozen)",
+			transform.ErrUnsupportedImage, st.Scans, maxJPEGScans)
+	}
+	kept, keptBytes := 0, int64(0)
+	for _, n := range savedSegments {
+		kept, keptBytes = kept+st.AppSegments[n], keptBytes+st.AppBytes[n]
+	}
+	if kept > maxJPEGSegments {
+		return 0, fmt.Errorf("%w: the JPEG carries %d metadata segments (APP1, APP2, APP13), and the decoder keeps each: this service reads up to %d (cameras write a few, a large colour profile a few hundred)",
+			transform.ErrUnsupportedImage, kept, maxJPEGSegments)
+	}
+	return st.CoefficientBytes() + segmentsHeld*keptBytes, nil
 }
 
 // maxJPEGScans is the most scans a JPEG may come in. A progressive JPEG's
