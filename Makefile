@@ -191,6 +191,7 @@ fuzz: ## run each fuzz target for a while (FUZZTIME=30s), then every shape × fo
 	go test ./server/internal/imaging -run '^$$' -fuzz FuzzPNGTextSize -fuzztime $${FUZZTIME:-30s}
 	go test ./server/internal/imaging -run '^$$' -fuzz FuzzWebPChunks -fuzztime $${FUZZTIME:-30s}
 	go test ./server/internal/iccprofile -run '^$$' -fuzz FuzzRead -fuzztime $${FUZZTIME:-30s}
+	go test ./server/internal/vp8l -run '^$$' -fuzz FuzzRead -fuzztime $${FUZZTIME:-30s}
 	IMGEDGE_SHAPE_SWEEP_FULL=1 go test ./server/internal/imaging -run '^TestExtremeShapes$$' -count=1 -timeout 60m
 
 clean: ## remove build outputs and tools (never ./data, which holds your originals)

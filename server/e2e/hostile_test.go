@@ -97,9 +97,13 @@ func TestDamagedOriginalsStoreNothing(t *testing.T) {
 			"segments.jpg": append(append(append([]byte{}, jpg[:2]...), bytes.Repeat([]byte{0xFF, 0xED, 0, 2}, 5000)...), jpg[2:]...),
 		}
 		// Valid, but its comment inflates to 40 MB, which libpng would
-		// inflate whole and libvips copy.
+		// inflate whole and libvips copy; and a WebP whose codes take more
+		// memory than the budget.
 		tooLarge := map[string][]byte{
 			"text.png": testimages.WithText(png, "zTXt", true, bytes.Repeat([]byte("A"), 40<<20)),
+			// 1024×1024, naming 65,536 groups of prefix codes, for each
+			// of which libwebp would allocate 12 KB of tables.
+			"groups.webp": testimages.LosslessWebP(1024, 1024, 65536, 0, false),
 		}
 		for want, originals := range map[codes.Code]map[string][]byte{codes.InvalidArgument: damaged, codes.ResourceExhausted: tooLarge} {
 			for key, data := range originals {

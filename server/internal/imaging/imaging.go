@@ -219,9 +219,10 @@ func (p *Processor) Probe(data []byte) (transform.ImageInfo, error) {
 // reads its header, for what its decoder would walk or keep from it before
 // any limit could be judged, and refuses what is past any image's need:
 // an AVIF's or HEIF's sizes (heifSizesHold) and sequence tables
-// (checkSequence), a PNG's profile and text, a WebP's chunks, a GIF's
-// frames, a JPEG's scans and kept segments (readJPEG). held is the memory
-// the decoder keeps of what the container carries, beyond the pixels.
+// (checkSequence), a PNG's profile and text, a WebP's chunks and lossless
+// prefix codes (readWebP), a GIF's frames, a JPEG's scans and kept
+// segments (readJPEG). held is the memory the decoder keeps of what the
+// container carries, beyond the pixels.
 func readContainer(name string, data []byte) (held int64, err error) {
 	switch name {
 	case "avif", "heif":
@@ -239,7 +240,7 @@ func readContainer(name string, data []byte) (held int64, err error) {
 		}
 		return textHeld * text, nil
 	case "webp":
-		return 0, checkWebPChunks(data)
+		return readWebP(data)
 	case "gif":
 		frames, complete := gifFrames(data)
 		if !complete {

@@ -2,9 +2,11 @@ package imaging
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/imgedge/imgedge/server/internal/transform"
+	"github.com/imgedge/imgedge/server/internal/vp8l"
 )
 
 // maxWebPFrames is the most frames a WebP animation may list. libwebp
@@ -23,47 +25,105 @@ const maxWebPFrames = transform.MaxAnimationFrames
 // ICCP, ALPH, its image, EXIF, XMP), an animation one more (ANIM).
 const maxWebPOtherChunks = 1000
 
-// checkWebPChunks refuses a WebP that lists more frames or other chunks
-// than libwebp should be asked to read.
-func checkWebPChunks(data []byte) error {
-	frames, others := webpChunks(data)
-	if frames > maxWebPFrames {
-		return fmt.Errorf("%w: the WebP animation lists %d frames, and the decoder reads a frame list in time that grows with the square of its length: this service reads up to %d",
-			transform.ErrUnsupportedImage, frames, maxWebPFrames)
+// readWebP refuses a WebP that lists more frames or other chunks than
+// libwebp should be asked to read, and reports the memory libwebp's
+// lossless decoder allocates for the prefix codes of the largest lossless
+// stream it carries (an image, a frame or an alpha plane): a stream may
+// name up to 65,536 groups of codes, each with tables of 12–20 KB, whatever
+// its image's size.
+func readWebP(data []byte) (held int64, err error) {
+	c := webpChunks(data)
+	if c.frames > maxWebPFrames {
+		return 0, fmt.Errorf("%w: the WebP animation lists %d frames, and the decoder reads a frame list in time that grows with the square of its length: this service reads up to %d",
+			transform.ErrUnsupportedImage, c.frames, maxWebPFrames)
 	}
-	if others > maxWebPOtherChunks {
-		return fmt.Errorf("%w: the WebP lists %d chunks besides its frames, and the decoder keeps each: this service reads up to %d (a WebP has a few)",
-			transform.ErrUnsupportedImage, others, maxWebPOtherChunks)
+	if c.others > maxWebPOtherChunks {
+		return 0, fmt.Errorf("%w: the WebP lists %d chunks besides its frames, and the decoder keeps each: this service reads up to %d (a WebP has a few)",
+			transform.ErrUnsupportedImage, c.others, maxWebPOtherChunks)
 	}
-	return nil
+	return c.tables, nil
 }
 
-// webpChunks counts the chunks a WebP's RIFF container lists, as libwebp's
-// demuxer walks them: to the end of the RIFF payload or of the data,
-// whichever comes first, each chunk padded to an even size. frames counts
-// the ANMF chunks, others every other chunk. A chunk cut short by the end
-// of the data counts, and ends the walk; data that is not a WebP counts
-// nothing.
-func webpChunks(data []byte) (frames, others int) {
+// webpContents is what a WebP's RIFF container lists.
+type webpContents struct {
+	frames int // ANMF chunks
+	others int // every other chunk
+	// tables is the most memory the prefix codes of one of its lossless
+	// streams (VP8L chunks, ALPH chunks compressed losslessly) take in
+	// libwebp, which decodes one at a time.
+	tables int64
+}
+
+// webpChunks walks a WebP's RIFF container as libwebp's demuxer does: to
+// the end of the RIFF payload or of the data, whichever comes first, each
+// chunk padded to an even size, and into each frame. A chunk cut short by
+// the end of the data counts, and ends the walk; data that is not a WebP
+// lists nothing. A lossless stream libwebp would refuse before its codes
+// costs nothing; one too large to read counts at the worst (vp8l.Worst).
+func webpChunks(data []byte) webpContents {
+	var c webpContents
 	if len(data) < 12 || string(data[:4]) != "RIFF" || string(data[8:12]) != "WEBP" {
-		return 0, 0
+		return c
 	}
 	end := len(data)
 	if riff := uint64(binary.LittleEndian.Uint32(data[4:])) + 8; riff < uint64(end) {
 		end = int(riff)
 	}
-	for p := 12; p+8 <= end; {
-		size := uint64(binary.LittleEndian.Uint32(data[p+4:]))
-		if string(data[p:p+4]) == "ANMF" {
-			frames++
-		} else {
-			others++
+	var width, height int // the canvas, which a still's alpha plane covers
+	lossless := func(fourcc string, body []byte, w, h int) {
+		var codes vp8l.Codes
+		var err error
+		switch {
+		case fourcc == "VP8L":
+			codes, err = vp8l.Read(body)
+		case fourcc == "ALPH" && len(body) > 0 && body[0]&3 == 1:
+			codes, err = vp8l.ReadAlpha(body[1:], w, h)
+		default:
+			return
 		}
+		switch {
+		case errors.Is(err, vp8l.ErrTooLarge):
+			c.tables = max(c.tables, vp8l.Worst.TableBytes())
+		case err == nil:
+			c.tables = max(c.tables, codes.TableBytes())
+		}
+	}
+	walkRIFF(data[12:end], func(fourcc string, body []byte) {
+		switch fourcc {
+		case "ANMF":
+			c.frames++
+			if len(body) < 16 {
+				return
+			}
+			// The frame's offset, its size less one (24 bits each), its
+			// duration and flags, then its own chunks.
+			w, h := int(uint24(body[6:]))+1, int(uint24(body[9:]))+1
+			walkRIFF(body[16:], func(fourcc string, body []byte) { lossless(fourcc, body, w, h) })
+			return
+		case "VP8X":
+			if len(body) >= 10 {
+				width, height = int(uint24(body[4:]))+1, int(uint24(body[7:]))+1
+			}
+		}
+		c.others++
+		lossless(fourcc, body, width, height)
+	})
+	return c
+}
+
+// walkRIFF calls fn with each chunk of data, padded to even sizes; a chunk
+// cut short by the end of the data is passed as far as it goes, and ends
+// the walk.
+func walkRIFF(data []byte, fn func(fourcc string, body []byte)) {
+	for p := 0; p+8 <= len(data); {
+		size := uint64(binary.LittleEndian.Uint32(data[p+4:]))
 		next := uint64(p) + 8 + size + size%2
-		if next > uint64(end) {
-			break
+		fn(string(data[p:p+4]), data[p+8:min(uint64(p)+8+size, uint64(len(data)))])
+		if next > uint64(len(data)) {
+			return
 		}
 		p = int(next)
 	}
-	return frames, others
 }
+
+func uint24(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 }

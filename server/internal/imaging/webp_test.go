@@ -3,6 +3,7 @@ package imaging
 import (
 	"encoding/binary"
 	"errors"
+	"image/color"
 	"strings"
 	"testing"
 
@@ -48,8 +49,8 @@ func TestWebPChunks(t *testing.T) {
 		{"the last frame cut short", cut[:len(cut)-4], 2, 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if frames, others := webpChunks(tt.data); frames != tt.frames || others != tt.others {
-				t.Errorf("%d frames, %d others; want %d, %d", frames, others, tt.frames, tt.others)
+			if c := webpChunks(tt.data); c.frames != tt.frames || c.others != tt.others {
+				t.Errorf("%d frames, %d others; want %d, %d", c.frames, c.others, tt.frames, tt.others)
 			}
 		})
 	}
@@ -78,6 +79,41 @@ func TestWebPChunkLimit(t *testing.T) {
 	}
 }
 
+// TestWebPPrefixCodes: a lossless WebP's groups of prefix codes, for
+// which libwebp allocates tables before it decodes a pixel, count in the
+// memory the image is admitted with (a 295 KB WebP of 1024×1024 naming
+// 65,536 groups took a server's peak RSS up by 368 MB); an image of a few
+// groups is served.
+func TestWebPPrefixCodes(t *testing.T) {
+	const tables = 2954*4 + 568 // one group's, no colour cache
+	for _, tt := range []struct {
+		name   string
+		data   []byte
+		groups int64
+	}{
+		{"one group", testimages.LosslessWebP(256, 256, 1, 0, false), 1},
+		{"1,000 groups", testimages.LosslessWebP(256, 256, 1000, 0, false), 1000},
+		{"65,536 groups", testimages.LosslessWebP(1024, 1024, 65536, 0, false), 65536},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			info, err := proc.Probe(tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if held := tt.groups * tables; info.DecodeBuffer != held {
+				t.Errorf("decode buffer %d bytes, want the groups' tables, %d", info.DecodeBuffer, held)
+			}
+			if tt.groups > 1000 {
+				return
+			}
+			out, img := run(t, tt.data, variant.Spec{Width: 64, Format: variant.FormatPNG})
+			if out.Width != 64 || !testimages.Near(img.At(10, 10), color.RGBA{0, 0, 0, 255}, 0) {
+				t.Errorf("%d px wide, %v: want 64, black", out.Width, img.At(10, 10))
+			}
+		})
+	}
+}
+
 // TestGIFFrameLimit: a GIF listing more frames than maxGIFFrames is
 // refused from its own walk, before libnsgif keeps an entry for each.
 func TestGIFFrameLimit(t *testing.T) {
@@ -93,8 +129,8 @@ func FuzzWebPChunks(f *testing.F) {
 	f.Add(riff(webpChunk("VP8X", make([]byte, 10)), webpChunk("ANMF", make([]byte, 17))))
 	f.Add([]byte("RIFF\xff\xff\xff\xffWEBPVP8 \x00\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if frames, others := webpChunks(data); frames < 0 || others < 0 || frames+others > max(0, len(data)-12)/8+1 {
-			t.Fatalf("%d frames and %d other chunks in %d bytes", frames, others, len(data))
+		if c := webpChunks(data); c.frames < 0 || c.others < 0 || c.frames+c.others > max(0, len(data)-12)/8+1 || c.tables < 0 {
+			t.Fatalf("%+v in %d bytes", c, len(data))
 		}
 	})
 }
