@@ -67,7 +67,7 @@ func webpChunks(data []byte) webpContents {
 	}
 	end := len(data)
 	if riff := uint64(binary.LittleEndian.Uint32(data[4:])) + 8; riff < uint64(end) {
-		end = int(riff)
+		end = max(int(riff), 12)
 	}
 	var width, height int // the canvas, which a still's alpha plane covers
 	lossless := func(fourcc string, body []byte, w, h int) {

@@ -47,6 +47,7 @@ func TestWebPChunks(t *testing.T) {
 		{"an animation, odd-sized frames padded", riff(vp8x, webpChunk("ANIM", make([]byte, 6)), frame, frame, frame), 3, 2},
 		{"chunks past the RIFF payload", withTail, 1, 1},
 		{"the last frame cut short", cut[:len(cut)-4], 2, 1},
+		{"a RIFF size short of its own header", []byte("RIFF\x01\x00\x00\x00WEBP"), 0, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if c := webpChunks(tt.data); c.frames != tt.frames || c.others != tt.others {
