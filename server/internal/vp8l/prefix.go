@@ -3,6 +3,7 @@ package vp8l
 import (
 	"encoding/binary"
 	"errors"
+	"math/bits"
 )
 
 // bitReader reads a stream's bits from the least significant of each byte,
@@ -15,6 +16,13 @@ type bitReader struct {
 
 // read reads n bits, n ≤ 24.
 func (r *bitReader) read(n int) uint32 {
+	v := r.peek(n)
+	r.pos += uint64(n)
+	return v
+}
+
+// peek is the next n bits, n ≤ 24, without reading them.
+func (r *bitReader) peek(n int) uint32 {
 	at := r.pos >> 3
 	var window uint64
 	if at+8 <= uint64(len(r.data)) {
@@ -24,9 +32,7 @@ func (r *bitReader) read(n int) uint32 {
 			window |= uint64(r.data[at+i]) << (8 * i)
 		}
 	}
-	shift := r.pos & 7
-	r.pos += uint64(n)
-	return uint32(window>>shift) & (1<<n - 1)
+	return uint32(window>>(r.pos&7)) & (1<<n - 1)
 }
 
 func (r *bitReader) eos() bool { return r.pos > uint64(len(r.data))*8 }
@@ -35,11 +41,16 @@ func (r *bitReader) eos() bool { return r.pos > uint64(len(r.data))*8 }
 const maxCodeLength = 15
 
 // prefixCode is a canonical prefix code: how many symbols have each
-// length, and the symbols in code order.
+// length, and the symbols in code order; and, for codes of up to
+// fastBits bits, each symbol and its length by the next fastBits bits of
+// the stream (0: a longer code).
 type prefixCode struct {
 	counts  [maxCodeLength + 1]int
 	symbols []int
+	fast    [1 << fastBits]uint32 // symbol<<4 | length
 }
+
+const fastBits = 8
 
 var errBadCode = errors.New("vp8l: a prefix code that is not complete")
 
@@ -74,6 +85,20 @@ func newPrefixCode(lengths []int) (prefixCode, error) {
 	if open != 0 {
 		return c, errBadCode
 	}
+	// A code's first bit is the first read: the table is indexed by the
+	// codes bit-reversed, every value of the bits after them alike.
+	code, next := 0, 0
+	for l := 1; l <= fastBits; l++ {
+		for range c.counts[l] {
+			reversed := int(bits.Reverse16(uint16(code))) >> (16 - l)
+			for fill := 0; fill < 1<<fastBits; fill += 1 << l {
+				c.fast[reversed|fill] = uint32(c.symbols[next])<<4 | uint32(l)
+			}
+			code++
+			next++
+		}
+		code <<= 1
+	}
 	return c, nil
 }
 
@@ -82,6 +107,10 @@ func newPrefixCode(lengths []int) (prefixCode, error) {
 func (c *prefixCode) decode(r *bitReader) int {
 	if len(c.symbols) == 1 {
 		return c.symbols[0]
+	}
+	if e := c.fast[r.peek(fastBits)]; e&0xf != 0 {
+		r.pos += uint64(e & 0xf)
+		return int(e >> 4)
 	}
 	code, first, index := 0, 0, 0
 	for l := 1; l <= maxCodeLength; l++ {

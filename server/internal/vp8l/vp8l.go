@@ -135,15 +135,19 @@ func readImage(r *bitReader, width, height int) (Codes, error) {
 		if err != nil {
 			return Codes{}, err
 		}
-		largest, used := 0, make(map[uint32]struct{})
+		var used [1 << 16]bool
+		largest, distinct := 0, 0
 		for _, p := range entropy {
 			group := (p >> 8) & 0xffff
 			largest = max(largest, int(group))
-			used[group] = struct{}{}
+			if !used[group] {
+				used[group] = true
+				distinct++
+			}
 		}
 		codes.Groups = largest + 1
 		if codes.Groups > 1000 || codes.Groups > xsize*height {
-			codes.Groups = len(used)
+			codes.Groups = distinct
 		}
 	}
 	if r.eos() {
