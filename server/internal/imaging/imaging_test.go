@@ -55,6 +55,28 @@ func run(t *testing.T, data []byte, spec variant.Spec) (transform.Output, image.
 	return out, img
 }
 
+// probeTakes checks what Probe makes of data, an image whose top-left
+// quadrant is testimages.TopLeft: refused with want, its message naming
+// naming; or, for want nil, taken with at least held bytes in its decode
+// buffer, and converted with its colour.
+func probeTakes(t *testing.T, data []byte, want error, naming string, held int64) {
+	t.Helper()
+	info, err := proc.Probe(data)
+	if !errors.Is(err, want) || (want != nil && !strings.Contains(err.Error(), naming)) {
+		t.Fatalf("Probe: %v, want %v naming %q", err, want, naming)
+	}
+	if want != nil {
+		return
+	}
+	if info.DecodeBuffer < held {
+		t.Errorf("decode buffer %d bytes: %d not counted", info.DecodeBuffer, held)
+	}
+	out, img := run(t, data, variant.Spec{Width: 160, Format: variant.FormatJPEG, Quality: 90})
+	if out.Width != 160 || !testimages.Near(img.At(20, 20), testimages.TopLeft, 24) {
+		t.Errorf("%d px wide, top-left %v: want 160, near %v", out.Width, img.At(20, 20), testimages.TopLeft)
+	}
+}
+
 func TestProbe(t *testing.T) {
 	info, err := proc.Probe(testimages.WithOrientation(testimages.JPEG(64, 48, 90), 6))
 	if err != nil {

@@ -2,11 +2,8 @@ package imaging
 
 import (
 	"bytes"
-	"errors"
-	"strings"
 	"testing"
 
-	"github.com/imgedge/imgedge/client/variant"
 	"github.com/imgedge/imgedge/server/internal/testimages"
 	"github.com/imgedge/imgedge/server/internal/transform"
 )
@@ -39,20 +36,7 @@ func TestPNGTextCost(t *testing.T) {
 			if tt.want == nil && pngTextSize(tt.data, maxTextBytes) != tt.text {
 				t.Fatalf("pngTextSize: %d, want %d", pngTextSize(tt.data, maxTextBytes), tt.text)
 			}
-			info, err := proc.Probe(tt.data)
-			if !errors.Is(err, tt.want) || (tt.want != nil && !strings.Contains(err.Error(), "text chunks")) {
-				t.Fatalf("Probe: %v, want %v naming the text chunks", err, tt.want)
-			}
-			if tt.want != nil {
-				return
-			}
-			if held := textHeld * tt.text; info.DecodeBuffer < held {
-				t.Errorf("decode buffer %d bytes: the text's %d not counted", info.DecodeBuffer, held)
-			}
-			out, img := run(t, tt.data, variant.Spec{Width: 160, Format: variant.FormatJPEG, Quality: 90})
-			if out.Width != 160 || !testimages.Near(img.At(20, 20), testimages.TopLeft, 24) {
-				t.Errorf("%d px wide, top-left %v: want 160, near %v", out.Width, img.At(20, 20), testimages.TopLeft)
-			}
+			probeTakes(t, tt.data, tt.want, "text chunks", textHeld*tt.text)
 		})
 	}
 }

@@ -3,9 +3,7 @@ package imaging
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"image/color"
-	"strings"
 	"testing"
 
 	"github.com/imgedge/imgedge/client/variant"
@@ -50,21 +48,7 @@ func TestProfileCost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data := tt.embed(tt.profile)
-			info, err := proc.Probe(data)
-			if !errors.Is(err, tt.want) || (tt.want != nil && !strings.Contains(err.Error(), tt.message)) {
-				t.Fatalf("Probe: %v, want %v naming %q", err, tt.want, tt.message)
-			}
-			if tt.want != nil {
-				return
-			}
-			if held := profileHeld * int64(len(tt.profile)); info.DecodeBuffer < held {
-				t.Errorf("decode buffer %d bytes: the profile's %d not counted", info.DecodeBuffer, held)
-			}
-			out, img := run(t, data, variant.Spec{Width: 160, Format: variant.FormatJPEG, Quality: 90})
-			if out.Width != 160 || !testimages.Near(img.At(20, 20), testimages.TopLeft, 24) {
-				t.Errorf("%d px wide, top-left %v: want 160, near %v", out.Width, img.At(20, 20), testimages.TopLeft)
-			}
+			probeTakes(t, tt.embed(tt.profile), tt.want, tt.message, profileHeld*int64(len(tt.profile)))
 		})
 	}
 }

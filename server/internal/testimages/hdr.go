@@ -111,18 +111,23 @@ func WithCICP(pngData []byte, primaries, transfer byte) []byte {
 // profile is stored, not compressed: libpng 1.6.4x drops an iCCP chunk of
 // fewer than 92 bytes as too short, and a small profile of zeros would be.
 func WithICCP(pngData, profile []byte) []byte {
+	return withChunkAfterIHDR(pngData, "iCCP", append([]byte("icc\x00\x00"), zlibStream(profile, zlib.NoCompression)...))
+}
+
+// zlibStream is data as a zlib stream at the given compression level.
+func zlibStream(data []byte, level int) []byte {
 	var z bytes.Buffer
-	w, err := zlib.NewWriterLevel(&z, zlib.NoCompression)
+	w, err := zlib.NewWriterLevel(&z, level)
 	if err != nil {
 		panic(err)
 	}
-	if _, err := w.Write(profile); err != nil {
+	if _, err := w.Write(data); err != nil {
 		panic(err)
 	}
 	if err := w.Close(); err != nil {
 		panic(err)
 	}
-	return withChunkAfterIHDR(pngData, "iCCP", append([]byte("icc\x00\x00"), z.Bytes()...))
+	return z.Bytes()
 }
 
 // WithText is a PNG with a text chunk after IHDR, its keyword "Comment":
@@ -131,18 +136,7 @@ func WithICCP(pngData, profile []byte) []byte {
 // keyword).
 func WithText(pngData []byte, typ string, compressed bool, text []byte) []byte {
 	if compressed {
-		var z bytes.Buffer
-		w, err := zlib.NewWriterLevel(&z, zlib.BestCompression)
-		if err != nil {
-			panic(err)
-		}
-		if _, err := w.Write(text); err != nil {
-			panic(err)
-		}
-		if err := w.Close(); err != nil {
-			panic(err)
-		}
-		text = z.Bytes()
+		text = zlibStream(text, zlib.BestCompression)
 	}
 	var head []byte
 	switch {
