@@ -44,6 +44,15 @@ func readWebP(data []byte) (held int64, err error) {
 	return c.tables, nil
 }
 
+// maxLosslessPixels is the most pixels whose prefix codes readWebP reads
+// in one WebP, in all its lossless streams (vp8l: reading them costs in
+// proportion to their pixels, which a few bytes may declare). It is twice
+// the default pixel limit: an animation past it has more pixels in all
+// its frames than the service decodes whole by default, and only its
+// first frames are read; a stream past it alone counts at the worst
+// (vp8l.Worst).
+const maxLosslessPixels = 100_000_000
+
 // webpContents is what a WebP's RIFF container lists.
 type webpContents struct {
 	frames int // ANMF chunks
@@ -59,7 +68,7 @@ type webpContents struct {
 // chunk padded to an even size, and into each frame. A chunk cut short by
 // the end of the data counts, and ends the walk; data that is not a WebP
 // lists nothing. A lossless stream libwebp would refuse before its codes
-// costs nothing; one too large to read counts at the worst (vp8l.Worst).
+// costs nothing; streams are read up to maxLosslessPixels.
 func webpChunks(data []byte) webpContents {
 	var c webpContents
 	if len(data) < 12 || string(data[:4]) != "RIFF" || string(data[8:12]) != "WEBP" {
@@ -70,23 +79,32 @@ func webpChunks(data []byte) webpContents {
 		end = max(int(riff), 12)
 	}
 	var width, height int // the canvas, which a still's alpha plane covers
+	budget := int64(maxLosslessPixels)
 	lossless := func(fourcc string, body []byte, w, h int) {
+		if budget <= 0 {
+			return
+		}
 		var codes vp8l.Codes
 		var err error
 		switch {
 		case fourcc == "VP8L":
-			codes, err = vp8l.Read(body)
+			codes, err = vp8l.Read(body, budget)
 		case fourcc == "ALPH" && len(body) > 0 && body[0]&3 == 1:
-			codes, err = vp8l.ReadAlpha(body[1:], w, h)
+			codes, err = vp8l.ReadAlpha(body[1:], w, h, budget)
 		default:
 			return
 		}
 		switch {
 		case errors.Is(err, vp8l.ErrTooLarge):
-			c.tables = max(c.tables, vp8l.Worst.TableBytes())
+			if budget == maxLosslessPixels { // the first stream, too large alone
+				c.tables = vp8l.Worst.TableBytes()
+			}
+			budget = 0
 		case err == nil:
 			c.tables = max(c.tables, codes.TableBytes())
 		}
+		// A stream that fails has cost its pixels' reading all the same.
+		budget -= codes.Pixels
 	}
 	walkRIFF(data[12:end], func(fourcc string, body []byte) {
 		switch fourcc {

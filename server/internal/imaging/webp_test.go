@@ -1,6 +1,7 @@
 package imaging
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"image/color"
@@ -110,6 +111,43 @@ func TestWebPPrefixCodes(t *testing.T) {
 			out, img := run(t, tt.data, variant.Spec{Width: 64, Format: variant.FormatPNG})
 			if out.Width != 64 || !testimages.Near(img.At(10, 10), color.RGBA{0, 0, 0, 255}, 0) {
 				t.Errorf("%d px wide, %v: want 64, black", out.Width, img.At(10, 10))
+			}
+		})
+	}
+}
+
+// TestLosslessBudget: a WebP's lossless streams are read, in order, up to
+// maxLosslessPixels declared in all, whether or not each turns out whole
+// (reading costs in proportion to the pixels declared, which a few bytes
+// may declare); the streams past it are not read. A first stream past it
+// alone counts at the worst.
+func TestLosslessBudget(t *testing.T) {
+	stream := testimages.LosslessWebP(1024, 1024, 1, 0, false)[20:] // a VP8L chunk's payload
+	groups := testimages.LosslessWebP(1024, 1024, 65536, 0, false)[20:]
+	declaring := func(w, h int) []byte { // stream, claiming w×h: cut short at once
+		d := bytes.Clone(stream)
+		binary.LittleEndian.PutUint32(d[1:], uint32(w-1)|uint32(h-1)<<14)
+		return d
+	}
+	frame := func(vp8l []byte) []byte {
+		return webpChunk("ANMF", append(make([]byte, 16), webpChunk("VP8L", vp8l)...))
+	}
+	vp8x := webpChunk("VP8X", []byte{0x02, 0, 0, 0, 0xff, 0x3f, 0, 0xff, 0x3f, 0})
+	codes := int64(65536) * (2954*4 + 568)
+	for _, tt := range []struct {
+		name   string
+		data   []byte
+		tables int64
+	}{
+		{"a still naming 65,536 groups", riff(webpChunk("VP8L", groups)), codes},
+		{"a first frame naming them", riff(vp8x, frame(groups), frame(stream)), codes},
+		{"after 60 and 50 MP declared", riff(vp8x, frame(declaring(10000, 6000)), frame(declaring(10000, 5000)), frame(groups)), 0},
+		{"after 90 MP declared", riff(vp8x, frame(declaring(10000, 9000)), frame(groups)), codes},
+		{"a first stream of 16384×16384", riff(webpChunk("VP8L", declaring(16384, 16384))), 65536 * (5004*4 + 568)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := webpChunks(tt.data).tables; got != tt.tables {
+				t.Errorf("tables %d bytes, want %d", got, tt.tables)
 			}
 		})
 	}

@@ -18,18 +18,19 @@ import (
 // ErrNotVP8L reports data that does not start as a VP8L stream does.
 var ErrNotVP8L = errors.New("vp8l: not a WebP lossless stream")
 
-// MaxPixels is the largest image whose codes Read reads. Its transforms'
-// and entropy images hold a pixel for each block of 4×4 or more, and
-// their codes may read every pixel in no bits: a few bytes may declare
-// sub-images of 16 million pixels. A larger stream is refused with
-// ErrTooLarge, and counts as Worst.
-const MaxPixels = 100_000_000
+// Reading a stream's codes costs time and memory in proportion to its
+// image's pixels, not to its bytes: its transforms' and entropy images
+// hold a pixel for each block of 4×4 or more, and their codes may read
+// every pixel in no bits, so a few bytes may declare sub-images of 16
+// million pixels. Read and ReadAlpha are given the most pixels they may
+// read, and refuse a larger image with ErrTooLarge.
 
-// ErrTooLarge reports a stream of more than MaxPixels.
+// ErrTooLarge reports a stream whose image has more pixels than the
+// reader was given.
 var ErrTooLarge = errors.New("vp8l: an image too large to read its codes")
 
 // Worst is the most any stream's codes may take: 65,536 groups, with the
-// largest colour cache.
+// largest colour cache (1.3 GB of tables).
 var Worst = Codes{Groups: 1 << 16, CacheBits: 11}
 
 // Codes is what a stream's main image (or alpha plane) declares about its
@@ -42,6 +43,9 @@ type Codes struct {
 	// CacheBits is the colour cache's size in bits (0: none), which sizes
 	// the green code's alphabet and so each group's tables.
 	CacheBits int
+	// Pixels is the image's, as the stream declares it; an error after the
+	// stream's size is read reports it too.
+	Pixels int64
 }
 
 // tableEntries is how many 4-byte entries libwebp allocates for one
@@ -60,8 +64,8 @@ func (c Codes) TableBytes() int64 {
 }
 
 // Read reads a VP8L chunk's payload: its signature byte, its size and
-// alpha fields, then the image stream.
-func Read(chunk []byte) (Codes, error) {
+// alpha fields, then the image stream, of at most maxPixels.
+func Read(chunk []byte, maxPixels int64) (Codes, error) {
 	if len(chunk) < 5 || chunk[0] != 0x2f {
 		return Codes{}, ErrNotVP8L
 	}
@@ -71,38 +75,43 @@ func Read(chunk []byte) (Codes, error) {
 	if version := r.read(3); version != 0 {
 		return Codes{}, fmt.Errorf("vp8l: version %d", version)
 	}
-	return readImage(r, width, height)
+	return readImage(r, width, height, maxPixels)
 }
 
 // ReadAlpha reads an ALPH chunk's losslessly compressed plane, the bytes
 // after the chunk's one-byte header: an image stream without VP8L's
-// signature and size, of the image's width and height.
-func ReadAlpha(stream []byte, width, height int) (Codes, error) {
+// signature and size, of the image's width and height, of at most
+// maxPixels.
+func ReadAlpha(stream []byte, width, height int, maxPixels int64) (Codes, error) {
 	if width < 1 || height < 1 {
 		return Codes{}, ErrNotVP8L
 	}
-	return readImage(&bitReader{data: stream}, width, height)
+	return readImage(&bitReader{data: stream}, width, height, maxPixels)
 }
 
 // readImage reads the main image's stream up to the end of its prefix
 // codes (DecodeImageStream at level 0).
-func readImage(r *bitReader, width, height int) (Codes, error) {
-	if int64(width)*int64(height) > MaxPixels {
-		return Codes{}, ErrTooLarge
+func readImage(r *bitReader, width, height int, maxPixels int64) (Codes, error) {
+	pixels := int64(width) * int64(height)
+	// What is read costs in proportion to the pixels, whether or not the
+	// stream turns out whole: an error still reports them.
+	failed := Codes{Pixels: pixels}
+	if pixels > maxPixels {
+		return failed, ErrTooLarge
 	}
 	xsize := width
 	seen := 0
 	for r.read(1) == 1 {
 		kind := int(r.read(2))
 		if seen&(1<<kind) != 0 {
-			return Codes{}, fmt.Errorf("vp8l: transform %d twice", kind)
+			return failed, fmt.Errorf("vp8l: transform %d twice", kind)
 		}
 		seen |= 1 << kind
 		switch kind {
 		case 0, 1: // predictor, cross-colour: a sub-image of their blocks
 			bits := int(r.read(3)) + 2
 			if _, err := readSubImage(r, subSample(xsize, bits), subSample(height, bits)); err != nil {
-				return Codes{}, err
+				return failed, err
 			}
 		case 3: // colour indexing: a palette, and pixels bundled
 			colours := int(r.read(8)) + 1
@@ -116,24 +125,24 @@ func readImage(r *bitReader, width, height int) (Codes, error) {
 				bits = 1
 			}
 			if _, err := readSubImage(r, colours, 1); err != nil {
-				return Codes{}, err
+				return failed, err
 			}
 			xsize = subSample(xsize, bits)
 		}
 		if r.eos() {
-			return Codes{}, errEOS
+			return failed, errEOS
 		}
 	}
 	cacheBits, err := readCacheBits(r)
 	if err != nil {
-		return Codes{}, err
+		return failed, err
 	}
-	codes := Codes{Groups: 1, CacheBits: cacheBits}
+	codes := Codes{Groups: 1, CacheBits: cacheBits, Pixels: pixels}
 	if r.read(1) == 1 { // meta prefix codes: an entropy image of groups
 		bits := int(r.read(3)) + 2
 		entropy, err := readSubImage(r, subSample(xsize, bits), subSample(height, bits))
 		if err != nil {
-			return Codes{}, err
+			return failed, err
 		}
 		var used [1 << 16]bool
 		largest, distinct := 0, 0
@@ -151,7 +160,7 @@ func readImage(r *bitReader, width, height int) (Codes, error) {
 		}
 	}
 	if r.eos() {
-		return Codes{}, errEOS
+		return failed, errEOS
 	}
 	return codes, nil
 }

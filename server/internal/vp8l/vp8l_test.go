@@ -33,9 +33,9 @@ func TestRead(t *testing.T) {
 		{"65,536 groups", 1024, 1024, 65536, 0, false, 65536},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			codes, err := Read(chunk(testimages.LosslessWebP(tt.width, tt.height, tt.groups, tt.cacheBits, tt.subtractGreen)))
-			if err != nil || codes.Groups != tt.wantGroups || codes.CacheBits != tt.cacheBits {
-				t.Fatalf("Read: %+v, %v; want %d groups, %d cache bits", codes, err, tt.wantGroups, tt.cacheBits)
+			codes, err := Read(chunk(testimages.LosslessWebP(tt.width, tt.height, tt.groups, tt.cacheBits, tt.subtractGreen)), 1<<30)
+			if err != nil || codes.Groups != tt.wantGroups || codes.CacheBits != tt.cacheBits || codes.Pixels != int64(tt.width*tt.height) {
+				t.Fatalf("Read: %+v, %v; want %d groups, %d cache bits, %d pixels", codes, err, tt.wantGroups, tt.cacheBits, tt.width*tt.height)
 			}
 			if want := int64(tt.wantGroups) * (tableEntries[tt.cacheBits]*4 + groupBytes); codes.TableBytes() != want {
 				t.Errorf("TableBytes %d, want %d", codes.TableBytes(), want)
@@ -57,16 +57,19 @@ func TestReadRefuses(t *testing.T) {
 		"the stream's signature alone": stream[:1],
 		"garbage after the header":     append(stream[:5:5], 0xff, 0xff, 0xff, 0xff),
 	} {
-		if codes, err := Read(data); err == nil {
+		if codes, err := Read(data, 1<<30); err == nil {
 			t.Errorf("%s: %+v, want an error", name, codes)
 		}
 	}
 	huge := append([]byte{}, stream...)
 	binary.LittleEndian.PutUint32(huge[1:], 16383|16383<<14) // 16384×16384, version 0
-	if _, err := Read(huge); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("a stream of 16384×16384: %v, want ErrTooLarge", err)
+	if _, err := Read(huge, 1<<28-1); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a stream of 16384×16384 given a pixel short: %v, want ErrTooLarge", err)
 	}
-	if _, err := ReadAlpha(nil, 0, 10); !errors.Is(err, ErrNotVP8L) {
+	if _, err := Read(stream, 256*256-1); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a stream of 256×256 given a pixel short: %v, want ErrTooLarge", err)
+	}
+	if _, err := ReadAlpha(nil, 0, 10, 1<<30); !errors.Is(err, ErrNotVP8L) {
 		t.Errorf("an alpha plane of no width: %v", err)
 	}
 }
@@ -77,7 +80,7 @@ func FuzzRead(f *testing.F) {
 	f.Add(chunk(testimages.LosslessWebP(64, 64, 16, 0, true)))
 	f.Add(chunk(testimages.LosslessWebP(32, 32, 64, 4, false)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		codes, err := Read(data)
+		codes, err := Read(data, 1<<24)
 		if err == nil && (codes.Groups < 1 || codes.Groups > 1<<16 || codes.CacheBits > 11) {
 			t.Fatalf("%+v", codes)
 		}
