@@ -11,10 +11,15 @@ import (
 // TestPNGTextCost: a PNG whose text chunks would inflate past 16 MiB in
 // all is refused from the header, before libpng inflates them; text within
 // the limit, stored or compressed, is counted in the image's memory
-// estimate, and the image converts.
+// estimate, and the image converts. Text chunks past the 100 libpng keeps
+// are not counted.
 func TestPNGTextCost(t *testing.T) {
 	png := testimages.PNG(320, 240)
 	letters := func(n int) []byte { return bytes.Repeat([]byte("A"), n) }
+	many := png // 200 zTXt of 100 KiB: libpng keeps the first 100
+	for range 200 {
+		many = testimages.WithText(many, "zTXt", true, letters(100<<10))
+	}
 	tests := []struct {
 		name string
 		data []byte
@@ -29,6 +34,7 @@ func TestPNGTextCost(t *testing.T) {
 		{"a zTXt of 16 MiB and a byte", testimages.WithText(png, "zTXt", true, letters(16<<20+1)), 0, transform.ErrTooLarge},
 		{"a compressed iTXt of 40 MB", testimages.WithText(png, "iTXt", true, letters(40<<20)), 0, transform.ErrTooLarge},
 		{"two zTXt of 9 MiB", testimages.WithText(testimages.WithText(png, "zTXt", true, letters(9<<20)), "zTXt", true, letters(9<<20)), 0, transform.ErrTooLarge},
+		{"200 zTXt of 100 KiB", many, pngCachedChunks * 100 << 10, nil},
 		{"a zTXt of 9 MiB and a compressed iTXt of 9 MiB", testimages.WithText(testimages.WithText(png, "zTXt", true, letters(9<<20)), "iTXt", true, letters(9<<20)), 0, transform.ErrTooLarge},
 	}
 	for _, tt := range tests {
